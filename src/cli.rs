@@ -1,0 +1,29 @@
+//! The command line. Stage one of two: clap parses the words into these
+//! structs; each `cmd::<name>` module then validates them into a plan before
+//! any work starts.
+
+use clap::{Parser, Subcommand};
+
+/// Build, check, package, publish and run AWS Lambda extensions.
+///
+/// `lext run` starts a local Lambda execution environment that launches your
+/// extensions and a function runtime and serves the Runtime, Extensions and
+/// Telemetry APIs. `lext build`, `package`, `check` and `publish` take a Cargo
+/// project to a published layer.
+#[derive(Debug, Parser)]
+#[command(name = "lext", version, about, long_about)]
+pub struct Cli {
+    /// More log output from lext itself (-v info, -vv debug, -vvv trace).
+    /// `RUST_LOG` overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    // Each subcommand's arguments live in its own module under `cmd/`.
+    // Add new subcommands here, one line each.
+}

@@ -1,0 +1,59 @@
+//! `lext`: build, check, package, publish and run AWS Lambda extensions.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line, parsed by clap; doc comments are the help.
+//! - [`cmd`]: one module per subcommand. Each turns its parsed arguments into
+//!   a plan, then calls the library crate that does the work.
+//!
+//! `main` parses, runs, and maps the outcome to an exit code. Errors are
+//! printed once, as their `{:#}` chain, to stderr.
+
+mod cli;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    match cmd::run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed stdout (`lext ... | head`) is not an error worth a line.
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs the tracing subscriber for the libraries' events. `RUST_LOG`
+/// wins over `-v`; without either only warnings and errors are shown.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
