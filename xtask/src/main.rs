@@ -1,1 +1,50 @@
-fn main() {}
+//! Project tasks. Run with `cargo run -p xtask --release -- <task>`.
+//!
+//! # Layout
+//!
+//! - `bench`: `bench-extension`, the extension start-up and round-trip
+//!   benchmark of issue 2 (figures in BENCHMARKS.md).
+//! - `api`: the minimal Extensions API the benchmark drives extensions with.
+//! - `bin/floor-extension.rs`: the std-only reference client (the floor).
+
+#![allow(clippy::print_stdout)] // A task runner: its output is for the terminal.
+
+mod api;
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo run -p xtask --release -- <task>
+
+tasks:
+  bench-extension [--runs N] [--invokes K] [--no-build] [--peer NAME=PATH]...
+      Starts each extension binary N times (default 31) against a minimal
+      local Extensions API, delivers K INVOKEs (default 20) and a SHUTDOWN per
+      run, and prints medians: stripped size, spawn to register, spawn to
+      first /event/next, INVOKE round trip, SHUTDOWN to exit, peak RSS.
+      Measures rust-example-extension and the std-only floor side by side,
+      plus any --peer binaries.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench-extension") => bench::main(&args[1..]),
+        Some("-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

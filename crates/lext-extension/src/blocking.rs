@@ -1,0 +1,381 @@
+//! The blocking flavour: a `std::net` transport and the event loop.
+//!
+//! This module owns the smallest, fastest-starting way to run an extension:
+//! one thread, one keep-alive TCP connection to the Extensions API, no async
+//! runtime. [`Builder::register`] returns a [`Registered`] extension; its
+//! [`Registered::run`] loop calls the handler for every event and returns
+//! after SHUTDOWN or on SIGTERM/SIGINT (see [`crate::signal`] for how a
+//! blocked long poll is interrupted).
+//!
+//! The transport only moves bytes: requests come from [`crate::request`] and
+//! responses are parsed by [`crate::http::ResponseParser`], exactly as in the
+//! tokio flavour.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse, ShutdownEvent};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, HandlerError, Op, Phase};
+use crate::extension::Builder;
+use crate::http::{ApiRequest, ApiResponse, ResponseParser};
+use crate::request::{self, ExtensionId};
+use crate::signal::{self, ActiveSocket, Signal};
+
+/// Why [`Registered::run`] returned without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The SHUTDOWN event was received and handled.
+    Shutdown(ShutdownEvent),
+    /// SIGTERM or SIGINT arrived.
+    Signal(Signal),
+}
+
+/// A blocking HTTP/1.1 client for one API endpoint, reusing one connection.
+#[derive(Debug)]
+pub(crate) struct BlockingTransport {
+    endpoint: Endpoint,
+    conn: Option<TcpStream>,
+    write_buf: Vec<u8>,
+    read_buf: Vec<u8>,
+    /// Whether a pending SIGTERM/SIGINT aborts calls (signals installed).
+    signals: bool,
+}
+
+impl BlockingTransport {
+    pub(crate) fn new(endpoint: Endpoint, signals: bool) -> Self {
+        Self {
+            endpoint,
+            conn: None,
+            write_buf: Vec::with_capacity(512),
+            read_buf: Vec::with_capacity(4096),
+            signals,
+        }
+    }
+
+    fn interrupted(&self, op: Op) -> Result<(), Error> {
+        match self.signals.then(signal::pending).flatten() {
+            Some(signal) => Err(Error::Interrupted { op, signal }),
+            None => Ok(()),
+        }
+    }
+
+    fn connect(&self, op: Op) -> Result<TcpStream, Error> {
+        let mut last = None;
+        for addr in self.endpoint.addrs() {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    // Requests are written in one piece and answers are
+                    // waited for: Nagle would only add latency.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => last = Some((*addr, e)),
+            }
+        }
+        self.interrupted(op)?;
+        match last {
+            Some((addr, source)) => Err(Error::Connect { op, addr, source }),
+            // Endpoint::parse guarantees at least one address.
+            None => Err(Error::Protocol {
+                op,
+                reason: "no address to connect to".into(),
+            }),
+        }
+    }
+
+    /// Sends one request and reads its response. A keep-alive connection
+    /// that the server closed while idle is replaced once, transparently.
+    pub(crate) fn send(&mut self, op: Op, req: &ApiRequest) -> Result<ApiResponse, Error> {
+        req.encode(self.endpoint.authority(), &mut self.write_buf);
+        for attempt in 0..2 {
+            self.interrupted(op)?;
+            let reused = self.conn.is_some();
+            let stream = match self.conn.take() {
+                Some(s) => s,
+                None => self.connect(op)?,
+            };
+            match self.exchange(op, &stream) {
+                Ok(response) => {
+                    if !response.close {
+                        self.conn = Some(stream);
+                    }
+                    return Ok(response);
+                }
+                // The server closed an idle connection before reading the
+                // request: nothing was processed, so a retry is safe.
+                Err(Exchange::StaleConnection) if reused && attempt == 0 => {
+                    tracing::debug!(%op, "keep-alive connection was closed; reconnecting");
+                    continue;
+                }
+                Err(Exchange::StaleConnection) => {
+                    self.interrupted(op)?;
+                    return Err(Error::Protocol {
+                        op,
+                        reason: "connection closed before any response".into(),
+                    });
+                }
+                Err(Exchange::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::Protocol {
+            op,
+            reason: "connection closed before any response".into(),
+        })
+    }
+
+    fn exchange(&mut self, op: Op, mut stream: &TcpStream) -> Result<ApiResponse, Exchange> {
+        // Publish the socket before checking for a signal, so a signal that
+        // arrives from here on shuts it down (see the signal module).
+        let _active = self
+            .signals
+            .then(|| ActiveSocket::publish(stream.as_raw_fd()));
+        self.interrupted(op).map_err(Exchange::Failed)?;
+        let io_err = |this: &Self, source: std::io::Error| {
+            Exchange::Failed(match this.interrupted(op) {
+                Err(e) => e,
+                Ok(()) => Error::Io { op, source },
+            })
+        };
+        let mut written = 0;
+        while written < self.write_buf.len() {
+            match stream.write(&self.write_buf[written..]) {
+                Ok(0) => return Err(Exchange::StaleConnection),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {
+                    self.interrupted(op).map_err(Exchange::Failed)?;
+                }
+                Err(e) if written == 0 && is_stale(&e) => return Err(Exchange::StaleConnection),
+                Err(e) => return Err(io_err(self, e)),
+            }
+        }
+        self.read_buf.clear();
+        let mut parser = ResponseParser::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // No read timeout: `/event/next` is a long poll, and the process
+            // may be frozen by Lambda while it waits.
+            let n = match stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {
+                    self.interrupted(op).map_err(Exchange::Failed)?;
+                    continue;
+                }
+                Err(e) if self.read_buf.is_empty() && is_stale(&e) => {
+                    self.interrupted(op).map_err(Exchange::Failed)?;
+                    return Err(Exchange::StaleConnection);
+                }
+                Err(e) => return Err(io_err(self, e)),
+            };
+            if n == 0 {
+                // EOF: a signal's shutdown(2), or the server closed.
+                self.interrupted(op).map_err(Exchange::Failed)?;
+                if self.read_buf.is_empty() {
+                    return Err(Exchange::StaleConnection);
+                }
+                return parser.finish(&self.read_buf).map_err(|e| {
+                    Exchange::Failed(Error::Protocol {
+                        op,
+                        reason: e.to_string(),
+                    })
+                });
+            }
+            self.read_buf.extend_from_slice(&chunk[..n]);
+            match parser.parse(&self.read_buf) {
+                Ok(Some((mut response, used))) => {
+                    // Bytes after the response on a request/response
+                    // protocol mean the connection is out of step: drop it.
+                    if used != self.read_buf.len() {
+                        response.close = true;
+                    }
+                    return Ok(response);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Exchange::Failed(Error::Protocol {
+                        op,
+                        reason: e.to_string(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+enum Exchange {
+    StaleConnection,
+    Failed(Error),
+}
+
+fn is_stale(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
+}
+
+impl Builder {
+    /// Registers with the Extensions API (blocking).
+    ///
+    /// # Errors
+    /// [`Error::Env`] for a missing or malformed `AWS_LAMBDA_RUNTIME_API`,
+    /// [`Error::Config`] for an unusable name, [`Error::Connect`]/[`Error::Io`]
+    /// for network failures, [`Error::Api`] for a 403/500 answer,
+    /// [`Error::Protocol`] for an answer that is not the protocol, and
+    /// [`Error::Interrupted`] if SIGTERM/SIGINT arrived meanwhile.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lext_extension::{Extension, EventType};
+    /// let registered = Extension::builder()
+    ///     .events([EventType::Invoke, EventType::Shutdown])
+    ///     .register()?;
+    /// println!("registered for {}", registered.response().function_name);
+    /// # Ok::<(), lext_extension::Error>(())
+    /// ```
+    pub fn register(self) -> Result<Registered, Error> {
+        let (name, endpoint) = self.resolve()?;
+        let req = request::register(&name, &self.events, self.account_id)?;
+        if self.handle_signals {
+            signal::install().map_err(|source| Error::Io {
+                op: Op::Register,
+                source,
+            })?;
+        }
+        let mut transport = BlockingTransport::new(endpoint, self.handle_signals);
+        tracing::debug!(extension = %name, events = ?self.events, "registering");
+        let response = transport.send(Op::Register, &req)?;
+        let (response, id) = request::registered(&response)?;
+        tracing::debug!(extension = %name, id = %id, "registered");
+        Ok(Registered {
+            transport,
+            id,
+            response,
+            name,
+            events: self.events,
+        })
+    }
+}
+
+/// An extension that has registered and is in Lambda's init phase.
+///
+/// From here, either report an init failure with [`Registered::init_error`]
+/// or enter the event loop with [`Registered::run`]. Both consume the value:
+/// once the loop has asked for the first event, `init/error` is no longer
+/// the right endpoint, and the types make that mistake impossible.
+#[derive(Debug)]
+pub struct Registered {
+    transport: BlockingTransport,
+    id: ExtensionId,
+    response: RegisterResponse,
+    name: String,
+    events: Vec<EventType>,
+}
+
+impl Registered {
+    /// The identifier Lambda assigned.
+    pub fn id(&self) -> &ExtensionId {
+        &self.id
+    }
+
+    /// The register response (function name, version, handler, account id).
+    pub fn response(&self) -> &RegisterResponse {
+        &self.response
+    }
+
+    /// The name the extension registered with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The events the extension registered for.
+    pub fn events(&self) -> &[EventType] {
+        &self.events
+    }
+
+    /// Reports an init failure with `init/error` and returns the
+    /// [`Error::Handler`] to exit with (non-zero).
+    pub fn init_error(mut self, error: HandlerError) -> Error {
+        report(&mut self.transport, &self.id, Phase::Init, error)
+    }
+
+    /// Runs the event loop: waits for each event and calls `handler` with it.
+    ///
+    /// Returns [`RunEnd::Shutdown`] after the SHUTDOWN event has been handled
+    /// (the loop never polls again after it), and [`RunEnd::Signal`] when
+    /// SIGTERM or SIGINT arrives, also while blocked waiting for an event.
+    ///
+    /// # Errors
+    /// A handler error is reported with `exit/error` (the loop is past init)
+    /// and returned as [`Error::Handler`]; API and network failures are
+    /// returned as they are. Either way the process should exit non-zero.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lext_extension::{Extension, NextEvent, RunEnd};
+    /// let end = Extension::builder().register()?.run(|event| {
+    ///     if let NextEvent::Invoke(invoke) = event {
+    ///         eprintln!("invoke {}", invoke.request_id);
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// assert!(matches!(end, RunEnd::Shutdown(_) | RunEnd::Signal(_)));
+    /// # Ok::<(), lext_extension::Error>(())
+    /// ```
+    pub fn run<F>(mut self, mut handler: F) -> Result<RunEnd, Error>
+    where
+        F: FnMut(&NextEvent) -> Result<(), HandlerError>,
+    {
+        let next = request::next_event(&self.id);
+        loop {
+            let response = match self.transport.send(Op::Next, &next) {
+                Ok(r) => r,
+                Err(Error::Interrupted { signal, .. }) => {
+                    tracing::debug!(signal = signal.name(), "signal ends the event loop");
+                    return Ok(RunEnd::Signal(signal));
+                }
+                Err(e) => return Err(e),
+            };
+            let event = request::next_event_response(&response)?;
+            tracing::debug!(event = %event.event_type(), "event received");
+            if let Err(error) = handler(&event) {
+                return Err(report(&mut self.transport, &self.id, Phase::Exit, error));
+            }
+            match event {
+                NextEvent::Shutdown(shutdown) => return Ok(RunEnd::Shutdown(shutdown)),
+                NextEvent::Invoke(_) => {}
+            }
+            if let Some(signal) = self.transport.signals.then(signal::pending).flatten() {
+                return Ok(RunEnd::Signal(signal));
+            }
+        }
+    }
+}
+
+/// Sends `init/error` or `exit/error` and builds the error to return.
+fn report(
+    transport: &mut BlockingTransport,
+    id: &ExtensionId,
+    phase: Phase,
+    error: HandlerError,
+) -> Error {
+    let (op, req) = match phase {
+        Phase::Init => (Op::InitError, request::init_error(id, &error)),
+        Phase::Exit => (Op::ExitError, request::exit_error(id, &error)),
+    };
+    tracing::warn!(%op, error_type = error.error_type(), message = error.message(), "reporting extension failure");
+    // Report even if a signal is pending: the failure must reach Lambda.
+    let signals = std::mem::replace(&mut transport.signals, false);
+    let outcome = transport
+        .send(op, &req)
+        .and_then(|r| request::error_reported(op, &r));
+    transport.signals = signals;
+    Error::Handler {
+        phase,
+        error_type: error.error_type().to_owned(),
+        message: error.message().to_owned(),
+        report_failed: outcome.err().map(Box::new),
+    }
+}

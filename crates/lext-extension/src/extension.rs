@@ -1,0 +1,156 @@
+//! The entry point: [`Extension::builder`] and its configuration.
+//!
+//! This module owns what is common to both flavours before registration:
+//! the extension's name (by default the executable's file name, which Lambda
+//! requires), the events to subscribe to, the optional `accountId` feature,
+//! where the API is, and whether SIGTERM/SIGINT end the loop. The builder
+//! turns into a registered extension with [`Builder::register`] (blocking)
+//! or `Builder::register_async` (feature `tokio`).
+
+use lext_protocol::extensions::EventType;
+
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+
+/// Namespace for [`Extension::builder`].
+#[derive(Debug)]
+pub struct Extension(());
+
+impl Extension {
+    /// Starts configuring an extension. Defaults: named after the executable,
+    /// INVOKE and SHUTDOWN events, no `accountId`, the API from
+    /// `AWS_LAMBDA_RUNTIME_API`, SIGTERM/SIGINT handled.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// Configuration of an extension before it registers.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub(crate) name: Option<String>,
+    pub(crate) events: Vec<EventType>,
+    pub(crate) account_id: bool,
+    pub(crate) runtime_api: Option<String>,
+    pub(crate) handle_signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            name: None,
+            events: vec![EventType::Invoke, EventType::Shutdown],
+            account_id: false,
+            runtime_api: None,
+            handle_signals: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Sets the name sent as `Lambda-Extension-Name`. Lambda requires the
+    /// executable's file name in `/opt/extensions`, which is the default;
+    /// set it only for internal extensions or tests.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the events to receive. An empty list is allowed (the extension
+    /// then only gets SIGTERM at shutdown).
+    pub fn events(mut self, events: impl IntoIterator<Item = EventType>) -> Self {
+        self.events = events.into_iter().collect();
+        self
+    }
+
+    /// Asks for the `accountId` feature: the register response then carries
+    /// the account id.
+    pub fn accept_account_id(mut self, yes: bool) -> Self {
+        self.account_id = yes;
+        self
+    }
+
+    /// Uses this `host:port` instead of `AWS_LAMBDA_RUNTIME_API`.
+    pub fn runtime_api(mut self, host_port: impl Into<String>) -> Self {
+        self.runtime_api = Some(host_port.into());
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT end the event loop (default: yes). Turn it
+    /// off when the program handles signals itself.
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.handle_signals = yes;
+        self
+    }
+
+    /// The name and endpoint to use, from the settings or the environment.
+    pub(crate) fn resolve(&self) -> Result<(String, Endpoint), Error> {
+        let endpoint = match &self.runtime_api {
+            Some(value) => Endpoint::parse(value)?,
+            None => Endpoint::from_env()?,
+        };
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => default_name()?,
+        };
+        Ok((name, endpoint))
+    }
+}
+
+/// The executable's file name, as Lambda launched it: the default name.
+///
+/// # Errors
+/// [`Error::Config`] if no file name can be found or it is not UTF-8.
+///
+/// `argv[0]` first: Lambda (like the Go sample's `filepath.Base(os.Args[0])`)
+/// names an extension after the path it executed, and `current_exe` would
+/// resolve a symlink to its target's name. `current_exe` is the fallback
+/// when `argv[0]` is missing.
+pub fn default_name() -> Result<String, Error> {
+    let from_argv = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()));
+    let raw = match from_argv {
+        Some(n) if !n.is_empty() => n,
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            .ok_or_else(|| {
+                Error::Config("cannot find the executable's file name; set a name".into())
+            })?,
+    };
+    raw.into_string().map_err(|raw| {
+        Error::Config(format!(
+            "the executable's file name {raw:?} is not UTF-8; rename it or set a name"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let b = Extension::builder();
+        assert_eq!(b.events, vec![EventType::Invoke, EventType::Shutdown]);
+        assert!(!b.account_id);
+        assert!(b.handle_signals);
+        // The test binary's own file name.
+        let name = default_name().unwrap();
+        assert!(name.starts_with("lext_extension"), "{name}");
+    }
+
+    #[test]
+    fn explicit_api_is_validated() {
+        let b = Extension::builder().runtime_api("nope").name("x");
+        assert!(matches!(b.resolve(), Err(Error::Env { .. })));
+        let (name, ep) = Extension::builder()
+            .runtime_api("127.0.0.1:1")
+            .name("x")
+            .resolve()
+            .unwrap();
+        assert_eq!((name.as_str(), ep.authority()), ("x", "127.0.0.1:1"));
+    }
+}

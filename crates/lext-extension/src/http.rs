@@ -1,0 +1,503 @@
+//! A sans-I/O HTTP/1.1 client codec: requests as values, one response parser.
+//!
+//! This module owns the wire format the two transports share. [`ApiRequest`]
+//! is a plain value (method, path, headers, body) that [`ApiRequest::encode`]
+//! turns into bytes; [`ResponseParser`] turns bytes read from a socket into an
+//! [`ApiResponse`], whatever the socket is (std or tokio). Neither touches the
+//! network, so both are unit-tested with byte strings.
+//!
+//! Why hand-written and not hyper's client: the blocking transport is what
+//! extension binaries link, and every kilobyte and microsecond of start-up
+//! counts (the issue's targets are 600 KB and 1.15x a hand-written floor).
+//! The Extensions API is a tiny, well-behaved HTTP/1.1 server on loopback, so
+//! a small client covering Content-Length and chunked bodies is enough.
+//! `httparse` does the head parsing, which is the part worth getting from a
+//! well-tested crate.
+
+use std::fmt::Write as _;
+
+/// The largest response head accepted. Lambda's heads are a few hundred bytes;
+/// a bigger head means the peer is not an Extensions API.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The largest response body accepted (6 MiB plus slack, Lambda's payload
+/// limit). An event is under a kilobyte; this only stops a runaway peer.
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024 + 64 * 1024;
+
+/// Header slots offered to `httparse`. Lambda sends about five.
+const MAX_HEADERS: usize = 32;
+
+/// The HTTP method of an [`ApiRequest`]. Only the methods Lambda's APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`, used by `/event/next`.
+    Get,
+    /// `POST`, used by register and the error reports.
+    Post,
+    /// `PUT`, used by the Telemetry and Logs API subscriptions.
+    Put,
+}
+
+impl Method {
+    /// The method as it appears on the request line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// One HTTP request to a Lambda API, built by a pure function and sent by a
+/// transport. Header values are already validated by the builder that made
+/// them (see [`crate::request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRequest {
+    /// Request method.
+    pub method: Method,
+    /// Absolute path, e.g. `/2020-01-01/extension/register`.
+    pub path: String,
+    /// Extra headers in order. `Host`, `Content-Length` and `Connection` are
+    /// added by [`ApiRequest::encode`].
+    pub headers: Vec<(&'static str, String)>,
+    /// Request body; empty for `GET`.
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// The value of the first header named `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Encodes the request as HTTP/1.1 bytes for the server at `authority`
+    /// (`host:port`, the `Host` header). Keep-alive is HTTP/1.1's default, so
+    /// no `Connection` header is sent. A body is always framed by
+    /// `Content-Length`, also when empty for POST/PUT (Lambda's Go server
+    /// accepts both; explicit framing is what every client sends).
+    pub fn encode(&self, authority: &str, out: &mut Vec<u8>) {
+        out.clear();
+        let mut head = String::with_capacity(128 + self.path.len());
+        // `write!` into a String cannot fail; the result is ignored on purpose.
+        let _ = write!(
+            head,
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method.as_str(),
+            self.path,
+            authority
+        );
+        for (name, value) in &self.headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+        if self.method != Method::Get || !self.body.is_empty() {
+            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        }
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// A complete HTTP response: status, headers and the de-chunked body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// Status code, e.g. 200 or 403.
+    pub status: u16,
+    /// Headers with lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, already de-chunked.
+    pub body: Vec<u8>,
+    /// Whether the server asked to close the connection after this response
+    /// (`Connection: close`, or an HTTP/1.0 answer without keep-alive).
+    pub close: bool,
+}
+
+impl ApiResponse {
+    /// The value of the first header named `name` (give it lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text for error messages, lossily decoded and trimmed.
+    pub fn body_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        // Keep error messages to one readable line.
+        let mut s: String = text.chars().take(512).collect();
+        if text.chars().nth(512).is_some() {
+            s.push_str("...");
+        }
+        s.replace(['\r', '\n'], " ")
+    }
+}
+
+/// Why bytes from the peer are not a valid HTTP/1.1 response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// `httparse` rejected the head.
+    #[error("invalid response head: {0}")]
+    Head(String),
+    /// The head is larger than [`MAX_HEAD_BYTES`].
+    #[error("response head exceeds {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("response body exceeds {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    /// `Content-Length` is not a number, or appears twice with different values.
+    #[error("invalid Content-Length header")]
+    ContentLength,
+    /// A chunk size line or chunk terminator is malformed.
+    #[error("invalid chunked encoding")]
+    Chunked,
+    /// The connection closed before the response was complete.
+    #[error("connection closed after {0} bytes, before the response was complete")]
+    Truncated(usize),
+}
+
+/// How the body of the response being parsed is framed.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// No length and not chunked: the body runs to the end of the connection.
+    UntilClose,
+}
+
+/// Incremental response parser. Feed it the bytes read so far with
+/// [`ResponseParser::parse`]; it returns `Ok(None)` until a whole response is
+/// there. Call [`ResponseParser::finish`] when the peer closed the
+/// connection, for bodies delimited by the close.
+#[derive(Debug, Default)]
+pub struct ResponseParser {
+    head: Option<Head>,
+}
+
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+    head_len: usize,
+    framing: Framing,
+    close: bool,
+}
+
+impl ResponseParser {
+    /// A parser waiting for a new response.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tries to parse one complete response from the start of `buf`.
+    /// Returns the response and the number of bytes it used (the rest
+    /// belongs to the next response on a keep-alive connection).
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(ApiResponse, usize)>, ParseError> {
+        if self.head.is_none() {
+            match parse_head(buf)? {
+                Some(head) => self.head = Some(head),
+                None => return Ok(None),
+            }
+        }
+        let Some(head) = self.head.as_ref() else {
+            return Ok(None);
+        };
+        let rest = &buf[head.head_len..];
+        let (body, used) = match head.framing {
+            Framing::Length(n) => {
+                if rest.len() < n {
+                    return Ok(None);
+                }
+                (rest[..n].to_vec(), n)
+            }
+            Framing::Chunked => match dechunk(rest)? {
+                Some(found) => found,
+                None => {
+                    if rest.len() > MAX_BODY_BYTES + MAX_HEAD_BYTES {
+                        return Err(ParseError::BodyTooLarge);
+                    }
+                    return Ok(None);
+                }
+            },
+            Framing::UntilClose => {
+                if rest.len() > MAX_BODY_BYTES {
+                    return Err(ParseError::BodyTooLarge);
+                }
+                return Ok(None);
+            }
+        };
+        Ok(self.head.take().map(|h| {
+            let response = ApiResponse {
+                status: h.status,
+                headers: h.headers,
+                body,
+                close: h.close,
+            };
+            (response, h.head_len + used)
+        }))
+    }
+
+    /// Completes the response when the peer has closed the connection with
+    /// `buf` read in total. Only a body framed by the close is complete then.
+    pub fn finish(&mut self, buf: &[u8]) -> Result<ApiResponse, ParseError> {
+        if let Some(found) = self.parse(buf)? {
+            return Ok(found.0);
+        }
+        match self.head.take() {
+            Some(h) if matches!(h.framing, Framing::UntilClose) => Ok(ApiResponse {
+                status: h.status,
+                body: buf[h.head_len..].to_vec(),
+                headers: h.headers,
+                close: true,
+            }),
+            _ => Err(ParseError::Truncated(buf.len())),
+        }
+    }
+}
+
+/// Parses the status line and headers, and decides the body framing.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(ParseError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(ParseError::Head(e.to_string())),
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(ParseError::HeadTooLarge);
+    }
+    let status = response.code.unwrap_or(0);
+    let http10 = response.version == Some(0);
+    let mut headers = Vec::with_capacity(response.headers.len());
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = http10;
+    for h in response.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value).trim().to_string();
+        match name.as_str() {
+            "content-length" => {
+                let n: usize = value.parse().map_err(|_| ParseError::ContentLength)?;
+                if length.is_some_and(|m| m != n) {
+                    return Err(ParseError::ContentLength);
+                }
+                if n > MAX_BODY_BYTES {
+                    return Err(ParseError::BodyTooLarge);
+                }
+                length = Some(n);
+            }
+            "transfer-encoding" => {
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            }
+            "connection" => {
+                for token in value.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
+                        close = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        headers.push((name, value));
+    }
+    // RFC 9112 section 6.3: 1xx, 204 and 304 have no body; chunked wins over
+    // Content-Length; otherwise the body runs until the connection closes.
+    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        close = true;
+        Framing::UntilClose
+    };
+    Ok(Some(Head {
+        status,
+        headers,
+        head_len,
+        framing,
+        close,
+    }))
+}
+
+/// Decodes a chunked body at the start of `buf`. Returns the body and the
+/// bytes used, or `None` if more bytes are needed. Trailers are skipped.
+fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(line_end) = find_crlf(&buf[pos..]) else {
+            return Ok(None);
+        };
+        let line = &buf[pos..pos + line_end];
+        // Chunk extensions (";name=value") are allowed and ignored.
+        let size_part = line.split(|&b| b == b';').next().unwrap_or(line);
+        let size_text = std::str::from_utf8(size_part).map_err(|_| ParseError::Chunked)?;
+        let size = usize::from_str_radix(size_text.trim(), 16).map_err(|_| ParseError::Chunked)?;
+        pos += line_end + 2;
+        if size == 0 {
+            // Trailer section: header lines until an empty line.
+            loop {
+                let Some(end) = find_crlf(&buf[pos..]) else {
+                    return Ok(None);
+                };
+                pos += end + 2;
+                if end == 0 {
+                    return Ok(Some((body, pos)));
+                }
+            }
+        }
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(ParseError::BodyTooLarge);
+        }
+        if buf.len() < pos + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size;
+        if &buf[pos..pos + 2] != b"\r\n" {
+            return Err(ParseError::Chunked);
+        }
+        pos += 2;
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8]) -> Result<Option<(ApiResponse, usize)>, ParseError> {
+        ResponseParser::new().parse(bytes)
+    }
+
+    #[test]
+    fn encodes_get_without_length_and_post_with_length() {
+        let get = ApiRequest {
+            method: Method::Get,
+            path: "/2020-01-01/extension/event/next".into(),
+            headers: vec![("Lambda-Extension-Identifier", "abc".into())],
+            body: vec![],
+        };
+        let mut out = Vec::new();
+        get.encode("127.0.0.1:9001", &mut out);
+        assert_eq!(
+            out,
+            b"GET /2020-01-01/extension/event/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\
+              Lambda-Extension-Identifier: abc\r\n\r\n"
+        );
+        let post = ApiRequest {
+            method: Method::Post,
+            path: "/x".into(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        post.encode("h:1", &mut out);
+        assert_eq!(
+            out,
+            b"POST /x HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn parses_content_length_response_and_leaves_the_rest() {
+        let bytes = b"HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: id-1\r\nContent-Length: 2\r\n\r\n{}EXTRA";
+        let (r, used) = parse_all(bytes).unwrap().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("lambda-extension-identifier"), Some("id-1"));
+        assert_eq!(r.body, b"{}");
+        assert!(!r.close);
+        assert_eq!(&bytes[used..], b"EXTRA");
+    }
+
+    #[test]
+    fn waits_for_more_bytes_at_every_split_point() {
+        let bytes: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nT: v\r\n\r\n";
+        for split in 0..bytes.len() {
+            let mut p = ResponseParser::new();
+            assert!(p.parse(&bytes[..split]).unwrap().is_none(), "split {split}");
+            let (r, used) = p.parse(bytes).unwrap().unwrap();
+            assert_eq!(r.body, b"Wikipedia");
+            assert_eq!(used, bytes.len());
+        }
+    }
+
+    #[test]
+    fn body_until_close_needs_finish() {
+        let bytes = b"HTTP/1.1 500 Internal\r\n\r\npartial body";
+        let mut p = ResponseParser::new();
+        assert!(p.parse(bytes).unwrap().is_none());
+        let r = p.finish(bytes).unwrap();
+        assert_eq!(r.status, 500);
+        assert_eq!(r.body, b"partial body");
+        assert!(r.close);
+    }
+
+    #[test]
+    fn truncated_and_garbage_are_errors() {
+        let mut p = ResponseParser::new();
+        let cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        assert!(p.parse(cut).unwrap().is_none());
+        assert_eq!(p.finish(cut), Err(ParseError::Truncated(cut.len())));
+        assert!(matches!(
+            parse_all(b"garbage garbage\r\n\r\n"),
+            Err(ParseError::Head(_))
+        ));
+        assert_eq!(
+            parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            Err(ParseError::ContentLength)
+        );
+        assert_eq!(
+            parse_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+            Err(ParseError::Chunked)
+        );
+        assert_eq!(
+            ResponseParser::new().finish(b""),
+            Err(ParseError::Truncated(0))
+        );
+    }
+
+    #[test]
+    fn connection_close_and_http10_are_noticed() {
+        let (r, _) =
+            parse_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(r.close);
+        let (r, _) = parse_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(r.close);
+    }
+
+    #[test]
+    fn oversized_head_is_refused() {
+        let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        big.resize(MAX_HEAD_BYTES + 10, b'a');
+        assert_eq!(parse_all(&big), Err(ParseError::HeadTooLarge));
+    }
+}

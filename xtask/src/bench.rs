@@ -1,0 +1,320 @@
+//! `bench-extension`: start-up, round-trip and memory figures of extension
+//! binaries, measured side by side against a std-only floor.
+//!
+//! This module owns the benchmark procedure of issue 2. For each binary and
+//! each run: bind nothing new (one listener serves every run), spawn the
+//! binary with `AWS_LAMBDA_RUNTIME_API` pointing at the listener, time
+//! spawn → register and spawn → first `/event/next`, deliver K INVOKEs and
+//! time each INVOKE → next `/event/next`, deliver SHUTDOWN and time
+//! SHUTDOWN → exit, and read the child's peak RSS from `wait4`. Binaries are
+//! measured interleaved (run i of every binary before run i+1), so a noisy
+//! moment on the shared 2-core machine hits all of them alike. Medians are
+//! printed as a Markdown table ready for BENCHMARKS.md.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::api::Session;
+
+const REGISTER_PATH: &str = "/2020-01-01/extension/register";
+const NEXT_PATH: &str = "/2020-01-01/extension/event/next";
+
+/// One binary under test.
+#[derive(Debug)]
+struct Subject {
+    label: String,
+    path: PathBuf,
+    size: u64,
+    register: Vec<Duration>,
+    first_next: Vec<Duration>,
+    round_trip: Vec<Duration>,
+    shutdown: Vec<Duration>,
+    rss_kb: Vec<u64>,
+}
+
+pub fn main(args: &[String]) -> Result<()> {
+    let mut runs = 31usize;
+    let mut invokes = 20usize;
+    let mut build = true;
+    let mut peers: Vec<(String, PathBuf)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--runs" => runs = it.next().context("--runs N")?.parse()?,
+            "--invokes" => invokes = it.next().context("--invokes K")?.parse()?,
+            "--no-build" => build = false,
+            "--peer" => {
+                let spec = it.next().context("--peer NAME=PATH")?;
+                let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
+                peers.push((name.to_owned(), PathBuf::from(path)));
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    ensure!(
+        runs >= 1 && invokes >= 1,
+        "--runs and --invokes must be at least 1"
+    );
+
+    let target = target_dir()?;
+    if build {
+        cargo_build(&[
+            "-p",
+            "rust-example-extension",
+            "--bin",
+            "rust-example-extension",
+        ])?;
+        cargo_build(&["-p", "xtask", "--bin", "floor-extension"])?;
+    }
+    let release = target.join("release");
+    let mut subjects = vec![
+        subject(
+            "std-only floor (hand-written HTTP)",
+            release.join("floor-extension"),
+        )?,
+        subject(
+            "rust-example-extension (lext-extension, blocking)",
+            release.join("rust-example-extension"),
+        )?,
+    ];
+    for (name, path) in peers {
+        subjects.push(subject(&name, path)?);
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind the benchmark API")?;
+    let api = listener.local_addr()?.to_string();
+    eprintln!("benchmark API on {api}; {runs} runs x {invokes} invokes per binary");
+    // One warm-up run each: page cache and the dynamic loader's caches.
+    for s in &mut subjects {
+        run_once(&listener, &api, s, invokes, false)?;
+    }
+    for _ in 0..runs {
+        for s in &mut subjects {
+            run_once(&listener, &api, s, invokes, true)?;
+        }
+    }
+    print_table(&subjects, runs, invokes);
+    Ok(())
+}
+
+fn subject(label: &str, path: PathBuf) -> Result<Subject> {
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("{} (build it first, or drop --no-build)", path.display()))?
+        .len();
+    Ok(Subject {
+        label: label.to_owned(),
+        path,
+        size,
+        register: Vec::new(),
+        first_next: Vec::new(),
+        round_trip: Vec::new(),
+        shutdown: Vec::new(),
+        rss_kb: Vec::new(),
+    })
+}
+
+/// One process lifetime: register, K invokes, shutdown.
+fn run_once(
+    listener: &TcpListener,
+    api: &str,
+    s: &mut Subject,
+    invokes: usize,
+    record: bool,
+) -> Result<()> {
+    let mut session = Session::new(listener);
+    let spawned = Instant::now();
+    let child = Command::new(&s.path)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawn {}", s.path.display()))?;
+    let pid = child.id() as libc::pid_t;
+    // From here on, any early return must still reap the child.
+    let result = (|| -> Result<(Duration, Duration, Vec<Duration>, Instant)> {
+        let req = session.next_request()?;
+        ensure!(
+            req.path == REGISTER_PATH,
+            "expected register, got {}",
+            req.path
+        );
+        let register = req.at - spawned;
+        session.respond(
+            "Lambda-Extension-Identifier: 6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a\r\n",
+            r#"{"functionName":"bench","functionVersion":"$LATEST","handler":"bench.handler"}"#,
+        )?;
+        let req = session.next_request()?;
+        ensure!(
+            req.path == NEXT_PATH,
+            "expected event/next, got {}",
+            req.path
+        );
+        let first_next = req.at - spawned;
+        let mut trips = Vec::with_capacity(invokes);
+        for i in 0..invokes {
+            let body = format!(
+                r#"{{"eventType":"INVOKE","deadlineMs":1700000000000,"requestId":"00000000-0000-4000-8000-{i:012}","invokedFunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:bench","tracing":{{"type":"X-Amzn-Trace-Id","value":"Root=1-5f35ae12-0c0fec141ab77a00bc047aa2;Parent=2be948a625588e32;Sampled=1"}}}}"#
+            );
+            let sent = session.respond("", &body)?;
+            let req = session.next_request()?;
+            ensure!(
+                req.path == NEXT_PATH,
+                "expected event/next, got {}",
+                req.path
+            );
+            trips.push(req.at - sent);
+        }
+        let sent = session.respond(
+            "",
+            r#"{"eventType":"SHUTDOWN","deadlineMs":1700000002000,"shutdownReason":"spindown"}"#,
+        )?;
+        Ok((register, first_next, trips, sent))
+    })();
+    let (status, rss_kb, exited) = wait4(pid)?;
+    let (register, first_next, trips, shutdown_sent) =
+        result.with_context(|| format!("run of {}", s.path.display()))?;
+    ensure!(
+        status == 0,
+        "{} exited with wait status {status}",
+        s.path.display()
+    );
+    if record {
+        s.register.push(register);
+        s.first_next.push(first_next);
+        s.round_trip.extend(trips);
+        s.shutdown.push(exited - shutdown_sent);
+        s.rss_kb.push(rss_kb);
+    }
+    Ok(())
+}
+
+/// Reaps the child with wait4(2): its wait status, peak RSS in KiB and the
+/// instant it was reaped.
+fn wait4(pid: libc::pid_t) -> Result<(i32, u64, Instant)> {
+    let mut status = 0;
+    // SAFETY: `usage` is plain old data that wait4 fills in; zeroed is a
+    // valid value for it. `status` is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pointers are to live locals; pid is our own child.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("wait4");
+        }
+    }
+    let at = Instant::now();
+    // Linux reports ru_maxrss in KiB.
+    Ok((status, u64::try_from(usage.ru_maxrss).unwrap_or(0), at))
+}
+
+fn median(values: &[Duration]) -> Duration {
+    let mut v = values.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn median_u64(values: &[u64]) -> u64 {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+#[allow(clippy::print_stdout)] // The report is this task's output.
+fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
+    println!(
+        "medians over {runs} runs ({} round trips) per binary\n",
+        runs * invokes
+    );
+    println!("| binary | stripped size | spawn to register | spawn to first next | invoke round trip | SHUTDOWN to exit | peak RSS |");
+    println!("|---|---|---|---|---|---|---|");
+    for s in subjects {
+        println!(
+            "| {} | {} B ({:.0} KB) | {} | {} | {} | {} | {:.2} MB ({} KiB) |",
+            s.label,
+            s.size,
+            s.size as f64 / 1000.0,
+            ms(median(&s.register)),
+            ms(median(&s.first_next)),
+            us(median(&s.round_trip)),
+            ms(median(&s.shutdown)),
+            median_u64(&s.rss_kb) as f64 * 1024.0 / 1e6,
+            median_u64(&s.rss_kb),
+        );
+    }
+    if let [floor, port, ..] = subjects {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        println!();
+        println!(
+            "rust-example-extension vs floor: spawn to first next {:.2}x (target <= 1.15x), round trip {:.2}x (target <= 1.3x)",
+            ratio(median(&port.first_next), median(&floor.first_next)),
+            ratio(median(&port.round_trip), median(&floor.round_trip)),
+        );
+        println!(
+            "rust-example-extension: size {} B (target <= 600 KB = 614400 B), peak RSS {:.2} MB (target <= 2.3 MB)",
+            port.size,
+            median_u64(&port.rss_kb) as f64 * 1024.0 / 1e6,
+        );
+    }
+}
+
+/// The cargo target directory: CARGO_TARGET_DIR, else `cargo metadata`'s.
+fn target_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("cargo metadata")?;
+    ensure!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata: no target_directory")
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn workspace_root() -> &'static Path {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+}
+
+fn cargo_build(args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args(["build", "--release"])
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .context("run cargo build")?;
+    ensure!(
+        status.success(),
+        "cargo build --release {} failed",
+        args.join(" ")
+    );
+    Ok(())
+}
