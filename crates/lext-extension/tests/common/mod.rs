@@ -1,0 +1,239 @@
+//! A scripted fake Extensions API for the SDK's tests (a test peer).
+//!
+//! It listens on 127.0.0.1 with an ephemeral port, records every request,
+//! and answers each one with what the test's script returns. Connections
+//! are kept alive unless the reply says otherwise. Dropping the value stops
+//! the server and its connection threads.
+#![allow(dead_code)] // Each test binary uses a different part of it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Status, extra headers, body (Content-Length framed).
+    Status(u16, Vec<(&'static str, String)>, String),
+    /// Bytes written as they are, then the connection is closed.
+    Raw(Vec<u8>),
+    /// Never answer (a long poll that does not end); the connection stays open.
+    Hold,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &str) -> Self {
+        Reply::Status(status, vec![], body.to_owned())
+    }
+}
+
+type Script = dyn FnMut(&Recorded) -> Reply + Send;
+
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FakeApi {
+    pub fn start(script: impl FnMut(&Recorded) -> Reply + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake API");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script: Arc<Mutex<Box<Script>>> = Arc::new(Mutex::new(Box::new(script)));
+        let accept = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (requests, stop, script) = (requests.clone(), stop.clone(), script.clone());
+                    std::thread::spawn(move || serve(stream, requests, stop, script));
+                }
+            })
+        };
+        Self {
+            addr,
+            requests,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn api(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.requests().into_iter().map(|r| r.path).collect()
+    }
+
+    /// Waits until `n` requests have arrived (at most 10 s).
+    pub fn wait_for(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.requests.lock().unwrap().len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("fake API: expected {n} requests, got {:?}", self.paths());
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+    script: Arc<Mutex<Box<Script>>>,
+) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Parse one request if buffered.
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let mut first = lines.next().unwrap_or("").split(' ');
+            let method = first.next().unwrap_or("").to_owned();
+            let path = first.next().unwrap_or("").to_owned();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                let rec = Recorded {
+                    method,
+                    path,
+                    headers,
+                    body,
+                };
+                requests.lock().unwrap().push(rec.clone());
+                let reply = (script.lock().unwrap())(&rec);
+                match reply {
+                    Reply::Status(status, extra, body) => {
+                        let mut msg =
+                            format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n");
+                        for (n, v) in extra {
+                            msg.push_str(&format!("{n}: {v}\r\n"));
+                        }
+                        msg.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+                        if stream.write_all(msg.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    Reply::Raw(bytes) => {
+                        let _ = stream.write_all(&bytes);
+                        return;
+                    }
+                    Reply::Hold => {
+                        while !stop.load(Ordering::SeqCst) {
+                            match stream.read(&mut chunk) {
+                                Ok(0) => return,
+                                Ok(_) => {}
+                                Err(_) => {}
+                            }
+                        }
+                        return;
+                    }
+                }
+                continue;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub const ID: &str = "6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a";
+pub const REGISTER_BODY: &str =
+    r#"{"functionName":"my-function","functionVersion":"$LATEST","handler":"function.handler"}"#;
+pub const INVOKE: &str = r#"{"eventType":"INVOKE","deadlineMs":1654469121614,"requestId":"3da1f2dc-3222-475e-9205-e2e6c6318895","invokedFunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:ExtensionTest","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-5f35ae12-0c0fec141ab77a00bc047aa2;Parent=2be948a625588e32;Sampled=1"}}"#;
+pub const SHUTDOWN: &str =
+    r#"{"eventType":"SHUTDOWN","deadlineMs":1654470414327,"shutdownReason":"spindown"}"#;
+
+/// The happy path: register, then INVOKE, then SHUTDOWN, then holds.
+pub fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
+    let mut nexts = 0;
+    move |req: &Recorded| match req.path.as_str() {
+        "/2020-01-01/extension/register" => Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.to_owned())],
+            REGISTER_BODY.to_owned(),
+        ),
+        "/2020-01-01/extension/event/next" => {
+            nexts += 1;
+            match nexts {
+                1 => Reply::json(200, INVOKE),
+                2 => Reply::json(200, SHUTDOWN),
+                _ => Reply::Hold,
+            }
+        }
+        "/2020-01-01/extension/init/error" | "/2020-01-01/extension/exit/error" => {
+            Reply::json(202, r#"{"status":"OK"}"#)
+        }
+        _ => Reply::json(
+            404,
+            r#"{"errorMessage":"not found","errorType":"NotFound"}"#,
+        ),
+    }
+}

@@ -1,0 +1,46 @@
+//! SIGTERM ends a blocking event loop that is blocked in a long poll.
+//!
+//! Its own test binary (one process), because the signal disposition and the
+//! "signal received" flag are process-wide.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{FakeApi, Recorded, Reply, ID, REGISTER_BODY};
+use lext_extension::{Extension, RunEnd, Signal};
+
+#[test]
+fn sigterm_interrupts_a_blocked_event_next() {
+    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
+        "/2020-01-01/extension/register" => Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.into())],
+            REGISTER_BODY.into(),
+        ),
+        // The long poll never ends on its own.
+        _ => Reply::Hold,
+    });
+    let registered = Extension::builder()
+        .name("sig-ext")
+        .runtime_api(api.api())
+        .register()
+        .unwrap();
+    let killer = std::thread::spawn(|| {
+        // Let the loop block in /event/next first (the fake API records it).
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own pid with a valid signal number.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+    let start = Instant::now();
+    let end = registered.run(|_| Ok(())).unwrap();
+    killer.join().unwrap();
+    assert_eq!(end, RunEnd::Signal(Signal::Term));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        api.paths().len(),
+        2,
+        "register and one poll: {:?}",
+        api.paths()
+    );
+}
