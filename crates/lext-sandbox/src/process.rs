@@ -1,0 +1,757 @@
+//! Processes of the execution environment: the runtime and the extensions.
+//!
+//! This module owns everything the sandbox does to an OS process: launching
+//! it in its own process group with exactly the environment it is given
+//! ([`Command::env_clear`](tokio::process::Command::env_clear) first: the
+//! host environment may hold secrets and is never passed through), capturing
+//! its stdout and stderr line by line into a [`LineSink`], signalling the
+//! whole group (terminate, kill, freeze with SIGSTOP, thaw with SIGCONT),
+//! waiting for its exit, mapping launch failures to the contract's
+//! `LaunchError` types, and measuring the peak memory of the process tree.
+//!
+//! No zombie and no orphan may outlive the sandbox, so three mechanisms
+//! overlap on purpose:
+//! - dropping a [`Process`] SIGKILLs its group (tokio then reaps the child
+//!   in the background, so no zombie is left either);
+//! - each child asks the kernel for SIGKILL when lext dies
+//!   (`PR_SET_PDEATHSIG`), which covers a crashed or SIGKILLed lext;
+//! - [`kill_all`] SIGKILLs every group still alive, for a Ctrl-C handler that
+//!   is about to exit the process without running destructors.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+//! not the process. [`spawn`] must therefore be called from a thread that
+//! lives as long as the sandbox: a tokio worker or the main thread (any
+//! `async fn`), never from inside `spawn_blocking`, whose threads retire
+//! after a few idle seconds.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rustix::process::{Pid, Signal};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::task::JoinHandle;
+
+use crate::isolation::Isolation;
+
+/// Longest line handed to the sink as one record. A process that writes a
+/// longer line (or binary data without newlines) is cut into chunks of this
+/// size, so one line can never make the sandbox's memory grow without
+/// bound. 256 KiB is CloudWatch's limit for one log event.
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// How long [`Process::wait`] waits, after the process exited, for its
+/// output pipes to drain. A grandchild that inherited the pipes can keep
+/// them open forever; its later lines still reach the sink, but the exit is
+/// not held up by it.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Who wrote a line: the function (runtime process) or an extension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The runtime and the function code in it (`function` telemetry records).
+    Function,
+    /// An external extension, by name (`extension` telemetry records).
+    Extension(String),
+}
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of a process's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    /// When the sandbox read the line (wall clock, for the telemetry `time`).
+    pub time: SystemTime,
+    /// Who wrote it.
+    pub source: Source,
+    /// Which pipe.
+    pub stream: Stream,
+    /// The line without its `\n` (or `\r\n`); invalid UTF-8 is replaced by
+    /// U+FFFD.
+    pub line: String,
+}
+
+/// Where output lines go. It is called from the reader tasks, once per line,
+/// in order per pipe; it must not block for long (push into a channel or the
+/// telemetry hub).
+pub type LineSink = Arc<dyn Fn(OutputLine) + Send + Sync>;
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The executable. A path containing `/` is executed as is; a bare name
+    /// is searched on the `PATH` given in [`Spec::env`] (inside the sandbox's
+    /// view of the file system), never the host's.
+    pub program: PathBuf,
+    /// Arguments after the program name.
+    pub args: Vec<OsString>,
+    /// The complete environment: nothing else is passed.
+    pub env: Vec<(String, String)>,
+    /// Working directory; `None` keeps lext's own (as RIE does for
+    /// extensions).
+    pub cwd: Option<PathBuf>,
+    /// Whose output this is.
+    pub source: Source,
+    /// The private mount namespace to start the process in, if any (see
+    /// [`crate::isolation`]).
+    pub isolation: Option<Arc<Isolation>>,
+}
+
+impl Spec {
+    /// A spec with no arguments, no working directory and no isolation.
+    pub fn new(program: impl Into<PathBuf>, env: Vec<(String, String)>, source: Source) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env,
+            cwd: None,
+            source,
+            isolation: None,
+        }
+    }
+}
+
+/// The contract's `LaunchError` error types (`EXTENSION ... State:
+/// LaunchError ... Error Type: <type>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchErrorType {
+    /// The file is not executable (EACCES).
+    PermissionDenied,
+    /// Anything else, including a wrong architecture (`exec format error`)
+    /// and a missing file.
+    UnknownError,
+}
+
+impl LaunchErrorType {
+    /// `PermissionDenied` or `UnknownError`, as in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchErrorType::PermissionDenied => "PermissionDenied",
+            LaunchErrorType::UnknownError => "UnknownError",
+        }
+    }
+}
+
+/// A process could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct LaunchError {
+    /// The contract's error type.
+    pub error_type: LaunchErrorType,
+    /// Lambda's (Go's) wording: `fork/exec /opt/extensions/x: exec format error`.
+    pub message: String,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl LaunchError {
+    fn new(program: &Path, source: io::Error) -> Self {
+        let error_type = match source.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::ACCESS.raw_os_error() => {
+                LaunchErrorType::PermissionDenied
+            }
+            _ => LaunchErrorType::UnknownError,
+        };
+        let message = format!("fork/exec {}: {}", program.display(), go_error_text(&source));
+        Self {
+            error_type,
+            message,
+            source,
+        }
+    }
+}
+
+/// Go prints errno texts in lowercase without Rust's ` (os error N)` suffix:
+/// `exec format error`, `permission denied`, `no such file or directory`.
+fn go_error_text(error: &io::Error) -> String {
+    let text = match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code).to_string(),
+        None => error.to_string(),
+    };
+    let text = match text.find(" (os error") {
+        Some(cut) => &text[..cut],
+        None => &text[..],
+    };
+    text.to_lowercase()
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit code, when it exited by itself.
+    pub code: Option<i32>,
+    /// The signal that killed it, otherwise.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    fn from_status(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt as _;
+        Self {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Go's wording, as rapid logs it: `exit status 1`, `signal: killed`.
+    pub fn describe(&self) -> String {
+        crate::logline::describe_exit(self.code, self.signal)
+    }
+}
+
+/// Live process groups, for [`kill_all`]. A std mutex: nothing awaits while
+/// holding it, and `kill_all` must work from any context.
+static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn register_group(pgid: i32) {
+    let mut groups = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    groups.get_or_insert_with(HashSet::new).insert(pgid);
+}
+
+fn unregister_group(pgid: i32) {
+    let mut groups = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(groups) = groups.as_mut() {
+        groups.remove(&pgid);
+    }
+}
+
+/// SIGKILL every process group this module started that is still alive.
+///
+/// For a Ctrl-C handler that exits without dropping the [`Process`]
+/// handles. Returns how many groups were signalled.
+pub fn kill_all() -> usize {
+    let groups: Vec<i32> = {
+        let guard = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.iter().flatten().copied().collect()
+    };
+    let mut killed = 0;
+    for pgid in groups {
+        if signal_group(pgid as u32, Signal::KILL).is_ok() {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Send `signal` to every process of the group `pgid`.
+///
+/// An error of kind `NotFound` (ESRCH) means the group no longer exists.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "process group id 0"))?;
+    rustix::process::kill_process_group(pid, signal).map_err(io::Error::from)
+}
+
+/// A launched process and its process group (whose id is its pid).
+///
+/// Dropping it SIGKILLs the whole group.
+#[derive(Debug)]
+pub struct Process {
+    child: tokio::process::Child,
+    pid: u32,
+    readers: Vec<JoinHandle<()>>,
+    exit: Option<ExitInfo>,
+}
+
+/// Launch a process described by `spec`, its output going to `sink`.
+///
+/// The process gets its own process group, stdin from `/dev/null`, exactly
+/// `spec.env`, and `PR_SET_PDEATHSIG = SIGKILL`. See the module
+/// documentation for the thread it must be called from.
+pub fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> {
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: signals reach everything it starts, and a Ctrl-C
+        // in lext's terminal is not delivered to it directly (lext decides
+        // how the environment shuts down).
+        .process_group(0);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    if let Some(isolation) = &spec.isolation {
+        isolation.install(&mut command);
+    }
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // makes two system calls through rustix (no allocation, no locks), which
+    // is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // lext may have died between fork and prctl: then the child was
+            // already reparented and would never get the signal.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            Ok(())
+        });
+    }
+
+    // A path is executed with a plain execve as the last pre-exec step,
+    // because std execs with `execvp`, which runs a file the kernel refuses
+    // (ENOEXEC, e.g. a binary for the wrong architecture) through /bin/sh
+    // instead of failing. Lambda (Go) fails with `exec format error`.
+    if spec.program.as_os_str().as_bytes().contains(&b'/') {
+        let exec = Arc::new(
+            DirectExec::new(&spec.program, &spec.args, &spec.env)
+                .map_err(|e| LaunchError::new(&spec.program, e))?,
+        );
+        // SAFETY: `DirectExec::exec` only calls execve on arrays prepared
+        // before the fork; it neither allocates nor locks.
+        unsafe {
+            command.pre_exec(move || Err(exec.exec()));
+        }
+    }
+
+    let mut child = command
+        .spawn()
+        .map_err(|e| LaunchError::new(&spec.program, e))?;
+    // A spawned child always has a pid until it is reaped.
+    let pid = child.id().unwrap_or_default();
+    register_group(pid as i32);
+
+    let mut readers = Vec::with_capacity(2);
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(read_lines(
+            stdout,
+            spec.source.clone(),
+            Stream::Stdout,
+            sink.clone(),
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(read_lines(
+            stderr,
+            spec.source.clone(),
+            Stream::Stderr,
+            sink,
+        )));
+    }
+    tracing::debug!(pid, program = %spec.program.display(), "process started");
+    Ok(Process {
+        child,
+        pid,
+        readers,
+        exit: None,
+    })
+}
+
+/// An `execve` call prepared before the fork: the path, argv and envp as
+/// NUL-terminated strings plus the NULL-terminated pointer arrays into them.
+struct DirectExec {
+    path: CString,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    // Owners of the strings the pointer arrays point into; never mutated,
+    // so the pointers stay valid for the life of this struct.
+    _strings: Vec<CString>,
+}
+
+// SAFETY: the raw pointers point into `_strings`, which this struct owns and
+// never mutates; sharing them between threads is as safe as sharing the
+// `CString`s themselves.
+unsafe impl Send for DirectExec {}
+// SAFETY: see `Send`; nothing is mutated through a shared reference.
+unsafe impl Sync for DirectExec {}
+
+impl DirectExec {
+    fn new(program: &Path, args: &[OsString], env: &[(String, String)]) -> io::Result<Self> {
+        let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument or variable");
+        let path = CString::new(program.as_os_str().as_bytes()).map_err(nul)?;
+        let mut strings = Vec::with_capacity(1 + args.len() + env.len());
+        strings.push(path.clone());
+        for arg in args {
+            strings.push(CString::new(arg.as_bytes()).map_err(nul)?);
+        }
+        for (key, value) in env {
+            strings.push(CString::new(format!("{key}={value}")).map_err(nul)?);
+        }
+        let argc = 1 + args.len();
+        let mut argv_ptrs: Vec<*const libc::c_char> =
+            strings[..argc].iter().map(|s| s.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const libc::c_char> =
+            strings[argc..].iter().map(|s| s.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(Self {
+            path,
+            argv_ptrs,
+            envp_ptrs,
+            _strings: strings,
+        })
+    }
+
+    /// Replace the (forked) process image; returns only on failure.
+    fn exec(&self) -> io::Error {
+        // SAFETY: both arrays are NULL-terminated and point to live
+        // NUL-terminated strings owned by `self`.
+        unsafe {
+            libc::execve(self.path.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
+        }
+        io::Error::last_os_error()
+    }
+}
+
+impl Process {
+    /// The process id, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Send `signal` to the process's whole group.
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        signal_group(self.pid, signal)
+    }
+
+    /// SIGTERM to the group.
+    pub fn terminate(&self) -> io::Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// SIGKILL to the group.
+    pub fn kill(&self) -> io::Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Freeze the group (SIGSTOP), as Lambda freezes an idle environment.
+    pub fn freeze(&self) -> io::Result<()> {
+        self.signal(Signal::STOP)
+    }
+
+    /// Thaw the group (SIGCONT).
+    pub fn thaw(&self) -> io::Result<()> {
+        self.signal(Signal::CONT)
+    }
+
+    /// Wait for the process to exit, then (for at most half a second) for
+    /// its output to be fully read, so that every line it wrote reached the
+    /// sink before the exit is reported. Cancel-safe; calling it again after
+    /// the exit returns the same result at once.
+    pub async fn wait(&mut self) -> io::Result<ExitInfo> {
+        if let Some(exit) = self.exit {
+            return Ok(exit);
+        }
+        let status = self.child.wait().await?;
+        let exit = ExitInfo::from_status(status);
+        self.exit = Some(exit);
+        let readers = std::mem::take(&mut self.readers);
+        let drained = tokio::time::timeout(DRAIN_GRACE, async {
+            for reader in readers {
+                let _ = reader.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(
+                pid = self.pid,
+                "output pipes still open after exit (held by a descendant)"
+            );
+        }
+        tracing::debug!(pid = self.pid, exit = %exit.describe(), "process exited");
+        Ok(exit)
+    }
+
+    /// The exit, if the process has exited (does not wait for output).
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitInfo>> {
+        if let Some(exit) = self.exit {
+            return Ok(Some(exit));
+        }
+        Ok(self.child.try_wait()?.map(ExitInfo::from_status))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGKILL works on stopped (frozen) processes too. The group may
+        // hold descendants even when the leader has exited, so this is done
+        // unconditionally; ESRCH (nothing left) is the normal case.
+        let _ = signal_group(self.pid, Signal::KILL);
+        unregister_group(self.pid as i32);
+        // tokio reaps a dropped child in the background (its orphan queue),
+        // so the killed leader does not stay a zombie.
+    }
+}
+
+/// Read `pipe` line by line into `sink` until EOF.
+async fn read_lines<R: AsyncRead + Unpin>(pipe: R, source: Source, stream: Stream, sink: LineSink) {
+    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+    let mut line: Vec<u8> = Vec::new();
+    let emit = |line: &mut Vec<u8>| {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        sink(OutputLine {
+            time: SystemTime::now(),
+            source: source.clone(),
+            stream,
+            line: String::from_utf8_lossy(line).into_owned(),
+        });
+        line.clear();
+    };
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) => buf,
+            Err(error) => {
+                tracing::debug!(%error, "output pipe read failed");
+                break;
+            }
+        };
+        if buf.is_empty() {
+            // EOF: a last line without a newline is still a line.
+            if !line.is_empty() {
+                emit(&mut line);
+            }
+            break;
+        }
+        let room = MAX_LINE_BYTES - line.len();
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) if end <= room => {
+                line.extend_from_slice(&buf[..end]);
+                reader.consume(end + 1);
+                emit(&mut line);
+            }
+            _ => {
+                // No newline within reach: take what fits, and cut the
+                // record when it is full.
+                let take = buf.len().min(room);
+                line.extend_from_slice(&buf[..take]);
+                reader.consume(take);
+                if line.len() >= MAX_LINE_BYTES {
+                    emit(&mut line);
+                }
+            }
+        }
+    }
+}
+
+/// Peak resident memory of process trees, for `Max Memory Used`.
+///
+/// Choice: the sum of `VmHWM` (each process's own peak resident set) over
+/// the live processes of the trees rooted at the given pids (descendants
+/// found through `/proc/<pid>/task/<tid>/children`), kept as a running
+/// maximum across samples. Why: it needs no sampling thread, catches short
+/// spikes that a sampler would miss, and costs a few `/proc` reads per
+/// invoke. Its error, which docs/fidelity.md should state:
+/// - it *overstates* when processes peak at different times (the sum of
+///   peaks is not the peak of the sum) and counts shared pages (libc, a
+///   shared runtime) once per process, while Lambda measures the cgroup;
+/// - it *understates* by the page cache Lambda's cgroup counts, and by
+///   processes that exited between samples or were reparented away from the
+///   tree (a daemonizing grandchild); the running maximum keeps what earlier
+///   samples saw.
+///
+/// Like Lambda's, the figure is the environment's peak so far, so it never
+/// decreases between invokes of one environment.
+#[derive(Debug, Default, Clone)]
+pub struct PeakMemory {
+    peak_bytes: u64,
+}
+
+impl PeakMemory {
+    /// A tracker with no sample yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sample the trees under `roots` and return the peak so far, in bytes.
+    pub fn sample(&mut self, roots: &[u32]) -> u64 {
+        self.peak_bytes = self.peak_bytes.max(tree_peak_rss_bytes(roots));
+        self.peak_bytes
+    }
+
+    /// The peak so far in bytes.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes
+    }
+
+    /// The peak so far in whole MB (MiB), rounded up, as `maxMemoryUsedMB`
+    /// and `Max Memory Used` print it.
+    pub fn peak_mb(&self) -> u64 {
+        self.peak_bytes.div_ceil(1024 * 1024)
+    }
+}
+
+/// Sum of `VmHWM` over the live processes in the trees rooted at `roots`
+/// (see [`PeakMemory`] for what this measures). Processes that vanish while
+/// being read are skipped.
+pub fn tree_peak_rss_bytes(roots: &[u32]) -> u64 {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<u32> = roots.to_vec();
+    let mut total = 0;
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(kb) = read_vm_hwm_kb(pid) {
+            total += kb * 1024;
+        }
+        stack.extend(children_of(pid));
+    }
+    total
+}
+
+fn read_vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    fn collect() -> (LineSink, Arc<StdMutex<Vec<OutputLine>>>) {
+        let lines = Arc::new(StdMutex::new(Vec::new()));
+        let sink_lines = lines.clone();
+        let sink: LineSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
+        (sink, lines)
+    }
+
+    fn sh(script: &str, env: Vec<(String, String)>) -> Spec {
+        let mut spec = Spec::new("/bin/sh", env, Source::Extension("ext".into()));
+        spec.args = vec!["-c".into(), script.into()];
+        spec
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_tagged_and_capped() {
+        let (sink, lines) = collect();
+        // A CRLF line, an empty line, an over-long line, and a last line
+        // without newline.
+        let script = "printf 'a\\r\\n\\n'; head -c 300000 /dev/zero | tr '\\0' x; printf '\\nlast'; echo err >&2";
+        let mut process = spawn(sh(script, vec![]), sink).unwrap();
+        let exit = process.wait().await.unwrap();
+        assert!(exit.success());
+        let lines = lines.lock().unwrap();
+        let stdout: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.stream == Stream::Stdout)
+            .map(|l| l.line.as_str())
+            .collect();
+        assert_eq!(stdout.len(), 5, "{:?}", stdout.iter().map(|l| l.len()).collect::<Vec<_>>());
+        assert_eq!(stdout[0], "a");
+        assert_eq!(stdout[1], "");
+        assert_eq!(stdout[2].len(), MAX_LINE_BYTES);
+        assert_eq!(stdout[3].len(), 300_000 - MAX_LINE_BYTES);
+        assert_eq!(stdout[4], "last");
+        let stderr: Vec<&OutputLine> = lines.iter().filter(|l| l.stream == Stream::Stderr).collect();
+        assert_eq!(stderr.len(), 1);
+        assert_eq!(stderr[0].line, "err");
+        assert!(lines.iter().all(|l| l.source == Source::Extension("ext".into())));
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_exactly_the_given_one() {
+        std::env::set_var("LEXT_SECRET_FROM_HOST", "leaked");
+        let (sink, lines) = collect();
+        let env = vec![("ONLY".to_owned(), "this".to_owned())];
+        let mut process = spawn(sh("env", env), sink).unwrap();
+        process.wait().await.unwrap();
+        let lines: Vec<String> = lines.lock().unwrap().iter().map(|l| l.line.clone()).collect();
+        // sh itself adds PWD (and possibly SHLVL/_); nothing from the host.
+        assert!(lines.contains(&"ONLY=this".to_owned()), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("LEXT_SECRET_FROM_HOST")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("HOME=")), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn launch_errors_map_to_the_contract_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, _) = collect();
+        let not_exec = dir.path().join("not-exec");
+        std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+        let err = spawn(Spec::new(&not_exec, vec![], Source::Function), sink.clone()).unwrap_err();
+        assert_eq!(err.error_type, LaunchErrorType::PermissionDenied);
+        assert_eq!(err.message, format!("fork/exec {}: permission denied", not_exec.display()));
+
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = spawn(Spec::new(&garbage, vec![], Source::Function), sink.clone()).unwrap_err();
+        assert_eq!(err.error_type, LaunchErrorType::UnknownError);
+        assert_eq!(err.message, format!("fork/exec {}: exec format error", garbage.display()));
+
+        let missing = dir.path().join("missing");
+        let err = spawn(Spec::new(&missing, vec![], Source::Function), sink).unwrap_err();
+        assert_eq!(err.error_type, LaunchErrorType::UnknownError);
+        assert!(err.message.ends_with(": no such file or directory"), "{}", err.message);
+        assert_eq!(LaunchErrorType::PermissionDenied.as_str(), "PermissionDenied");
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_are_reported() {
+        let (sink, _) = collect();
+        let mut p = spawn(sh("exit 3", vec![]), sink.clone()).unwrap();
+        let exit = p.wait().await.unwrap();
+        assert_eq!(exit, ExitInfo { code: Some(3), signal: None });
+        assert_eq!(exit.describe(), "exit status 3");
+        assert_eq!(p.wait().await.unwrap(), exit, "wait is idempotent");
+
+        let mut p = spawn(sh("sleep 30", vec![]), sink).unwrap();
+        p.kill().unwrap();
+        let exit = p.wait().await.unwrap();
+        assert_eq!(exit.signal, Some(9));
+        assert_eq!(exit.describe(), "signal: killed");
+    }
+
+    #[test]
+    fn peak_memory_rounds_up_and_never_decreases() {
+        let mut peak = PeakMemory::new();
+        let me = std::process::id();
+        let first = peak.sample(&[me]);
+        assert!(first > 1024 * 1024, "a test process uses more than 1 MiB: {first}");
+        assert_eq!(peak.peak_mb(), first.div_ceil(1024 * 1024));
+        // A tree that no longer exists adds nothing and lowers nothing.
+        assert_eq!(peak.sample(&[u32::MAX - 1]), first.max(peak.peak_bytes()));
+        assert_eq!(tree_peak_rss_bytes(&[u32::MAX - 1]), 0);
+    }
+}
