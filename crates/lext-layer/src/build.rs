@@ -1,0 +1,388 @@
+//! `lext build`: compile a Cargo project's binaries for Lambda and put them
+//! at `target/lambda/extensions/<name>`.
+//!
+//! The binaries are linked by cargo-zigbuild against glibc 2.26 (the target
+//! `x86_64-unknown-linux-gnu.2.26`), the glibc of `provided.al2`, so they run
+//! on both OS-only runtimes whatever glibc the build machine has. The result
+//! is then proven, not assumed: each binary's `GLIBC_` symbol versions are
+//! read back and the build fails if any is newer than 2.26.
+//!
+//! Every missing tool is found before cargo starts, with the command that
+//! installs it: cargo-zigbuild, Zig, and the Rust standard library of the
+//! target (only x86_64 ships with a plain rustup install).
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::elf::{self, Content};
+use crate::platform::{Arch, GlibcVersion, Runtime};
+use crate::project::{Binary, Project, ProjectError};
+
+/// The glibc every build is pinned to: `provided.al2`'s.
+pub const PINNED_GLIBC: Runtime = Runtime::ProvidedAl2;
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The project's manifest; `None` finds the nearest `Cargo.toml`.
+    pub manifest_path: Option<PathBuf>,
+    /// The binaries to build; empty means every binary of the package.
+    pub bins: Vec<String>,
+    /// The architecture (x86_64 when `None`).
+    pub arch: Option<Arch>,
+}
+
+/// One built extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltBinary {
+    /// The extension's name.
+    pub name: String,
+    /// Where it was copied (`target/lambda/extensions/<name>`).
+    pub path: PathBuf,
+    /// The newest glibc version it needs (`None` when it needs none).
+    pub max_glibc: Option<GlibcVersion>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The project could not be read.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// The package has no binary target.
+    #[error("{} has no binary target to build as an extension", manifest.display())]
+    NoBinaries {
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// `--bin` named a binary the project does not have.
+    #[error("no binary named `{name}` in {}; available: {available}", manifest.display())]
+    UnknownBinary {
+        /// The name asked for.
+        name: String,
+        /// The manifest.
+        manifest: PathBuf,
+        /// The binaries that exist, comma-separated.
+        available: String,
+    },
+    /// cargo-zigbuild is not installed.
+    #[error(
+        "cargo-zigbuild is not installed; lext build links with it to pin glibc 2.26: \
+         run `cargo install --locked cargo-zigbuild` (or scripts/install-test-deps)"
+    )]
+    NoZigbuild,
+    /// Zig is not installed.
+    #[error(
+        "zig is not installed; cargo-zigbuild needs it as the linker: run `pip install ziglang` \
+         (cargo-zigbuild then finds it through `python3 -m ziglang`), put `zig` on PATH, or set \
+         CARGO_ZIGBUILD_ZIG_PATH"
+    )]
+    NoZig,
+    /// The Rust standard library of the target is not installed.
+    #[error(
+        "the Rust target {triple} is not installed (no {}): run `rustup target add {triple}`",
+        dir.display()
+    )]
+    MissingTarget {
+        /// The target triple.
+        triple: &'static str,
+        /// The directory that should hold its standard library.
+        dir: PathBuf,
+    },
+    /// A tool could not be run.
+    #[error("cannot run `{tool}`: {source}")]
+    Spawn {
+        /// The command.
+        tool: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// cargo failed (its own output says why).
+    #[error("cargo zigbuild failed ({status}); see cargo's output above")]
+    Cargo {
+        /// The exit status.
+        status: std::process::ExitStatus,
+    },
+    /// cargo succeeded but the binary is not where it should be.
+    #[error("cargo reported success but {} is missing", path.display())]
+    MissingOutput {
+        /// The expected path.
+        path: PathBuf,
+    },
+    /// The binary is not an ELF for the requested architecture.
+    #[error("{}: expected an ELF for {arch}, found {found}", path.display())]
+    WrongOutput {
+        /// The binary.
+        path: PathBuf,
+        /// The requested architecture.
+        arch: Arch,
+        /// What it is.
+        found: String,
+    },
+    /// The binary needs a newer glibc than `provided.al2` has.
+    #[error(
+        "{}: needs GLIBC_{needed}, newer than glibc {} of provided.al2; a C dependency or \
+         build script must be linking a newer glibc: check `-C link-arg`s and `links` crates",
+        path.display(), PINNED_GLIBC.glibc_floor()
+    )]
+    GlibcTooNew {
+        /// The binary.
+        path: PathBuf,
+        /// The newest version it needs.
+        needed: GlibcVersion,
+    },
+    /// Copying the binary failed.
+    #[error("copying {} to {}: {source}", from.display(), to.display())]
+    Copy {
+        /// Source.
+        from: PathBuf,
+        /// Destination.
+        to: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// Builds the extensions and returns them, checked, in
+/// `target/lambda/extensions/`.
+pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
+    let project = Project::load(options.manifest_path.as_deref())?;
+    let arch = options.arch.unwrap_or(Arch::X86_64);
+    let binaries = select_binaries(&project, &options.bins)?;
+
+    // Preflight: every missing tool is reported before cargo runs for
+    // minutes and fails at link time with a less helpful message.
+    if find_in_path("cargo-zigbuild").is_none() {
+        return Err(BuildError::NoZigbuild);
+    }
+    if !zig_available() {
+        return Err(BuildError::NoZig);
+    }
+    let project_dir = project
+        .manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    check_target_installed(arch, &project_dir)?;
+
+    let zig_target = format!("{}.{}", arch.rust_triple(), glibc_suffix());
+    let mut cmd = Command::new(cargo());
+    cmd.arg("zigbuild")
+        .arg("--release")
+        .arg("--target")
+        .arg(&zig_target)
+        .arg("--manifest-path")
+        .arg(&project.manifest_path);
+    for bin in &binaries {
+        cmd.arg("--package").arg(&bin.package);
+        cmd.arg("--bin").arg(&bin.name);
+    }
+    // cargo's progress goes to our stderr, as if the user had run it.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    tracing::info!(target = %zig_target, bins = ?binaries, "running cargo zigbuild");
+    let status = cmd.status().map_err(|source| BuildError::Spawn {
+        tool: "cargo zigbuild".into(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(BuildError::Cargo { status });
+    }
+
+    let out_dir = project
+        .target_dir
+        .join(arch.rust_triple())
+        .join("release");
+    let dest_dir = project.extensions_dir();
+    fs::create_dir_all(&dest_dir).map_err(|source| BuildError::Copy {
+        from: out_dir.clone(),
+        to: dest_dir.clone(),
+        source,
+    })?;
+    let mut built = Vec::new();
+    for bin in &binaries {
+        let from = out_dir.join(&bin.name);
+        let bytes = fs::read(&from).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => BuildError::MissingOutput { path: from.clone() },
+            _ => BuildError::Copy {
+                from: from.clone(),
+                to: dest_dir.clone(),
+                source,
+            },
+        })?;
+        let max_glibc = verify_binary(&from, &bytes, arch)?;
+        let to = dest_dir.join(&bin.name);
+        let copy_err = |source| BuildError::Copy {
+            from: from.clone(),
+            to: to.clone(),
+            source,
+        };
+        // Write through a temporary name so a concurrent `lext package`
+        // never zips a half-copied binary.
+        let tmp = dest_dir.join(format!(".{}.tmp", bin.name));
+        fs::write(&tmp, &bytes).map_err(copy_err)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(copy_err)?;
+        fs::rename(&tmp, &to).map_err(copy_err)?;
+        tracing::info!(extension = %bin.name, path = %to.display(), glibc = ?max_glibc, "built");
+        built.push(BuiltBinary {
+            name: bin.name.clone(),
+            path: to,
+            max_glibc,
+        });
+    }
+    Ok(built)
+}
+
+/// The glibc suffix of the zig target, `2.26`.
+fn glibc_suffix() -> String {
+    PINNED_GLIBC.glibc_floor().to_string()
+}
+
+/// Proves what was built: an ELF for `arch` needing at most glibc 2.26.
+fn verify_binary(
+    path: &Path,
+    bytes: &[u8],
+    arch: Arch,
+) -> Result<Option<GlibcVersion>, BuildError> {
+    let wrong = |found: String| BuildError::WrongOutput {
+        path: path.to_owned(),
+        arch,
+        found,
+    };
+    match elf::inspect(bytes) {
+        Content::Elf(info) if info.arch == Some(arch) => {
+            if let Some(needed) = info.max_glibc {
+                if needed > PINNED_GLIBC.glibc_floor() {
+                    return Err(BuildError::GlibcTooNew {
+                        path: path.to_owned(),
+                        needed,
+                    });
+                }
+            }
+            Ok(info.max_glibc)
+        }
+        Content::Elf(info) => Err(wrong(info.machine)),
+        Content::BadElf(detail) => Err(wrong(format!("a corrupt ELF ({detail})"))),
+        _ => Err(wrong("a file that is not ELF".into())),
+    }
+}
+
+/// Picks the binaries to build: all, or the `--bin` ones (each must exist).
+fn select_binaries(project: &Project, wanted: &[String]) -> Result<Vec<Binary>, BuildError> {
+    if project.binaries.is_empty() {
+        return Err(BuildError::NoBinaries {
+            manifest: project.manifest_path.clone(),
+        });
+    }
+    if wanted.is_empty() {
+        return Ok(project.binaries.clone());
+    }
+    let mut out = Vec::new();
+    for name in wanted {
+        match project.binaries.iter().find(|b| &b.name == name) {
+            Some(bin) if !out.contains(bin) => out.push(bin.clone()),
+            Some(_) => {}
+            None => {
+                let available: Vec<_> = project.binaries.iter().map(|b| b.name.as_str()).collect();
+                return Err(BuildError::UnknownBinary {
+                    name: name.clone(),
+                    manifest: project.manifest_path.clone(),
+                    available: available.join(", "),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The cargo to run: `$CARGO` when lext itself runs under cargo, else the
+/// one on PATH.
+fn cargo() -> OsString {
+    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Looks a program up on PATH, as the shell would.
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Whether cargo-zigbuild will find Zig, in its own order of lookup:
+/// `CARGO_ZIGBUILD_ZIG_PATH`, `zig` on PATH, then the `ziglang` Python
+/// package through `python3 -m ziglang`.
+fn zig_available() -> bool {
+    if env::var_os("CARGO_ZIGBUILD_ZIG_PATH").is_some() || find_in_path("zig").is_some() {
+        return true;
+    }
+    Command::new("python3")
+        .args(["-c", "import ziglang"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails with the `rustup target add` fix when the target's standard
+/// library is not in the sysroot of the rustc cargo will use (run from the
+/// project directory, so a `rust-toolchain.toml` there is honoured).
+fn check_target_installed(arch: Arch, project_dir: &Path) -> Result<(), BuildError> {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(project_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| BuildError::Spawn {
+            tool: "rustc --print sysroot".into(),
+            source,
+        })?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let triple = arch.rust_triple();
+    let dir = sysroot.join("lib").join("rustlib").join(triple).join("lib");
+    let has_std = fs::read_dir(&dir).is_ok_and(|mut entries| {
+        entries.any(|e| {
+            e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+    });
+    if has_std {
+        Ok(())
+    } else {
+        Err(BuildError::MissingTarget { triple, dir })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_aarch64_target_names_the_fix() {
+        // This machine's toolchain has only the host std; if aarch64 is
+        // ever installed the check must pass instead, so test both ways.
+        let dir = std::env::temp_dir();
+        match check_target_installed(Arch::Arm64, &dir) {
+            Ok(()) => {}
+            Err(err) => {
+                let msg = err.to_string();
+                assert!(
+                    msg.contains("rustup target add aarch64-unknown-linux-gnu"),
+                    "{msg}"
+                );
+            }
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        check_target_installed(Arch::X86_64, &dir).expect("the host target is installed");
+    }
+}

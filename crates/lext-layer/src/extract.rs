@@ -1,0 +1,236 @@
+//! Unpacking a layer zip into a directory the way Lambda unpacks it under
+//! `/opt`, safely: for `lext run --layer ZIP`.
+//!
+//! Every name and symlink target goes through [`crate::safepath`] (the same
+//! rules `lext check` reports), nothing is ever written through a symlink,
+//! and unix modes are kept (permission bits only: no setuid/setgid), so an
+//! extension that is not executable in the zip is not executable here either,
+//! exactly as on Lambda. Several layers may be extracted into one directory
+//! in order; later files replace earlier ones, as Lambda does.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::safepath::{self, LayerPath, UnsafeReason};
+
+/// Refuse to write more than this many bytes in total (four times Lambda's
+/// 250 MiB unzipped limit): a zip bomb must not fill the disk.
+pub const MAX_EXTRACTED_BYTES: u64 = 1024 * 1024 * 1024;
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFDIR: u32 = 0o040_000;
+
+/// What was extracted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extracted {
+    /// Regular files written.
+    pub files: usize,
+    /// Symlinks created.
+    pub links: usize,
+    /// Names of the files directly in `extensions/` (the extensions Lambda
+    /// would start), sorted.
+    pub extensions: Vec<String>,
+}
+
+/// Why a layer could not be extracted. Nothing outside `dest` is ever
+/// touched, whichever error is returned; `dest` may be partly written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The zip cannot be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The zip path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not a readable zip archive, or an entry is corrupt.
+    #[error("{} is not a valid zip file: {source}", path.display())]
+    Zip {
+        /// The zip path.
+        path: PathBuf,
+        /// What the zip reader said.
+        source: zip::result::ZipError,
+    },
+    /// An entry name or link target that would leave the destination.
+    #[error("refusing `{name}` in {}: {reason}", zip.display())]
+    Unsafe {
+        /// The zip path.
+        zip: PathBuf,
+        /// The entry name.
+        name: String,
+        /// Why.
+        reason: UnsafeReason,
+    },
+    /// An entry would be written through a symlink or over a directory.
+    #[error("refusing `{name}` in {}: {why}", zip.display())]
+    Conflict {
+        /// The zip path.
+        zip: PathBuf,
+        /// The entry name.
+        name: String,
+        /// What is in the way.
+        why: &'static str,
+    },
+    /// The layer unpacks to more than [`MAX_EXTRACTED_BYTES`].
+    #[error("{} unpacks to more than {MAX_EXTRACTED_BYTES} bytes; refusing", zip.display())]
+    TooLarge {
+        /// The zip path.
+        zip: PathBuf,
+    },
+    /// Reading an entry or writing the destination failed.
+    #[error("extracting {} to {}: {source}", zip.display(), path.display())]
+    Io {
+        /// The zip path.
+        zip: PathBuf,
+        /// The destination path written.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// Extracts the layer zip at `zip` into `dest` (created if missing).
+pub fn extract(zip: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
+    let file = File::open(zip).map_err(|source| ExtractError::Open {
+        path: zip.to_owned(),
+        source,
+    })?;
+    extract_reader(file, zip, dest)
+}
+
+/// Extracts a layer zip read from `reader`; `zip` names it in errors.
+pub fn extract_reader<R: Read + Seek>(
+    reader: R,
+    zip: &Path,
+    dest: &Path,
+) -> Result<Extracted, ExtractError> {
+    let zip_err = |source| ExtractError::Zip {
+        path: zip.to_owned(),
+        source,
+    };
+    let io_err = |path: &Path| {
+        let (zip, path) = (zip.to_owned(), path.to_owned());
+        move |source| ExtractError::Io { zip, path, source }
+    };
+    let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+    fs::create_dir_all(dest).map_err(io_err(dest))?;
+
+    let mut out = Extracted::default();
+    let mut budget = MAX_EXTRACTED_BYTES;
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).map_err(zip_err)?;
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let unsafe_err = |reason| ExtractError::Unsafe {
+            zip: zip.to_owned(),
+            name: name.clone(),
+            reason,
+        };
+        let path = safepath::entry_path(&name).map_err(unsafe_err)?;
+        if path.is_root() {
+            continue;
+        }
+        let raw_mode = entry.unix_mode();
+        let kind = raw_mode.map(|m| m & S_IFMT);
+        let target_path = dest.join(path.as_str());
+        prepare_parents(dest, &path).map_err(|why| ExtractError::Conflict {
+            zip: zip.to_owned(),
+            name: name.clone(),
+            why,
+        })?;
+        prepare_parents_io(dest, &path).map_err(io_err(&target_path))?;
+
+        if entry.is_dir() || kind == Some(S_IFDIR) {
+            match fs::symlink_metadata(&target_path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(ExtractError::Conflict {
+                        zip: zip.to_owned(),
+                        name,
+                        why: "a file or link of that name is already there",
+                    })
+                }
+                Err(_) => fs::create_dir(&target_path).map_err(io_err(&target_path))?,
+            }
+            let mode = raw_mode.map_or(0o755, |m| m & 0o777);
+            fs::set_permissions(&target_path, fs::Permissions::from_mode(mode))
+                .map_err(io_err(&target_path))?;
+            continue;
+        }
+
+        remove_existing(&target_path).map_err(|why| ExtractError::Conflict {
+            zip: zip.to_owned(),
+            name: name.clone(),
+            why,
+        })?;
+        if kind == Some(S_IFLNK) {
+            let mut target = String::new();
+            (&mut entry)
+                .take(4096)
+                .read_to_string(&mut target)
+                .map_err(io_err(&target_path))?;
+            safepath::link_target(&path, &target).map_err(unsafe_err)?;
+            symlink(&target, &target_path).map_err(io_err(&target_path))?;
+            out.links += 1;
+        } else {
+            let mut file = File::create(&target_path).map_err(io_err(&target_path))?;
+            // Read one byte past the budget to tell "exactly full" from
+            // "too large" without trusting the size the zip declares.
+            let written = io::copy(&mut (&mut entry).take(budget + 1), &mut file)
+                .map_err(io_err(&target_path))?;
+            if written > budget {
+                return Err(ExtractError::TooLarge { zip: zip.to_owned() });
+            }
+            budget -= written;
+            // Lambda extracts files without unix attributes as 0644.
+            let mode = raw_mode.map_or(0o644, |m| m & 0o777);
+            fs::set_permissions(&target_path, fs::Permissions::from_mode(mode))
+                .map_err(io_err(&target_path))?;
+            out.files += 1;
+        }
+        let parts: Vec<_> = path.components().collect();
+        if parts.len() == 2 && parts[0] == "extensions" {
+            out.extensions.push(parts[1].to_owned());
+        }
+    }
+    out.extensions.sort();
+    out.extensions.dedup();
+    Ok(out)
+}
+
+/// Refuses to go through a symlink or a file on the way to `path`.
+fn prepare_parents(dest: &Path, path: &LayerPath) -> Result<(), &'static str> {
+    let mut dir = dest.to_owned();
+    let parts: Vec<_> = path.components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err("a parent directory is a symlink; refusing to write through it")
+            }
+            Ok(meta) if !meta.is_dir() => return Err("a parent directory is a file"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates the missing parent directories of `path` (zips need not list
+/// directories before their files).
+fn prepare_parents_io(dest: &Path, path: &LayerPath) -> io::Result<()> {
+    let parent = dest.join(path.parent().as_str());
+    fs::create_dir_all(parent)
+}
+
+/// Removes a file or symlink that a later entry replaces; refuses to replace
+/// a directory with a file.
+fn remove_existing(path: &Path) -> Result<(), &'static str> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Err("a directory of that name is already there"),
+        Ok(_) => fs::remove_file(path).map_err(|_| "cannot replace the existing file"),
+        Err(_) => Ok(()),
+    }
+}

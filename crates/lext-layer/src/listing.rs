@@ -1,0 +1,243 @@
+//! An in-memory listing of a layer, read from a zip or from a directory laid
+//! out as `/opt` would be. [`crate::check`] works on this listing only, so the
+//! checks are pure functions and the tests build listings by hand.
+//!
+//! Reading is bounded: non-ELF files are read for their first bytes only
+//! (enough for a `#!` line) and ELF files are read whole up to a cap, so a
+//! zip bomb cannot make `lext check` allocate without limit.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::elf::{self, Content};
+use crate::safepath::{self, LayerPath, UnsafeReason};
+
+/// How many bytes of a non-ELF file are read (the `#!` line lives there).
+const HEAD_LEN: u64 = 256;
+/// ELF files larger than this are not parsed (the size check already fails
+/// long before: Lambda's unzipped limit is 250 MiB).
+const MAX_ELF_LEN: u64 = 512 * 1024 * 1024;
+
+/// The unix file-type bits of a mode (`S_IFMT`) and the symlink type.
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFDIR: u32 = 0o040_000;
+
+/// A layer's entries and sizes.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Every entry, in archive (or sorted directory) order.
+    pub entries: Vec<Entry>,
+    /// Size of the zip file itself; `None` for a directory.
+    pub zipped_size: Option<u64>,
+}
+
+/// One file, directory or symlink of a layer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The name as stored (zip name or relative path).
+    pub name: String,
+    /// The validated path, or why the name is unsafe.
+    pub path: Result<LayerPath, UnsafeReason>,
+    /// Directory, file or symlink.
+    pub kind: EntryKind,
+    /// Unix permission bits (`0o755`); `None` when the zip entry has no
+    /// unix attributes (zipped on Windows), which Lambda extracts as 0644.
+    pub mode: Option<u32>,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// What the file's bytes are (files only; `Other` for the rest).
+    pub content: Content,
+}
+
+/// The kind of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link and its target as stored.
+    Symlink {
+        /// The link target.
+        target: String,
+    },
+}
+
+/// Why a layer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// The path does not exist or cannot be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The layer path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not a readable zip archive.
+    #[error("{} is not a valid zip file: {source}", path.display())]
+    Zip {
+        /// The zip path.
+        path: PathBuf,
+        /// What the zip reader said.
+        source: zip::result::ZipError,
+    },
+    /// An entry could not be read (corrupt data, bad CRC...).
+    #[error("cannot read `{entry}` in {}: {source}", path.display())]
+    Entry {
+        /// The layer path.
+        path: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+impl Listing {
+    /// Reads a layer from a zip file or a directory, whichever `path` is.
+    pub fn read(path: &Path) -> Result<Listing, ListingError> {
+        let meta = fs::metadata(path).map_err(|source| ListingError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        if meta.is_dir() {
+            Listing::from_dir(path)
+        } else {
+            Listing::from_zip(path)
+        }
+    }
+
+    /// Reads a layer zip.
+    pub fn from_zip(path: &Path) -> Result<Listing, ListingError> {
+        let file = File::open(path).map_err(|source| ListingError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let zipped_size = file.metadata().ok().map(|m| m.len());
+        let mut listing = Listing::from_zip_reader(file, path)?;
+        listing.zipped_size = zipped_size;
+        Ok(listing)
+    }
+
+    /// Reads a layer zip from any seekable reader; `path` names it in errors.
+    pub fn from_zip_reader<R: Read + Seek>(
+        reader: R,
+        path: &Path,
+    ) -> Result<Listing, ListingError> {
+        let zip_err = |source| ListingError::Zip {
+            path: path.to_owned(),
+            source,
+        };
+        let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+        let mut entries = Vec::with_capacity(archive.len());
+        for index in 0..archive.len() {
+            let mut file = archive.by_index(index).map_err(zip_err)?;
+            let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+            let entry_err = |source| ListingError::Entry {
+                path: path.to_owned(),
+                entry: name.clone(),
+                source,
+            };
+            let raw_mode = file.unix_mode();
+            let size = file.size();
+            let is_link = raw_mode.is_some_and(|m| m & S_IFMT == S_IFLNK);
+            let is_dir = file.is_dir() || raw_mode.is_some_and(|m| m & S_IFMT == S_IFDIR);
+            let (kind, content) = if is_link {
+                let mut target = Vec::new();
+                (&mut file)
+                    .take(4096)
+                    .read_to_end(&mut target)
+                    .map_err(entry_err)?;
+                let target = String::from_utf8_lossy(&target).into_owned();
+                (EntryKind::Symlink { target }, Content::Other)
+            } else if is_dir {
+                (EntryKind::Dir, Content::Other)
+            } else {
+                (EntryKind::File, read_content(&mut file).map_err(entry_err)?)
+            };
+            let path = safepath::entry_path(&name);
+            entries.push(Entry {
+                name,
+                path,
+                kind,
+                mode: raw_mode.map(|m| m & 0o7777),
+                size,
+                content,
+            });
+        }
+        Ok(Listing {
+            entries,
+            zipped_size: None,
+        })
+    }
+
+    /// Reads a directory laid out as the layer's `/opt`. Symlinks are
+    /// listed, never followed.
+    pub fn from_dir(root: &Path) -> Result<Listing, ListingError> {
+        let open_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ListingError::Open { path, source }
+        };
+        let mut entries = Vec::new();
+        // Depth-first walk with a stack of (absolute dir, relative name).
+        let mut stack = vec![(root.to_owned(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let mut children: Vec<_> = fs::read_dir(&dir)
+                .map_err(open_err(&dir))?
+                .collect::<Result<_, _>>()
+                .map_err(open_err(&dir))?;
+            children.sort_by_key(|c| c.file_name());
+            // Push in reverse so the walk visits names in sorted order.
+            let mut subdirs = Vec::new();
+            for child in children {
+                let abs = child.path();
+                let name = format!("{rel}{}", child.file_name().to_string_lossy());
+                let meta = fs::symlink_metadata(&abs).map_err(open_err(&abs))?;
+                let mode = Some(meta.permissions().mode() & 0o7777);
+                let (kind, content, name) = if meta.file_type().is_symlink() {
+                    let target = fs::read_link(&abs).map_err(open_err(&abs))?;
+                    let target = target.to_string_lossy().into_owned();
+                    (EntryKind::Symlink { target }, Content::Other, name)
+                } else if meta.is_dir() {
+                    subdirs.push((abs, format!("{name}/")));
+                    (EntryKind::Dir, Content::Other, format!("{name}/"))
+                } else {
+                    let mut file = File::open(&abs).map_err(open_err(&abs))?;
+                    let content = read_content(&mut file).map_err(open_err(&abs))?;
+                    (EntryKind::File, content, name)
+                };
+                entries.push(Entry {
+                    path: safepath::entry_path(&name),
+                    name,
+                    kind,
+                    mode,
+                    size: meta.len(),
+                    content,
+                });
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+        // The stack walk emits each directory's children together; sort by
+        // name so that nested entries follow their parent.
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Listing {
+            entries,
+            zipped_size: None,
+        })
+    }
+}
+
+/// Reads enough of a file to classify it: the head, or the whole file when it
+/// is an ELF (its version tables may be anywhere).
+fn read_content(reader: &mut impl Read) -> io::Result<Content> {
+    let mut bytes = Vec::new();
+    reader.by_ref().take(HEAD_LEN).read_to_end(&mut bytes)?;
+    if elf::looks_like_elf(&bytes) {
+        reader.by_ref().take(MAX_ELF_LEN).read_to_end(&mut bytes)?;
+    }
+    Ok(elf::inspect(&bytes))
+}
