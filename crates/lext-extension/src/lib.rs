@@ -35,7 +35,8 @@
 //! - [`extension`]: [`Extension::builder`] and the settings shared by both flavours.
 //! - [`blocking`]: the `std::net` transport and the blocking event loop.
 //! - `tokio` (feature `tokio`): the async transport, event loop and the
-//!   Telemetry API listener.
+//!   Telemetry API listener (current-thread runtime by default, feature
+//!   `multi-thread` for more).
 //! - [`request`]: pure builders of every request and interpreters of every answer.
 //! - [`http`]: the sans-I/O HTTP/1.1 codec both transports share.
 //! - [`endpoint`]: `AWS_LAMBDA_RUNTIME_API`, parsed without panics.
@@ -52,6 +53,8 @@ pub mod extension;
 pub mod http;
 pub mod request;
 pub mod signal;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use blocking::{Registered, RunEnd};
 pub use endpoint::Endpoint;
@@ -61,5 +64,5 @@ pub use lext_protocol;
 pub use lext_protocol::extensions::{
     EventType, InvokeEvent, NextEvent, RegisterResponse, ShutdownEvent, ShutdownReason, Tracing,
 };
-pub use request::{error_type_header, ExtensionId};
+pub use request::{error_type_header, ExtensionId, SubscribeOutcome};
 pub use signal::Signal;

@@ -14,6 +14,8 @@ use lext_protocol::extensions::{
     HEADER_FUNCTION_ERROR_TYPE, INIT_ERROR_PATH, NEXT_EVENT_PATH, REGISTER_PATH,
 };
 
+use lext_protocol::telemetry::{Api, SubscribeRequest, TELEMETRY_PATH};
+
 use crate::error::{Error, HandlerError, Op};
 use crate::http::{ApiRequest, ApiResponse, Method};
 
@@ -151,6 +153,51 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // keys, no custom Serialize that errors); an empty body would be refused
     // by the API with a clear 403 rather than a panic here.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// `PUT /2022-07-01/telemetry`. The body is validated first with the
+/// protocol's rules (schema version, types, buffering ranges, a
+/// `sandbox.localdomain` destination), so a bad subscription fails here with
+/// the message Lambda would give, without a round trip.
+///
+/// # Errors
+/// [`Error::Config`] with the validation message.
+pub fn subscribe_telemetry(id: &ExtensionId, body: &SubscribeRequest) -> Result<ApiRequest, Error> {
+    body.validate(Api::Telemetry)
+        .map_err(|e| Error::Config(format!("telemetry subscription: {e}")))?;
+    Ok(ApiRequest {
+        method: Method::Put,
+        path: TELEMETRY_PATH.to_owned(),
+        headers: vec![
+            (HEADER_EXTENSION_IDENTIFIER, id.0.clone()),
+            ("Content-Type", "application/json".to_owned()),
+        ],
+        body: to_json(body),
+    })
+}
+
+/// How the Telemetry API took a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    /// 200: events will be delivered.
+    Subscribed,
+    /// 202: a local emulator without a telemetry backend (AWS's RIE, SAM
+    /// local) accepted the call but will deliver nothing. Carries its message.
+    NotSupported(String),
+}
+
+/// Interprets the answer to a telemetry subscription.
+pub(crate) fn subscribed(response: &ApiResponse) -> Result<SubscribeOutcome, Error> {
+    match response.status {
+        202 => {
+            let message = serde_json::from_slice::<ErrorResponse>(&response.body)
+                .map(|b| b.error_message)
+                .unwrap_or_else(|_| response.body_text());
+            Ok(SubscribeOutcome::NotSupported(message))
+        }
+        s if is_success(s) => Ok(SubscribeOutcome::Subscribed),
+        _ => Err(api_error(Op::SubscribeTelemetry, response)),
+    }
 }
 
 /// The typed error for a non-2xx answer: AWS's `errorType`/`errorMessage`
@@ -397,6 +444,58 @@ mod tests {
             error_reported(Op::ExitError, &response(403, &[], "{}")),
             Err(Error::Api { status: 403, .. })
         ));
+    }
+
+    #[test]
+    fn subscribe_shape_and_outcomes() {
+        use lext_protocol::telemetry::LogType;
+        let id = ExtensionId("id-9".into());
+        let body = SubscribeRequest::http(vec![LogType::Platform, LogType::Function], 4243);
+        let req = subscribe_telemetry(&id, &body).unwrap();
+        assert_eq!(
+            (req.method, req.path.as_str()),
+            (Method::Put, "/2022-07-01/telemetry")
+        );
+        assert_eq!(req.header("Lambda-Extension-Identifier"), Some("id-9"));
+        let sent: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            sent["destination"]["URI"],
+            "http://sandbox.localdomain:4243"
+        );
+        assert_eq!(sent["types"], serde_json::json!(["platform", "function"]));
+        assert!(matches!(
+            subscribe_telemetry(&id, &SubscribeRequest::http(vec![], 4243)),
+            Err(Error::Config(_))
+        ));
+
+        assert_eq!(
+            subscribed(&response(200, &[], "\"OK\"")).unwrap(),
+            SubscribeOutcome::Subscribed
+        );
+        assert_eq!(
+            subscribed(&response(
+                202,
+                &[],
+                r#"{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}"#
+            ))
+            .unwrap(),
+            SubscribeOutcome::NotSupported("Telemetry API is not supported".into())
+        );
+        match subscribed(&response(
+            403,
+            &[],
+            r#"{"errorMessage":"Telemetry API subscription is closed already","errorType":"Telemetry.SubscriptionClosed"}"#,
+        )) {
+            Err(Error::Api {
+                op: Op::SubscribeTelemetry,
+                status: 403,
+                error_type,
+                ..
+            }) => {
+                assert_eq!(error_type, "Telemetry.SubscriptionClosed")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -6,11 +6,11 @@
 //! SIGINT with Ctrl-C. Either must end the event loop cleanly, including when
 //! the loop is blocked in a `/event/next` long poll that has no timeout.
 //!
-//! How, and why this way: [`install`] sets a `sigaction` handler (no
+//! How, and why this way: `install` sets a `sigaction` handler (no
 //! `SA_RESTART`, so a blocked `read` in the receiving thread returns `EINTR`).
 //! The handler stores the signal number in an atomic and calls
 //! `shutdown(2)` on the socket the blocking transport is currently using
-//! (registered through [`ActiveSocket`]). Both calls are async-signal-safe
+//! (registered through `ActiveSocket`). Both calls are async-signal-safe
 //! (POSIX lists `shutdown`). The shutdown wakes the blocked read even when the
 //! signal is delivered to another thread, and closes the race where the
 //! signal lands between checking the flag and entering `read`: the transport

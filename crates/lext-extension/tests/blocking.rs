@@ -1,5 +1,8 @@
 //! The blocking flavour against a fake Extensions API on 127.0.0.1.
 
+// Test helpers outside #[test] fns: a failure here is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{lifecycle_script, FakeApi, Recorded, Reply, ID, REGISTER_BODY};

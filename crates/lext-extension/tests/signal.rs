@@ -3,6 +3,9 @@
 //! Its own test binary (one process), because the signal disposition and the
 //! "signal received" flag are process-wide.
 
+// Test helpers outside #[test] fns: a failure here is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -5,19 +5,20 @@
 //!
 //! It registers for INVOKE and SHUTDOWN, prints the register response and
 //! each event as tab-indented JSON, and exits after SHUTDOWN or on
-//! SIGTERM/SIGINT, printing the same lines as the Go sample:
+//! SIGTERM/SIGINT, printing the same lines as the Go sample (the JSON is
+//! indented with tabs, shown here as spaces):
 //!
 //! ```text
 //! [rust-example-extension] Registering...
 //! [rust-example-extension] Register response: {
-//! 	"functionName": "my-function",
-//! 	"functionVersion": "$LATEST",
-//! 	"handler": "function.handler"
+//!     "functionName": "my-function",
+//!     "functionVersion": "$LATEST",
+//!     "handler": "function.handler"
 //! }
 //! [rust-example-extension] Waiting for event...
 //! [rust-example-extension] Received event: {
-//! 	"eventType": "INVOKE",
-//! 	...
+//!     "eventType": "INVOKE",
+//!     ...
 //! }
 //! [rust-example-extension] Received SHUTDOWN event
 //! [rust-example-extension] Exiting

@@ -1,6 +1,9 @@
 //! The port, run as a process against a fake Extensions API on 127.0.0.1:
 //! its lines, in order, and its exit status.
 
+// Test helpers outside #[test] fns: a failure here is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};

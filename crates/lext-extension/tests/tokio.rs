@@ -1,0 +1,339 @@
+//! The tokio flavour against a fake Extensions API, and the Telemetry API
+//! listener with real payloads, garbage, and a port clash.
+
+// Test helpers outside #[test] fns: a failure here is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{lifecycle_script, FakeApi, Recorded, Reply, ID, REGISTER_BODY};
+use lext_extension::lext_protocol::telemetry::{LogType, Record};
+use lext_extension::tokio::{TelemetryBatch, TelemetryConfig};
+use lext_extension::{
+    Error, Extension, HandlerError, NextEvent, Op, Phase, RunEnd, SubscribeOutcome,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn builder(api: &FakeApi) -> lext_extension::Builder {
+    Extension::builder()
+        .name("async-ext")
+        .runtime_api(api.api())
+        .handle_signals(false)
+}
+
+#[tokio::test]
+async fn register_invoke_shutdown() {
+    let api = FakeApi::start(lifecycle_script());
+    let registered = builder(&api).register_async().await.unwrap();
+    assert_eq!(registered.id().as_str(), ID);
+    let mut seen = Vec::new();
+    let end = registered
+        .run(|event| {
+            seen.push(event);
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+    assert!(matches!(end, RunEnd::Shutdown(_)));
+    assert!(matches!(
+        seen.as_slice(),
+        [NextEvent::Invoke(_), NextEvent::Shutdown(_)]
+    ));
+    assert_eq!(
+        api.paths().len(),
+        3,
+        "no poll after SHUTDOWN: {:?}",
+        api.paths()
+    );
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_reported_in_the_right_phase() {
+    let api = FakeApi::start(lifecycle_script());
+    let err = builder(&api)
+        .register_async()
+        .await
+        .unwrap()
+        .init_error(HandlerError::new("Boot", "no config"))
+        .await;
+    assert!(
+        matches!(
+            err,
+            Error::Handler {
+                phase: Phase::Init,
+                report_failed: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(api.paths()[1], "/2020-01-01/extension/init/error");
+
+    let api = FakeApi::start(lifecycle_script());
+    let err = builder(&api)
+        .register_async()
+        .await
+        .unwrap()
+        .run(|_| async { Err(HandlerError::new("Flush", "failed")) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Handler {
+                phase: Phase::Exit,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(api.paths()[2], "/2020-01-01/extension/exit/error");
+
+    let api = FakeApi::start(|_: &Recorded| {
+        Reply::json(
+            403,
+            r#"{"errorMessage":"Extension registration closed already","errorType":"Extension.RegistrationClosed"}"#,
+        )
+    });
+    let err = builder(&api).register_async().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Api { op: Op::Register, status: 403, error_type, .. } if error_type == "Extension.RegistrationClosed"),
+        "{err:?}"
+    );
+}
+
+/// A fake API that accepts telemetry subscriptions and records them.
+fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
+    FakeApi::start(move |req: &Recorded| match req.path.as_str() {
+        "/2020-01-01/extension/register" => Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.into())],
+            REGISTER_BODY.into(),
+        ),
+        "/2022-07-01/telemetry" => Reply::json(status, body),
+        _ => Reply::Hold,
+    })
+}
+
+/// POSTs `body` to the listener like Lambda does; returns the status line.
+async fn deliver(addr: std::net::SocketAddr, body: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: sandbox.localdomain:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        addr.port(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    answer.lines().next().unwrap_or("").to_owned()
+}
+
+// Payloads in the shapes the contract quotes (section 3.3).
+const BATCH: &str = r#"[
+ {"time":"2022-10-12T00:00:15.064Z","type":"platform.start","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","version":"$LATEST","tracing":{"spanId":"54565fb41ac79632","type":"X-Amzn-Trace-Id","value":"Root=1-62e900b2-710d76f009d6e7785905449a;Parent=0efbd19962d95b05;Sampled=1"}}},
+ {"time":"2022-10-12T00:00:15.065Z","type":"function","record":"hello from the function"},
+ {"time":"2022-10-12T00:00:15.066Z","type":"function","record":{"timestamp":"2022-10-12T00:00:15.066Z","level":"INFO","message":"json log"}},
+ {"time":"2022-10-12T00:00:15.067Z","type":"platform.report","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","metrics":{"durationMs":1.23,"billedDurationMs":2,"memorySizeMB":128,"maxMemoryUsedMB":40},"status":"success"}},
+ {"time":"2022-10-12T00:00:15.068Z","type":"platform.somethingNew","record":{"x":1}}
+]"#;
+
+#[tokio::test]
+async fn telemetry_listener_delivers_typed_batches_and_reports_garbage() {
+    let api = telemetry_api(200, "\"OK\"");
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let mut sub = ext
+        .subscribe_telemetry(
+            TelemetryConfig::default().types([LogType::Platform, LogType::Function]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sub.outcome(), &SubscribeOutcome::Subscribed);
+    assert_eq!(sub.local_addr().ip().to_string(), "127.0.0.1");
+    assert_eq!(
+        sub.uri(),
+        format!("http://sandbox.localdomain:{}", sub.local_addr().port())
+    );
+
+    // The subscription the API received: PUT, identifier, our URI.
+    let put = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/2022-07-01/telemetry")
+        .unwrap();
+    assert_eq!(put.method, "PUT");
+    assert_eq!(put.header("Lambda-Extension-Identifier"), Some(ID));
+    let body: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+    assert_eq!(body["destination"]["protocol"], "HTTP");
+    assert_eq!(body["destination"]["URI"], sub.uri());
+    assert_eq!(body["types"], serde_json::json!(["platform", "function"]));
+
+    // A real batch: typed events, unknown type kept.
+    assert!(deliver(sub.local_addr(), BATCH.as_bytes())
+        .await
+        .contains(" 200 "));
+    let batch = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let TelemetryBatch::Events { events, failures } = batch else {
+        panic!("{batch:?}")
+    };
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(events.len(), 5);
+    assert!(matches!(events[0].record, Record::Start(_)));
+    assert!(matches!(events[1].record, Record::Function(_)));
+    assert!(matches!(events[2].record, Record::Function(_)));
+    assert!(matches!(events[3].record, Record::Report(_)));
+    assert_eq!(events[4].record.event_type(), "platform.somethingNew");
+
+    // Garbage: still 200 (no redelivery loop), and reported.
+    assert!(deliver(sub.local_addr(), b"{not json")
+        .await
+        .contains(" 200 "));
+    match tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        TelemetryBatch::Unparsed { body, error } => {
+            assert_eq!(body, b"{not json");
+            assert!(!error.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A batch with one malformed known event keeps the others.
+    let mixed = br#"[{"time":"t","type":"platform.report","record":{"requestId":5}},{"time":"t","type":"function","record":"ok"}]"#;
+    assert!(deliver(sub.local_addr(), mixed).await.contains(" 200 "));
+    match tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        TelemetryBatch::Events { events, failures } => {
+            assert_eq!((events.len(), failures.len()), (1, 1));
+            assert_eq!(failures[0].index, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The extension then runs its loop as usual; the subscription lives on.
+    drop(ext);
+    sub.stop();
+}
+
+#[tokio::test]
+async fn port_clash_is_an_error_from_subscribe_and_nothing_is_subscribed() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let api = telemetry_api(200, "\"OK\"");
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let err = ext
+        .subscribe_telemetry(TelemetryConfig::default().port(port))
+        .await
+        .unwrap_err();
+    match err {
+        Error::Listener { addr, source } => {
+            assert_eq!(addr, format!("127.0.0.1:{port}"));
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !api.paths().iter().any(|p| p.contains("telemetry")),
+        "{:?}",
+        api.paths()
+    );
+}
+
+#[tokio::test]
+async fn subscribe_refusals_are_typed() {
+    // Lambda's answer after init.
+    let api = telemetry_api(
+        403,
+        r#"{"errorMessage":"Telemetry API subscription is closed already","errorType":"Telemetry.SubscriptionClosed"}"#,
+    );
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let err = ext
+        .subscribe_telemetry(TelemetryConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Api { op: Op::SubscribeTelemetry, status: 403, error_type, .. } if error_type == "Telemetry.SubscriptionClosed"),
+        "{err:?}"
+    );
+    // A local emulator without telemetry: accepted, but flagged.
+    let api = telemetry_api(
+        202,
+        r#"{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}"#,
+    );
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let sub = ext
+        .subscribe_telemetry(TelemetryConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        sub.outcome(),
+        &SubscribeOutcome::NotSupported("Telemetry API is not supported".into())
+    );
+    // Invalid buffering never reaches the API.
+    let api = telemetry_api(200, "\"OK\"");
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let bad = lext_extension::lext_protocol::telemetry::Buffering {
+        max_items: Some(5),
+        ..Default::default()
+    };
+    let err = ext
+        .subscribe_telemetry(TelemetryConfig::default().buffering(bad))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_eq!(api.paths().len(), 1);
+}
+
+#[test]
+fn sigterm_ends_the_async_loop() {
+    // Runs in its own process: see tests/signal.rs for why signals are
+    // tested apart. Here the async loop, on the default current-thread
+    // runtime, in a child process of this test binary.
+    if std::env::var_os("LEXT_ASYNC_SIGNAL_CHILD").is_some() {
+        let api = std::env::var("LEXT_ASYNC_SIGNAL_API").unwrap();
+        let rt = lext_extension::tokio::runtime().unwrap();
+        let end = rt
+            .block_on(async {
+                let ext = Extension::builder()
+                    .name("sig")
+                    .runtime_api(api)
+                    .register_async()
+                    .await?;
+                ext.run(|_| async { Ok(()) }).await
+            })
+            .unwrap();
+        assert_eq!(end, RunEnd::Signal(lext_extension::Signal::Term));
+        std::process::exit(42);
+    }
+    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
+        "/2020-01-01/extension/register" => Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.into())],
+            REGISTER_BODY.into(),
+        ),
+        _ => Reply::Hold,
+    });
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["sigterm_ends_the_async_loop", "--exact", "--nocapture"])
+        .env("LEXT_ASYNC_SIGNAL_CHILD", "1")
+        .env("LEXT_ASYNC_SIGNAL_API", api.api())
+        .spawn()
+        .unwrap();
+    api.wait_for(2); // register, then the blocked /event/next
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on our own child with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42), "{status:?}");
+}
