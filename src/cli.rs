@@ -26,4 +26,16 @@ pub struct Cli {
 pub enum Command {
     // Each subcommand's arguments live in its own module under `cmd/`.
     // Add new subcommands here, one line each.
+    /// Build the project's extension binaries for Lambda (release, glibc 2.26,
+    /// x86_64 or arm64) into target/lambda/extensions/.
+    Build(crate::cmd::build::Args),
+    /// Write the layer zip (extensions/ at the root, mode 0755, reproducible)
+    /// to target/lambda/extension.zip.
+    Package(crate::cmd::package::Args),
+    /// Check a layer zip or directory for every problem that would make it fail
+    /// on Lambda; one line per problem with its fix, exit 1 on any.
+    Check(crate::cmd::check::Args),
+    /// Check, then publish the layer zip with PublishLayerVersion (and attach
+    /// it to a function with --attach).
+    Publish(crate::cmd::publish::Args),
 }

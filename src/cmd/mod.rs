@@ -1,10 +1,20 @@
 //! One module per subcommand. [`run`] dispatches.
 
+pub mod build;
+pub mod check;
+pub mod package;
+pub mod publish;
+
 use std::process::ExitCode;
 
 use crate::cli::Command;
 
 /// Runs one subcommand and returns the process exit code.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::Build(args) => build::run(args),
+        Command::Package(args) => package::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Publish(args) => publish::run(args),
+    }
 }

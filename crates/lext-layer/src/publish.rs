@@ -1,0 +1,644 @@
+//! `lext publish`: PublishLayerVersion (and, with `--attach`,
+//! UpdateFunctionConfiguration) through the official AWS SDK for Rust.
+//!
+//! The zip is checked first with [`crate::check`]; a layer with any problem
+//! is never uploaded. Credentials and region come from aws-config's standard
+//! chain (environment, shared config and credentials files with `--profile`,
+//! web identity, ECS and EC2 instance metadata); `--endpoint-url` points the
+//! client at another endpoint (moto in the tests, LocalStack...).
+//!
+//! The client is built with short timeouts and few retries on purpose: an
+//! unreachable endpoint must fail in seconds with one clear line, not hang
+//! through the SDK's default backoff. The HTTP client is hyper with rustls on
+//! the `ring` provider, which compiles much faster than the default aws-lc.
+//!
+//! Validation that AWS performs server side (layer name pattern, lengths,
+//! list sizes) is repeated here with AWS's own wording, because emulators
+//! such as moto validate nothing and a typo should not cost an upload.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_lambda::config::Region;
+use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, Runtime as SdkRuntime};
+use aws_sdk_lambda::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use serde::Serialize;
+
+use crate::check::{self, CheckOptions, Problem};
+use crate::listing::{Listing, ListingError};
+use crate::platform::{Arch, Runtime};
+
+/// The runtimes a layer is published for when none are given.
+pub const DEFAULT_RUNTIMES: [&str; 2] = ["provided.al2", "provided.al2023"];
+/// Lambda's limit of layers per function.
+pub const MAX_LAYERS_PER_FUNCTION: usize = 5;
+
+/// How to reach AWS (each `None` defers to aws-config's standard chain).
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// The layer zip.
+    pub zip: PathBuf,
+    /// `LayerName`: a name or a layer ARN.
+    pub layer_name: String,
+    /// `CompatibleRuntimes`; empty means [`DEFAULT_RUNTIMES`].
+    pub compatible_runtimes: Vec<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `LicenseInfo`.
+    pub license_info: Option<String>,
+    /// A function to attach the new version to.
+    pub attach: Option<String>,
+    /// Where and as whom.
+    pub aws: AwsOptions,
+}
+
+/// The PublishLayerVersion response, serialized as aws-cli prints it:
+/// PascalCase keys in the service model's order, absent fields left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersion {
+    /// Where the content is and its hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<LayerContent>,
+    /// The layer's ARN (without version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_arn: Option<String>,
+    /// The new version's ARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_version_arn: Option<String>,
+    /// The description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// ISO-8601 creation time, as the service sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_date: Option<String>,
+    /// The version number.
+    pub version: i64,
+    /// The architectures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_architectures: Option<Vec<String>>,
+    /// The runtimes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_runtimes: Option<Vec<String>>,
+    /// The license.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_info: Option<String>,
+}
+
+/// `Content` of a layer version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerContent {
+    /// A presigned download URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Base64 SHA-256 of the zip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// Size of the zip in bytes.
+    pub code_size: i64,
+    /// Code signing profile, if signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_profile_version_arn: Option<String>,
+    /// Code signing job, if signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_job_arn: Option<String>,
+}
+
+impl LayerVersion {
+    /// The response as aws-cli's `--output json` prints it (4-space indent).
+    pub fn to_aws_cli_json(&self) -> String {
+        let mut out = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+        // Serializing plain strings and numbers into a Vec cannot fail.
+        match self.serialize(&mut ser) {
+            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+            Err(err) => format!("{{\"error\": \"{err}\"}}"),
+        }
+    }
+}
+
+/// The function a version was attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    /// The function name or ARN as given.
+    pub function: String,
+    /// Its layers after the update, in order.
+    pub layers: Vec<String>,
+}
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The PublishLayerVersion response.
+    pub layer_version: LayerVersion,
+    /// Set when `--attach` was given.
+    pub attached: Option<Attached>,
+}
+
+/// Why a publish failed. Every variant displays as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The zip could not be read.
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    /// The zip failed `lext check`; nothing was uploaded.
+    #[error("{} failed lext check with {} problem(s); not publishing", zip.display(), problems.len())]
+    CheckFailed {
+        /// The zip.
+        zip: PathBuf,
+        /// The problems, one line each.
+        problems: Vec<Problem>,
+    },
+    /// A parameter AWS would reject.
+    #[error("{0}")]
+    Invalid(String),
+    /// No region anywhere in the chain.
+    #[error(
+        "no AWS region: pass --region, set AWS_REGION, or set `region` in the profile of \
+         ~/.aws/config"
+    )]
+    NoRegion,
+    /// The zip could not be read for upload.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The zip.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The service answered with an error.
+    #[error("{operation} failed: {code}: {message}")]
+    Service {
+        /// The API operation.
+        operation: &'static str,
+        /// The error code (`AccessDeniedException`...).
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The request never got an answer (credentials, network, timeout).
+    #[error("{operation} failed: {detail}")]
+    Request {
+        /// The API operation.
+        operation: &'static str,
+        /// The SDK's error chain on one line.
+        detail: String,
+    },
+    /// Attaching would exceed Lambda's layer limit.
+    #[error(
+        "function {function} would have {count} layers, Lambda allows at most \
+         {MAX_LAYERS_PER_FUNCTION}: remove one first (aws lambda update-function-configuration \
+         --layers ...); the new version {arn} is published but not attached"
+    )]
+    TooManyLayers {
+        /// The function.
+        function: String,
+        /// How many layers it would have.
+        count: usize,
+        /// The new version.
+        arn: String,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs [`publish`] on a current-thread tokio runtime made for the call,
+/// for synchronous callers such as the CLI.
+pub fn publish_blocking(options: &PublishOptions) -> Result<Published, PublishError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PublishError::Runtime)?;
+    runtime.block_on(publish(options))
+}
+
+/// Checks the zip, publishes it as a new layer version, and attaches it to
+/// a function when asked.
+pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError> {
+    validate(options)?;
+    let runtimes = runtimes_or_default(&options.compatible_runtimes);
+
+    let bytes = std::fs::read(&options.zip).map_err(|source| PublishError::Read {
+        path: options.zip.clone(),
+        source,
+    })?;
+    let mut listing = Listing::from_zip_reader(Cursor::new(&bytes), &options.zip)?;
+    listing.zipped_size = Some(bytes.len() as u64);
+    let check_options = CheckOptions {
+        runtime: check_runtime(&runtimes),
+        arch: None,
+    };
+    let problems = check::check(&listing, &check_options);
+    if !problems.is_empty() {
+        return Err(PublishError::CheckFailed {
+            zip: options.zip.clone(),
+            problems,
+        });
+    }
+    let arches = check::extension_architectures(&listing);
+
+    let client = client(&options.aws).await?;
+    tracing::info!(layer = %options.layer_name, bytes = bytes.len(), ?arches, "publishing");
+    let request = client
+        .publish_layer_version()
+        .layer_name(&options.layer_name)
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(Blob::new(bytes))
+                .build(),
+        )
+        .set_compatible_runtimes(Some(
+            runtimes.iter().map(|r| SdkRuntime::from(r.as_str())).collect(),
+        ))
+        .set_compatible_architectures(sdk_arches(&arches))
+        .set_description(options.description.clone())
+        .set_license_info(options.license_info.clone());
+    let out = request
+        .send()
+        .await
+        .map_err(|e| sdk_error("PublishLayerVersion", e))?;
+    let layer_version = LayerVersion {
+        content: out.content().map(|c| LayerContent {
+            location: c.location().map(str::to_owned),
+            code_sha256: c.code_sha256().map(str::to_owned),
+            code_size: c.code_size(),
+            signing_profile_version_arn: c.signing_profile_version_arn().map(str::to_owned),
+            signing_job_arn: c.signing_job_arn().map(str::to_owned),
+        }),
+        layer_arn: out.layer_arn().map(str::to_owned),
+        layer_version_arn: out.layer_version_arn().map(str::to_owned),
+        description: out.description().map(str::to_owned),
+        created_date: out.created_date().map(str::to_owned),
+        version: out.version(),
+        compatible_architectures: out
+            .compatible_architectures
+            .as_ref()
+            .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect()),
+        compatible_runtimes: out
+            .compatible_runtimes
+            .as_ref()
+            .map(|v| v.iter().map(|r| r.as_str().to_owned()).collect()),
+        license_info: out.license_info().map(str::to_owned),
+    };
+
+    let attached = match &options.attach {
+        Some(function) => Some(attach(&client, function, &layer_version).await?),
+        None => None,
+    };
+    Ok(Published {
+        layer_version,
+        attached,
+    })
+}
+
+/// Adds the new version to the function's layers.
+async fn attach(
+    client: &Client,
+    function: &str,
+    version: &LayerVersion,
+) -> Result<Attached, PublishError> {
+    let (Some(version_arn), Some(layer_arn)) = (&version.layer_version_arn, &version.layer_arn)
+    else {
+        return Err(PublishError::Invalid(
+            "PublishLayerVersion returned no LayerVersionArn/LayerArn; cannot attach".into(),
+        ));
+    };
+    let config = client
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetFunctionConfiguration", e))?;
+    let existing: Vec<String> = config
+        .layers()
+        .iter()
+        .filter_map(|l| l.arn().map(str::to_owned))
+        .collect();
+    let layers = merge_layers(&existing, layer_arn, version_arn).map_err(|count| {
+        PublishError::TooManyLayers {
+            function: function.to_owned(),
+            count,
+            arn: version_arn.clone(),
+        }
+    })?;
+    tracing::info!(%function, ?layers, "attaching");
+    let updated = client
+        .update_function_configuration()
+        .function_name(function)
+        .set_layers(Some(layers.clone()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("UpdateFunctionConfiguration", e))?;
+    let after: Vec<String> = updated
+        .layers()
+        .iter()
+        .filter_map(|l| l.arn().map(str::to_owned))
+        .collect();
+    Ok(Attached {
+        function: function.to_owned(),
+        // Some endpoints answer without the list; report what was sent then.
+        layers: if after.is_empty() { layers } else { after },
+    })
+}
+
+/// The function's new layer list: an older version of the same layer is
+/// replaced in place (layer order decides which file wins in `/opt`), any
+/// other layer is kept, and a new layer goes last. Fails with the would-be
+/// count above [`MAX_LAYERS_PER_FUNCTION`].
+pub fn merge_layers(
+    existing: &[String],
+    layer_arn: &str,
+    version_arn: &str,
+) -> Result<Vec<String>, usize> {
+    let same_layer = |arn: &str| arn.rsplit_once(':').is_some_and(|(base, _)| base == layer_arn);
+    let mut out = Vec::with_capacity(existing.len() + 1);
+    let mut placed = false;
+    for arn in existing {
+        if same_layer(arn) {
+            if !placed {
+                out.push(version_arn.to_owned());
+                placed = true;
+            }
+        } else {
+            out.push(arn.clone());
+        }
+    }
+    if !placed {
+        out.push(version_arn.to_owned());
+    }
+    if out.len() > MAX_LAYERS_PER_FUNCTION {
+        return Err(out.len());
+    }
+    Ok(out)
+}
+
+fn runtimes_or_default(given: &[String]) -> Vec<String> {
+    if given.is_empty() {
+        DEFAULT_RUNTIMES.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        given.to_vec()
+    }
+}
+
+/// The runtime to check glibc against: `provided.al2023` only when every
+/// compatible runtime is it; otherwise the oldest, `provided.al2` (also used
+/// for language runtimes, whose images may be Amazon Linux 2).
+fn check_runtime(runtimes: &[String]) -> Runtime {
+    if runtimes.iter().all(|r| r == Runtime::ProvidedAl2023.as_str()) {
+        Runtime::ProvidedAl2023
+    } else {
+        Runtime::ProvidedAl2
+    }
+}
+
+fn sdk_arches(arches: &BTreeSet<Arch>) -> Option<Vec<Architecture>> {
+    if arches.is_empty() {
+        // Scripts only: compatible with both, so leave the field out.
+        return None;
+    }
+    Some(arches.iter().map(|a| Architecture::from(a.as_str())).collect())
+}
+
+/// Rejects what PublishLayerVersion would reject, with AWS's wording.
+fn validate(options: &PublishOptions) -> Result<(), PublishError> {
+    let fail = |field: &str, value: &str, constraint: &str| {
+        Err(PublishError::Invalid(format!(
+            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy \
+             constraint: {constraint}"
+        )))
+    };
+    let name = &options.layer_name;
+    if name.is_empty() || name.len() > 140 || !valid_layer_name(name) {
+        return fail(
+            "layerName",
+            name,
+            "Member must satisfy regular expression pattern: \
+             (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+ \
+             and have length between 1 and 140",
+        );
+    }
+    if let Some(d) = &options.description {
+        if d.chars().count() > 256 {
+            return fail(
+                "description",
+                d,
+                "Member must have length less than or equal to 256",
+            );
+        }
+    }
+    if let Some(l) = &options.license_info {
+        if l.chars().count() > 512 {
+            return fail(
+                "licenseInfo",
+                l,
+                "Member must have length less than or equal to 512",
+            );
+        }
+    }
+    if options.compatible_runtimes.len() > 15 {
+        return fail(
+            "compatibleRuntimes",
+            &options.compatible_runtimes.join(", "),
+            "Member must have length less than or equal to 15",
+        );
+    }
+    if let Some(url) = &options.aws.endpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(PublishError::Invalid(format!(
+                "invalid --endpoint-url `{url}`: expected http://HOST[:PORT] or https://..."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-zA-Z0-9-_]+`, or a layer ARN
+/// `arn:<partition>:lambda:<region>:<12 digits>:layer:<name>`.
+fn valid_layer_name(name: &str) -> bool {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let alnum_dash = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !name.starts_with("arn:") {
+        return plain(name);
+    }
+    let parts: Vec<&str> = name.split(':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "lambda", region, account, "layer", layer]
+            if alnum_dash(partition) && alnum_dash(region)
+                && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+                && plain(layer))
+}
+
+/// Builds the Lambda client from the standard chain plus the options.
+async fn client(aws: &AwsOptions) -> Result<Client, PublishError> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    // Connect fails fast; a 50 MiB upload over a slow link still has time.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(120))
+        .operation_timeout(Duration::from_secs(600))
+        .build();
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(2));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts)
+        .retry_config(retries);
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &aws.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(PublishError::NoRegion);
+    }
+    Ok(Client::new(&config))
+}
+
+/// One line for any SDK error: the service's code and message when it
+/// answered, else the whole cause chain (credentials, DNS, connect, timeout).
+fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> PublishError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(service) = &err {
+        let e = service.err();
+        if let Some(code) = e.code() {
+            return PublishError::Service {
+                operation,
+                code: code.to_owned(),
+                message: e.message().unwrap_or("(no message)").to_owned(),
+            };
+        }
+    }
+    let detail = DisplayErrorContext(&err).to_string();
+    PublishError::Request {
+        operation,
+        detail: detail.replace('\n', " "),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYER: &str = "arn:aws:lambda:us-east-1:123456789012:layer:ext";
+
+    fn v(n: u32) -> String {
+        format!("{LAYER}:{n}")
+    }
+
+    #[test]
+    fn merge_replaces_keeps_appends_and_limits() {
+        let other = |n: u32| format!("arn:aws:lambda:us-east-1:123456789012:layer:other{n}:1");
+        // New layer goes last.
+        assert_eq!(merge_layers(&[other(1)], LAYER, &v(2)), Ok(vec![other(1), v(2)]));
+        // An older version is replaced in place, order kept.
+        assert_eq!(
+            merge_layers(&[v(1), other(1)], LAYER, &v(2)),
+            Ok(vec![v(2), other(1)])
+        );
+        // A layer whose name only starts the same is another layer.
+        let similar = "arn:aws:lambda:us-east-1:123456789012:layer:ext2:7".to_owned();
+        assert_eq!(
+            merge_layers(std::slice::from_ref(&similar), LAYER, &v(2)),
+            Ok(vec![similar, v(2)])
+        );
+        // Five others plus ours is six: refused with the count.
+        let five: Vec<_> = (1..=5).map(other).collect();
+        assert_eq!(merge_layers(&five, LAYER, &v(2)), Err(6));
+        // Five including an older ours: replaced, still five.
+        let mut four_and_ours: Vec<_> = (1..=4).map(other).collect();
+        four_and_ours.push(v(1));
+        assert_eq!(merge_layers(&four_and_ours, LAYER, &v(2)).map(|l| l.len()), Ok(5));
+    }
+
+    #[test]
+    fn layer_names() {
+        assert!(valid_layer_name("my-layer_1"));
+        assert!(valid_layer_name(LAYER));
+        assert!(!valid_layer_name("my layer"));
+        assert!(!valid_layer_name("arn:aws:lambda:us-east-1:123:layer:x"));
+        assert!(!valid_layer_name("a/b"));
+    }
+
+    #[test]
+    fn json_is_aws_cli_shaped() {
+        let lv = LayerVersion {
+            content: Some(LayerContent {
+                location: Some("https://example/x".into()),
+                code_sha256: Some("abc=".into()),
+                code_size: 169,
+                signing_profile_version_arn: None,
+                signing_job_arn: None,
+            }),
+            layer_arn: Some(LAYER.into()),
+            layer_version_arn: Some(v(1)),
+            description: None,
+            created_date: Some("2018-11-14T23:03:52.894+0000".into()),
+            version: 1,
+            compatible_architectures: Some(vec!["x86_64".into()]),
+            compatible_runtimes: Some(vec!["provided.al2".into()]),
+            license_info: None,
+        };
+        let json = lv.to_aws_cli_json();
+        let expected = format!(
+            "{{\n    \"Content\": {{\n        \"Location\": \"https://example/x\",\n        \
+             \"CodeSha256\": \"abc=\",\n        \"CodeSize\": 169\n    }},\n    \
+             \"LayerArn\": \"{LAYER}\",\n    \"LayerVersionArn\": \"{LAYER}:1\",\n    \
+             \"CreatedDate\": \"2018-11-14T23:03:52.894+0000\",\n    \"Version\": 1,\n    \
+             \"CompatibleArchitectures\": [\n        \"x86_64\"\n    ],\n    \
+             \"CompatibleRuntimes\": [\n        \"provided.al2\"\n    ]\n}}"
+        );
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn check_runtime_is_the_oldest() {
+        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(check_runtime(&s(&["provided.al2023"])), Runtime::ProvidedAl2023);
+        assert_eq!(
+            check_runtime(&s(&["provided.al2", "provided.al2023"])),
+            Runtime::ProvidedAl2
+        );
+        assert_eq!(check_runtime(&s(&["python3.12"])), Runtime::ProvidedAl2);
+    }
+}

@@ -1,0 +1,72 @@
+//! `lext check`: report, one line each with its fix, every problem that
+//! would make the layer fail on Lambda. The checks are `lext_layer::check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lext_layer::project::Project;
+use lext_layer::{check, Arch, CheckOptions, Listing, Runtime};
+
+/// Arguments of `lext check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The layer: a zip, or a directory laid out as /opt [default:
+    /// target/lambda/extension.zip].
+    #[arg(value_name = "ZIP|DIR")]
+    pub layer: Option<PathBuf>,
+
+    /// The runtime whose glibc and interpreters the layer must fit:
+    /// provided.al2 (glibc 2.26) or provided.al2023 (glibc 2.34).
+    #[arg(long, value_name = "RUNTIME", default_value = "provided.al2")]
+    pub runtime: Runtime,
+
+    /// The function's architecture, x86_64 or arm64 [default: any, but one
+    /// for all extensions].
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
+
+    /// Path to the project's Cargo.toml, to find the default zip.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+}
+
+/// Prints each problem on stdout; exits 1 if there is any.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let layer = match args.layer {
+        Some(path) => path,
+        None => Project::load(args.manifest_path.as_deref())?.default_zip(),
+    };
+    let listing = Listing::read(&layer)?;
+    let options = CheckOptions {
+        runtime: args.runtime,
+        arch: args.arch,
+    };
+    let problems = check(&listing, &options);
+    let mut out = std::io::stdout().lock();
+    if problems.is_empty() {
+        let arches = lext_layer::check::extension_architectures(&listing);
+        let arches: Vec<_> = arches.iter().map(|a| a.as_str()).collect();
+        writeln!(
+            out,
+            "{}: ok for {} ({})",
+            layer.display(),
+            options.runtime,
+            if arches.is_empty() {
+                "scripts only".to_owned()
+            } else {
+                arches.join(", ")
+            }
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        writeln!(out, "{problem}")?;
+    }
+    eprintln!(
+        "error: {} problem(s) in {}",
+        problems.len(),
+        layer.display()
+    );
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,70 @@
+//! `lext package`: write the reproducible layer zip from
+//! `target/lambda/extensions/` plus `--include`d files. The work is
+//! `lext_layer::package`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lext_layer::package::{self, Include, PackageSpec};
+use lext_layer::project::Project;
+
+/// Arguments of `lext package`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Path to the project's Cargo.toml, to find its target directory
+    /// [default: the nearest Cargo.toml].
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+
+    /// Directory holding the extension binaries [default:
+    /// target/lambda/extensions, as written by lext build].
+    #[arg(long, value_name = "DIR")]
+    pub extensions_dir: Option<PathBuf>,
+
+    /// Extra file or directory for the layer, at DEST inside it (it lands in
+    /// /opt/DEST) [default DEST: SRC's file name]. Repeatable.
+    #[arg(long = "include", value_name = "SRC[:DEST]")]
+    pub includes: Vec<String>,
+
+    /// Where to write the zip [default: target/lambda/extension.zip].
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// Packages, then prints the zip's path on stdout.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let includes = args
+        .includes
+        .iter()
+        .map(|spec| Include::parse(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The Cargo project is read only when a default path is needed, so
+    // packaging prebuilt binaries works outside any project.
+    let (dir, output) = match (args.extensions_dir, args.output) {
+        (Some(dir), Some(output)) => (dir, output),
+        (dir, output) => {
+            let project = Project::load(args.manifest_path.as_deref())?;
+            (
+                dir.unwrap_or_else(|| project.extensions_dir()),
+                output.unwrap_or_else(|| project.default_zip()),
+            )
+        }
+    };
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let spec = PackageSpec {
+        extensions: package::discover_extensions(&dir)?,
+        includes,
+        mtime: package::mtime_from_source_date_epoch(epoch.as_deref())?,
+    };
+    let packaged = package::package(&spec, &output).context("lext package")?;
+    eprintln!(
+        "packaged {} extension(s), {} entries, {} bytes",
+        spec.extensions.len(),
+        packaged.entries.len(),
+        packaged.bytes
+    );
+    writeln!(std::io::stdout().lock(), "{}", packaged.path.display())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,127 @@
+//! `lext publish`: check the layer zip, publish it with PublishLayerVersion,
+//! and optionally attach it to a function. The work is
+//! `lext_layer::publish`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lext_layer::project::Project;
+use lext_layer::publish::{self, AwsOptions, PublishError, PublishOptions};
+
+/// How to print the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// The LayerVersionArn alone.
+    Text,
+    /// The whole PublishLayerVersion response, as aws-cli prints it.
+    Json,
+}
+
+/// Arguments of `lext publish`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The layer zip [default: target/lambda/extension.zip].
+    #[arg(value_name = "ZIP")]
+    pub zip: Option<PathBuf>,
+
+    /// The layer's name (or layer ARN); each publish adds a version.
+    #[arg(long, value_name = "NAME")]
+    pub layer_name: String,
+
+    /// CompatibleRuntimes (up to 15).
+    #[arg(
+        long,
+        value_name = "RUNTIME",
+        num_args = 1..,
+        default_values_t = publish::DEFAULT_RUNTIMES.map(String::from)
+    )]
+    pub compatible_runtimes: Vec<String>,
+
+    /// The version's description (up to 256 characters).
+    #[arg(long)]
+    pub description: Option<String>,
+
+    /// The license: an SPDX identifier, a URL or the text (up to 512
+    /// characters).
+    #[arg(long)]
+    pub license_info: Option<String>,
+
+    /// Add the new version to this function's layers, keeping its other
+    /// layers and replacing an older version of this one.
+    #[arg(long, value_name = "FUNCTION")]
+    pub attach: Option<String>,
+
+    /// AWS region [default: from the environment or profile].
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// Send requests to this endpoint instead of AWS's (moto, LocalStack).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+
+    /// Path to the project's Cargo.toml, to find the default zip.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+}
+
+/// Publishes; prints the ARN (or JSON) on stdout.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let zip = match args.zip {
+        Some(path) => path,
+        None => Project::load(args.manifest_path.as_deref())?.default_zip(),
+    };
+    let options = PublishOptions {
+        zip,
+        layer_name: args.layer_name,
+        compatible_runtimes: args.compatible_runtimes,
+        description: args.description,
+        license_info: args.license_info,
+        attach: args.attach,
+        aws: AwsOptions {
+            region: args.region,
+            profile: args.profile,
+            endpoint_url: args.endpoint_url,
+        },
+    };
+    let published = match publish::publish_blocking(&options) {
+        Ok(published) => published,
+        Err(PublishError::CheckFailed { zip, problems }) => {
+            // The check's own lines, then one error line.
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            anyhow::bail!(PublishError::CheckFailed { zip, problems });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Text => writeln!(
+            out,
+            "{}",
+            published
+                .layer_version
+                .layer_version_arn
+                .as_deref()
+                .unwrap_or("")
+        )?,
+        Output::Json => writeln!(out, "{}", published.layer_version.to_aws_cli_json())?,
+    }
+    if let Some(attached) = &published.attached {
+        eprintln!(
+            "attached to {}; its layers are now: {}",
+            attached.function,
+            attached.layers.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
