@@ -72,7 +72,9 @@ pub fn end(request_id: &str) -> String {
 /// `INIT_START Runtime Version: <v>\tRuntime Version ARN: <arn>`; managed
 /// runtimes only (a custom runtime has no runtime version to print).
 pub fn init_start(runtime_version: &str, runtime_version_arn: &str) -> String {
-    format!("INIT_START Runtime Version: {runtime_version}\tRuntime Version ARN: {runtime_version_arn}")
+    format!(
+        "INIT_START Runtime Version: {runtime_version}\tRuntime Version ARN: {runtime_version_arn}"
+    )
 }
 
 /// How an invoke ended, as the `REPORT` and `INIT_REPORT` lines print it.
@@ -320,9 +322,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// name, state, events, error type, expected line.
+    type ExtensionCase<'a> = (&'a str, &'a str, &'a [&'a str], Option<&'a str>, &'a str);
+
     #[test]
     fn extension_lines_match_the_contract() {
-        let table: &[(&str, &str, &[&str], Option<&str>, &str)] = &[
+        let table: &[ExtensionCase<'_>] = &[
             (
                 "go-example-extension",
                 "Ready",
@@ -330,7 +335,13 @@ mod tests {
                 None,
                 "EXTENSION\tName: go-example-extension\tState: Ready\tEvents: [INVOKE, SHUTDOWN]",
             ),
-            ("x", "Ready", &[], None, "EXTENSION\tName: x\tState: Ready\tEvents: []"),
+            (
+                "x",
+                "Ready",
+                &[],
+                None,
+                "EXTENSION\tName: x\tState: Ready\tEvents: []",
+            ),
             (
                 "x",
                 "LaunchError",
@@ -467,7 +478,10 @@ mod tests {
             task_timed_out(t, "req-1", 45.05),
             "2022-10-21T14:05:03.165Z req-1 Task timed out after 45.05 seconds"
         );
-        assert_eq!(task_timed_out_message(3.0), "Task timed out after 3.00 seconds");
+        assert_eq!(
+            task_timed_out_message(3.0),
+            "Task timed out after 3.00 seconds"
+        );
         assert_eq!(
             runtime_exit_fault("r", &describe_exit(Some(1), None)),
             [
