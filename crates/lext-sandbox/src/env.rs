@@ -171,7 +171,10 @@ pub fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
         (names::HANDLER, config.handler.clone()),
         (names::AWS_REGION, config.region.clone()),
         (names::AWS_DEFAULT_REGION, config.region.clone()),
-        (names::AWS_LAMBDA_FUNCTION_NAME, config.function_name.clone()),
+        (
+            names::AWS_LAMBDA_FUNCTION_NAME,
+            config.function_name.clone(),
+        ),
         (
             names::AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
             config.memory_mb.to_string(),
@@ -236,7 +239,11 @@ pub fn new_log_stream_name(now: SystemTime, version: &str) -> String {
     let mut id: u128 = 0;
     for _ in 0..2 {
         let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u128(now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        hasher.write_u128(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
         id = (id << 64) | u128::from(hasher.finish());
     }
     log_stream_name(now, version, id)
@@ -349,12 +356,23 @@ mod tests {
 
     #[test]
     fn user_variables_are_validated_like_aws() {
-        let ok = vec![("MY_VAR".into(), "x".into()), ("AWS_ACCESS_KEY_ID".into(), "k".into())];
+        let ok = vec![
+            ("MY_VAR".into(), "x".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "k".into()),
+        ];
         assert_eq!(validate_user_env(&ok), Ok(()));
-        let reserved = vec![("AWS_REGION".into(), "x".into()), ("_HANDLER".into(), "h".into())];
+        let reserved = vec![
+            ("AWS_REGION".into(), "x".into()),
+            ("_HANDLER".into(), "h".into()),
+        ];
         let err = validate_user_env(&reserved).unwrap_err();
-        assert_eq!(err, EnvError::Reserved(vec!["AWS_REGION".into(), "_HANDLER".into()]));
-        assert!(err.to_string().ends_with("Reserved keys used in this request: AWS_REGION, _HANDLER"));
+        assert_eq!(
+            err,
+            EnvError::Reserved(vec!["AWS_REGION".into(), "_HANDLER".into()])
+        );
+        assert!(err
+            .to_string()
+            .ends_with("Reserved keys used in this request: AWS_REGION, _HANDLER"));
         for bad in ["1X", "A", "A-B", "", "É1"] {
             assert_eq!(
                 validate_user_env(&[(bad.into(), String::new())]),

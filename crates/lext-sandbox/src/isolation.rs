@@ -239,7 +239,9 @@ impl Plan {
             Mode::UserNamespace => {
                 // SAFETY: the child has one thread, so no other thread can
                 // observe the change of namespaces.
-                unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS)? };
+                unsafe {
+                    rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS)?
+                };
                 // The kernel accepts an unprivileged gid_map only once
                 // setgroups is denied.
                 write_file(c"/proc/self/setgroups", b"deny")?;
@@ -253,7 +255,10 @@ impl Plan {
         }
         // Nothing mounted below may propagate back to the host's namespace
         // (systemd makes / shared by default).
-        rustix::mount::mount_change(c"/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+        rustix::mount::mount_change(
+            c"/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )?;
         rustix::mount::mount_bind_recursive(self.layers.as_c_str(), c"/opt")?;
         // Lambda's /opt is read-only. Best effort: a kernel that refuses the
         // read-only remount (rare, with exotic locked flags) still gets the
@@ -272,7 +277,9 @@ fn write_file(path: &std::ffi::CStr, contents: &[u8]) -> io::Result<()> {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, FileMode::empty())?;
     let written = rustix::io::write(&fd, contents)?;
     if written != contents.len() {
-        return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        return Err(io::Error::from_raw_os_error(
+            rustix::io::Errno::IO.raw_os_error(),
+        ));
     }
     Ok(())
 }
@@ -381,7 +388,11 @@ fn namespace_fix(mode: Mode) -> String {
                 CAP_SYS_ADMIN)"
             .to_owned();
     }
-    let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned());
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         "sudo sysctl -w kernel.unprivileged_userns_clone=1".to_owned()
     } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
@@ -410,7 +421,10 @@ mod tests {
         .fallback_line()
         .unwrap();
         assert!(line.contains("(no user namespaces)"), "{line}");
-        assert!(line.ends_with("Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1"), "{line}");
+        assert!(
+            line.ends_with("Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 
@@ -418,7 +432,10 @@ mod tests {
     fn preparation_writes_the_hosts_file_and_rejects_nul() {
         let dir = tempfile::tempdir().unwrap();
         let iso = Isolation::new(Mode::MountNamespace, dir.path(), dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(iso.hosts_file()).unwrap(), HOSTS_CONTENT);
+        assert_eq!(
+            std::fs::read_to_string(iso.hosts_file()).unwrap(),
+            HOSTS_CONTENT
+        );
         assert!(HOSTS_CONTENT.contains("127.0.0.1\tsandbox.localdomain sandbox\n"));
         assert_eq!(iso.layers_dir(), dir.path());
         assert_eq!(iso.mode(), Mode::MountNamespace);

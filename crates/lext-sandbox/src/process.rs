@@ -26,8 +26,8 @@
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt as _;
 use std::io;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -165,7 +165,11 @@ impl LaunchError {
             }
             _ => LaunchErrorType::UnknownError,
         };
-        let message = format!("fork/exec {}: {}", program.display(), go_error_text(&source));
+        let message = format!(
+            "fork/exec {}: {}",
+            program.display(),
+            go_error_text(&source)
+        );
         Self {
             error_type,
             message,
@@ -384,7 +388,12 @@ unsafe impl Sync for DirectExec {}
 
 impl DirectExec {
     fn new(program: &Path, args: &[OsString], env: &[(String, String)]) -> io::Result<Self> {
-        let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument or variable");
+        let nul = |_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a NUL byte in an argument or variable",
+            )
+        };
         let path = CString::new(program.as_os_str().as_bytes()).map_err(nul)?;
         let mut strings = Vec::with_capacity(1 + args.len() + env.len());
         strings.push(path.clone());
@@ -414,7 +423,11 @@ impl DirectExec {
         // SAFETY: both arrays are NULL-terminated and point to live
         // NUL-terminated strings owned by `self`.
         unsafe {
-            libc::execve(self.path.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
         }
         io::Error::last_os_error()
     }
@@ -637,7 +650,10 @@ fn children_of(pid: u32) -> Vec<u32> {
     for task in tasks.flatten() {
         let path = task.path().join("children");
         if let Ok(text) = std::fs::read_to_string(path) {
-            children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     children
@@ -676,16 +692,26 @@ mod tests {
             .filter(|l| l.stream == Stream::Stdout)
             .map(|l| l.line.as_str())
             .collect();
-        assert_eq!(stdout.len(), 5, "{:?}", stdout.iter().map(|l| l.len()).collect::<Vec<_>>());
+        assert_eq!(
+            stdout.len(),
+            5,
+            "{:?}",
+            stdout.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
         assert_eq!(stdout[0], "a");
         assert_eq!(stdout[1], "");
         assert_eq!(stdout[2].len(), MAX_LINE_BYTES);
         assert_eq!(stdout[3].len(), 300_000 - MAX_LINE_BYTES);
         assert_eq!(stdout[4], "last");
-        let stderr: Vec<&OutputLine> = lines.iter().filter(|l| l.stream == Stream::Stderr).collect();
+        let stderr: Vec<&OutputLine> = lines
+            .iter()
+            .filter(|l| l.stream == Stream::Stderr)
+            .collect();
         assert_eq!(stderr.len(), 1);
         assert_eq!(stderr[0].line, "err");
-        assert!(lines.iter().all(|l| l.source == Source::Extension("ext".into())));
+        assert!(lines
+            .iter()
+            .all(|l| l.source == Source::Extension("ext".into())));
     }
 
     #[tokio::test]
@@ -695,10 +721,18 @@ mod tests {
         let env = vec![("ONLY".to_owned(), "this".to_owned())];
         let mut process = spawn(sh("env", env), sink).unwrap();
         process.wait().await.unwrap();
-        let lines: Vec<String> = lines.lock().unwrap().iter().map(|l| l.line.clone()).collect();
+        let lines: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.line.clone())
+            .collect();
         // sh itself adds PWD (and possibly SHLVL/_); nothing from the host.
         assert!(lines.contains(&"ONLY=this".to_owned()), "{lines:?}");
-        assert!(!lines.iter().any(|l| l.starts_with("LEXT_SECRET_FROM_HOST")), "{lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("LEXT_SECRET_FROM_HOST")),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("HOME=")), "{lines:?}");
     }
 
@@ -710,7 +744,10 @@ mod tests {
         std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
         let err = spawn(Spec::new(&not_exec, vec![], Source::Function), sink.clone()).unwrap_err();
         assert_eq!(err.error_type, LaunchErrorType::PermissionDenied);
-        assert_eq!(err.message, format!("fork/exec {}: permission denied", not_exec.display()));
+        assert_eq!(
+            err.message,
+            format!("fork/exec {}: permission denied", not_exec.display())
+        );
 
         let garbage = dir.path().join("garbage");
         std::fs::write(&garbage, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
@@ -718,13 +755,23 @@ mod tests {
         std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = spawn(Spec::new(&garbage, vec![], Source::Function), sink.clone()).unwrap_err();
         assert_eq!(err.error_type, LaunchErrorType::UnknownError);
-        assert_eq!(err.message, format!("fork/exec {}: exec format error", garbage.display()));
+        assert_eq!(
+            err.message,
+            format!("fork/exec {}: exec format error", garbage.display())
+        );
 
         let missing = dir.path().join("missing");
         let err = spawn(Spec::new(&missing, vec![], Source::Function), sink).unwrap_err();
         assert_eq!(err.error_type, LaunchErrorType::UnknownError);
-        assert!(err.message.ends_with(": no such file or directory"), "{}", err.message);
-        assert_eq!(LaunchErrorType::PermissionDenied.as_str(), "PermissionDenied");
+        assert!(
+            err.message.ends_with(": no such file or directory"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            LaunchErrorType::PermissionDenied.as_str(),
+            "PermissionDenied"
+        );
     }
 
     #[tokio::test]
@@ -732,7 +779,13 @@ mod tests {
         let (sink, _) = collect();
         let mut p = spawn(sh("exit 3", vec![]), sink.clone()).unwrap();
         let exit = p.wait().await.unwrap();
-        assert_eq!(exit, ExitInfo { code: Some(3), signal: None });
+        assert_eq!(
+            exit,
+            ExitInfo {
+                code: Some(3),
+                signal: None
+            }
+        );
         assert_eq!(exit.describe(), "exit status 3");
         assert_eq!(p.wait().await.unwrap(), exit, "wait is idempotent");
 
@@ -748,7 +801,10 @@ mod tests {
         let mut peak = PeakMemory::new();
         let me = std::process::id();
         let first = peak.sample(&[me]);
-        assert!(first > 1024 * 1024, "a test process uses more than 1 MiB: {first}");
+        assert!(
+            first > 1024 * 1024,
+            "a test process uses more than 1 MiB: {first}"
+        );
         assert_eq!(peak.peak_mb(), first.div_ceil(1024 * 1024));
         // A tree that no longer exists adds nothing and lowers nothing.
         assert_eq!(peak.sample(&[u32::MAX - 1]), first.max(peak.peak_bytes()));
