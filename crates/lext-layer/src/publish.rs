@@ -25,7 +25,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_lambda::config::Region;
-use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::config::http::HttpResponse;
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Runtime as SdkRuntime};
 use aws_sdk_lambda::Client;
@@ -532,11 +533,10 @@ async fn client(aws: &AwsOptions) -> Result<Client, PublishError> {
 }
 
 /// One line for any SDK error: the service's code and message when it
-/// answered, else the whole cause chain (credentials, DNS, connect, timeout).
-fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> PublishError
+/// answered, else the cause chain (credentials, DNS, connect, timeout).
+fn sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     if let SdkError::ServiceError(service) = &err {
         let e = service.err();
@@ -547,14 +547,62 @@ where
                 message: e.message().unwrap_or("(no message)").to_owned(),
             };
         }
+        // An answer the Lambda protocol cannot parse: emulators (moto's
+        // auth layer) answer with an XML `ErrorResponse`; show its code and
+        // message, else the status and the start of the body.
+        let raw = service.raw();
+        let body = raw
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let code = xml_text(&body, "Code");
+        let message = xml_text(&body, "Message");
+        let status = raw.status().as_u16();
+        return match (code, message) {
+            (Some(code), message) => PublishError::Service {
+                operation,
+                code,
+                message: message.unwrap_or_else(|| format!("HTTP {status}")),
+            },
+            _ => PublishError::Request {
+                operation,
+                detail: format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(200).collect::<String>().replace('\n', " ")
+                ),
+            },
+        };
     }
-    let detail = DisplayErrorContext(&err).to_string();
     PublishError::Request {
         operation,
-        detail: detail.replace('\n', " "),
+        detail: error_chain(&err),
     }
 }
 
+/// The text of the first `<tag>...</tag>` in `body`.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// An error and its sources on one line, skipping a source whose message
+/// the previous one already contains.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+        source = cause.source();
+    }
+    // Some messages (the credential chain's) span lines: keep one line.
+    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
 
 #[cfg(test)]
 mod tests {
@@ -589,6 +637,19 @@ mod tests {
         let mut four_and_ours: Vec<_> = (1..=4).map(other).collect();
         four_and_ours.push(v(1));
         assert_eq!(merge_layers(&four_and_ours, LAYER, &v(2)).map(|l| l.len()), Ok(5));
+    }
+
+    #[test]
+    fn xml_error_bodies() {
+        let body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>InvalidClientTokenId\
+                    </Code><Message>The security token included in the request is invalid.\
+                    </Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_text(body, "Code").as_deref(), Some("InvalidClientTokenId"));
+        assert_eq!(
+            xml_text(body, "Message").as_deref(),
+            Some("The security token included in the request is invalid.")
+        );
+        assert_eq!(xml_text("{}", "Code"), None);
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! `lext_layer::extract`: what `lext run --layer ZIP` unpacks. Modes are kept,
+//! and every way out of the destination is refused with nothing written
+//! outside it.
+
+mod support;
+
+use std::fs;
+use std::io::Cursor;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use lext_layer::extract::{extract, extract_reader, ExtractError};
+use lext_layer::safepath::UnsafeReason;
+use support::*;
+
+fn unpack(items: &[Item], dest: &Path) -> Result<lext_layer::Extracted, ExtractError> {
+    extract_reader(Cursor::new(zip_bytes(items)), Path::new("t.zip"), dest)
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn keeps_layout_modes_and_inner_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("opt");
+    let out = unpack(
+        &[
+            Item::Dir("extensions/"),
+            file("extensions/a", good_x86_64(), 0o755),
+            file("extensions/b", b"#!/bin/sh\n".to_vec(), 0o644),
+            // No directory entry for lib/: parents are created on demand.
+            file("lib/libx.so.1", b"elf".to_vec(), 0o644),
+            link("lib/libx.so", "libx.so.1"),
+            link("extensions/c", "../lib/libx.so.1"),
+            file("setuid", b"x".to_vec(), 0o4755),
+        ],
+        &dest,
+    )
+    .unwrap();
+    assert_eq!(out.files, 4);
+    assert_eq!(out.links, 2);
+    assert_eq!(out.extensions, vec!["a", "b", "c"]);
+    assert_eq!(mode(&dest.join("extensions/a")), 0o755);
+    // A non-executable extension stays non-executable, as on Lambda.
+    assert_eq!(mode(&dest.join("extensions/b")), 0o644);
+    assert_eq!(mode(&dest.join("lib/libx.so.1")), 0o644);
+    // setuid is never restored.
+    assert_eq!(mode(&dest.join("setuid")), 0o755);
+    assert_eq!(
+        fs::read_link(dest.join("lib/libx.so")).unwrap(),
+        Path::new("libx.so.1")
+    );
+    assert_eq!(fs::read(dest.join("extensions/c")).unwrap(), b"elf");
+    assert_eq!(fs::read(dest.join("extensions/a")).unwrap(), good_x86_64());
+}
+
+#[test]
+fn refuses_every_way_out() {
+    let cases: Vec<(&str, Vec<Item>, UnsafeReason)> = vec![
+        ("dot-dot", vec![file("../evil", b"x".to_vec(), 0o644)], UnsafeReason::ParentDir),
+        (
+            "nested dot-dot",
+            vec![file("extensions/../../evil", b"x".to_vec(), 0o644)],
+            UnsafeReason::ParentDir,
+        ),
+        ("absolute", vec![file("/tmp/evil", b"x".to_vec(), 0o644)], UnsafeReason::Absolute),
+        ("absolute link", vec![link("extensions/sh", "/bin/sh")], UnsafeReason::LinkEscapes),
+        (
+            "climbing link",
+            vec![link("lib/up", "../../outside")],
+            UnsafeReason::LinkEscapes,
+        ),
+        ("link then dot-dot", vec![link("x", "a/..")], UnsafeReason::LinkEscapes),
+    ];
+    for (what, items, reason) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("opt");
+        match unpack(&items, &dest) {
+            Err(ExtractError::Unsafe { reason: got, .. }) => assert_eq!(got, reason, "{what}"),
+            other => panic!("{what}: expected a refusal, got {other:?}"),
+        }
+        // Nothing landed next to the destination.
+        let siblings: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(siblings, vec!["opt"], "{what}: wrote outside dest");
+        assert!(!Path::new("/tmp/evil").exists() || what != "absolute");
+    }
+}
+
+#[test]
+fn never_writes_through_a_symlink() {
+    // A link to a directory inside the layer is fine as a link, but a later
+    // entry must not be written through it (the link could have been made
+    // to point anywhere by an earlier layer).
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("opt");
+    let err = unpack(
+        &[
+            Item::Dir("real/"),
+            link("alias", "real"),
+            file("alias/payload", b"x".to_vec(), 0o644),
+        ],
+        &dest,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("symlink; refusing to write through it"),
+        "{err}"
+    );
+    assert!(!dest.join("real/payload").exists());
+}
+
+#[test]
+fn later_layers_replace_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("opt");
+    unpack(&[file("extensions/a", b"one".to_vec(), 0o755)], &dest).unwrap();
+    unpack(&[file("extensions/a", b"two".to_vec(), 0o644)], &dest).unwrap();
+    assert_eq!(fs::read(dest.join("extensions/a")).unwrap(), b"two");
+    assert_eq!(mode(&dest.join("extensions/a")), 0o644);
+}
+
+#[test]
+fn corrupt_or_missing_zips_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.zip");
+    fs::write(&path, b"PK\x03\x04 definitely not a zip").unwrap();
+    let err = extract(&path, &tmp.path().join("out")).unwrap_err().to_string();
+    assert!(err.contains("is not a valid zip file"), "{err}");
+    let err = extract(&tmp.path().join("missing.zip"), &tmp.path().join("out"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cannot open"), "{err}");
+}
