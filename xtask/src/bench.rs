@@ -34,12 +34,14 @@ struct Subject {
     round_trip: Vec<Duration>,
     shutdown: Vec<Duration>,
     rss_kb: Vec<u64>,
+    minflt: Vec<u64>,
 }
 
 pub fn main(args: &[String]) -> Result<()> {
     let mut runs = 31usize;
     let mut invokes = 20usize;
     let mut build = true;
+    let mut official = false;
     let mut peers: Vec<(String, PathBuf)> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -47,6 +49,7 @@ pub fn main(args: &[String]) -> Result<()> {
             "--runs" => runs = it.next().context("--runs N")?.parse()?,
             "--invokes" => invokes = it.next().context("--invokes K")?.parse()?,
             "--no-build" => build = false,
+            "--with-official" => official = true,
             "--peer" => {
                 let spec = it.next().context("--peer NAME=PATH")?;
                 let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
@@ -81,6 +84,24 @@ pub fn main(args: &[String]) -> Result<()> {
             release.join("rust-example-extension"),
         )?,
     ];
+    if official {
+        let peer_target = target.join("peers");
+        if build {
+            let manifest = workspace_root().join("xtask/peers/official-extension/Cargo.toml");
+            let status = Command::new(cargo())
+                .args(["build", "--release", "--manifest-path"])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(&peer_target)
+                .status()
+                .context("run cargo build for the official-crate peer")?;
+            ensure!(status.success(), "building {} failed", manifest.display());
+        }
+        subjects.push(subject(
+            "official lambda-extension (tokio current-thread, LTO, stripped)",
+            peer_target.join("release/official-extension"),
+        )?);
+    }
     for (name, path) in peers {
         subjects.push(subject(&name, path)?);
     }
@@ -114,6 +135,7 @@ fn subject(label: &str, path: PathBuf) -> Result<Subject> {
         round_trip: Vec::new(),
         shutdown: Vec::new(),
         rss_kb: Vec::new(),
+        minflt: Vec::new(),
     })
 }
 
@@ -176,7 +198,7 @@ fn run_once(
         )?;
         Ok((register, first_next, trips, sent))
     })();
-    let (status, rss_kb, exited) = wait4(pid)?;
+    let (status, rss_kb, minflt, exited) = wait4(pid)?;
     let (register, first_next, trips, shutdown_sent) =
         result.with_context(|| format!("run of {}", s.path.display()))?;
     ensure!(
@@ -190,13 +212,14 @@ fn run_once(
         s.round_trip.extend(trips);
         s.shutdown.push(exited - shutdown_sent);
         s.rss_kb.push(rss_kb);
+        s.minflt.push(minflt);
     }
     Ok(())
 }
 
-/// Reaps the child with wait4(2): its wait status, peak RSS in KiB and the
-/// instant it was reaped.
-fn wait4(pid: libc::pid_t) -> Result<(i32, u64, Instant)> {
+/// Reaps the child with wait4(2): its wait status, peak RSS in KiB, minor
+/// page faults, and the instant it was reaped.
+fn wait4(pid: libc::pid_t) -> Result<(i32, u64, u64, Instant)> {
     let mut status = 0;
     // SAFETY: `usage` is plain old data that wait4 fills in; zeroed is a
     // valid value for it. `status` is a valid out-pointer.
@@ -214,7 +237,12 @@ fn wait4(pid: libc::pid_t) -> Result<(i32, u64, Instant)> {
     }
     let at = Instant::now();
     // Linux reports ru_maxrss in KiB.
-    Ok((status, u64::try_from(usage.ru_maxrss).unwrap_or(0), at))
+    Ok((
+        status,
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        u64::try_from(usage.ru_minflt).unwrap_or(0),
+        at,
+    ))
 }
 
 fn median(values: &[Duration]) -> Duration {
@@ -243,11 +271,11 @@ fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
         "medians over {runs} runs ({} round trips) per binary\n",
         runs * invokes
     );
-    println!("| binary | stripped size | spawn to register | spawn to first next | invoke round trip | SHUTDOWN to exit | peak RSS |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| binary | stripped size | spawn to register | spawn to first next | invoke round trip | SHUTDOWN to exit | peak RSS | minor faults |");
+    println!("|---|---|---|---|---|---|---|---|");
     for s in subjects {
         println!(
-            "| {} | {} B ({:.0} KB) | {} | {} | {} | {} | {:.2} MB ({} KiB) |",
+            "| {} | {} B ({:.0} KB) | {} | {} | {} | {} | {:.2} MB ({} KiB) | {} |",
             s.label,
             s.size,
             s.size as f64 / 1000.0,
@@ -257,6 +285,7 @@ fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
             ms(median(&s.shutdown)),
             median_u64(&s.rss_kb) as f64 * 1024.0 / 1e6,
             median_u64(&s.rss_kb),
+            median_u64(&s.minflt),
         );
     }
     if let [floor, port, ..] = subjects {

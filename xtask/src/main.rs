@@ -6,6 +6,8 @@
 //!   benchmark of issue 2 (figures in BENCHMARKS.md).
 //! - `api`: the minimal Extensions API the benchmark drives extensions with.
 //! - `bin/floor-extension.rs`: the std-only reference client (the floor).
+//! - `peers/official-extension`: the same minimal extension on the official
+//!   `lambda-extension` crate (a separate workspace, built only on request).
 
 #![allow(clippy::print_stdout)] // A task runner: its output is for the terminal.
 
@@ -18,13 +20,16 @@ const USAGE: &str = "\
 usage: cargo run -p xtask --release -- <task>
 
 tasks:
-  bench-extension [--runs N] [--invokes K] [--no-build] [--peer NAME=PATH]...
+  bench-extension [--runs N] [--invokes K] [--no-build] [--with-official]
+                  [--peer NAME=PATH]...
       Starts each extension binary N times (default 31) against a minimal
       local Extensions API, delivers K INVOKEs (default 20) and a SHUTDOWN per
       run, and prints medians: stripped size, spawn to register, spawn to
       first /event/next, INVOKE round trip, SHUTDOWN to exit, peak RSS.
       Measures rust-example-extension and the std-only floor side by side,
-      plus any --peer binaries.
+      plus, with --with-official, an extension on the official
+      lambda-extension crate (xtask/peers/official-extension, its own
+      workspace, built on demand), and any --peer binaries.
 ";
 
 fn main() -> ExitCode {

@@ -186,8 +186,13 @@ pub enum SubscribeOutcome {
     NotSupported(String),
 }
 
-/// Interprets the answer to a telemetry subscription.
-pub(crate) fn subscribed(response: &ApiResponse) -> Result<SubscribeOutcome, Error> {
+/// Interprets the answer to a telemetry subscription (public for extensions
+/// that run their own listener and send [`subscribe_telemetry`] themselves).
+///
+/// # Errors
+/// [`Error::Api`] for a refusal (400 `ValidationError`, 403
+/// `Telemetry.SubscriptionClosed`, 500).
+pub fn subscribed(response: &ApiResponse) -> Result<SubscribeOutcome, Error> {
     match response.status {
         202 => {
             let message = serde_json::from_slice::<ErrorResponse>(&response.body)

@@ -75,13 +75,16 @@ fn main() -> ExitCode {
 
     out.line("Waiting for event...");
     let end = registered.run(|event| {
-        let shown = match event {
-            NextEvent::Shutdown(shutdown) => pretty(&ShutdownView::from(shutdown)),
-            NextEvent::Invoke(_) => pretty(event),
-        };
-        out.line(&format!("Received event: {shown}"));
-        if let NextEvent::Invoke(_) = event {
-            out.line("Waiting for event...");
+        match event {
+            NextEvent::Shutdown(shutdown) => {
+                let shown = pretty(&ShutdownView::from(shutdown));
+                out.line(&format!("Received event: {shown}"));
+            }
+            // Both lines in one write: one syscall per event on the hot path.
+            NextEvent::Invoke(_) => out.lines(&[
+                &format!("Received event: {}", pretty(event)),
+                "Waiting for event...",
+            ]),
         }
         Ok(())
     });
@@ -110,11 +113,22 @@ impl Out {
     /// not interleaved with other output. A closed stdout is ignored: losing
     /// a log line must not kill the extension (println! would panic).
     fn line(&self, message: &str) {
-        let mut text = String::with_capacity(self.prefix.len() + message.len() + 2);
-        text.push_str(&self.prefix);
-        text.push(' ');
-        text.push_str(message);
-        text.push('\n');
+        self.lines(&[message]);
+    }
+
+    /// Several messages, each on its own prefixed line, in one write.
+    fn lines(&self, messages: &[&str]) {
+        let len: usize = messages
+            .iter()
+            .map(|m| self.prefix.len() + m.len() + 2)
+            .sum();
+        let mut text = String::with_capacity(len);
+        for message in messages {
+            text.push_str(&self.prefix);
+            text.push(' ');
+            text.push_str(message);
+            text.push('\n');
+        }
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
 
