@@ -649,6 +649,9 @@ pub struct Lifecycle {
     frozen: bool,
     /// A spindown was asked for while a reset was running.
     stop_requested: bool,
+    /// How the process behind the current fatal error ended, for the
+    /// fault line (`Runtime exited with error: exit status 1`).
+    fault_detail: Option<String>,
 }
 
 type Step = Result<Vec<Effect>, Refusal>;
@@ -670,6 +673,7 @@ impl Lifecycle {
             generation: 0,
             frozen: false,
             stop_requested: false,
+            fault_detail: None,
         }
     }
 
@@ -769,13 +773,19 @@ impl Lifecycle {
 
     // ----- Init -------------------------------------------------------------
 
-    fn start_init(&mut self, phase: InitPhase, pending: Option<PendingInvoke>, now: Now) -> Vec<Effect> {
+    fn start_init(
+        &mut self,
+        phase: InitPhase,
+        pending: Option<PendingInvoke>,
+        now: Now,
+    ) -> Vec<Effect> {
         if !matches!(self.phase, Phase::Down) {
             // Already initialized or on the way: nothing to do.
             return Vec::new();
         }
         self.generation += 1;
         self.fatal = None;
+        self.fault_detail = None;
         self.by_id.clear();
         self.runtime = RuntimeState::NotStarted;
         self.runtime_alive = false;
@@ -915,13 +925,19 @@ impl Lifecycle {
     }
 
     fn known(&self, id: ExtensionId) -> Result<usize, Refusal> {
-        self.by_id.get(&id).copied().ok_or(Refusal::UnknownExtension(id))
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or(Refusal::UnknownExtension(id))
     }
 
     fn extension_next(&mut self, id: ExtensionId, now: Now) -> Step {
         let index = self.known(id)?;
         let ext = &mut self.extensions[index];
-        if !matches!(ext.state, ExtensionState::Registered | ExtensionState::Running) {
+        if !matches!(
+            ext.state,
+            ExtensionState::Registered | ExtensionState::Running
+        ) {
             return Err(Refusal::ExtensionState {
                 from: ext.state,
                 to: ExtensionState::Ready,
@@ -950,7 +966,11 @@ impl Lifecycle {
     }
 
     fn extension_init_error(&mut self, id: ExtensionId, now: Now) -> Step {
-        let index = self.by_id.get(&id).copied().ok_or(Refusal::UnknownIdentifier)?;
+        let index = self
+            .by_id
+            .get(&id)
+            .copied()
+            .ok_or(Refusal::UnknownIdentifier)?;
         let ext = &mut self.extensions[index];
         match ext.state {
             // A repeated init/error is a no-op (contract 1.4).
@@ -968,7 +988,11 @@ impl Lifecycle {
     }
 
     fn extension_exit_error(&mut self, id: ExtensionId, now: Now) -> Step {
-        let index = self.by_id.get(&id).copied().ok_or(Refusal::UnknownIdentifier)?;
+        let index = self
+            .by_id
+            .get(&id)
+            .copied()
+            .ok_or(Refusal::UnknownIdentifier)?;
         let ext = &mut self.extensions[index];
         match ext.state {
             ExtensionState::Registered | ExtensionState::Ready | ExtensionState::Running => {
@@ -1006,7 +1030,11 @@ impl Lifecycle {
         if self.runtime != RuntimeState::Ready || self.fatal.is_some() {
             return Vec::new();
         }
-        if self.extensions.iter().any(|e| e.state != ExtensionState::Ready) {
+        if self
+            .extensions
+            .iter()
+            .any(|e| e.state != ExtensionState::Ready)
+        {
             return Vec::new();
         }
         let duration = now.instant.saturating_duration_since(init.started);
@@ -1062,7 +1090,11 @@ impl Lifecycle {
         }
     }
 
-    fn current_invoke(&mut self, request_id: &str, to: RuntimeState) -> Result<&mut InvokeCtx, Refusal> {
+    fn current_invoke(
+        &mut self,
+        request_id: &str,
+        to: RuntimeState,
+    ) -> Result<&mut InvokeCtx, Refusal> {
         let from = self.runtime;
         if from != RuntimeState::Running {
             return Err(Refusal::RuntimeState { from, to });
@@ -1108,7 +1140,8 @@ impl Lifecycle {
         inv.responded = true;
         // Telemetry and REPORT record the sanitised type; the caller gets the
         // body unchanged (contract 2.2).
-        inv.function_error = Some(sanitize_runtime_error_type(error_type.as_deref().unwrap_or("")).to_owned());
+        inv.function_error =
+            Some(sanitize_runtime_error_type(error_type.as_deref().unwrap_or("")).to_owned());
         let rid = inv.request_id.clone();
         self.runtime = RuntimeState::ResponseSent;
         Ok(vec![Effect::Respond {
@@ -1178,6 +1211,7 @@ impl Lifecycle {
             deadline_ms,
         });
         self.fatal = None;
+        self.fault_detail = None;
         self.phase = Phase::Invoke(InvokeCtx {
             request_id: p.request_id,
             // A phase-invoke Init counts in the invoke's timeout but not in
@@ -1269,7 +1303,11 @@ impl Lifecycle {
                 fx.extend(self.begin_shutdown(ShutdownReason::Failure, now));
             }
             Phase::Invoke(inv) => {
-                let message = format!("RequestId: {} Error: {}", inv.request_id, self.fault_text(&error_type));
+                let message = format!(
+                    "RequestId: {} Error: {}",
+                    inv.request_id,
+                    self.fault_text(&error_type)
+                );
                 fx.push(Effect::Fault {
                     request_id: Some(inv.request_id.clone()),
                     message: message.clone(),
@@ -1310,9 +1348,14 @@ impl Lifecycle {
     }
 
     fn fault_text(&self, error_type: &str) -> String {
+        if let Some(detail) = &self.fault_detail {
+            return detail.clone();
+        }
         match error_type {
             error_type::RUNTIME_EXIT_ERROR => "Runtime exited with error".to_owned(),
-            error_type::EXTENSION_CRASH => "Extension exited before completing the request".to_owned(),
+            error_type::EXTENSION_CRASH => {
+                "Extension exited before completing the request".to_owned()
+            }
             other => other.to_owned(),
         }
     }
@@ -1327,7 +1370,13 @@ impl Lifecycle {
         message: Option<String>,
         now: Now,
     ) -> Vec<Effect> {
-        let message = message.unwrap_or_else(|| format!("RequestId: {} Error: {}", p.request_id, self.fault_text(&error_type)));
+        let message = message.unwrap_or_else(|| {
+            format!(
+                "RequestId: {} Error: {}",
+                p.request_id,
+                self.fault_text(&error_type)
+            )
+        });
         vec![
             Effect::InvokeStarted {
                 request_id: p.request_id.clone(),
@@ -1366,7 +1415,10 @@ impl Lifecycle {
                     // The fatal error was stored by /init/error already.
                     None
                 } else {
-                    Some((error_type::RUNTIME_EXIT_ERROR, format!("Runtime exited with error: {status}")))
+                    Some((
+                        error_type::RUNTIME_EXIT_ERROR,
+                        format!("Runtime exited with error: {status}"),
+                    ))
                 }
             }
             Proc::Extension(index) => {
@@ -1378,7 +1430,13 @@ impl Lifecycle {
                 }
                 ext.alive = false;
                 if shutting_down {
-                    if matches!(ext.state, ExtensionState::Running | ExtensionState::Ready | ExtensionState::Registered | ExtensionState::Started) {
+                    if matches!(
+                        ext.state,
+                        ExtensionState::Running
+                            | ExtensionState::Ready
+                            | ExtensionState::Registered
+                            | ExtensionState::Started
+                    ) {
                         ext.state = if ext.shutdown_sent && status.success() {
                             ExtensionState::Exited
                         } else {
@@ -1386,15 +1444,22 @@ impl Lifecycle {
                         };
                     }
                     None
-                } else if matches!(ext.state, ExtensionState::InitError | ExtensionState::ExitError) {
+                } else if matches!(
+                    ext.state,
+                    ExtensionState::InitError | ExtensionState::ExitError
+                ) {
                     None
                 } else {
-                    Some((error_type::EXTENSION_CRASH, format!("Extension {} exited: {status}", ext.name)))
+                    Some((
+                        error_type::EXTENSION_CRASH,
+                        format!("Extension {} exited: {status}", ext.name),
+                    ))
                 }
             }
         };
         if shutting_down {
-            let runtime_stage = matches!(&self.phase, Phase::Shutdown(s) if s.runtime_kill_at.is_some());
+            let runtime_stage =
+                matches!(&self.phase, Phase::Shutdown(s) if s.runtime_kill_at.is_some());
             if proc == Proc::Runtime && runtime_stage {
                 // The runtime went before its share ran out: on to the
                 // extensions at once.
@@ -1405,6 +1470,9 @@ impl Lifecycle {
         match error {
             Some((t, text)) => {
                 let mut fx = Vec::new();
+                if self.fatal.is_none() {
+                    self.fault_detail = Some(text.clone());
+                }
                 // In an invoke the fault line names the request id; during
                 // Init it has none (fatal_error prints the Idle one).
                 if matches!(self.phase, Phase::Init(_)) {
@@ -1442,13 +1510,22 @@ impl Lifecycle {
                 }];
                 if let Some(p) = init.pending_invoke {
                     let secs = self.config.function_timeout.as_secs_f64();
-                    let message = format!("RequestId: {} Error: Task timed out after {secs:.2} seconds", p.request_id);
+                    let message = format!(
+                        "RequestId: {} Error: Task timed out after {secs:.2} seconds",
+                        p.request_id
+                    );
                     let rid = p.request_id.clone();
                     fx.push(Effect::TimedOut {
                         request_id: rid,
                         after: self.config.function_timeout,
                     });
-                    fx.extend(self.fail_pending(p, Status::Timeout, error_type::SANDBOX_TIMEDOUT.to_owned(), Some(message), now));
+                    fx.extend(self.fail_pending(
+                        p,
+                        Status::Timeout,
+                        error_type::SANDBOX_TIMEDOUT.to_owned(),
+                        Some(message),
+                        now,
+                    ));
                 }
                 fx.extend(self.begin_shutdown(ShutdownReason::Timeout, now));
                 fx
@@ -1508,7 +1585,8 @@ impl Lifecycle {
                     return fx;
                 }
                 if s.killed_all && t >= s.give_up_at {
-                    let unreaped = usize::from(self.runtime_alive) + self.extensions.iter().filter(|e| e.alive).count();
+                    let unreaped = usize::from(self.runtime_alive)
+                        + self.extensions.iter().filter(|e| e.alive).count();
                     self.runtime_alive = false;
                     for e in &mut self.extensions {
                         if e.alive {
@@ -1551,7 +1629,8 @@ impl Lifecycle {
                         request_id: inv.request_id,
                         outcome: Outcome::PlatformError {
                             error_type: error_type::SANDBOX_FAILURE.to_owned(),
-                            message: "The local environment was shut down during the invoke".to_owned(),
+                            message: "The local environment was shut down during the invoke"
+                                .to_owned(),
                         },
                     }),
                     Phase::Init(init) => {
@@ -1560,7 +1639,8 @@ impl Lifecycle {
                                 request_id: p.request_id,
                                 outcome: Outcome::PlatformError {
                                     error_type: error_type::SANDBOX_FAILURE.to_owned(),
-                                    message: "The local environment was shut down during Init".to_owned(),
+                                    message: "The local environment was shut down during Init"
+                                        .to_owned(),
                                 },
                             });
                         }
@@ -1634,7 +1714,8 @@ impl Lifecycle {
             if !ext.alive || ext.shutdown_sent || ext.shutdown_pending {
                 continue;
             }
-            let can_receive = ext.shutdown && matches!(ext.state, ExtensionState::Ready | ExtensionState::Running);
+            let can_receive = ext.shutdown
+                && matches!(ext.state, ExtensionState::Ready | ExtensionState::Running);
             match (can_receive, ext.state, ext.id) {
                 (true, ExtensionState::Ready, Some(id)) => {
                     ext.state = ExtensionState::Running;
@@ -1681,7 +1762,10 @@ impl Lifecycle {
         let Phase::Shutdown(s) = &self.phase else {
             return Vec::new();
         };
-        if s.runtime_kill_at.is_some() || self.runtime_alive || self.extensions.iter().any(|e| e.alive) {
+        if s.runtime_kill_at.is_some()
+            || self.runtime_alive
+            || self.extensions.iter().any(|e| e.alive)
+        {
             return Vec::new();
         }
         self.finish_shutdown(0)

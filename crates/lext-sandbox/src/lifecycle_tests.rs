@@ -81,11 +81,17 @@ impl H {
         let mut fx = self.ok(Input::Init);
         let names = self.lc.config.extensions.clone();
         for (i, name) in names.iter().enumerate() {
-            fx.extend(self.register(i as u128 + 1, name, &[EventType::Invoke, EventType::Shutdown]));
+            fx.extend(self.register(
+                i as u128 + 1,
+                name,
+                &[EventType::Invoke, EventType::Shutdown],
+            ));
         }
         fx.extend(self.ok(Input::RuntimeNext));
         for i in 0..names.len() {
-            fx.extend(self.ok(Input::ExtensionNext { id: id(i as u128 + 1) }));
+            fx.extend(self.ok(Input::ExtensionNext {
+                id: id(i as u128 + 1),
+            }));
         }
         fx
     }
@@ -115,7 +121,9 @@ fn report(fx: &[Effect]) -> Report {
 fn shutdown_done(fx: &[Effect]) -> (ShutdownReason, bool) {
     fx.iter()
         .find_map(|e| match e {
-            Effect::ShutdownDone { reason, stopped, .. } => Some((reason.clone(), *stopped)),
+            Effect::ShutdownDone {
+                reason, stopped, ..
+            } => Some((reason.clone(), *stopped)),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no ShutdownDone in {fx:?}"))
@@ -130,13 +138,21 @@ fn init_launches_in_order_and_starts_runtime_after_all_register() {
     assert_eq!(
         fx,
         vec![
-            Effect::InitStarted { phase: InitPhase::Init },
+            Effect::InitStarted {
+                phase: InitPhase::Init
+            },
             Effect::LaunchExtension { index: 0 },
             Effect::LaunchExtension { index: 1 }
         ]
     );
-    assert!(h.register(1, "a-ext", BOTH).is_empty(), "runtime must wait for b-ext");
-    assert_eq!(h.register(2, "b-ext", &[EventType::Invoke]), vec![Effect::StartRuntime]);
+    assert!(
+        h.register(1, "a-ext", BOTH).is_empty(),
+        "runtime must wait for b-ext"
+    );
+    assert_eq!(
+        h.register(2, "b-ext", &[EventType::Invoke]),
+        vec![Effect::StartRuntime]
+    );
     assert_eq!(h.lc.runtime_state(), RuntimeState::Started);
     // The runtime is ready, but Init waits for every extension's next.
     assert!(h.ok(Input::RuntimeNext).is_empty());
@@ -144,11 +160,17 @@ fn init_launches_in_order_and_starts_runtime_after_all_register() {
     h.advance(Duration::from_millis(7));
     let fx = h.ok(Input::ExtensionNext { id: id(2) });
     match &fx[0] {
-        Effect::InitDone { duration, extensions } => {
+        Effect::InitDone {
+            duration,
+            extensions,
+        } => {
             assert_eq!(*duration, Duration::from_millis(7));
             assert_eq!(extensions.len(), 2);
             assert_eq!(extensions[0].state, ExtensionState::Ready);
-            assert_eq!(extensions[0].events, vec![EventType::Invoke, EventType::Shutdown]);
+            assert_eq!(
+                extensions[0].events,
+                vec![EventType::Invoke, EventType::Shutdown]
+            );
             assert_eq!(extensions[1].events, vec![EventType::Invoke]);
         }
         other => panic!("expected InitDone, got {other:?}"),
@@ -161,7 +183,15 @@ fn init_launches_in_order_and_starts_runtime_after_all_register() {
 fn no_extensions_starts_runtime_at_once() {
     let mut h = H::new(&[]);
     let fx = h.ok(Input::Init);
-    assert_eq!(fx, vec![Effect::InitStarted { phase: InitPhase::Init }, Effect::StartRuntime]);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::InitStarted {
+                phase: InitPhase::Init
+            },
+            Effect::StartRuntime
+        ]
+    );
     let fx = h.ok(Input::RuntimeNext);
     assert!(matches!(fx[0], Effect::InitDone { .. }));
 }
@@ -211,7 +241,9 @@ fn launch_error_permission_denied_fails_init() {
     });
     match &fx[0] {
         Effect::InitFailed {
-            error_type, extensions, ..
+            error_type,
+            extensions,
+            ..
         } => {
             assert_eq!(error_type.as_deref(), Some("Extension.LaunchError"));
             assert_eq!(extensions[1].state, ExtensionState::LaunchError);
@@ -235,7 +267,10 @@ fn eleventh_extension_file_is_a_launch_error() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut h = H::new(&refs);
     let fx = h.ok(Input::Init);
-    let launched = fx.iter().filter(|e| matches!(e, Effect::LaunchExtension { .. })).count();
+    let launched = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::LaunchExtension { .. }))
+        .count();
     assert_eq!(launched, 10);
     let failed = fx
         .iter()
@@ -255,15 +290,24 @@ fn runtime_init_error_fails_init_with_sanitized_type() {
     let fx = h.ok(Input::RuntimeInitError {
         error_type: Some("Runtime.ImportModuleError".into()),
     });
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { error_type: Some(t), status: Status::Error, .. } if t == "Runtime.ImportModuleError")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::InitFailed { error_type: Some(t), status: Status::Error, .. } if t == "Runtime.ImportModuleError")
+    ));
     let mut h = H::new(&[]);
     h.ok(Input::Init);
     let fx = h.ok(Input::RuntimeInitError {
         error_type: Some("weird".into()),
     });
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Runtime.Unknown")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Runtime.Unknown")
+    ));
     // After init/error the runtime's /next is refused.
-    assert!(matches!(h.refused(Input::RuntimeNext), Refusal::RuntimeState { .. }));
+    assert!(matches!(
+        h.refused(Input::RuntimeNext),
+        Refusal::RuntimeState { .. }
+    ));
 }
 
 #[test]
@@ -284,7 +328,10 @@ fn extension_crash_during_init() {
     let mut h = H::new(&["crashy"]);
     h.ok(Input::Init);
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(2));
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.Crash")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.Crash")
+    ));
     let (reason, stopped) = shutdown_done(&fx);
     assert_eq!(reason, ShutdownReason::Failure);
     assert!(!stopped, "a reset, not a stop");
@@ -298,9 +345,14 @@ fn first_fatal_error_wins() {
     h.register(1, "a", BOTH);
     h.register(2, "b", BOTH);
     let fx = h.ok(Input::ExtensionInitError { id: id(1) });
-    let fails: Vec<_> = fx.iter().filter(|e| matches!(e, Effect::InitFailed { .. })).collect();
+    let fails: Vec<_> = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::InitFailed { .. }))
+        .collect();
     assert_eq!(fails.len(), 1);
-    assert!(matches!(fails[0], Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.InitError"));
+    assert!(
+        matches!(fails[0], Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.InitError")
+    );
     // b crashes afterwards: no second INIT_REPORT, no other error type.
     let fx = h.exit(Proc::Extension(1), ExitStatus::Code(1));
     assert!(!has(&fx, |e| matches!(e, Effect::InitFailed { .. })));
@@ -357,7 +409,9 @@ fn repeated_init_error_is_a_no_op_and_exit_error_after_it_is_refused() {
         )
     );
     let r = h.refused(Input::ExtensionNext { id: id(1) });
-    assert!(r.to_string().starts_with("State transition from InitError to Ready failed"));
+    assert!(r
+        .to_string()
+        .starts_with("State transition from InitError to Ready failed"));
 }
 
 #[test]
@@ -383,7 +437,10 @@ fn register_refusals() {
         events: vec![EventType::Invoke, EventType::Shutdown],
     });
     assert_eq!(r.error_type(), "Extension.InvalidEventType");
-    assert_eq!(r.to_string(), "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension");
+    assert_eq!(
+        r.to_string(),
+        "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension"
+    );
     // Internal with INVOKE only is accepted, and its name is then taken.
     h.register(4, "inner", &[EventType::Invoke]);
     let r = h.refused(Input::Register {
@@ -430,7 +487,9 @@ fn late_register_of_external_after_init() {
         events: vec![],
     });
     assert_eq!(r.error_type(), "Extension.InvalidExtensionState");
-    assert!(r.to_string().starts_with("State transition from Ready to Registered failed for extension ext."));
+    assert!(r
+        .to_string()
+        .starts_with("State transition from Ready to Registered failed for extension ext."));
 }
 
 #[test]
@@ -486,7 +545,10 @@ fn subscriptions_open_during_init_only() {
     });
     assert_eq!(r.status(), 403);
     assert_eq!(r.error_type(), "Telemetry.SubscriptionClosed");
-    assert_eq!(r.to_string(), "Telemetry API subscription is closed already");
+    assert_eq!(
+        r.to_string(),
+        "Telemetry API subscription is closed already"
+    );
 }
 
 // ----- Invoke ----------------------------------------------------------------
@@ -507,7 +569,9 @@ fn invoke_happy_path_and_post_runtime_wait() {
         fx,
         vec![
             Effect::Thaw,
-            Effect::InvokeStarted { request_id: "r1".into() },
+            Effect::InvokeStarted {
+                request_id: "r1".into()
+            },
             Effect::DeliverInvoke {
                 id: id(1),
                 request_id: "r1".into(),
@@ -533,12 +597,26 @@ fn invoke_happy_path_and_post_runtime_wait() {
         }]
     );
     let fx = h.ok(Input::RuntimeNext);
-    assert!(matches!(&fx[0], Effect::RuntimeDone { status: Status::Success, .. }));
-    assert_eq!(fx.len(), 1, "still waiting for the INVOKE extension: {fx:?}");
+    assert!(matches!(
+        &fx[0],
+        Effect::RuntimeDone {
+            status: Status::Success,
+            ..
+        }
+    ));
+    assert_eq!(
+        fx.len(),
+        1,
+        "still waiting for the INVOKE extension: {fx:?}"
+    );
     h.advance(Duration::from_millis(10));
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
     let r = report(&fx);
-    assert_eq!(r.duration, Duration::from_millis(15), "post-runtime time counts");
+    assert_eq!(
+        r.duration,
+        Duration::from_millis(15),
+        "post-runtime time counts"
+    );
     assert_eq!(r.init_duration, Some(Duration::from_millis(40)));
     assert_eq!(r.status, Status::Success);
     assert_eq!(fx.last(), Some(&Effect::Freeze));
@@ -624,14 +702,19 @@ fn oversized_response_fails_the_invoke_for_the_caller() {
             request_id: "r1".into(),
             outcome: Outcome::PlatformError {
                 error_type: "Function.ResponseSizeTooLarge".into(),
-                message: "Response payload size exceeded maximum allowed payload size (6291556 bytes).".into()
+                message:
+                    "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+                        .into()
             }
         }]
     );
     let fx = h.ok(Input::RuntimeNext);
     let r = report(&fx);
     assert_eq!(r.status, Status::Error);
-    assert_eq!(r.error_type.as_deref(), Some("Function.ResponseSizeTooLarge"));
+    assert_eq!(
+        r.error_type.as_deref(),
+        Some("Function.ResponseSizeTooLarge")
+    );
 }
 
 #[test]
@@ -653,10 +736,15 @@ fn function_error_is_not_a_reset() {
         }]
     );
     let fx = h.ok(Input::RuntimeNext);
-    assert!(matches!(&fx[0], Effect::RuntimeDone { status: Status::Error, error_type: Some(t), .. } if t == "Runtime.Unknown"));
+    assert!(
+        matches!(&fx[0], Effect::RuntimeDone { status: Status::Error, error_type: Some(t), .. } if t == "Runtime.Unknown")
+    );
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
     assert_eq!(report(&fx).status, Status::Error);
-    assert!(!has(&fx, |e| matches!(e, Effect::Signal { .. })), "no reset");
+    assert!(
+        !has(&fx, |e| matches!(e, Effect::Signal { .. })),
+        "no reset"
+    );
     assert!(h.lc.accepts_invoke());
 }
 
@@ -665,7 +753,10 @@ fn function_timeout_resets_with_reason_timeout() {
     let mut h = H::new(&["ext"]);
     h.init_all();
     h.invoke("r1");
-    assert_eq!(h.lc.next_deadline(), Some(h.now.instant + Duration::from_secs(3)));
+    assert_eq!(
+        h.lc.next_deadline(),
+        Some(h.now.instant + Duration::from_secs(3))
+    );
     h.advance(Duration::from_millis(2999));
     assert!(h.ok(Input::Tick).is_empty());
     h.advance(Duration::from_millis(1));
@@ -732,22 +823,39 @@ fn reset_then_reinit_inside_the_next_invoke() {
     // The runtime is gone; the extension gets SHUTDOWN(failure) at once? It
     // is still Running the INVOKE, so SHUTDOWN waits for its next.
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
-    assert!(matches!(&fx[0], Effect::DeliverShutdown { reason: ShutdownReason::Failure, .. }));
+    assert!(matches!(
+        &fx[0],
+        Effect::DeliverShutdown {
+            reason: ShutdownReason::Failure,
+            ..
+        }
+    ));
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(0));
     shutdown_done(&fx);
     assert!(h.lc.accepts_invoke());
     // The next invoke re-runs Init with phase invoke, then runs.
     let fx = h.invoke("r2");
-    assert_eq!(fx[0], Effect::InitStarted { phase: InitPhase::Invoke });
+    assert_eq!(
+        fx[0],
+        Effect::InitStarted {
+            phase: InitPhase::Invoke
+        }
+    );
     assert!(has(&fx, |e| *e == Effect::LaunchExtension { index: 0 }));
     // The old identifier is gone with the old environment.
-    assert!(matches!(h.refused(Input::ExtensionNext { id: id(1) }), Refusal::UnknownExtension(_)));
+    assert!(matches!(
+        h.refused(Input::ExtensionNext { id: id(1) }),
+        Refusal::UnknownExtension(_)
+    ));
     h.register(11, "ext", BOTH);
     h.ok(Input::RuntimeNext);
     h.advance(Duration::from_millis(20));
     let fx = h.ok(Input::ExtensionNext { id: id(11) });
     assert!(matches!(fx[0], Effect::InitDone { .. }));
-    assert!(has(&fx, |e| matches!(e, Effect::DeliverToRuntime { request_id, .. } if request_id == "r2")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::DeliverToRuntime { request_id, .. } if request_id == "r2")
+    ));
     h.ok(Input::RuntimeResponse {
         request_id: "r2".into(),
         too_large: false,
@@ -766,12 +874,18 @@ fn runtime_crash_during_invoke() {
     assert!(has(&fx, |e| *e
         == Effect::Fault {
             request_id: Some("r1".into()),
-            message: "RequestId: r1 Error: Runtime exited with error".into(),
+            message: "RequestId: r1 Error: Runtime exited with error: exit status 1".into(),
             error_type: "Runtime.ExitError".into()
         }));
-    assert!(has(&fx, |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Runtime.ExitError")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Runtime.ExitError")
+    ));
     let r = report(&fx);
-    assert_eq!((r.status, r.error_type.as_deref()), (Status::Error, Some("Runtime.ExitError")));
+    assert_eq!(
+        (r.status, r.error_type.as_deref()),
+        (Status::Error, Some("Runtime.ExitError"))
+    );
     // No extensions: budget 0, the (dead) runtime is not signalled; done.
     let (reason, _) = shutdown_done(&fx);
     assert_eq!(reason, ShutdownReason::Failure);
@@ -787,7 +901,10 @@ fn extension_crash_during_invoke_fails_it_even_after_the_response() {
         too_large: false,
     });
     let fx = h.exit(Proc::Extension(0), ExitStatus::Signal(11));
-    assert!(!has(&fx, |e| matches!(e, Effect::Respond { .. })), "the caller already has its answer");
+    assert!(
+        !has(&fx, |e| matches!(e, Effect::Respond { .. })),
+        "the caller already has its answer"
+    );
     let r = report(&fx);
     assert_eq!(r.error_type.as_deref(), Some("Extension.Crash"));
     assert!(has(&fx, |e| *e
@@ -803,11 +920,17 @@ fn exit_error_during_invoke_is_a_failure() {
     h.init_all();
     h.invoke("r1");
     let fx = h.ok(Input::ExtensionExitError { id: id(1) });
-    assert_eq!(report(&fx).error_type.as_deref(), Some("Extension.ExitError"));
+    assert_eq!(
+        report(&fx).error_type.as_deref(),
+        Some("Extension.ExitError")
+    );
     // The extension's own exit afterwards is not a second error.
     h.tick_to_deadline();
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(1));
-    assert!(!has(&fx, |e| matches!(e, Effect::InvokeEnded(_) | Effect::InitFailed { .. })));
+    assert!(!has(&fx, |e| matches!(
+        e,
+        Effect::InvokeEnded(_) | Effect::InitFailed { .. }
+    )));
 }
 
 #[test]
@@ -833,11 +956,25 @@ fn extension_that_never_calls_next_times_the_invoke_out() {
 fn phase_invoke_init_failure_answers_the_invoke() {
     let mut h = H::new(&["crashy"]);
     let fx = h.invoke("r1");
-    assert_eq!(fx[0], Effect::InitStarted { phase: InitPhase::Invoke });
+    assert_eq!(
+        fx[0],
+        Effect::InitStarted {
+            phase: InitPhase::Invoke
+        }
+    );
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(1));
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { phase: InitPhase::Invoke, .. })));
+    assert!(has(&fx, |e| matches!(
+        e,
+        Effect::InitFailed {
+            phase: InitPhase::Invoke,
+            ..
+        }
+    )));
     assert!(has(&fx, |e| matches!(e, Effect::InvokeStarted { .. })));
-    assert!(has(&fx, |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Extension.Crash")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Extension.Crash")
+    ));
     assert_eq!(report(&fx).status, Status::Error);
 }
 
@@ -845,10 +982,23 @@ fn phase_invoke_init_failure_answers_the_invoke() {
 fn phase_invoke_init_is_bounded_by_the_function_timeout() {
     let mut h = H::with_timeout(&["slow"], Duration::from_secs(2));
     h.invoke("r1");
-    assert_eq!(h.lc.next_deadline(), Some(h.now.instant + Duration::from_secs(2)));
+    assert_eq!(
+        h.lc.next_deadline(),
+        Some(h.now.instant + Duration::from_secs(2))
+    );
     let fx = h.tick_to_deadline();
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { status: Status::Timeout, phase: InitPhase::Invoke, .. })));
-    assert!(has(&fx, |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { message, .. }, .. } if message == "RequestId: r1 Error: Task timed out after 2.00 seconds")));
+    assert!(has(&fx, |e| matches!(
+        e,
+        Effect::InitFailed {
+            status: Status::Timeout,
+            phase: InitPhase::Invoke,
+            ..
+        }
+    )));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { message, .. }, .. } if message == "RequestId: r1 Error: Task timed out after 2.00 seconds")
+    ));
 }
 
 #[test]
@@ -902,7 +1052,10 @@ fn spindown_with_internal_extension_gives_runtime_500_ms() {
             proc: Proc::Runtime,
             signal: Signal::Term
         }));
-    assert_eq!(h.lc.next_deadline(), Some(h.now.instant + Duration::from_millis(500)));
+    assert_eq!(
+        h.lc.next_deadline(),
+        Some(h.now.instant + Duration::from_millis(500))
+    );
     let fx = h.tick_to_deadline();
     assert_eq!(
         fx,
@@ -976,8 +1129,14 @@ fn spindown_with_external_extensions() {
     let fx = h.exit(Proc::Extension(2), ExitStatus::Signal(9));
     assert_eq!(shutdown_done(&fx), (ShutdownReason::Spindown, true));
     assert_eq!(h.lc.extension_state(0), Some(ExtensionState::Exited));
-    assert_eq!(h.lc.extension_state(1), Some(ExtensionState::ShutdownFailed));
-    assert_eq!(h.lc.extension_state(2), Some(ExtensionState::ShutdownFailed));
+    assert_eq!(
+        h.lc.extension_state(1),
+        Some(ExtensionState::ShutdownFailed)
+    );
+    assert_eq!(
+        h.lc.extension_state(2),
+        Some(ExtensionState::ShutdownFailed)
+    );
 }
 
 #[test]
@@ -1007,14 +1166,24 @@ fn unreaped_processes_are_given_up_on() {
     h.tick_to_deadline(); // runtime SIGKILL + SHUTDOWN
     h.tick_to_deadline(); // deadline: SIGKILL everything
     let fx = h.tick_to_deadline(); // nobody ever exits
-    assert!(has(&fx, |e| matches!(e, Effect::ShutdownDone { unreaped: 2, stopped: true, .. })));
+    assert!(has(&fx, |e| matches!(
+        e,
+        Effect::ShutdownDone {
+            unreaped: 2,
+            stopped: true,
+            ..
+        }
+    )));
     assert!(h.lc.is_stopped());
 }
 
 #[test]
 fn shutdown_while_down_stops_at_once_and_ctrl_c_during_reset_stops() {
     let mut h = H::new(&["e"]);
-    assert_eq!(shutdown_done(&h.ok(Input::Shutdown)), (ShutdownReason::Spindown, true));
+    assert_eq!(
+        shutdown_done(&h.ok(Input::Shutdown)),
+        (ShutdownReason::Spindown, true)
+    );
     let mut h = H::new(&["e"]);
     h.init_all();
     h.invoke("r1");
@@ -1033,5 +1202,8 @@ fn spindown_during_invoke_answers_the_caller() {
     h.init_all();
     h.invoke("r1");
     let fx = h.ok(Input::Shutdown);
-    assert!(has(&fx, |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Sandbox.Failure")));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Sandbox.Failure")
+    ));
 }

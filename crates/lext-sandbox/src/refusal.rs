@@ -81,7 +81,10 @@ pub enum Refusal {
         to: RuntimeState,
     },
     /// A response body over the payload limit (413).
-    #[error("Exceeded maximum allowed payload size ({} bytes).", lext_protocol::MAX_PAYLOAD_SIZE)]
+    #[error(
+        "Exceeded maximum allowed payload size ({} bytes).",
+        lext_protocol::MAX_PAYLOAD_SIZE
+    )]
     PayloadTooLarge,
     /// `Lambda-Runtime-Function-Response-Mode` with an unknown value (400).
     #[error("Invalid function response mode")]
@@ -185,6 +188,9 @@ mod tests {
             Refusal::SubscriptionClosed(Api::Telemetry).to_string(),
             "Telemetry API subscription is closed already"
         );
-        assert_eq!(Refusal::InvalidEventType("FOO".into()).to_string(), "FOO: ErrorInvalidEventType");
+        assert_eq!(
+            Refusal::InvalidEventType("FOO".into()).to_string(),
+            "FOO: ErrorInvalidEventType"
+        );
     }
 }

@@ -1,0 +1,154 @@
+//! The built-in function runtime: an echo handler.
+//!
+//! `lext run` without `--function` runs this in a separate process (the
+//! `lext` binary re-executed with a hidden subcommand), so that signals,
+//! timeouts, freezing and output capture behave exactly as for a real
+//! runtime. It speaks the Runtime API over one kept-alive HTTP/1.1
+//! connection with `std::net` (no async runtime: it starts in about a
+//! millisecond), and answers each invocation with its payload unchanged.
+//! Nothing is written to stdout, as a quiet handler would.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+use lext_protocol::runtime as rt;
+
+/// Why the echo runtime stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    /// `AWS_LAMBDA_RUNTIME_API` is missing.
+    #[error("AWS_LAMBDA_RUNTIME_API is not set")]
+    MissingApi,
+    /// The connection to the Runtime API failed.
+    #[error("Runtime API at {addr}: {source}")]
+    Io {
+        /// The API address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The Runtime API answered something unexpected.
+    #[error("unexpected answer from the Runtime API: {0}")]
+    Protocol(String),
+}
+
+/// One HTTP response: status, request id header, body.
+struct Answer {
+    status: u16,
+    request_id: Option<String>,
+    body: Vec<u8>,
+}
+
+struct Conn {
+    addr: String,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            addr: addr.to_owned(),
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<Answer> {
+        // One write per request: head and body together.
+        let mut out = Vec::with_capacity(128 + body.len());
+        write!(
+            out,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )?;
+        out.extend_from_slice(body);
+        self.writer.write_all(&out)?;
+        self.read_answer()
+    }
+
+    fn read_answer(&mut self) -> io::Result<Answer> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let mut length = 0usize;
+        let mut request_id = None;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(bad("connection closed in the headers"));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().map_err(|_| bad("bad content-length"))?;
+            } else if name.eq_ignore_ascii_case(rt::HEADER_REQUEST_ID) {
+                request_id = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(bad("chunked answers are not expected from the Runtime API"));
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Answer {
+            status,
+            request_id,
+            body,
+        })
+    }
+}
+
+/// Runs the echo runtime until the connection closes or a call fails.
+/// The sandbox ends it with SIGTERM or SIGKILL, like any runtime.
+pub fn run() -> Result<(), EchoError> {
+    let addr = std::env::var(lext_protocol::env::AWS_LAMBDA_RUNTIME_API).map_err(|_| EchoError::MissingApi)?;
+    // Some clients accept an `http://` prefix; so do we.
+    let addr = addr.trim_start_matches("http://").to_owned();
+    let io_err = |source| EchoError::Io {
+        addr: addr.clone(),
+        source,
+    };
+    let mut conn = Conn::open(&addr).map_err(io_err)?;
+    loop {
+        let next = conn
+            .request("GET", rt::NEXT_INVOCATION_PATH, b"")
+            .map_err(io_err)?;
+        if next.status != 200 {
+            return Err(EchoError::Protocol(format!(
+                "/next answered {}: {}",
+                next.status,
+                String::from_utf8_lossy(&next.body)
+            )));
+        }
+        let request_id = next
+            .request_id
+            .ok_or_else(|| EchoError::Protocol("no Lambda-Runtime-Aws-Request-Id".into()))?;
+        let answer = conn
+            .request("POST", &rt::response_path(&request_id), &next.body)
+            .map_err(io_err)?;
+        if answer.status != 202 {
+            return Err(EchoError::Protocol(format!(
+                "/response answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The Lambda Invoke API endpoint: `POST
+//! /2015-03-31/functions/{name}/invocations`, served on its own address
+//! (`lext run --serve ADDR`).
+//!
+//! It speaks the service API as `aws lambda invoke --endpoint-url` and the
+//! AWS SDKs expect it: 200 with the function's bytes, `X-Amz-Function-Error:
+//! Unhandled` when the function or the platform failed (with the
+//! `Sandbox.Timedout` and `Function.ResponseSizeTooLarge` bodies), 202 for
+//! `Event` invocations, 204 for `DryRun`, and the service's own error shape
+//! (`x-amzn-ErrorType` + `{"Type","message"}`) for a bad request. Invokes
+//! queue in the driver: one runs at a time per environment, as in Lambda.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::BodyExt as _;
+use lext_protocol::runtime::invoke as inv;
+
+use crate::driver::{InvokeRequest, InvokeResult, SandboxHandle};
+
+/// The largest synchronous request payload the Invoke API takes (6 MB).
+pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// What the endpoint needs to know about the function.
+#[derive(Debug, Clone)]
+pub struct InvokeTarget {
+    /// The function's name.
+    pub name: String,
+    /// Its unqualified ARN.
+    pub arn: String,
+    /// `$LATEST` or a number, for `X-Amz-Executed-Version`.
+    pub version: String,
+}
+
+impl InvokeTarget {
+    /// Whether `name` (a name, an ARN, either with a `:qualifier`) names
+    /// this function. `function`, RIE's fixed name, is accepted too, so that
+    /// tools written for RIE work unchanged.
+    fn matches(&self, name: &str) -> bool {
+        let strip = |s: &'_ str, base: &str| -> bool {
+            s == base || s.strip_prefix(base).is_some_and(|rest| rest.starts_with(':') && !rest[1..].contains(':'))
+        };
+        name == "function" || strip(name, &self.name) || strip(name, &self.arn)
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    handle: SandboxHandle,
+    target: Arc<InvokeTarget>,
+}
+
+/// The router of the Invoke API for one function.
+pub fn router(handle: SandboxHandle, target: InvokeTarget) -> Router {
+    Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .with_state(Ctx {
+            handle,
+            target: Arc::new(target),
+        })
+}
+
+/// The service's error shape: `x-amzn-ErrorType` and a JSON body.
+fn service_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "Type": "User", "message": message }).to_string();
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        h.insert("x-amzn-ErrorType", v);
+    }
+    r
+}
+
+async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    if !ctx.target.matches(&name) {
+        return service_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {}", ctx.target.arn),
+        );
+    }
+    let payload = match http_body_util::Limited::new(body, MAX_REQUEST_PAYLOAD).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return service_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                &format!("Request must be smaller than {MAX_REQUEST_PAYLOAD} bytes for the InvokeFunction operation"),
+            )
+        }
+        Err(_) => return service_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", "Could not read the request body"),
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request = InvokeRequest {
+        payload,
+        trace_id: text(inv::HEADER_TRACE_ID),
+        client_context: text(inv::HEADER_CLIENT_CONTEXT).and_then(|b64| decode_base64(&b64)),
+    };
+    match text(inv::HEADER_INVOCATION_TYPE).as_deref() {
+        None | Some("RequestResponse") => {}
+        Some("Event") => {
+            return match ctx.handle.invoke_async(request) {
+                Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(e) => service_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", &e.to_string()),
+            }
+        }
+        Some("DryRun") => return StatusCode::NO_CONTENT.into_response(),
+        Some(other) => {
+            return service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("Unsupported invocation type {other}"),
+            )
+        }
+    }
+    let reply = match ctx.handle.invoke(request).await {
+        Ok(reply) => reply,
+        Err(e) => return service_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", &e.to_string()),
+    };
+    let (body, content_type, failed) = match reply.result {
+        InvokeResult::Response { body, content_type } => (body, content_type, false),
+        InvokeResult::FunctionError { body } => (body, None, true),
+        InvokeResult::PlatformError { error_type, message } => {
+            // errorType first, as Lambda writes these bodies.
+            let body = format!(
+                "{{\"errorType\":{},\"errorMessage\":{}}}",
+                serde_json::Value::String(error_type),
+                serde_json::Value::String(message)
+            );
+            (Bytes::from(body), None, true)
+        }
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    let ct = content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    h.insert(header::CONTENT_TYPE, ct);
+    if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
+        h.insert(inv::HEADER_REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.target.version) {
+        h.insert(inv::HEADER_EXECUTED_VERSION, v);
+    }
+    if failed {
+        h.insert(inv::HEADER_FUNCTION_ERROR, HeaderValue::from_static(inv::FUNCTION_ERROR_UNHANDLED));
+    }
+    r
+}
+
+/// Decodes standard base64 (with or without padding); `None` if invalid.
+fn decode_base64(text: &str) -> Option<String> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes: Vec<u8> = text.trim().trim_end_matches('=').bytes().collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let n = chunk.len();
+        if n < 2 {
+            return None;
+        }
+        out.push((acc >> 16) as u8);
+        if n > 2 {
+            out.push((acc >> 8) as u8);
+        }
+        if n > 3 {
+            out.push(acc as u8);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_client_context() {
+        assert_eq!(decode_base64("eyJhIjoxfQ==").as_deref(), Some("{\"a\":1}"));
+        assert_eq!(decode_base64("eyJhIjoxfQ").as_deref(), Some("{\"a\":1}"));
+        assert_eq!(decode_base64("!!"), None);
+    }
+
+    #[test]
+    fn names_that_match() {
+        let t = InvokeTarget {
+            name: "fn".into(),
+            arn: "arn:aws:lambda:us-east-1:123456789012:function:fn".into(),
+            version: "$LATEST".into(),
+        };
+        for ok in ["fn", "fn:$LATEST", "function", "arn:aws:lambda:us-east-1:123456789012:function:fn", "arn:aws:lambda:us-east-1:123456789012:function:fn:1"] {
+            assert!(t.matches(ok), "{ok}");
+        }
+        for bad in ["other", "fnx", "fn:1:2"] {
+            assert!(!t.matches(bad), "{bad}");
+        }
+    }
+}
