@@ -304,6 +304,16 @@ fn ensure_mount_points() -> Result<(), IsolationError> {
     }
 }
 
+/// Where a path inside the sandbox is on the host when there is no
+/// isolation (the rewriting fallback): `/opt/...` maps into `layers_dir`,
+/// anything else is the same path.
+pub fn host_path(sandbox_path: &Path, layers_dir: &Path) -> PathBuf {
+    match sandbox_path.strip_prefix(OPT) {
+        Ok(rest) => layers_dir.join(rest),
+        Err(_) => sandbox_path.to_owned(),
+    }
+}
+
 /// Decide at start-up whether isolation works, by applying it once in a
 /// throwaway child (with an empty layers directory) that exits right after
 /// the mounts, without exec.
@@ -444,6 +454,24 @@ mod tests {
             Isolation::new(Mode::MountNamespace, &bad, dir.path()),
             Err(IsolationError::Io { .. }) | Err(IsolationError::NulInPath(_))
         ));
+    }
+
+    #[test]
+    fn host_paths_for_the_rewriting_fallback() {
+        let layers = Path::new("/tmp/layers");
+        assert_eq!(
+            host_path(Path::new("/opt/extensions/x"), layers),
+            Path::new("/tmp/layers/extensions/x")
+        );
+        assert_eq!(host_path(Path::new("/opt"), layers), layers);
+        assert_eq!(
+            host_path(Path::new("/optional/x"), layers),
+            Path::new("/optional/x")
+        );
+        assert_eq!(
+            host_path(Path::new("/usr/bin/x"), layers),
+            Path::new("/usr/bin/x")
+        );
     }
 
     #[test]

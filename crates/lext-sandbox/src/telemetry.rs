@@ -135,6 +135,10 @@ pub enum SubscribeError {
     /// request).
     #[error("invalid destination: {0}")]
     Destination(String),
+    /// `subscribe` was called outside a tokio runtime, so no delivery task
+    /// can run.
+    #[error("telemetry subscriptions need a tokio runtime")]
+    NoRuntime,
 }
 
 fn api_name(api: Api) -> &'static str {
@@ -296,6 +300,8 @@ impl Hub {
         request: &SubscribeRequest,
     ) -> Result<(), SubscribeError> {
         let target = Target::from_request(request)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let limits = request
             .buffering
             .as_ref()
@@ -366,7 +372,7 @@ impl Hub {
                 }
             }
             state.subscribers.push(subscriber.clone());
-            let task = tokio::spawn(deliver(subscriber.clone(), self.inner.config.post_timeout));
+            let task = runtime.spawn(deliver(subscriber.clone(), self.inner.config.post_timeout));
             state.tasks.push(task);
         }
         let names: Vec<String> = request
@@ -459,8 +465,18 @@ impl Hub {
             if queue.replaced {
                 continue;
             }
-            // Whatever is still queued at the deadline is lost too.
-            let (records, bytes) = (queue.items.len() as u64, queue.bytes as u64);
+            // Whatever is still queued or in flight at the deadline is lost
+            // too (an announced drop whose notice was in flight is still
+            // unannounced).
+            let (mut records, mut bytes) = (queue.items.len() as u64, queue.bytes as u64);
+            if let Some((in_records, in_bytes, notice)) = queue.in_flight.take() {
+                records += in_records;
+                bytes += in_bytes;
+                if let Some((notice_records, notice_bytes)) = notice {
+                    queue.dropped_records += notice_records;
+                    queue.dropped_bytes += notice_bytes;
+                }
+            }
             queue.items.clear();
             queue.bytes = 0;
             queue.total_dropped_records += records;
@@ -599,6 +615,9 @@ struct Queue {
     /// Every drop over the subscription's life.
     total_dropped_records: u64,
     total_dropped_bytes: u64,
+    /// The batch being sent: records and bytes, plus the drop notice it
+    /// carries, so that an abort at the shutdown deadline still counts them.
+    in_flight: Option<(u64, u64, Option<(u64, u64)>)>,
     flush_requested: bool,
     closing: bool,
     replaced: bool,
@@ -767,6 +786,11 @@ async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
         let Some(batch) = batch else { continue };
 
         // Phase 2: send it.
+        lock(&subscriber.queue).in_flight = Some((
+            batch.records,
+            batch.record_bytes,
+            batch.notice.map(|(records, bytes, _)| (records, bytes)),
+        ));
         let result = match tokio::time::timeout(post_timeout, sender.send(&batch)).await {
             Ok(result) => result,
             Err(_) => {
@@ -774,6 +798,7 @@ async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
                 Err(format!("no answer within {post_timeout:?}"))
             }
         };
+        lock(&subscriber.queue).in_flight = None;
         if let Err(error) = result {
             let mut queue = lock(&subscriber.queue);
             // The notice (if any) was not delivered: its counts go back,
@@ -985,4 +1010,165 @@ async fn connect_http(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lext_protocol::telemetry::{RuntimeDone, Status};
+
+    fn subscriber(max_items: u32, max_bytes: u32) -> Subscriber {
+        Subscriber {
+            name: "ext".into(),
+            api: Api::Telemetry,
+            types: vec![LogType::Function],
+            runtime_done: false,
+            limits: BufferingLimits {
+                max_items,
+                max_bytes,
+                timeout_ms: 1000,
+            },
+            target: Target::Tcp {
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
+            },
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+        }
+    }
+
+    fn recorded(text: &str) -> Recorded {
+        let event = TelemetryEvent::new(
+            "2022-10-21T14:05:03.165Z",
+            Record::Function(LogRecord::Text(text.into())),
+        );
+        let json = Bytes::from(serde_json::to_vec(&event).unwrap());
+        Recorded {
+            log_type: LogType::Function,
+            event,
+            json,
+        }
+    }
+
+    #[test]
+    fn batches_stop_at_max_items_and_max_bytes() {
+        let sub = subscriber(3, 1_000_000);
+        let mut queue = Queue::default();
+        for i in 0..7 {
+            sub.push(&mut queue, &recorded(&format!("{i}")), usize::MAX);
+        }
+        let sizes: Vec<usize> = std::iter::from_fn(|| take_batch(&sub, &mut queue))
+            .map(|b| b.events.len())
+            .collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        assert_eq!(queue.bytes, 0);
+
+        let one = recorded("x").json.len();
+        // Room for exactly two events: brackets + 2 events + 1 comma.
+        let sub = subscriber(10_000, (2 + 2 * one + 1) as u32);
+        let mut queue = Queue::default();
+        for _ in 0..5 {
+            sub.push(&mut queue, &recorded("x"), usize::MAX);
+        }
+        let batch = take_batch(&sub, &mut queue).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!((batch.records, batch.record_bytes), (2, 2 * one as u64));
+    }
+
+    #[test]
+    fn an_event_larger_than_max_bytes_goes_alone() {
+        let sub = subscriber(10_000, 10);
+        let mut queue = Queue::default();
+        sub.push(&mut queue, &recorded("big"), usize::MAX);
+        sub.push(&mut queue, &recorded("big"), usize::MAX);
+        assert_eq!(take_batch(&sub, &mut queue).unwrap().events.len(), 1);
+        assert_eq!(take_batch(&sub, &mut queue).unwrap().events.len(), 1);
+        assert!(take_batch(&sub, &mut queue).is_none());
+    }
+
+    #[test]
+    fn drops_are_counted_and_announced_first() {
+        let sub = subscriber(10_000, 1_000_000);
+        let one = recorded("r").json.len();
+        let mut queue = Queue::default();
+        for _ in 0..5 {
+            // Room for two.
+            sub.push(&mut queue, &recorded("r"), 2 * one);
+        }
+        assert_eq!(queue.items.len(), 2);
+        assert_eq!(
+            (queue.dropped_records, queue.dropped_bytes),
+            (3, 3 * one as u64)
+        );
+        let batch = take_batch(&sub, &mut queue).unwrap();
+        assert_eq!(
+            batch.notice,
+            Some((3, 3 * one as u64, REASON_SLOW_CONSUMER))
+        );
+        let first: Value = serde_json::from_slice(&batch.events[0]).unwrap();
+        assert_eq!(first["type"], "platform.logsDropped");
+        assert_eq!(first["record"]["droppedRecords"], 3);
+        assert_eq!(first["record"]["droppedBytes"], 3 * one as u64);
+        assert_eq!(batch.records, 2, "the notice is not a record of the batch");
+        assert_eq!(queue.dropped_records, 0, "announced once");
+        assert_eq!(queue.total_dropped_records, 3, "but remembered");
+    }
+
+    #[test]
+    fn unwanted_types_are_not_queued() {
+        let sub = subscriber(10, 1_000_000);
+        let mut queue = Queue::default();
+        let event = TelemetryEvent::new("t", Record::ExtensionLog(LogRecord::Text("e".into())));
+        let json = Bytes::from(serde_json::to_vec(&event).unwrap());
+        let ext = Recorded {
+            log_type: LogType::Extension,
+            event,
+            json,
+        };
+        sub.push(&mut queue, &ext, usize::MAX);
+        assert!(queue.items.is_empty());
+    }
+
+    #[test]
+    fn logs_api_shapes() {
+        let done = Record::RuntimeDone(RuntimeDone {
+            request_id: "r".into(),
+            status: Status::Success,
+            error_type: None,
+            metrics: None,
+            spans: None,
+            tracing: None,
+            extra: Default::default(),
+        });
+        assert_eq!(logs_record(&done, false), None);
+        assert_eq!(
+            logs_record(&done, true),
+            Some(json!({"requestId": "r", "status": "success"}))
+        );
+        let sub = Record::TelemetrySubscription(Subscription {
+            name: "x".into(),
+            state: "Subscribed".into(),
+            types: vec![],
+            extra: Default::default(),
+        });
+        assert_eq!(logs_record(&sub, true), None);
+        assert_eq!(
+            logs_record(&Record::Fault(LogRecord::Text("f".into())), false),
+            Some(json!("f"))
+        );
+    }
+
+    #[test]
+    fn subscribe_needs_a_runtime_and_errors_read_like_aws() {
+        let hub = Hub::new(HubConfig::default()).unwrap();
+        let request = SubscribeRequest::http(vec![LogType::Platform], 4243);
+        assert_eq!(
+            hub.subscribe(Api::Telemetry, "x", &request),
+            Err(SubscribeError::NoRuntime)
+        );
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(
+            SubscribeError::Closed(Api::Logs).to_string(),
+            "Logs API subscription is closed already"
+        );
+    }
 }

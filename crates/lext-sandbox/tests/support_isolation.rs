@@ -2,6 +2,9 @@
 //! at /opt (read-only) and resolves sandbox.localdomain and sandbox to
 //! 127.0.0.1 (getent and Python), in both modes, without touching the host.
 
+// Test helpers: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Processes: group signals (freeze/thaw, kill), no orphan or zombie after
 //! drop, PR_SET_PDEATHSIG when lext itself dies, peak memory of a tree.
 
+// Test helpers: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead as _, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

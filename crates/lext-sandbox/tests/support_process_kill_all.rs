@@ -1,6 +1,9 @@
 //! `kill_all` (the Ctrl-C path) SIGKILLs every live process group. In its
 //! own test binary, because it kills every group this process started.
 
+// Test helpers: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! batching limits, 100,000 lines with none lost, logsDropped with exact
 //! counts, Init replay, Logs API shapes, TCP destinations, --telemetry-out.
 
+// Test helpers: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -659,4 +662,38 @@ async fn telemetry_out_holds_every_event_as_json_lines() {
             .starts_with("cannot open the telemetry output file"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_counts_what_a_stalled_subscriber_never_got() {
+    let mut sub = subscriber_server(false).await;
+    let hub = hub();
+    hub.subscribe(
+        Api::Telemetry,
+        "stalled",
+        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
+    )
+    .unwrap();
+    hub.record(line("in flight"));
+    let first = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    hub.record(line("queued 1"));
+    hub.record(line("queued 2"));
+    let started = Instant::now();
+    let report = hub.shutdown(Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline holds"
+    );
+    assert!(!report.completed);
+    assert_eq!(report.undelivered.len(), 1);
+    assert_eq!(report.undelivered[0].extension, "stalled");
+    assert_eq!(
+        report.undelivered[0].dropped_records, 3,
+        "the batch in flight and the two queued records"
+    );
+    assert_eq!(hub.subscriber_count(), 0);
 }
