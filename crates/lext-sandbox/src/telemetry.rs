@@ -469,10 +469,10 @@ impl Hub {
             // too (an announced drop whose notice was in flight is still
             // unannounced).
             let (mut records, mut bytes) = (queue.items.len() as u64, queue.bytes as u64);
-            if let Some((in_records, in_bytes, notice)) = queue.in_flight.take() {
-                records += in_records;
-                bytes += in_bytes;
-                if let Some((notice_records, notice_bytes)) = notice {
+            if let Some(in_flight) = queue.in_flight.take() {
+                records += in_flight.records;
+                bytes += in_flight.bytes;
+                if let Some((notice_records, notice_bytes)) = in_flight.notice {
                     queue.dropped_records += notice_records;
                     queue.dropped_bytes += notice_bytes;
                 }
@@ -617,10 +617,19 @@ struct Queue {
     total_dropped_bytes: u64,
     /// The batch being sent: records and bytes, plus the drop notice it
     /// carries, so that an abort at the shutdown deadline still counts them.
-    in_flight: Option<(u64, u64, Option<(u64, u64)>)>,
+    in_flight: Option<InFlight>,
     flush_requested: bool,
     closing: bool,
     replaced: bool,
+}
+
+/// What the batch being sent holds (see `Queue::in_flight`).
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    records: u64,
+    bytes: u64,
+    /// Records and bytes the batch's drop notice announces.
+    notice: Option<(u64, u64)>,
 }
 
 impl Queue {
@@ -786,11 +795,11 @@ async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
         let Some(batch) = batch else { continue };
 
         // Phase 2: send it.
-        lock(&subscriber.queue).in_flight = Some((
-            batch.records,
-            batch.record_bytes,
-            batch.notice.map(|(records, bytes, _)| (records, bytes)),
-        ));
+        lock(&subscriber.queue).in_flight = Some(InFlight {
+            records: batch.records,
+            bytes: batch.record_bytes,
+            notice: batch.notice.map(|(records, bytes, _)| (records, bytes)),
+        });
         let result = match tokio::time::timeout(post_timeout, sender.send(&batch)).await {
             Ok(result) => result,
             Err(_) => {
