@@ -28,7 +28,7 @@
 //! - [`process`]: launching the runtime and extensions in their own process
 //!   groups with a clean environment, output captured line by line, signals
 //!   (terminate, kill, freeze, thaw), exit status, peak memory.
-//! - [`env`]: the runtime's and the extensions' environment variables.
+//! - [`env`](mod@env): the runtime's and the extensions' environment variables.
 //! - [`isolation`]: the private mount namespace that shows the layers at
 //!   `/opt` and resolves `sandbox.localdomain` to loopback.
 //! - [`telemetry`]: the Telemetry and Logs API delivery engine (batching,
