@@ -9,7 +9,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Instant;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -20,18 +21,25 @@ pub struct Request {
     pub path: String,
 }
 
+/// How long the benchmark waits for an extension to connect or to send its
+/// next request before it gives up (a dead or stuck binary must not hang it).
+pub const STALL: Duration = Duration::from_secs(10);
+
 /// The server end of the conversation with one extension process.
 #[derive(Debug)]
 pub struct Session<'a> {
     listener: &'a TcpListener,
+    child: libc::pid_t,
     conn: Option<TcpStream>,
     buf: Vec<u8>,
 }
 
 impl<'a> Session<'a> {
-    pub fn new(listener: &'a TcpListener) -> Self {
+    /// A session with the extension process `child` (not reaped here).
+    pub fn new(listener: &'a TcpListener, child: libc::pid_t) -> Self {
         Self {
             listener,
+            child,
             conn: None,
             buf: Vec::with_capacity(4096),
         }
@@ -42,8 +50,11 @@ impl<'a> Session<'a> {
     pub fn next_request(&mut self) -> Result<Request> {
         loop {
             if self.conn.is_none() {
+                wait_for_connection(self.listener.as_raw_fd(), self.child, STALL)
+                    .context("waiting for the extension to connect")?;
                 let (stream, _) = self.listener.accept().context("accept")?;
                 stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(STALL))?;
                 self.conn = Some(stream);
                 self.buf.clear();
             }
@@ -52,7 +63,18 @@ impl<'a> Session<'a> {
             }
             let mut chunk = [0u8; 4096];
             let n = match self.conn.as_mut() {
-                Some(stream) => stream.read(&mut chunk).unwrap_or(0),
+                Some(stream) => match stream.read(&mut chunk) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        bail!("the extension sent no request for {STALL:?}")
+                    }
+                    Err(_) => 0,
+                },
                 None => 0,
             };
             if n == 0 {
@@ -104,5 +126,52 @@ impl<'a> Session<'a> {
         let at = Instant::now();
         stream.write_all(msg.as_bytes()).context("write answer")?;
         Ok(at)
+    }
+}
+
+/// Waits until the listener `fd` has a connection to accept, at most
+/// `timeout`, and fails early if the child exits first.
+fn wait_for_connection(fd: i32, child: libc::pid_t, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 20) };
+        if rc > 0 {
+            return Ok(());
+        }
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).context("poll");
+            }
+        }
+        if has_exited(child) {
+            bail!("the extension exited without connecting");
+        }
+        if started.elapsed() > timeout {
+            bail!("no connection within {timeout:?}");
+        }
+    }
+}
+
+/// Whether `child` has exited, without reaping it (WNOWAIT), so that the
+/// caller's wait4 still gets its resource usage.
+fn has_exited(child: libc::pid_t) -> bool {
+    // SAFETY: siginfo_t is plain old data; zeroed is valid. waitid with
+    // WNOHANG|WNOWAIT only inspects our own child.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            child as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
     }
 }

@@ -43,6 +43,8 @@ pub fn main(args: &[String]) -> Result<()> {
     let mut build = true;
     let mut official = false;
     let mut peers: Vec<(String, PathBuf)> = Vec::new();
+    let mut floor_path: Option<PathBuf> = None;
+    let mut port_path: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -50,6 +52,8 @@ pub fn main(args: &[String]) -> Result<()> {
             "--invokes" => invokes = it.next().context("--invokes K")?.parse()?,
             "--no-build" => build = false,
             "--with-official" => official = true,
+            "--floor" => floor_path = Some(it.next().context("--floor PATH")?.into()),
+            "--port" => port_path = Some(it.next().context("--port PATH")?.into()),
             "--peer" => {
                 let spec = it.next().context("--peer NAME=PATH")?;
                 let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
@@ -63,25 +67,33 @@ pub fn main(args: &[String]) -> Result<()> {
         "--runs and --invokes must be at least 1"
     );
 
-    let target = target_dir()?;
-    if build {
+    // The target directory is needed only for what is built here.
+    let needs_target = official || floor_path.is_none() || port_path.is_none();
+    let target = if needs_target {
+        target_dir()?
+    } else {
+        PathBuf::new()
+    };
+    let release = target.join("release");
+    if build && port_path.is_none() {
         cargo_build(&[
             "-p",
             "rust-example-extension",
             "--bin",
             "rust-example-extension",
         ])?;
+    }
+    if build && floor_path.is_none() {
         cargo_build(&["-p", "xtask", "--bin", "floor-extension"])?;
     }
-    let release = target.join("release");
     let mut subjects = vec![
         subject(
             "std-only floor (hand-written HTTP)",
-            release.join("floor-extension"),
+            floor_path.unwrap_or_else(|| release.join("floor-extension")),
         )?,
         subject(
             "rust-example-extension (lext-extension, blocking)",
-            release.join("rust-example-extension"),
+            port_path.unwrap_or_else(|| release.join("rust-example-extension")),
         )?,
     ];
     if official {
@@ -147,7 +159,6 @@ fn run_once(
     invokes: usize,
     record: bool,
 ) -> Result<()> {
-    let mut session = Session::new(listener);
     let spawned = Instant::now();
     let child = Command::new(&s.path)
         .env_clear()
@@ -158,6 +169,7 @@ fn run_once(
         .spawn()
         .with_context(|| format!("spawn {}", s.path.display()))?;
     let pid = child.id() as libc::pid_t;
+    let mut session = Session::new(listener, pid);
     // From here on, any early return must still reap the child.
     let result = (|| -> Result<(Duration, Duration, Vec<Duration>, Instant)> {
         let req = session.next_request()?;
@@ -198,6 +210,11 @@ fn run_once(
         )?;
         Ok((register, first_next, trips, sent))
     })();
+    if result.is_err() {
+        // A stuck or misbehaving binary: stop it so wait4 below returns.
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
     let (status, rss_kb, minflt, exited) = wait4(pid)?;
     let (register, first_next, trips, shutdown_sent) =
         result.with_context(|| format!("run of {}", s.path.display()))?;

@@ -21,7 +21,7 @@ usage: cargo run -p xtask --release -- <task>
 
 tasks:
   bench-extension [--runs N] [--invokes K] [--no-build] [--with-official]
-                  [--peer NAME=PATH]...
+                  [--floor PATH] [--port PATH] [--peer NAME=PATH]...
       Starts each extension binary N times (default 31) against a minimal
       local Extensions API, delivers K INVOKEs (default 20) and a SHUTDOWN per
       run, and prints medians: stripped size, spawn to register, spawn to
@@ -29,7 +29,10 @@ tasks:
       Measures rust-example-extension and the std-only floor side by side,
       plus, with --with-official, an extension on the official
       lambda-extension crate (xtask/peers/official-extension, its own
-      workspace, built on demand), and any --peer binaries.
+      workspace, built on demand), and any --peer binaries. --floor and
+      --port replace the two default binaries (then they are not built).
+      A binary that does not connect or stalls for 10 s is killed and the
+      benchmark fails with its name.
 ";
 
 fn main() -> ExitCode {

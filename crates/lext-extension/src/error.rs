@@ -102,7 +102,7 @@ pub enum Error {
         reason: String,
     },
     /// SIGTERM or SIGINT arrived while a call was in flight.
-    #[error("{op}: interrupted by {signal}")]
+    #[error("{op}: interrupted by {}", signal.name())]
     Interrupted {
         /// The call that was interrupted.
         op: Op,

@@ -18,6 +18,12 @@
 //! the flag or the read returns at once. No thread is spawned and no pipe is
 //! created, so start-up pays only two `sigaction` calls (about 1 us).
 //!
+//! One consequence to know about: without `SA_RESTART`, a blocking system
+//! call in the extension's own handler can also return `EINTR` when SIGTERM
+//! arrives (std's `read_exact`/`write_all` retry it; a bare `read` returns
+//! `ErrorKind::Interrupted`). Turn signal handling off with
+//! `Builder::handle_signals(false)` if that matters to the handler's code.
+//!
 //! The async flavour uses `tokio::signal` instead; only [`Signal`] is shared.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
