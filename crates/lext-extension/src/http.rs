@@ -368,7 +368,9 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
                 }
             }
         }
-        if body.len() + size > MAX_BODY_BYTES {
+        // Checked before any arithmetic with `size`: a hostile size line
+        // (e.g. 16 `f`s) must be an error, not an overflow.
+        if size > MAX_BODY_BYTES || body.len() + size > MAX_BODY_BYTES {
             return Err(ParseError::BodyTooLarge);
         }
         if buf.len() < pos + size + 2 {
@@ -492,6 +494,58 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(r.close);
+    }
+
+    #[test]
+    fn huge_chunk_sizes_are_errors_not_overflows() {
+        for size in ["ffffffffffffffff", "7fffffffffffffff", "1000000000"] {
+            let bytes =
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nab");
+            assert_eq!(
+                parse_all(bytes.as_bytes()),
+                Err(ParseError::BodyTooLarge),
+                "{size}"
+            );
+        }
+        assert_eq!(
+            parse_all(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n"),
+            Err(ParseError::BodyTooLarge)
+        );
+    }
+
+    proptest::proptest! {
+        /// No input makes the parser panic, whole or fed in two pieces.
+        #[test]
+        fn parser_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600), split in 0usize..600) {
+            let mut p = ResponseParser::new();
+            let cut = split.min(bytes.len());
+            if let Ok(None) = p.parse(&bytes[..cut]) {
+                let _ = p.parse(&bytes);
+            }
+            let _ = ResponseParser::new().finish(&bytes);
+        }
+
+        /// Well-formed chunked bodies decode to their content at every split.
+        #[test]
+        fn chunked_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..40), 0..6), split in 0usize..400) {
+            let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut want = Vec::new();
+            for c in &chunks {
+                wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+                want.extend_from_slice(c);
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut p = ResponseParser::new();
+            let cut = split.min(wire.len());
+            if cut < wire.len() {
+                proptest::prop_assert!(p.parse(&wire[..cut]).unwrap().is_none());
+            }
+            let (r, used) = p.parse(&wire).unwrap().unwrap();
+            proptest::prop_assert_eq!(r.body, want);
+            proptest::prop_assert_eq!(used, wire.len());
+        }
     }
 
     #[test]
