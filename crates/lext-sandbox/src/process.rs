@@ -619,44 +619,76 @@ pub fn tree_peak_rss_bytes(roots: &[u32]) -> u64 {
     let mut seen = HashSet::new();
     let mut stack: Vec<u32> = roots.to_vec();
     let mut total = 0;
+    // One buffer for every /proc read: this runs once per invoke.
+    let mut buf = String::with_capacity(4096);
     while let Some(pid) = stack.pop() {
         if !seen.insert(pid) {
             continue;
         }
-        if let Some(kb) = read_vm_hwm_kb(pid) {
-            total += kb * 1024;
-        }
-        stack.extend(children_of(pid));
+        let Some(status) = read_status(pid, &mut buf) else {
+            continue; // gone meanwhile
+        };
+        total += status.vm_hwm_kb * 1024;
+        push_children(pid, status.threads, &mut buf, &mut stack);
     }
     total
 }
 
-fn read_vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+/// The two fields of `/proc/<pid>/status` the memory probe needs.
+struct ProcStatus {
+    vm_hwm_kb: u64,
+    threads: u64,
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
+fn read_proc(path: &str, buf: &mut String) -> bool {
+    use std::io::Read as _;
+    buf.clear();
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_to_string(buf))
+        .is_ok()
+}
+
+fn read_status(pid: u32, buf: &mut String) -> Option<ProcStatus> {
+    if !read_proc(&format!("/proc/{pid}/status"), buf) {
+        return None;
+    }
+    let field = |name: &str| -> Option<u64> {
+        let line = buf.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(ProcStatus {
+        // Kernel threads and zombies have no VmHWM: they hold no memory.
+        vm_hwm_kb: field("VmHWM:").unwrap_or(0),
+        threads: field("Threads:").unwrap_or(0),
+    })
+}
+
+/// Push the children of every thread of `pid`. A single-threaded process
+/// (the common case) needs no directory listing: its only task is itself.
+fn push_children(pid: u32, threads: u64, buf: &mut String, out: &mut Vec<u32>) {
+    let mut read_children = |path: &str, buf: &mut String| {
+        if read_proc(path, buf) {
+            out.extend(buf.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    };
+    if threads == 1 {
+        read_children(&format!("/proc/{pid}/task/{pid}/children"), buf);
+        return;
+    }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return children;
+        return;
     };
     for task in tasks.flatten() {
         let path = task.path().join("children");
-        if let Ok(text) = std::fs::read_to_string(path) {
-            children.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
+        if let Some(path) = path.to_str() {
+            read_children(path, buf);
         }
     }
-    children
 }
 
 #[cfg(test)]
