@@ -38,4 +38,11 @@ pub enum Command {
     /// Check, then publish the layer zip with PublishLayerVersion (and attach
     /// it to a function with --attach).
     Publish(crate::cmd::publish::Args),
+    /// Run extensions and a function locally in a Lambda-like execution
+    /// environment (Init, invokes, shutdown, Telemetry API, REPORT lines).
+    Run(crate::cmd::run::Args),
+    /// The built-in echo runtime that `lext run` starts when no --function is
+    /// given (internal).
+    #[command(name = "__echo-runtime", hide = true)]
+    EchoRuntime,
 }

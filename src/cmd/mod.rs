@@ -4,6 +4,7 @@ pub mod build;
 pub mod check;
 pub mod package;
 pub mod publish;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -16,5 +17,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Package(args) => package::run(args),
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Run(args) => run::run(args),
+        Command::EchoRuntime => run::run_echo_runtime(),
     }
 }

@@ -316,6 +316,11 @@ impl SandboxHandle {
             .map_err(|_| SandboxError::Stopped)
     }
 
+    /// Completes when the environment has stopped.
+    pub async fn closed(&self) {
+        self.ctl.closed().await;
+    }
+
     /// Asks for a spindown shutdown; [`Sandbox::wait`] returns when it is over.
     pub fn shutdown(&self) {
         let _ = self.ctl.send(Control::Shutdown);
@@ -389,6 +394,7 @@ impl Sandbox {
             subscriptions: HashMap::new(),
             summary: Summary::default(),
             finishing: None,
+            stop_requested: false,
         };
         let driver = tokio::spawn(driver.run(api_rx, ctl_rx, stop_tx));
         Ok(Self {
@@ -455,6 +461,8 @@ struct Driver<H, T> {
     /// until the lifecycle confirms them.
     subscriptions: HashMap<String, (Api, Box<SubscribeRequest>)>,
     summary: Summary,
+    /// A spindown was asked for; it runs once no invoke or Init is running.
+    stop_requested: bool,
     /// The telemetry flush of a finished shutdown, awaited by the loop.
     finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -495,11 +503,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         self.feed(Input::Exited { generation, proc, status })
                     }
                     Some(Control::Shutdown) => {
-                        // Invokes still queued will never run.
-                        for (_, reply) in self.queue.drain(..) {
-                            drop(reply);
-                        }
-                        self.feed(Input::Shutdown);
+                        // Invokes still queued will never run. The one
+                        // running finishes first (its timeout bounds it):
+                        // Lambda never spins an environment down mid-invoke.
+                        self.queue.clear();
+                        self.stop_requested = true;
                     }
                     // Every handle is gone: nobody can invoke or stop us
                     // any more, so stop now.
@@ -527,6 +535,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
 
     /// Feeds the next queued invoke when the environment can take it.
     fn pump(&mut self) {
+        if self.stop_requested {
+            if self.current.is_none() && !self.lc.is_initializing() && !self.lc.is_stopped() {
+                self.feed(Input::Shutdown);
+            }
+            return;
+        }
         while self.lc.accepts_invoke() && self.current.is_none() {
             let Some((request, reply)) = self.queue.pop_front() else {
                 return;
