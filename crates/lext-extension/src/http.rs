@@ -218,7 +218,7 @@ impl ResponseParser {
                 }
                 (rest[..n].to_vec(), n)
             }
-            Framing::Chunked => match dechunk(rest)? {
+            Framing::Chunked => match dechunk(rest, MAX_BODY_BYTES)? {
                 Some(found) => found,
                 None => {
                     if rest.len() > MAX_BODY_BYTES + MAX_HEAD_BYTES {
@@ -341,9 +341,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
     }))
 }
 
-/// Decodes a chunked body at the start of `buf`. Returns the body and the
-/// bytes used, or `None` if more bytes are needed. Trailers are skipped.
-fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
+/// Decodes a chunked body at the start of `buf`, at most `max` bytes.
+/// Returns the body and the bytes used, or `None` if more bytes are needed.
+/// Trailers are skipped.
+fn dechunk(buf: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
@@ -370,7 +371,7 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
         }
         // Checked before any arithmetic with `size`: a hostile size line
         // (e.g. 16 `f`s) must be an error, not an overflow.
-        if size > MAX_BODY_BYTES || body.len() + size > MAX_BODY_BYTES {
+        if size > max || body.len() + size > max {
             return Err(ParseError::BodyTooLarge);
         }
         if buf.len() < pos + size + 2 {
@@ -383,6 +384,91 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
         }
         pos += 2;
     }
+}
+
+/// A request received by a telemetry listener (the server side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerRequest {
+    /// The request's method, e.g. `POST`.
+    pub method: String,
+    /// The request's target, e.g. `/`.
+    pub path: String,
+    /// The de-chunked body.
+    pub body: Vec<u8>,
+    /// Whether the client asked to close the connection afterwards.
+    pub close: bool,
+}
+
+/// Parses one request from the start of `buf` for the blocking telemetry
+/// listener: `httparse` for the head, Content-Length or chunked bodies of
+/// at most `max_body` bytes. `Ok(None)` means more bytes are needed.
+pub(crate) fn parse_request(
+    buf: &[u8],
+    max_body: usize,
+) -> Result<Option<(ServerRequest, usize)>, ParseError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(ParseError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(ParseError::Head(e.to_string())),
+    };
+    let http10 = req.version == Some(0);
+    let mut close = http10;
+    let mut length = 0usize;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value);
+        let value = value.trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().map_err(|_| ParseError::ContentLength)?;
+            if length > max_body {
+                return Err(ParseError::BodyTooLarge);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',') {
+                let token = token.trim();
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    close = false;
+                }
+            }
+        }
+    }
+    let method = req.method.unwrap_or("").to_owned();
+    let path = req.path.unwrap_or("").to_owned();
+    let rest = &buf[head_len..];
+    let (body, used) = if chunked {
+        match dechunk(rest, max_body)? {
+            Some(found) => found,
+            None => return Ok(None),
+        }
+    } else {
+        if rest.len() < length {
+            return Ok(None);
+        }
+        (rest[..length].to_vec(), length)
+    };
+    Ok(Some((
+        ServerRequest {
+            method,
+            path,
+            body,
+            close,
+        },
+        head_len + used,
+    )))
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -546,6 +632,39 @@ mod tests {
             proptest::prop_assert_eq!(r.body, want);
             proptest::prop_assert_eq!(used, wire.len());
         }
+    }
+
+    #[test]
+    fn server_requests_parse_with_length_or_chunks() {
+        let raw =
+            b"POST / HTTP/1.1\r\nHost: sandbox.localdomain:1\r\nContent-Length: 2\r\n\r\n[]rest";
+        let (r, used) = parse_request(raw, 100).unwrap().unwrap();
+        assert_eq!(
+            (
+                r.method.as_str(),
+                r.path.as_str(),
+                r.body.as_slice(),
+                r.close
+            ),
+            ("POST", "/", &b"[]"[..], false)
+        );
+        assert_eq!(&raw[used..], b"rest");
+        let raw = b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n[]\r\n0\r\n\r\n";
+        let (r, _) = parse_request(raw, 100).unwrap().unwrap();
+        assert_eq!((r.body.as_slice(), r.close), (&b"[]"[..], true));
+        assert!(
+            parse_request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", 100)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            parse_request(b"POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\n", 100),
+            Err(ParseError::BodyTooLarge)
+        );
+        assert!(matches!(
+            parse_request(b"\x00\x01garbage\r\n\r\n", 100),
+            Err(ParseError::Head(_))
+        ));
     }
 
     #[test]

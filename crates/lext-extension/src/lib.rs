@@ -23,8 +23,9 @@
 //! # Lifecycle, enforced by types
 //!
 //! [`Extension::builder`] → [`Builder::register`] → [`Registered`]: the init
-//! phase, where a failure is reported with [`Registered::init_error`] (and,
-//! in the tokio flavour, where the Telemetry API can be subscribed to) →
+//! phase, where a failure is reported with [`Registered::init_error`] and
+//! where, and only where, the Telemetry API can be subscribed to
+//! ([`Registered::subscribe_telemetry`]) →
 //! [`Registered::run`]: the event loop. The loop returns after the SHUTDOWN
 //! event (it never polls again) or on SIGTERM/SIGINT; a handler error inside
 //! it is reported with `exit/error`. Every API answer other than 2xx is an
@@ -33,7 +34,8 @@
 //! # Layout
 //!
 //! - [`extension`]: [`Extension::builder`] and the settings shared by both flavours.
-//! - [`blocking`]: the `std::net` transport and the blocking event loop.
+//! - [`blocking`]: the `std::net` transport, the blocking event loop, and a
+//!   threaded Telemetry API listener.
 //! - `tokio` (feature `tokio`): the async transport, event loop and the
 //!   Telemetry API listener (current-thread runtime by default, feature
 //!   `multi-thread` for more).
@@ -41,6 +43,8 @@
 //! - [`http`]: the sans-I/O HTTP/1.1 codec both transports share.
 //! - [`endpoint`]: `AWS_LAMBDA_RUNTIME_API`, parsed without panics.
 //! - [`signal`]: SIGTERM/SIGINT for the blocking flavour, without a thread.
+//! - [`telemetry`]: Telemetry API subscription settings and batches, shared
+//!   by both flavours' listeners.
 //! - [`error`]: [`Error`] and [`HandlerError`].
 //!
 //! Wire types come from [`lext_protocol`] and are re-exported where the API
@@ -53,6 +57,7 @@ pub mod extension;
 pub mod http;
 pub mod request;
 pub mod signal;
+pub mod telemetry;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
@@ -66,3 +71,4 @@ pub use lext_protocol::extensions::{
 };
 pub use request::{error_type_header, ExtensionId, SubscribeOutcome};
 pub use signal::Signal;
+pub use telemetry::{TelemetryBatch, TelemetryConfig};

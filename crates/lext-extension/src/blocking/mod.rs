@@ -1,4 +1,5 @@
-//! The blocking flavour: a `std::net` transport and the event loop.
+//! The blocking flavour: a `std::net` transport, the event loop, and a
+//! threaded Telemetry API listener ([`telemetry`]).
 //!
 //! This module owns the smallest, fastest-starting way to run an extension:
 //! one thread, one keep-alive TCP connection to the Extensions API, no async
@@ -23,6 +24,11 @@ use crate::extension::Builder;
 use crate::http::{ApiRequest, ApiResponse, ResponseParser};
 use crate::request::{self, ExtensionId};
 use crate::signal::{self, ActiveSocket, Signal};
+use crate::telemetry::TelemetryConfig;
+
+pub mod telemetry;
+
+pub use telemetry::TelemetrySubscription;
 
 /// Why [`Registered::run`] returned without an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +299,38 @@ impl Registered {
     /// The events the extension registered for.
     pub fn events(&self) -> &[EventType] {
         &self.events
+    }
+
+    /// Binds a telemetry listener (std threads), then subscribes to the
+    /// Telemetry API with a `http://sandbox.localdomain:<port>` destination.
+    /// Only possible here, in the init phase: [`Registered::run`] consumes
+    /// the value.
+    ///
+    /// # Errors
+    /// [`Error::Listener`] if the port cannot be bound (nothing is then
+    /// subscribed), [`Error::Config`] if the subscription is invalid,
+    /// [`Error::Api`] if Lambda refuses it.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lext_extension::{Extension, TelemetryBatch, TelemetryConfig};
+    /// let mut ext = Extension::builder().register()?;
+    /// let telemetry = ext.subscribe_telemetry(TelemetryConfig::default())?;
+    /// std::thread::spawn(move || {
+    ///     while let Some(batch) = telemetry.recv() {
+    ///         if let TelemetryBatch::Events { events, .. } = batch {
+    ///             eprintln!("{} events", events.len());
+    ///         }
+    ///     }
+    /// });
+    /// ext.run(|_event| Ok(()))?;
+    /// # Ok::<(), lext_extension::Error>(())
+    /// ```
+    pub fn subscribe_telemetry(
+        &mut self,
+        config: TelemetryConfig,
+    ) -> Result<TelemetrySubscription, Error> {
+        telemetry::subscribe(&mut self.transport, &self.id, config)
     }
 
     /// Reports an init failure with `init/error` and returns the

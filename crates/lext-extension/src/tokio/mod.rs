@@ -26,7 +26,8 @@ use crate::extension::Builder;
 use crate::request::{self, ExtensionId};
 use crate::signal::Signal;
 
-pub use telemetry::{TelemetryBatch, TelemetryConfig, TelemetrySubscription};
+pub use crate::telemetry::{TelemetryBatch, TelemetryConfig};
+pub use telemetry::TelemetrySubscription;
 use transport::AsyncTransport;
 
 /// A current-thread tokio runtime with I/O and timers, the default for

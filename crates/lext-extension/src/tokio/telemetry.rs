@@ -1,27 +1,12 @@
-//! The Telemetry API listener: bound before subscribing, one accept loop,
-//! every batch delivered or reported.
+//! The tokio Telemetry API listener: hyper's HTTP/1.1 server on one bound
+//! listener, with our accept loop.
 //!
-//! This module owns receiving telemetry. [`subscribe`] binds a TCP listener
-//! (127.0.0.1 by default: `sandbox.localdomain` resolves to loopback inside
-//! Lambda, and binding loopback keeps the port off other interfaces),
-//! starts serving it, and only then sends the subscription with the URI
-//! `http://sandbox.localdomain:<port>`, so events Lambda delivers right away
-//! (the init replay) find a listener, and a port clash is an error returned
-//! to the caller before anything is subscribed.
-//!
-//! Each POSTed batch is decoded into lext-protocol's typed events
-//! (unknown event types are kept by the protocol's catch-all) and handed to
-//! the extension through a bounded channel. The HTTP answer is always 200
-//! once the batch is handed over, even when it could not be parsed: a
-//! non-2xx answer makes Lambda redeliver the same batch again and again (the
-//! official crate answers 400 here). An unparsable batch is not dropped
-//! silently; it arrives as [`TelemetryBatch::Unparsed`] with the raw body.
-//! The bounded channel gives backpressure: while the extension is not
-//! reading, the answer waits, and Lambda's own buffering and drop reporting
-//! (`platform.logsDropped`) take over, as AWS designed it.
+//! This module owns serving deliveries in the async flavour; the rules it
+//! follows (bind before subscribing, 200 for every batch, unparsable batches
+//! reported, bounded hand-over) are described in [`crate::telemetry`].
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use ::tokio::net::TcpListener;
 use ::tokio::sync::mpsc;
@@ -33,107 +18,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use lext_protocol::telemetry::{
-    decode_batch, BatchFailure, Buffering, LogType, SubscribeRequest, TelemetryEvent,
-    DEFAULT_TELEMETRY_SCHEMA,
-};
 
 use super::transport::AsyncTransport;
 use crate::error::{Error, Op};
 use crate::request::{self, ExtensionId, SubscribeOutcome};
-
-/// Largest batch body accepted: Lambda sends up to about twice `maxBytes`
-/// (at most 1 MiB) plus envelope overhead; 8 MiB leaves a wide margin.
-const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
-
-/// What to subscribe to and where to listen.
-#[derive(Debug, Clone)]
-pub struct TelemetryConfig {
-    types: Vec<LogType>,
-    buffering: Option<Buffering>,
-    schema_version: String,
-    bind: IpAddr,
-    port: u16,
-    capacity: usize,
-}
-
-impl Default for TelemetryConfig {
-    /// `platform` and `function` events, Lambda's default buffering, the
-    /// newest schema version, 127.0.0.1 on an ephemeral port (the URI sent
-    /// carries whatever port was bound), room for 64 undelivered batches.
-    fn default() -> Self {
-        Self {
-            types: vec![LogType::Platform, LogType::Function],
-            buffering: None,
-            schema_version: DEFAULT_TELEMETRY_SCHEMA.to_owned(),
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            capacity: 64,
-        }
-    }
-}
-
-impl TelemetryConfig {
-    /// The event types to receive (`platform`, `function`, `extension`).
-    pub fn types(mut self, types: impl IntoIterator<Item = LogType>) -> Self {
-        self.types = types.into_iter().collect();
-        self
-    }
-
-    /// Batching limits (validated against Lambda's ranges at subscribe).
-    pub fn buffering(mut self, buffering: Buffering) -> Self {
-        self.buffering = Some(buffering);
-        self
-    }
-
-    /// The `schemaVersion` to subscribe with.
-    pub fn schema_version(mut self, version: impl Into<String>) -> Self {
-        self.schema_version = version.into();
-        self
-    }
-
-    /// The address to bind (default 127.0.0.1). Use `0.0.0.0` only where the
-    /// platform delivers from outside loopback (SAM local).
-    pub fn bind(mut self, ip: IpAddr) -> Self {
-        self.bind = ip;
-        self
-    }
-
-    /// The port to listen on (default 0: any free port).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// How many batches may wait for the extension before the listener
-    /// holds its answers back (at least 1).
-    pub fn capacity(mut self, batches: usize) -> Self {
-        self.capacity = batches.max(1);
-        self
-    }
-}
-
-/// One POSTed batch, as the extension receives it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TelemetryBatch {
-    /// A JSON array of events. Elements that did not decode are listed in
-    /// `failures` with their raw JSON; the others are in `events`.
-    Events {
-        /// The decoded events, in order.
-        events: Vec<TelemetryEvent>,
-        /// Elements that did not decode.
-        failures: Vec<BatchFailure>,
-    },
-    /// A body that is not a JSON array (or could not be read). It was
-    /// answered with 200 so that Lambda does not redeliver it forever.
-    Unparsed {
-        /// Why it could not be parsed.
-        error: String,
-        /// The raw body (empty if it could not be read).
-        body: Vec<u8>,
-    },
-}
+use crate::telemetry::{to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES};
 
 /// A live subscription: the listener and the receiving end of its batches.
 ///
@@ -198,7 +87,7 @@ pub(crate) async fn subscribe(
     id: &ExtensionId,
     config: TelemetryConfig,
 ) -> Result<TelemetrySubscription, Error> {
-    let wanted = SocketAddr::new(config.bind, config.port);
+    let wanted = config.bind_addr();
     let listener = TcpListener::bind(wanted)
         .await
         .map_err(|source| Error::Listener {
@@ -209,9 +98,7 @@ pub(crate) async fn subscribe(
         addr: wanted.to_string(),
         source,
     })?;
-    let mut body = SubscribeRequest::http(config.types, local_addr.port());
-    body.schema_version = Some(config.schema_version);
-    body.buffering = config.buffering;
+    let body = config.subscribe_request(local_addr.port());
     let uri = body.destination.uri.clone().unwrap_or_default();
     let req = request::subscribe_telemetry(id, &body)?;
 
@@ -267,42 +154,14 @@ async fn handle(
     req: Request<Incoming>,
     tx: mpsc::Sender<TelemetryBatch>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let batch = match Limited::new(req.into_body(), MAX_BATCH_BYTES)
+    let body = match Limited::new(req.into_body(), MAX_BATCH_BYTES)
         .collect()
         .await
     {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            match decode_batch(&bytes) {
-                Ok(decoded) => {
-                    if !decoded.failures.is_empty() {
-                        tracing::warn!(
-                            failed = decoded.failures.len(),
-                            "telemetry batch: some events did not decode"
-                        );
-                    }
-                    TelemetryBatch::Events {
-                        events: decoded.events,
-                        failures: decoded.failures,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "telemetry batch is not a JSON array; reporting it");
-                    TelemetryBatch::Unparsed {
-                        error: e.to_string(),
-                        body: bytes.to_vec(),
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "telemetry batch could not be read; reporting it");
-            TelemetryBatch::Unparsed {
-                error: format!("body could not be read: {e}"),
-                body: Vec::new(),
-            }
-        }
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) => Err(format!("body could not be read: {e}")),
     };
+    let batch = to_batch(body);
     if tx.send(batch).await.is_err() {
         tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
     }

@@ -240,3 +240,48 @@ pub fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
         ),
     }
 }
+
+// Payloads in the shapes the contract quotes (section 3.3), one of each
+// kind an extension sees: platform init and invoke records, plain and JSON
+// function logs, an extension log line, a drop report, and a type this
+// version does not know.
+pub const BATCH: &str = r#"[
+ {"time":"2022-10-12T00:00:15.064Z","type":"platform.initStart","record":{"initializationType":"on-demand","phase":"init","runtimeVersion":"nodejs-14.v3","runtimeVersionArn":"arn:aws:lambda:us-east-1::runtime:1234567890abcdef"}},
+ {"time":"2022-10-12T00:00:15.065Z","type":"extension","record":"[rust-example-extension] Registering..."},
+ {"time":"2022-10-12T00:00:15.513Z","type":"platform.extension","record":{"name":"async-ext","state":"Ready","events":["INVOKE","SHUTDOWN"]}},
+ {"time":"2022-10-12T00:01:15.000Z","type":"platform.start","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","version":"$LATEST","tracing":{"spanId":"54565fb41ac79632","type":"X-Amzn-Trace-Id","value":"Root=1-62e900b2-710d76f009d6e7785905449a;Parent=0efbd19962d95b05;Sampled=1"}}},
+ {"time":"2022-10-12T00:01:15.100Z","type":"function","record":"2022-10-12T00:01:15.100Z\t6d68ca91-49c9-448d-89b8-7ca3e6dc66aa\tINFO\tHello world\n"},
+ {"time":"2022-10-12T00:01:15.101Z","type":"function","record":{"timestamp":"2022-10-12T00:01:15.101Z","level":"INFO","requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","message":"Hello JSON"}},
+ {"time":"2022-10-12T00:01:15.200Z","type":"platform.runtimeDone","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","status":"success","metrics":{"durationMs":140.0,"producedBytes":16},"spans":[{"name":"responseLatency","start":"2022-08-02T12:01:23.521Z","durationMs":23.02}]}},
+ {"time":"2022-10-12T00:01:15.300Z","type":"platform.report","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","status":"success","metrics":{"durationMs":140.0,"billedDurationMs":141,"memorySizeMB":128,"maxMemoryUsedMB":54,"initDurationMs":125.33}}},
+ {"time":"2022-10-12T00:01:16.000Z","type":"platform.logsDropped","record":{"reason":"Consumer seems to have fallen behind as it has not acknowledged receipt of logs.","droppedRecords":123,"droppedBytes":12345}},
+ {"time":"2022-10-12T00:01:17.000Z","type":"platform.somethingNew","record":{"x":1}}
+]"#;
+
+/// The expected event types of [`BATCH`], in order.
+pub const BATCH_TYPES: [&str; 10] = [
+    "platform.initStart",
+    "extension",
+    "platform.extension",
+    "platform.start",
+    "function",
+    "function",
+    "platform.runtimeDone",
+    "platform.report",
+    "platform.logsDropped",
+    "platform.somethingNew",
+];
+
+/// A fake API that registers and answers telemetry subscriptions with
+/// `status` and `body`; event polls are held.
+pub fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
+    FakeApi::start(move |req: &Recorded| match req.path.as_str() {
+        "/2020-01-01/extension/register" => Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.into())],
+            REGISTER_BODY.into(),
+        ),
+        "/2022-07-01/telemetry" => Reply::json(status, body),
+        _ => Reply::Hold,
+    })
+}

@@ -1,0 +1,226 @@
+//! The blocking Telemetry API listener: std threads, no async runtime.
+//!
+//! This module owns serving deliveries in the blocking flavour, for
+//! extensions that forward telemetry and want the small footprint of
+//! `std::net`. It follows the rules described in [`crate::telemetry`]: bind
+//! before subscribing, 200 for every batch, unparsable batches reported, and
+//! a bounded hand-over (`sync_channel`) for backpressure.
+//!
+//! Threads: one accept thread, plus one thread per connection (Lambda keeps
+//! one delivery in flight per subscriber, so there is usually one). A
+//! connection that stays idle for [`IDLE`] is closed. Dropping the
+//! [`TelemetrySubscription`] stops the accept thread (woken by a connection
+//! to itself); connection threads end with their connections.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::BlockingTransport;
+use crate::error::{Error, Op};
+use crate::http::parse_request;
+use crate::request::{self, ExtensionId, SubscribeOutcome};
+use crate::telemetry::{to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES};
+
+/// How long a delivery connection may stay idle before it is closed.
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// A live subscription in the blocking flavour: the listener threads and
+/// the receiving end of their batches. Keep it until the final batches have
+/// been drained after SHUTDOWN; dropping it stops the listener.
+#[derive(Debug)]
+pub struct TelemetrySubscription {
+    receiver: Receiver<TelemetryBatch>,
+    local_addr: SocketAddr,
+    uri: String,
+    outcome: SubscribeOutcome,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl TelemetrySubscription {
+    /// Waits for the next batch; `None` once the listener has stopped and
+    /// every batch has been read.
+    pub fn recv(&self) -> Option<TelemetryBatch> {
+        self.receiver.recv().ok()
+    }
+
+    /// Waits at most `timeout` for a batch.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<TelemetryBatch> {
+        self.receiver.recv_timeout(timeout).ok()
+    }
+
+    /// A batch if one is waiting.
+    pub fn try_recv(&self) -> Option<TelemetryBatch> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The destination URI sent to Lambda (`http://sandbox.localdomain:<port>`).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Whether Lambda will deliver, or is a local emulator without telemetry.
+    pub fn outcome(&self) -> &SubscribeOutcome {
+        &self.outcome
+    }
+
+    /// Stops accepting deliveries; batches already received stay readable.
+    pub fn stop(&mut self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the blocked accept() with a connection of our own; it sees
+        // the flag and returns. Loopback works for any bind address.
+        let wake = SocketAddr::new(
+            if self.local_addr.ip().is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                self.local_addr.ip()
+            },
+            self.local_addr.port(),
+        );
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for TelemetrySubscription {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Binds, starts the accept thread, then subscribes.
+pub(crate) fn subscribe(
+    transport: &mut BlockingTransport,
+    id: &ExtensionId,
+    config: TelemetryConfig,
+) -> Result<TelemetrySubscription, Error> {
+    let wanted = config.bind_addr();
+    let listener_error = |source| Error::Listener {
+        addr: wanted.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(wanted).map_err(listener_error)?;
+    let local_addr = listener.local_addr().map_err(listener_error)?;
+    let body = config.subscribe_request(local_addr.port());
+    let uri = body.destination.uri.clone().unwrap_or_default();
+    let req = request::subscribe_telemetry(id, &body)?;
+
+    let (tx, receiver) = mpsc::sync_channel(config.capacity);
+    let stop = Arc::new(AtomicBool::new(false));
+    let accept = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("lext-telemetry".into())
+            .spawn(move || accept_loop(listener, tx, stop))
+            .map_err(listener_error)?
+    };
+    // From here, dropping `subscription` on an error stops the thread.
+    let mut subscription = TelemetrySubscription {
+        receiver,
+        local_addr,
+        uri,
+        outcome: SubscribeOutcome::Subscribed,
+        stop,
+        accept: Some(accept),
+    };
+    tracing::debug!(%local_addr, uri = subscription.uri, "telemetry listener started; subscribing");
+    let response = transport.send(Op::SubscribeTelemetry, &req)?;
+    subscription.outcome = request::subscribed(&response)?;
+    if let SubscribeOutcome::NotSupported(message) = &subscription.outcome {
+        tracing::warn!(%message, "the Telemetry API is not supported here (local emulator)");
+    }
+    Ok(subscription)
+}
+
+fn accept_loop(listener: TcpListener, tx: SyncSender<TelemetryBatch>, stop: Arc<AtomicBool>) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match stream {
+            Ok(stream) => {
+                let tx = tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("lext-telemetry-conn".into())
+                    .spawn(move || serve(stream, tx));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "telemetry listener: cannot start a connection thread");
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends are transient: back off, keep serving.
+                tracing::warn!(error = %e, "telemetry listener: accept failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Serves one connection: each request's body becomes a batch, answered
+/// with 200 once handed over.
+fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match parse_request(&buf, MAX_BATCH_BYTES) {
+            Ok(Some((req, used))) => {
+                buf.drain(..used);
+                tracing::trace!(method = %req.method, path = %req.path, bytes = req.body.len(), "telemetry delivery");
+                let batch = to_batch(Ok(req.body));
+                if tx.send(batch).is_err() {
+                    tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
+                }
+                let close = if req.close {
+                    "Connection: close\r\n"
+                } else {
+                    ""
+                };
+                let answer = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\nOK");
+                if stream.write_all(answer.as_bytes()).is_err() || req.close {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Not HTTP, or a body over the limit: report it, answer 200
+                // (no redelivery loop) and close, since the stream cannot be
+                // resynchronised.
+                let _ = tx.send(to_batch(Err(format!("delivery could not be parsed: {e}"))));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK",
+                );
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                if !buf.is_empty() {
+                    let _ = tx.send(to_batch(Err(format!(
+                        "delivery cut short after {} bytes: {e}",
+                        buf.len()
+                    ))));
+                }
+                return;
+            }
+        }
+    }
+}

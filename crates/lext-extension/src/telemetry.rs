@@ -1,0 +1,174 @@
+//! Telemetry API subscriptions: what both flavours' listeners share.
+//!
+//! This module owns the subscription settings ([`TelemetryConfig`]), the
+//! batch type extensions receive ([`TelemetryBatch`]), and turning a
+//! delivered body into a batch. The listeners themselves live with their
+//! flavour: `blocking::telemetry` (a std thread) and `tokio::telemetry`
+//! (hyper). Both follow the same rules:
+//!
+//! - bind first (127.0.0.1 by default: `sandbox.localdomain` resolves to
+//!   loopback inside Lambda, and binding loopback keeps the port off other
+//!   interfaces), start serving, and only then subscribe with the URI
+//!   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
+//!   (the init replay) find a listener, and a port clash is an error returned
+//!   to the caller before anything is subscribed;
+//! - decode each batch into lext-protocol's typed events (unknown event types
+//!   are kept by the protocol's catch-all);
+//! - answer 200 once the batch is handed over, even when it could not be
+//!   parsed: a non-2xx answer makes Lambda redeliver the same batch again and
+//!   again (the official crate answers 400 here). An unparsable batch is not
+//!   dropped silently; it arrives as [`TelemetryBatch::Unparsed`];
+//! - hand batches over through a bounded channel: while the extension is not
+//!   reading, the answer waits, and Lambda's own buffering and drop reporting
+//!   (`platform.logsDropped`) take over, as AWS designed it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use lext_protocol::telemetry::{
+    decode_batch, BatchFailure, Buffering, LogType, SubscribeRequest, TelemetryEvent,
+    DEFAULT_TELEMETRY_SCHEMA,
+};
+
+/// Largest batch body accepted: Lambda sends up to about twice `maxBytes`
+/// (at most 1 MiB) plus envelope overhead; 8 MiB leaves a wide margin.
+pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// What to subscribe to and where to listen.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    types: Vec<LogType>,
+    buffering: Option<Buffering>,
+    schema_version: String,
+    bind: IpAddr,
+    port: u16,
+    pub(crate) capacity: usize,
+}
+
+impl Default for TelemetryConfig {
+    /// `platform` and `function` events, Lambda's default buffering, the
+    /// newest schema version, 127.0.0.1 on an ephemeral port (the URI sent
+    /// carries whatever port was bound), room for 64 undelivered batches.
+    fn default() -> Self {
+        Self {
+            types: vec![LogType::Platform, LogType::Function],
+            buffering: None,
+            schema_version: DEFAULT_TELEMETRY_SCHEMA.to_owned(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            capacity: 64,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The event types to receive (`platform`, `function`, `extension`).
+    pub fn types(mut self, types: impl IntoIterator<Item = LogType>) -> Self {
+        self.types = types.into_iter().collect();
+        self
+    }
+
+    /// Batching limits (validated against Lambda's ranges at subscribe).
+    pub fn buffering(mut self, buffering: Buffering) -> Self {
+        self.buffering = Some(buffering);
+        self
+    }
+
+    /// The `schemaVersion` to subscribe with.
+    pub fn schema_version(mut self, version: impl Into<String>) -> Self {
+        self.schema_version = version.into();
+        self
+    }
+
+    /// The address to bind (default 127.0.0.1). Use `0.0.0.0` only where the
+    /// platform delivers from outside loopback (SAM local).
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.bind = ip;
+        self
+    }
+
+    /// The port to listen on (default 0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How many batches may wait for the extension before the listener
+    /// holds its answers back (at least 1).
+    pub fn capacity(mut self, batches: usize) -> Self {
+        self.capacity = batches.max(1);
+        self
+    }
+}
+
+/// One POSTed batch, as the extension receives it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TelemetryBatch {
+    /// A JSON array of events. Elements that did not decode are listed in
+    /// `failures` with their raw JSON; the others are in `events`.
+    Events {
+        /// The decoded events, in order.
+        events: Vec<TelemetryEvent>,
+        /// Elements that did not decode.
+        failures: Vec<BatchFailure>,
+    },
+    /// A body that is not a JSON array (or could not be read). It was
+    /// answered with 200 so that Lambda does not redeliver it forever.
+    Unparsed {
+        /// Why it could not be parsed.
+        error: String,
+        /// The raw body (empty if it could not be read).
+        body: Vec<u8>,
+    },
+}
+
+impl TelemetryConfig {
+    /// The address to bind.
+    pub(crate) fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The subscription body for a listener bound to `port`.
+    pub(crate) fn subscribe_request(&self, port: u16) -> SubscribeRequest {
+        let mut body = SubscribeRequest::http(self.types.clone(), port);
+        body.schema_version = Some(self.schema_version.clone());
+        body.buffering = self.buffering;
+        body
+    }
+}
+
+/// Turns a delivered body (or the reason it could not be read) into the
+/// batch handed to the extension, logging what was not decoded.
+pub(crate) fn to_batch(body: Result<Vec<u8>, String>) -> TelemetryBatch {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::warn!(%error, "telemetry batch could not be read; reporting it");
+            return TelemetryBatch::Unparsed {
+                error,
+                body: Vec::new(),
+            };
+        }
+    };
+    match decode_batch(&bytes) {
+        Ok(decoded) => {
+            if !decoded.failures.is_empty() {
+                tracing::warn!(
+                    failed = decoded.failures.len(),
+                    "telemetry batch: some events did not decode"
+                );
+            }
+            TelemetryBatch::Events {
+                events: decoded.events,
+                failures: decoded.failures,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "telemetry batch is not a JSON array; reporting it");
+            TelemetryBatch::Unparsed {
+                error: e.to_string(),
+                body: bytes,
+            }
+        }
+    }
+}
