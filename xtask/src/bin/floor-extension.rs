@@ -27,6 +27,8 @@ fn run() -> std::io::Result<()> {
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_owned))
         .unwrap_or_default();
+    // Same socket options as the SDK, so the comparison is of code, not of
+    // TCP settings.
     let mut stream = TcpStream::connect(api.as_str())?;
     stream.set_nodelay(true)?;
     let body = br#"{"events":["INVOKE","SHUTDOWN"]}"#;
@@ -43,6 +45,7 @@ fn run() -> std::io::Result<()> {
     let id = header(&head, "lambda-extension-identifier")
         .ok_or_else(|| std::io::Error::other("no identifier"))?;
 
+    // The poll request never changes: encode it once.
     let mut next = Vec::with_capacity(256);
     next.extend_from_slice(b"GET /2020-01-01/extension/event/next HTTP/1.1\r\nHost: ");
     next.extend_from_slice(api.as_bytes());
@@ -52,6 +55,7 @@ fn run() -> std::io::Result<()> {
     loop {
         stream.write_all(&next)?;
         let (_head, body) = read_response(&mut stream, &mut buf)?;
+        // No JSON parser: the floor only needs to know when to stop.
         if body.windows(10).any(|w| w == b"\"SHUTDOWN\"") {
             return Ok(());
         }

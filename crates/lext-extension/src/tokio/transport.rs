@@ -23,8 +23,11 @@ pub(crate) struct AsyncTransport {
     read_buf: Vec<u8>,
 }
 
+/// Outcome of one request/response exchange that did not yield a response.
 enum Exchange {
+    /// The connection was already closed by the server; retry on a new one.
     Stale,
+    /// A real failure, returned to the caller.
     Failed(Error),
 }
 
@@ -38,11 +41,16 @@ impl AsyncTransport {
         }
     }
 
+    /// Connects to the first address that accepts. `AWS_LAMBDA_RUNTIME_API`
+    /// may name a host that resolves to several addresses (`localhost`
+    /// gives ::1 and 127.0.0.1); the last failure is the one reported.
     async fn connect(&self, op: Op) -> Result<TcpStream, Error> {
         let mut last = None;
         for addr in self.endpoint.addrs() {
             match TcpStream::connect(addr).await {
                 Ok(s) => {
+                    // Each request is written whole, then the answer is
+                    // awaited: Nagle's algorithm could only delay it.
                     let _ = s.set_nodelay(true);
                     return Ok(s);
                 }
@@ -77,6 +85,8 @@ impl AsyncTransport {
                     }
                     return Ok(response);
                 }
+                // The server closed an idle connection before reading the
+                // request: nothing was processed, so one retry is safe.
                 Err(Exchange::Stale) if reused && attempt == 0 => {
                     tracing::debug!(%op, "keep-alive connection was closed; reconnecting");
                 }
@@ -108,6 +118,8 @@ impl AsyncTransport {
                 Err(e) => return Err(Exchange::Failed(Error::Io { op, source: e })),
             };
             if n == 0 {
+                // EOF before any byte: the stale keep-alive case. After some
+                // bytes: only a body framed by the close can be complete.
                 if self.read_buf.is_empty() {
                     return Err(Exchange::Stale);
                 }
@@ -121,6 +133,8 @@ impl AsyncTransport {
             self.read_buf.extend_from_slice(&chunk[..n]);
             match parser.parse(&self.read_buf) {
                 Ok(Some((mut response, used))) => {
+                    // Extra bytes after an answer on a request/response
+                    // protocol mean the connection is out of step: drop it.
                     if used != self.read_buf.len() {
                         response.close = true;
                     }
@@ -138,6 +152,8 @@ impl AsyncTransport {
     }
 }
 
+/// Errors that mean "the peer closed this connection", as opposed to a
+/// failure worth reporting.
 fn is_stale(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
