@@ -331,6 +331,7 @@ impl SandboxHandle {
 #[derive(Debug)]
 pub struct Sandbox {
     api_addr: SocketAddr,
+    router: axum::Router,
     handle: SandboxHandle,
     driver: JoinHandle<Summary>,
     server: JoinHandle<std::io::Result<()>>,
@@ -370,7 +371,8 @@ impl Sandbox {
         let (api_tx, api_rx) = mpsc::channel::<ApiCall>(1024);
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::router(api_tx), async move {
+        let router = api::router(api_tx);
+        let server = tokio::spawn(api::serve(listener, router.clone(), async move {
             let _ = stop_rx.await;
         }));
         let lifecycle = Lifecycle::new(LifecycleConfig {
@@ -399,6 +401,7 @@ impl Sandbox {
         let driver = tokio::spawn(driver.run(api_rx, ctl_rx, stop_tx));
         Ok(Self {
             api_addr,
+            router,
             handle: SandboxHandle { ctl: ctl_tx },
             driver,
             server,
@@ -408,6 +411,13 @@ impl Sandbox {
     /// The address of the Runtime API (`AWS_LAMBDA_RUNTIME_API`).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API router, wired to this environment's driver: requests sent
+    /// to it (for example with `tower::ServiceExt::oneshot`) are served
+    /// exactly as over the listener.
+    pub fn api_router(&self) -> axum::Router {
+        self.router.clone()
     }
 
     /// A handle to invoke and stop the environment.
