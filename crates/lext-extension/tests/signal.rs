@@ -29,9 +29,13 @@ fn sigterm_interrupts_a_blocked_event_next() {
         .runtime_api(api.api())
         .register()
         .unwrap();
-    let killer = std::thread::spawn(|| {
-        // Let the loop block in /event/next first (the fake API records it).
-        std::thread::sleep(Duration::from_millis(300));
+    let api = std::sync::Arc::new(api);
+    let seen = api.clone();
+    let killer = std::thread::spawn(move || {
+        // Let the loop block in /event/next first: wait until the fake API
+        // has the poll, then a little more for the read to start.
+        seen.wait_for(2);
+        std::thread::sleep(Duration::from_millis(50));
         // SAFETY: kill(2) on our own pid with a valid signal number.
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
     });
