@@ -299,7 +299,7 @@ impl Hub {
         extension: &str,
         request: &SubscribeRequest,
     ) -> Result<(), SubscribeError> {
-        let target = Target::from_request(request)?;
+        let target = Target::from_request(api, request)?;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let limits = request
@@ -549,6 +549,8 @@ enum Target {
         addr: SocketAddr,
         host: String,
         path: String,
+        /// POST, or PUT for a Logs API subscriber that asked for it.
+        put: bool,
     },
     Tcp {
         addr: SocketAddr,
@@ -556,7 +558,7 @@ enum Target {
 }
 
 impl Target {
-    fn from_request(request: &SubscribeRequest) -> Result<Self, SubscribeError> {
+    fn from_request(api: Api, request: &SubscribeRequest) -> Result<Self, SubscribeError> {
         match &request.destination.protocol {
             Protocol::Http => {
                 let uri = request.destination.uri.as_deref().ok_or_else(|| {
@@ -569,6 +571,14 @@ impl Target {
                     addr: SocketAddr::from((Ipv4Addr::LOCALHOST, parsed.port)),
                     host: format!("{}:{}", parsed.host, parsed.port),
                     path: parsed.path,
+                    // The Logs API delivers with the method the subscriber
+                    // chose; the Telemetry API always POSTs (D-TEL, D-LOGS).
+                    put: api == Api::Logs
+                        && request
+                            .destination
+                            .method
+                            .as_deref()
+                            .is_some_and(|m| m.eq_ignore_ascii_case("PUT")),
                 })
             }
             Protocol::Tcp => match request.destination.port {
@@ -930,7 +940,12 @@ impl Sender {
 
     async fn send(&mut self, batch: &Batch) -> Result<(), String> {
         let result = match self.target.clone() {
-            Target::Http { addr, host, path } => self.post(addr, &host, &path, batch).await,
+            Target::Http {
+                addr,
+                host,
+                path,
+                put,
+            } => self.post(addr, &host, &path, put, batch).await,
             Target::Tcp { addr } => self.write_lines(addr, batch).await,
         };
         if result.is_err() {
@@ -944,6 +959,7 @@ impl Sender {
         addr: SocketAddr,
         host: &str,
         path: &str,
+        put: bool,
         batch: &Batch,
     ) -> Result<(), String> {
         let mut body =
@@ -963,7 +979,14 @@ impl Sender {
             return Err("no connection".to_owned());
         };
         sender.ready().await.map_err(|e| e.to_string())?;
-        let request = hyper::Request::post(path)
+        let method = if put {
+            hyper::Method::PUT
+        } else {
+            hyper::Method::POST
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, host)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug)]
 struct Received {
     at: Instant,
+    method: hyper::Method,
     body_len: usize,
     events: Vec<Value>,
 }
@@ -60,12 +61,13 @@ async fn subscriber_server(open: bool) -> TestSubscriber {
                     let tx = tx.clone();
                     let mut open_rx = open_rx.clone();
                     async move {
-                        assert_eq!(request.method(), hyper::Method::POST);
+                        let method = request.method().clone();
                         assert_eq!(request.uri().path(), "/telemetry");
                         let body = request.into_body().collect().await.unwrap().to_bytes();
                         let events: Vec<Value> = serde_json::from_slice(&body).unwrap();
                         let _ = tx.send(Received {
                             at: Instant::now(),
+                            method,
                             body_len: body.len(),
                             events,
                         });
@@ -503,6 +505,7 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
         buffering(1000, 262_144, 25),
     );
     logs_request.schema_version = Some("2021-03-18".into());
+    logs_request.destination.method = Some("PUT".into());
     hub.subscribe(Api::Logs, "logs-ext", &logs_request).unwrap();
     hub.subscribe(
         Api::Telemetry,
@@ -546,6 +549,11 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
 
     let mut logs = Vec::new();
     while let Ok(batch) = logs_sub.batches.try_recv() {
+        assert_eq!(
+            batch.method,
+            hyper::Method::PUT,
+            "the Logs API honours method"
+        );
         logs.extend(batch.events);
     }
     let types: Vec<&str> = logs.iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -579,6 +587,11 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
 
     let mut tel = Vec::new();
     while let Ok(batch) = tel_sub.batches.try_recv() {
+        assert_eq!(
+            batch.method,
+            hyper::Method::POST,
+            "the Telemetry API always POSTs"
+        );
         tel.extend(batch.events);
     }
     let types: Vec<&str> = tel.iter().map(|e| e["type"].as_str().unwrap()).collect();
