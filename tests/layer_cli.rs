@@ -5,6 +5,9 @@
 //! Missing peers fail the test with a message naming
 //! scripts/install-test-deps; nothing is skipped.
 
+// A failed unwrap is a failed test: that is what tests are for.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../crates/lext-layer/tests/support/mod.rs"]
 mod support;
 
@@ -44,7 +47,12 @@ fn peer(name: &str) -> PathBuf {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found in {} nor on PATH: {INSTALL_HINT}", venv_bin().display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` not found in {} nor on PATH: {INSTALL_HINT}",
+                venv_bin().display()
+            )
+        })
 }
 
 /// PATH with the venv (for `python3 -m ziglang`) and ~/.cargo/bin first.
@@ -53,7 +61,9 @@ fn test_path() -> std::ffi::OsString {
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".cargo/bin"));
     }
-    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(dirs).unwrap()
 }
 
@@ -110,7 +120,10 @@ fn assert_one_error_line(out: &Output, needle: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "expected `{needle}` in: {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected `{needle}` in: {stderr}"
+    );
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).
@@ -146,7 +159,9 @@ impl Moto {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}: {INSTALL_HINT}", server.display()));
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {}: {e}: {INSTALL_HINT}", server.display())
+                });
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(status) = child.try_wait().unwrap() {
@@ -295,9 +310,17 @@ fn build_pins_glibc_226_then_package_and_check_pass() {
         panic!("built file is not an ELF");
     };
     assert_eq!(info.arch, Some(Arch::X86_64));
-    let max = info.max_glibc.expect("a gnu binary needs some GLIBC_ version");
-    assert!(max <= GlibcVersion::new(2, 26, 0), "needs GLIBC_{max}, above 2.26");
-    assert_eq!(fs::metadata(&built).unwrap().permissions().mode() & 0o777, 0o755);
+    let max = info
+        .max_glibc
+        .expect("a gnu binary needs some GLIBC_ version");
+    assert!(
+        max <= GlibcVersion::new(2, 26, 0),
+        "needs GLIBC_{max}, above 2.26"
+    );
+    assert_eq!(
+        fs::metadata(&built).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
 
     // package + check with the project's defaults.
     let out = run(lext()
@@ -313,7 +336,12 @@ fn build_pins_glibc_226_then_package_and_check_pass() {
         .arg("--manifest-path")
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", &target));
-    assert!(out.status.success(), "check: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("ok for provided.al2 (x86_64)"));
 
     // An unknown --bin names the ones that exist.
@@ -330,8 +358,12 @@ fn build_arm64_without_the_target_names_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = fixture_project(&tmp.path().join("proj"));
     let target = tmp.path().join("target");
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
-    let std_dir = Path::new(text(&sysroot.stdout).trim()).join("lib/rustlib/aarch64-unknown-linux-gnu/lib");
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let std_dir =
+        Path::new(text(&sysroot.stdout).trim()).join("lib/rustlib/aarch64-unknown-linux-gnu/lib");
     let out = run(lext()
         .args(["build", "--arch", "arm64", "--manifest-path"])
         .arg(&manifest)
@@ -340,7 +372,9 @@ fn build_arm64_without_the_target_names_the_fix() {
         // The target is installed here: the build must work and be arm64.
         assert!(out.status.success(), "{}", text(&out.stderr));
         let bytes = fs::read(target.join("lambda/extensions/fixture-ext")).unwrap();
-        let Content::Elf(info) = inspect(&bytes) else { panic!("not ELF") };
+        let Content::Elf(info) = inspect(&bytes) else {
+            panic!("not ELF")
+        };
         assert_eq!(info.arch, Some(Arch::Arm64));
     } else {
         assert_one_error_line(
@@ -404,7 +438,10 @@ fn package_is_reproducible_and_honours_source_date_epoch() {
             .arg("--extensions-dir")
             .arg(&bins)
             .arg("--include")
-            .arg(format!("{}:config/extra.json", tmp.path().join("extra.json").display()))
+            .arg(format!(
+                "{}:config/extra.json",
+                tmp.path().join("extra.json").display()
+            ))
             .arg("--output")
             .arg(out);
         match epoch {
@@ -430,10 +467,20 @@ fn package_is_reproducible_and_honours_source_date_epoch() {
             let f = zip.by_index(i).unwrap();
             let t = f.last_modified().unwrap();
             assert_eq!(
-                (t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()),
+                (
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                ),
                 stamp
             );
-            seen.push((f.name().unwrap().into_owned(), f.unix_mode().unwrap() & 0o7777));
+            seen.push((
+                f.name().unwrap().into_owned(),
+                f.unix_mode().unwrap() & 0o7777,
+            ));
         }
         assert_eq!(
             seen,
@@ -487,15 +534,26 @@ fn check_prints_one_line_per_problem_and_exits_1() {
         "stderr: {}",
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stderr).trim(), format!("error: 3 problem(s) in {}", bad.display()));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("error: 3 problem(s) in {}", bad.display())
+    );
 
     // The same layer as a directory is checked too; a good one passes.
     let dir = tmp.path().join("opt");
     fs::create_dir_all(dir.join("extensions")).unwrap();
     fs::write(dir.join("extensions/ok"), support::good_x86_64()).unwrap();
     fs::set_permissions(dir.join("extensions/ok"), fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run(lext().arg("check").arg(&dir).args(["--runtime", "provided.al2023"]));
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = run(lext()
+        .arg("check")
+        .arg(&dir)
+        .args(["--runtime", "provided.al2023"]));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 
     // A corrupt zip is one error line.
     let corrupt = tmp.path().join("corrupt.zip");
@@ -527,7 +585,10 @@ fn publish_and_attach_against_moto() {
     assert_eq!(json["Version"], 1);
     assert_eq!(json["Description"], "lext test");
     assert_eq!(json["LicenseInfo"], "MIT");
-    assert_eq!(json["CompatibleArchitectures"], serde_json::json!(["x86_64"]));
+    assert_eq!(
+        json["CompatibleArchitectures"],
+        serde_json::json!(["x86_64"])
+    );
     assert_eq!(
         json["CompatibleRuntimes"],
         serde_json::json!(["provided.al2", "provided.al2023"])
@@ -536,7 +597,10 @@ fn publish_and_attach_against_moto() {
     assert_eq!(json["Content"]["CodeSize"], zip_len);
     // aws-cli's layout: 4-space indent, PascalCase keys in model order.
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("{\n    \"Content\": {\n        \""), "{stdout}");
+    assert!(
+        stdout.starts_with("{\n    \"Content\": {\n        \""),
+        "{stdout}"
+    );
     assert_eq!(moto.function_layers("fn1"), vec![arn1.clone()]);
 
     // Read it back with GetLayerVersion (boto3, independent of our client).
@@ -555,7 +619,10 @@ fn publish_and_attach_against_moto() {
     assert_eq!(back["Description"], "lext test");
     assert_eq!(back["Content"]["CodeSize"], zip_len);
     assert_eq!(back["Content"]["CodeSha256"], back["ExpectedSha"]);
-    assert_eq!(back["CompatibleArchitectures"], serde_json::json!(["x86_64"]));
+    assert_eq!(
+        back["CompatibleArchitectures"],
+        serde_json::json!(["x86_64"])
+    );
 
     // Give the function four other layers after ours; a new version of ours
     // replaces the old one in place and keeps the others (5 in all).
@@ -568,10 +635,14 @@ fn publish_and_attach_against_moto() {
     );
     let before = moto.function_layers("fn1");
     assert_eq!(before.len(), 5);
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&zip)
-        .args(["--layer-name", "my-ext", "--endpoint-url", &moto.url, "--attach", "fn1"]));
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "my-ext",
+        "--endpoint-url",
+        &moto.url,
+        "--attach",
+        "fn1",
+    ]));
     assert!(out.status.success(), "publish 2: {}", text(&out.stderr));
     let arn2 = text(&out.stdout).trim().to_owned();
     assert!(arn2.ends_with(":layer:my-ext:2"), "{arn2}");
@@ -581,11 +652,18 @@ fn publish_and_attach_against_moto() {
     assert_eq!(after, expected);
 
     // A sixth layer is refused, and the function keeps its five.
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&zip)
-        .args(["--layer-name", "sixth", "--endpoint-url", &moto.url, "--attach", "fn1"]));
-    assert_one_error_line(&out, "function fn1 would have 6 layers, Lambda allows at most 5");
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "sixth",
+        "--endpoint-url",
+        &moto.url,
+        "--attach",
+        "fn1",
+    ]));
+    assert_one_error_line(
+        &out,
+        "function fn1 would have 6 layers, Lambda allows at most 5",
+    );
     assert_eq!(moto.function_layers("fn1"), expected);
 
     // A layer that fails lext check is never uploaded.
@@ -593,16 +671,21 @@ fn publish_and_attach_against_moto() {
         &tmp.path().join("bad"),
         &[("py", b"#!/usr/bin/env python3\n".to_vec(), 0o755)],
     );
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&bad)
-        .args(["--layer-name", "bad-layer", "--endpoint-url", &moto.url]));
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&bad).args([
+        "--layer-name",
+        "bad-layer",
+        "--endpoint-url",
+        &moto.url,
+    ]));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(lines[0].starts_with("extensions/py: script interpreter `/usr/bin/env python3`"));
-    assert!(lines[1].starts_with("error: ") && lines[1].ends_with("failed lext check with 1 problem(s); not publishing"));
+    assert!(
+        lines[1].starts_with("error: ")
+            && lines[1].ends_with("failed lext check with 1 problem(s); not publishing")
+    );
     let versions = moto.boto(
         "print(len(lam.list_layer_versions(LayerName='bad-layer').get('LayerVersions', [])))",
     );
@@ -630,20 +713,28 @@ fn publish_errors_are_one_line_and_quick() {
     // Unreachable endpoint: a port nobody listens on. Must not hang.
     let port = free_port();
     let started = Instant::now();
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&zip)
-        .args(["--layer-name", "x", "--endpoint-url", &format!("http://127.0.0.1:{port}")]));
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "x",
+        "--endpoint-url",
+        &format!("http://127.0.0.1:{port}"),
+    ]));
     assert_one_error_line(&out, "Connection refused");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // Corrupt zip: refused before any request.
     let corrupt = tmp.path().join("corrupt.zip");
     fs::write(&corrupt, b"PK\x03\x04 torn").unwrap();
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&corrupt)
-        .args(["--layer-name", "x", "--endpoint-url", "http://127.0.0.1:9"]));
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&corrupt).args([
+        "--layer-name",
+        "x",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]));
     assert_one_error_line(&out, "corrupt.zip is not a valid zip file");
 
     // No credentials anywhere, no region anywhere, a bad layer name.
@@ -660,9 +751,14 @@ fn publish_errors_are_one_line_and_quick() {
         .args(["--layer-name", "x", "--endpoint-url", "http://127.0.0.1:9"])
         .env_remove("AWS_REGION"));
     assert_one_error_line(&out, "no AWS region: pass --region");
-    let out = run(lext_aws(tmp.path())
-        .arg("publish")
-        .arg(&zip)
-        .args(["--layer-name", "not a name", "--endpoint-url", "http://127.0.0.1:9"]));
-    assert_one_error_line(&out, "Value 'not a name' at 'layerName' failed to satisfy constraint");
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "not a name",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]));
+    assert_one_error_line(
+        &out,
+        "Value 'not a name' at 'layerName' failed to satisfy constraint",
+    );
 }

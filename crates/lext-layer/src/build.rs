@@ -196,10 +196,7 @@ pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
         return Err(BuildError::Cargo { status });
     }
 
-    let out_dir = project
-        .target_dir
-        .join(arch.rust_triple())
-        .join("release");
+    let out_dir = project.target_dir.join(arch.rust_triple()).join("release");
     let dest_dir = project.extensions_dir();
     fs::create_dir_all(&dest_dir).map_err(|source| BuildError::Copy {
         from: out_dir.clone(),
@@ -314,7 +311,8 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
     env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| {
-            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
 
@@ -352,9 +350,7 @@ fn check_target_installed(arch: Arch, project_dir: &Path) -> Result<(), BuildErr
     let triple = arch.rust_triple();
     let dir = sysroot.join("lib").join("rustlib").join(triple).join("lib");
     let has_std = fs::read_dir(&dir).is_ok_and(|mut entries| {
-        entries.any(|e| {
-            e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-        })
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
     });
     if has_std {
         Ok(())

@@ -177,10 +177,9 @@ impl fmt::Display for Problem {
                 "{p}: not an ELF executable nor a #! script, Lambda cannot start it: put only \
                  programs in extensions/ and other files elsewhere in the layer"
             ),
-            ProblemKind::CorruptElf { detail } => write!(
-                f,
-                "{p}: corrupt ELF ({detail}): rebuild it with lext build"
-            ),
+            ProblemKind::CorruptElf { detail } => {
+                write!(f, "{p}: corrupt ELF ({detail}): rebuild it with lext build")
+            }
             ProblemKind::WrongArch {
                 found,
                 expected: Some(arch),

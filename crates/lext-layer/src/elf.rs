@@ -185,7 +185,10 @@ mod tests {
             other => panic!("not a script: {other:?}"),
         };
         assert_eq!(s("#!/bin/sh\necho"), Interpreter::Path("/bin/sh".into()));
-        assert_eq!(s("#! /bin/bash -e\r\n"), Interpreter::Path("/bin/bash".into()));
+        assert_eq!(
+            s("#! /bin/bash -e\r\n"),
+            Interpreter::Path("/bin/bash".into())
+        );
         assert_eq!(
             s("#!/usr/bin/env python3\n"),
             Interpreter::Env("python3".into())

@@ -182,7 +182,9 @@ pub fn extract_reader<R: Read + Seek>(
             let written = io::copy(&mut (&mut entry).take(budget + 1), &mut file)
                 .map_err(io_err(&target_path))?;
             if written > budget {
-                return Err(ExtractError::TooLarge { zip: zip.to_owned() });
+                return Err(ExtractError::TooLarge {
+                    zip: zip.to_owned(),
+                });
             }
             budget -= written;
             // Lambda extracts files without unix attributes as 0644.

@@ -13,11 +13,11 @@
 //! - [`elf`]: what a file is, from its bytes: ELF machine, `GLIBC_` needs,
 //!   dynamic loader, or `#!` interpreter.
 //! - [`safepath`]: the one set of rules for safe names and symlink targets,
-//!   shared by [`check`] and [`extract`].
+//!   shared by [`check`](mod@check) and [`extract`](mod@extract).
 //! - [`listing`]: a layer (zip or directory) read into memory.
-//! - [`check`]: the pure checks over a listing, one [`check::Problem`] per
+//! - [`check`](mod@check): the pure checks over a listing, one [`check::Problem`] per
 //!   trap, each with its fix.
-//! - [`extract`]: unpack a layer zip safely, keeping unix modes.
+//! - [`extract`](mod@extract): unpack a layer zip safely, keeping unix modes.
 //! - [`package`]: write the reproducible layer zip.
 //! - [`project`]: where a Cargo project's binaries and zip live.
 //! - [`build`]: compile a project's binaries with cargo-zigbuild for
@@ -38,6 +38,6 @@ pub mod publish;
 pub mod safepath;
 
 pub use check::{check, CheckOptions, Problem, ProblemKind};
-pub use extract::{extract, Extracted, ExtractError};
+pub use extract::{extract, ExtractError, Extracted};
 pub use listing::{Entry, EntryKind, Listing, ListingError};
 pub use platform::{Arch, GlibcVersion, Runtime};

@@ -1,5 +1,5 @@
 //! An in-memory listing of a layer, read from a zip or from a directory laid
-//! out as `/opt` would be. [`crate::check`] works on this listing only, so the
+//! out as `/opt` would be. [`crate::check`](mod@crate::check) works on this listing only, so the
 //! checks are pure functions and the tests build listings by hand.
 //!
 //! Reading is bounded: non-ELF files are read for their first bytes only

@@ -191,7 +191,11 @@ pub fn mtime_from_unix(secs: u64) -> DateTime {
     if year < 1980 {
         return clamp_low;
     }
-    let (hour, minute, second) = ((rem / 3600) as u8, (rem % 3600 / 60) as u8, (rem % 60) as u8);
+    let (hour, minute, second) = (
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+    );
     match u16::try_from(year) {
         Ok(year) if year <= 2107 => {
             DateTime::from_date_and_time(year, month, day, hour, minute, second)
@@ -289,7 +293,12 @@ fn plan(spec: &PackageSpec) -> Result<BTreeMap<String, Planned>, PackageError> {
 
     plan.insert("extensions/".to_owned(), Planned::Dir);
     for (name, src) in &spec.extensions {
-        add_file(&mut plan, &format!("extensions/{name}"), src.clone(), EXEC_MODE)?;
+        add_file(
+            &mut plan,
+            &format!("extensions/{name}"),
+            src.clone(),
+            EXEC_MODE,
+        )?;
     }
     for include in &spec.includes {
         let read_err = |source| PackageError::Read {
@@ -299,7 +308,10 @@ fn plan(spec: &PackageSpec) -> Result<BTreeMap<String, Planned>, PackageError> {
         let meta = fs::metadata(&include.src).map_err(read_err)?;
         if meta.is_dir() {
             // Walk the directory; names under it keep their relative paths.
-            let mut stack = vec![(include.src.clone(), include.dest.trim_end_matches('/').to_owned())];
+            let mut stack = vec![(
+                include.src.clone(),
+                include.dest.trim_end_matches('/').to_owned(),
+            )];
             while let Some((dir, dest)) = stack.pop() {
                 if let Ok(path) = safepath::entry_path(&dest) {
                     if !path.is_root() {
@@ -316,10 +328,11 @@ fn plan(spec: &PackageSpec) -> Result<BTreeMap<String, Planned>, PackageError> {
                     })?;
                     let path = child.path();
                     let child_dest = format!("{dest}/{}", child.file_name().to_string_lossy());
-                    let link = fs::symlink_metadata(&path).map_err(|source| PackageError::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    let link =
+                        fs::symlink_metadata(&path).map_err(|source| PackageError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
                     let meta = fs::metadata(&path).map_err(|source| PackageError::Read {
                         path: path.clone(),
                         source,
@@ -336,7 +349,12 @@ fn plan(spec: &PackageSpec) -> Result<BTreeMap<String, Planned>, PackageError> {
                 }
             }
         } else {
-            add_file(&mut plan, &include.dest, include.src.clone(), mode_for(&meta))?;
+            add_file(
+                &mut plan,
+                &include.dest,
+                include.src.clone(),
+                mode_for(&meta),
+            )?;
         }
     }
     Ok(plan)
@@ -454,7 +472,14 @@ mod tests {
         let t = mtime_from_source_date_epoch(Some("1700000000")).unwrap();
         // 2023-11-14 22:13:20 UTC.
         assert_eq!(
-            (t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()),
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
             (2023, 11, 14, 22, 13, 20)
         );
         let odd = mtime_from_source_date_epoch(Some("1700000001")).unwrap();
@@ -474,7 +499,10 @@ mod tests {
     #[test]
     fn include_specs() {
         let i = Include::parse("conf/app.toml").unwrap();
-        assert_eq!((i.src, i.dest), (PathBuf::from("conf/app.toml"), "app.toml".into()));
+        assert_eq!(
+            (i.src, i.dest),
+            (PathBuf::from("conf/app.toml"), "app.toml".into())
+        );
         let i = Include::parse("conf:etc/conf").unwrap();
         assert_eq!((i.src, i.dest), (PathBuf::from("conf"), "etc/conf".into()));
         assert!(Include::parse(":x").is_err());

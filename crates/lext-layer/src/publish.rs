@@ -1,7 +1,7 @@
 //! `lext publish`: PublishLayerVersion (and, with `--attach`,
 //! UpdateFunctionConfiguration) through the official AWS SDK for Rust.
 //!
-//! The zip is checked first with [`crate::check`]; a layer with any problem
+//! The zip is checked first with [`crate::check`](mod@crate::check); a layer with any problem
 //! is never uploaded. Credentials and region come from aws-config's standard
 //! chain (environment, shared config and credentials files with `--profile`,
 //! web identity, ECS and EC2 instance metadata); `--endpoint-url` points the
@@ -24,8 +24,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_lambda::config::Region;
 use aws_sdk_lambda::config::http::HttpResponse;
+use aws_sdk_lambda::config::Region;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Runtime as SdkRuntime};
@@ -271,7 +271,10 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
                 .build(),
         )
         .set_compatible_runtimes(Some(
-            runtimes.iter().map(|r| SdkRuntime::from(r.as_str())).collect(),
+            runtimes
+                .iter()
+                .map(|r| SdkRuntime::from(r.as_str()))
+                .collect(),
         ))
         .set_compatible_architectures(sdk_arches(&arches))
         .set_description(options.description.clone())
@@ -373,7 +376,10 @@ pub fn merge_layers(
     layer_arn: &str,
     version_arn: &str,
 ) -> Result<Vec<String>, usize> {
-    let same_layer = |arn: &str| arn.rsplit_once(':').is_some_and(|(base, _)| base == layer_arn);
+    let same_layer = |arn: &str| {
+        arn.rsplit_once(':')
+            .is_some_and(|(base, _)| base == layer_arn)
+    };
     let mut out = Vec::with_capacity(existing.len() + 1);
     let mut placed = false;
     for arn in existing {
@@ -407,7 +413,10 @@ fn runtimes_or_default(given: &[String]) -> Vec<String> {
 /// compatible runtime is it; otherwise the oldest, `provided.al2` (also used
 /// for language runtimes, whose images may be Amazon Linux 2).
 fn check_runtime(runtimes: &[String]) -> Runtime {
-    if runtimes.iter().all(|r| r == Runtime::ProvidedAl2023.as_str()) {
+    if runtimes
+        .iter()
+        .all(|r| r == Runtime::ProvidedAl2023.as_str())
+    {
         Runtime::ProvidedAl2023
     } else {
         Runtime::ProvidedAl2
@@ -419,7 +428,12 @@ fn sdk_arches(arches: &BTreeSet<Arch>) -> Option<Vec<Architecture>> {
         // Scripts only: compatible with both, so leave the field out.
         return None;
     }
-    Some(arches.iter().map(|a| Architecture::from(a.as_str())).collect())
+    Some(
+        arches
+            .iter()
+            .map(|a| Architecture::from(a.as_str()))
+            .collect(),
+    )
 }
 
 /// Rejects what PublishLayerVersion would reject, with AWS's wording.
@@ -483,9 +497,8 @@ fn valid_layer_name(name: &str) -> bool {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    let alnum_dash = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
+    let alnum_dash =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !name.starts_with("arn:") {
         return plain(name);
     }
@@ -569,7 +582,10 @@ where
                 operation,
                 detail: format!(
                     "HTTP {status}: {}",
-                    body.chars().take(200).collect::<String>().replace('\n', " ")
+                    body.chars()
+                        .take(200)
+                        .collect::<String>()
+                        .replace('\n', " ")
                 ),
             },
         };
@@ -601,7 +617,11 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     // Some messages (the credential chain's) span lines: keep one line.
-    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+    parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -618,7 +638,10 @@ mod tests {
     fn merge_replaces_keeps_appends_and_limits() {
         let other = |n: u32| format!("arn:aws:lambda:us-east-1:123456789012:layer:other{n}:1");
         // New layer goes last.
-        assert_eq!(merge_layers(&[other(1)], LAYER, &v(2)), Ok(vec![other(1), v(2)]));
+        assert_eq!(
+            merge_layers(&[other(1)], LAYER, &v(2)),
+            Ok(vec![other(1), v(2)])
+        );
         // An older version is replaced in place, order kept.
         assert_eq!(
             merge_layers(&[v(1), other(1)], LAYER, &v(2)),
@@ -636,15 +659,22 @@ mod tests {
         // Five including an older ours: replaced, still five.
         let mut four_and_ours: Vec<_> = (1..=4).map(other).collect();
         four_and_ours.push(v(1));
-        assert_eq!(merge_layers(&four_and_ours, LAYER, &v(2)).map(|l| l.len()), Ok(5));
+        assert_eq!(
+            merge_layers(&four_and_ours, LAYER, &v(2)).map(|l| l.len()),
+            Ok(5)
+        );
     }
 
     #[test]
     fn xml_error_bodies() {
-        let body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>InvalidClientTokenId\
+        let body =
+            "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>InvalidClientTokenId\
                     </Code><Message>The security token included in the request is invalid.\
                     </Message></Error></Errors></ErrorResponse>";
-        assert_eq!(xml_text(body, "Code").as_deref(), Some("InvalidClientTokenId"));
+        assert_eq!(
+            xml_text(body, "Code").as_deref(),
+            Some("InvalidClientTokenId")
+        );
         assert_eq!(
             xml_text(body, "Message").as_deref(),
             Some("The security token included in the request is invalid.")
@@ -695,7 +725,10 @@ mod tests {
     #[test]
     fn check_runtime_is_the_oldest() {
         let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(check_runtime(&s(&["provided.al2023"])), Runtime::ProvidedAl2023);
+        assert_eq!(
+            check_runtime(&s(&["provided.al2023"])),
+            Runtime::ProvidedAl2023
+        );
         assert_eq!(
             check_runtime(&s(&["provided.al2", "provided.al2023"])),
             Runtime::ProvidedAl2

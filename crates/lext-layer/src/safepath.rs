@@ -1,7 +1,7 @@
 //! The one place that decides whether a path inside a layer is safe: entry
 //! names (no absolute paths, no `..`) and symlink targets (must stay inside
-//! the layer). [`crate::check`] reports what this module refuses, and
-//! [`crate::extract`] refuses to write it, so the two can never disagree.
+//! the layer). [`crate::check`](mod@crate::check) reports what this module refuses, and
+//! [`crate::extract`](mod@crate::extract) refuses to write it, so the two can never disagree.
 //!
 //! The rules are lexical and deliberately stricter than "resolves inside":
 //! a symlink target may climb with leading `..` components only, then walk
@@ -174,6 +174,9 @@ mod tests {
             link_target(&top, "../bin/foo").map(|p| p.to_string()),
             Ok("bin/foo".into())
         );
-        assert_eq!(link_target(&top, "../../foo"), Err(UnsafeReason::LinkEscapes));
+        assert_eq!(
+            link_target(&top, "../../foo"),
+            Err(UnsafeReason::LinkEscapes)
+        );
     }
 }

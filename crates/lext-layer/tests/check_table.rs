@@ -2,6 +2,9 @@
 //! real zip (or directory) and read back through `Listing`, plus the size
 //! limits over hand-made listings (no 250 MiB file is written).
 
+// A failed unwrap is a failed test: that is what tests are for.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::Cursor;
@@ -58,11 +61,23 @@ fn a_good_layer_has_no_problem() {
 
 #[test]
 fn one_bad_layer_per_problem() {
-    let arm = fake_elf(EM_AARCH64, true, &["GLIBC_2.17"], Some("/lib/ld-linux-aarch64.so.1"));
-    let new_glibc = fake_elf(EM_X86_64, true, &["GLIBC_2.2.5", "GLIBC_2.28"], Some(LD_X86_64));
+    let arm = fake_elf(
+        EM_AARCH64,
+        true,
+        &["GLIBC_2.17"],
+        Some("/lib/ld-linux-aarch64.so.1"),
+    );
+    let new_glibc = fake_elf(
+        EM_X86_64,
+        true,
+        &["GLIBC_2.2.5", "GLIBC_2.28"],
+        Some(LD_X86_64),
+    );
     let musl = fake_elf(EM_X86_64, true, &[], Some("/lib/ld-musl-x86_64.so.1"));
     let i386 = fake_elf(EM_386, false, &[], None);
-    let eleven: Vec<Item> = (0..11).map(|i| ext(&format!("e{i}"), good_x86_64())).collect();
+    let eleven: Vec<Item> = (0..11)
+        .map(|i| ext(&format!("e{i}"), good_x86_64()))
+        .collect();
 
     let table: Vec<(&str, Vec<Item>, CheckOptions, &str)> = vec![
         (
@@ -350,7 +365,9 @@ fn a_corrupt_zip_is_an_error_not_a_problem_list() {
     std::fs::write(&path, bytes).unwrap();
     let err = Listing::read(&path).unwrap_err().to_string();
     assert!(err.contains("is not a valid zip file"), "{err}");
-    let missing = Listing::read(&dir.path().join("nope.zip")).unwrap_err().to_string();
+    let missing = Listing::read(&dir.path().join("nope.zip"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.starts_with("cannot open"), "{missing}");
 }
 
@@ -365,6 +382,9 @@ fn fake_elves_parse_as_intended() {
         panic!("fake ELF does not parse");
     };
     assert_eq!(info.arch, Some(Arch::X86_64));
-    assert_eq!(info.max_glibc.map(|v| v.to_string()).as_deref(), Some("2.28"));
+    assert_eq!(
+        info.max_glibc.map(|v| v.to_string()).as_deref(),
+        Some("2.28")
+    );
     assert_eq!(info.interpreter.as_deref(), Some(LD_X86_64));
 }

@@ -2,6 +2,9 @@
 //! and every way out of the destination is refused with nothing written
 //! outside it.
 
+// A failed unwrap is a failed test: that is what tests are for.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::fs;
@@ -59,20 +62,36 @@ fn keeps_layout_modes_and_inner_links() {
 #[test]
 fn refuses_every_way_out() {
     let cases: Vec<(&str, Vec<Item>, UnsafeReason)> = vec![
-        ("dot-dot", vec![file("../evil", b"x".to_vec(), 0o644)], UnsafeReason::ParentDir),
+        (
+            "dot-dot",
+            vec![file("../evil", b"x".to_vec(), 0o644)],
+            UnsafeReason::ParentDir,
+        ),
         (
             "nested dot-dot",
             vec![file("extensions/../../evil", b"x".to_vec(), 0o644)],
             UnsafeReason::ParentDir,
         ),
-        ("absolute", vec![file("/tmp/evil", b"x".to_vec(), 0o644)], UnsafeReason::Absolute),
-        ("absolute link", vec![link("extensions/sh", "/bin/sh")], UnsafeReason::LinkEscapes),
+        (
+            "absolute",
+            vec![file("/tmp/evil", b"x".to_vec(), 0o644)],
+            UnsafeReason::Absolute,
+        ),
+        (
+            "absolute link",
+            vec![link("extensions/sh", "/bin/sh")],
+            UnsafeReason::LinkEscapes,
+        ),
         (
             "climbing link",
             vec![link("lib/up", "../../outside")],
             UnsafeReason::LinkEscapes,
         ),
-        ("link then dot-dot", vec![link("x", "a/..")], UnsafeReason::LinkEscapes),
+        (
+            "link then dot-dot",
+            vec![link("x", "a/..")],
+            UnsafeReason::LinkEscapes,
+        ),
     ];
     for (what, items, reason) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -108,7 +127,8 @@ fn never_writes_through_a_symlink() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("symlink; refusing to write through it"),
+        err.to_string()
+            .contains("symlink; refusing to write through it"),
         "{err}"
     );
     assert!(!dest.join("real/payload").exists());
@@ -129,7 +149,9 @@ fn corrupt_or_missing_zips_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.zip");
     fs::write(&path, b"PK\x03\x04 definitely not a zip").unwrap();
-    let err = extract(&path, &tmp.path().join("out")).unwrap_err().to_string();
+    let err = extract(&path, &tmp.path().join("out"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not a valid zip file"), "{err}");
     let err = extract(&tmp.path().join("missing.zip"), &tmp.path().join("out"))
         .unwrap_err()

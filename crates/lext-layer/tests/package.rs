@@ -1,6 +1,9 @@
 //! `lext_layer::package`: open the zip it writes and assert paths, modes and
 //! timestamps; package twice and compare bytes; SOURCE_DATE_EPOCH.
 
+// A failed unwrap is a failed test: that is what tests are for.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::fs;
@@ -72,7 +75,12 @@ fn entries(path: &Path) -> Vec<(String, u32, String, String)> {
             let method = format!("{:?}", f.compression());
             let mut sink = Vec::new();
             f.read_to_end(&mut sink).unwrap();
-            (f.name().unwrap().into_owned(), f.unix_mode().unwrap(), stamp, method)
+            (
+                f.name().unwrap().into_owned(),
+                f.unix_mode().unwrap(),
+                stamp,
+                method,
+            )
         })
         .collect()
 }
@@ -84,7 +92,12 @@ fn layout_modes_timestamps_and_order() {
     let packaged = package(&spec(&f, default_mtime()), &out).unwrap();
     let got = entries(&out);
     let expect = |name: &str, mode: u32, method: &str| {
-        (name.to_owned(), mode, "1980-01-01 00:00:00".to_owned(), method.to_owned())
+        (
+            name.to_owned(),
+            mode,
+            "1980-01-01 00:00:00".to_owned(),
+            method.to_owned(),
+        )
     };
     assert_eq!(
         got,
@@ -138,9 +151,7 @@ fn byte_for_byte_reproducible() {
     package(&spec(&f, epoch), &d).unwrap();
     assert_eq!(fs::read(&c).unwrap(), fs::read(&d).unwrap());
     assert_ne!(fs::read(&a).unwrap(), fs::read(&c).unwrap());
-    assert!(entries(&c)
-        .iter()
-        .all(|e| e.2 == "2023-11-14 22:13:20"));
+    assert!(entries(&c).iter().all(|e| e.2 == "2023-11-14 22:13:20"));
 }
 
 #[test]
@@ -162,7 +173,10 @@ fn refuses_bad_destinations_and_duplicates() {
         "{err}"
     );
     let err = package(&with("/definitely/missing"), &out).unwrap_err();
-    assert!(err.to_string().starts_with("reading /definitely/missing"), "{err}");
+    assert!(
+        err.to_string().starts_with("reading /definitely/missing"),
+        "{err}"
+    );
     assert!(!out.exists(), "a failed package leaves no zip");
 }
 

@@ -120,7 +120,8 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
         };
         body.extend_from_slice(&[0u8; 64]); // SHN_UNDEF
         body.extend_from_slice(&shdr(3, dynstr_off, dynstr.len() as u64, 0, 0)); // SHT_STRTAB
-        body.extend_from_slice(&shdr(0x6fff_fffe, verneed_off, vn.len() as u64, 1, 1)); // SHT_GNU_VERNEED
+        body.extend_from_slice(&shdr(0x6fff_fffe, verneed_off, vn.len() as u64, 1, 1));
+        // SHT_GNU_VERNEED
     }
 
     let mut h = Vec::new();
@@ -148,7 +149,12 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
 
 /// A good x86_64 extension: glibc 2.2.5..2.18, the glibc loader.
 pub fn good_x86_64() -> Vec<u8> {
-    fake_elf(EM_X86_64, true, &["GLIBC_2.2.5", "GLIBC_2.18"], Some(LD_X86_64))
+    fake_elf(
+        EM_X86_64,
+        true,
+        &["GLIBC_2.2.5", "GLIBC_2.18"],
+        Some(LD_X86_64),
+    )
 }
 
 /// One entry of a hand-made zip.
