@@ -40,6 +40,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -190,6 +191,28 @@ struct Inner {
     /// called from synchronous contexts (the output line sink).
     state: Mutex<State>,
     out: Mutex<Option<BufWriter<File>>>,
+    freeze: Arc<Freeze>,
+}
+
+/// Whether the environment's processes are frozen. While they are, their
+/// listeners cannot answer, so delivery waits instead of failing: Lambda
+/// delivers what an invoke produced after the freeze at the next thaw.
+#[derive(Debug, Default)]
+struct Freeze {
+    frozen: AtomicBool,
+    /// Incremented at every freeze, so that a send that lived through a
+    /// freeze gets a fresh timeout.
+    epoch: AtomicU64,
+}
+
+impl Freeze {
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +254,7 @@ impl Hub {
                     ..State::default()
                 }),
                 out: Mutex::new(out),
+                freeze: Arc::default(),
             }),
         })
     }
@@ -335,6 +359,7 @@ impl Hub {
                 target,
                 queue: Mutex::new(Queue::default()),
                 notify: Notify::new(),
+                freeze: self.inner.freeze.clone(),
             });
             {
                 let mut queue = lock(&subscriber.queue);
@@ -416,6 +441,23 @@ impl Hub {
         state.replay_bytes = 0;
         state.replay_dropped_records = 0;
         state.replay_dropped_bytes = 0;
+    }
+
+    /// The environment's processes are about to be frozen (SIGSTOP): hold
+    /// deliveries until [`Hub::thaw`]. Events are still recorded and queued;
+    /// a batch already in flight waits for its answer without timing out.
+    pub fn freeze(&self) {
+        self.inner.freeze.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.freeze.frozen.store(true, Ordering::Release);
+    }
+
+    /// The processes were thawed (SIGCONT): deliver what is due.
+    pub fn thaw(&self) {
+        self.inner.freeze.frozen.store(false, Ordering::Release);
+        let state = lock(&self.inner.state);
+        for subscriber in &state.subscribers {
+            subscriber.notify.notify_one();
+        }
     }
 
     /// Send what every subscriber has queued now, without waiting for
@@ -609,6 +651,7 @@ struct Subscriber {
     /// Wakes the delivery task; `notify_one` keeps a permit, so a wake-up
     /// sent while the task is busy is not lost.
     notify: Notify,
+    freeze: Arc<Freeze>,
 }
 
 #[derive(Debug, Default)]
@@ -781,6 +824,10 @@ async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
                     }
                     queue.flush_requested = false;
                     None
+                } else if subscriber.freeze.is_frozen() && !queue.closing {
+                    // Frozen: wait for the thaw's wake-up. (At shutdown
+                    // the core thaws first; closing delivers regardless.)
+                    None
                 } else if due {
                     queue.flush_requested = false;
                     break take_batch(&subscriber, &mut queue);
@@ -810,13 +857,28 @@ async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
             bytes: batch.record_bytes,
             notice: batch.notice.map(|(records, bytes, _)| (records, bytes)),
         });
-        let result = match tokio::time::timeout(post_timeout, sender.send(&batch)).await {
-            Ok(result) => result,
-            Err(_) => {
-                sender.reset();
-                Err(format!("no answer within {post_timeout:?}"))
+        let (result, timed_out) = {
+            let send = sender.send(&batch);
+            tokio::pin!(send);
+            let mut epoch = subscriber.freeze.epoch();
+            loop {
+                tokio::select! {
+                    result = &mut send => break (result, false),
+                    () = tokio::time::sleep(post_timeout) => {
+                        // Time spent frozen does not count: the listener
+                        // could not answer.
+                        if subscriber.freeze.is_frozen() || subscriber.freeze.epoch() != epoch {
+                            epoch = subscriber.freeze.epoch();
+                            continue;
+                        }
+                        break (Err(format!("no answer within {post_timeout:?}")), true);
+                    }
+                }
             }
         };
+        if timed_out {
+            sender.reset();
+        }
         lock(&subscriber.queue).in_flight = None;
         if let Err(error) = result {
             let mut queue = lock(&subscriber.queue);
@@ -1065,6 +1127,7 @@ mod tests {
             },
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            freeze: Arc::default(),
         }
     }
 

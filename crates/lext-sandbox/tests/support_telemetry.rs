@@ -710,3 +710,68 @@ async fn shutdown_counts_what_a_stalled_subscriber_never_got() {
     );
     assert_eq!(hub.subscriber_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_waits_while_the_environment_is_frozen() {
+    // A frozen listener cannot answer: the POST in flight must not time
+    // out, and nothing new is sent until the thaw.
+    let mut sub = subscriber_server(false).await;
+    let hub = Hub::new(HubConfig {
+        post_timeout: Duration::from_millis(200),
+        ..HubConfig::default()
+    })
+    .unwrap();
+    hub.subscribe(
+        Api::Telemetry,
+        "ext",
+        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
+    )
+    .unwrap();
+    hub.record(line("before freeze"));
+    let first = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.events[0]["record"], "before freeze");
+    hub.freeze();
+    hub.record(line("while frozen"));
+    // Three post timeouts pass while frozen.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        sub.batches.try_recv().is_err(),
+        "nothing is sent while frozen"
+    );
+    sub.open.send(true).unwrap();
+    hub.thaw();
+    let (_, records) = receive_records(&mut sub, 1).await;
+    assert_eq!(records[0]["record"], "while frozen");
+    let report = hub.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        report,
+        FlushReport {
+            undelivered: vec![],
+            completed: true
+        },
+        "the batch in flight during the freeze was not dropped"
+    );
+
+    // The control: without a freeze the same stall is a failed delivery.
+    let mut sub = subscriber_server(false).await;
+    let hub = Hub::new(HubConfig {
+        post_timeout: Duration::from_millis(200),
+        ..HubConfig::default()
+    })
+    .unwrap();
+    hub.subscribe(
+        Api::Telemetry,
+        "ext",
+        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
+    )
+    .unwrap();
+    hub.record(line("stalled"));
+    sub.batches.recv().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let report = hub.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.undelivered.len(), 1);
+    assert_eq!(report.undelivered[0].dropped_records, 1);
+}
