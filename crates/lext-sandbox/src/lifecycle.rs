@@ -1729,6 +1729,9 @@ impl Lifecycle {
                 // Still busy with an INVOKE (a timeout): SHUTDOWN waits for
                 // its next /event/next, within the same deadline.
                 (true, _, _) => ext.shutdown_pending = true,
+                // It reported init/exit error and is expected to exit by
+                // itself (D-EXT); it has until the deadline, like the others.
+                (false, ExtensionState::InitError | ExtensionState::ExitError, _) => {}
                 _ => fx.push(Effect::Signal {
                     proc: Proc::Extension(index),
                     signal: Signal::Kill,

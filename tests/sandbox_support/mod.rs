@@ -1,0 +1,254 @@
+//! Helpers of the `tests/sandbox_*.rs` end-to-end tests: run the built
+//! `lext run` in a temporary directory, with extensions and runtimes written
+//! here as small Python scripts (python3 is on every machine the tests run
+//! on), and check that no process they started outlives lext.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory with scripts and their pid files.
+pub struct Scene {
+    pub dir: tempfile::TempDir,
+}
+
+/// What `lext run` did.
+pub struct Run {
+    pub output: Output,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The log lines (stdout), without their timestamp.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
+            .collect()
+    }
+
+    /// The first line starting with `prefix`; panics with the whole log.
+    pub fn line(&self, prefix: &str) -> &str {
+        self.lines()
+            .into_iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{}\n{}", self.stdout, self.stderr))
+    }
+
+    /// Every line starting with `prefix`.
+    pub fn all(&self, prefix: &str) -> Vec<&str> {
+        self.lines().into_iter().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    /// Whether some line contains `text`.
+    pub fn has(&self, text: &str) -> bool {
+        self.stdout.contains(text)
+    }
+
+    pub fn dump(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Python code shared by the generated extensions: a tiny Extensions API
+/// client over http.client (no read timeout: /event/next is a long poll).
+const PY_PRELUDE: &str = r#"import http.client, json, os, sys, time, signal
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+HOST, PORT = API.rsplit(":", 1)
+NAME = os.path.basename(sys.argv[0])
+with open(os.environ.get("PIDFILE_DIR", os.path.dirname(sys.argv[0])) + "/" + NAME + ".pids", "a") as f:
+    f.write(f"{os.getpid()}\n")
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+def say(text):
+    print(f"[{NAME}] {text}", flush=True)
+"#;
+
+impl Scene {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A Python external extension. `mode` picks its misbehaviour:
+    /// `ok`, `crash-init`, `init-error`, `crash-invoke`, `exit-error`,
+    /// `never-next`, `crash-shutdown`, `ignore-shutdown`.
+    pub fn extension(&self, name: &str, mode: &str) -> PathBuf {
+        let body = format!(
+            r#"#!/usr/bin/env python3
+{PY_PRELUDE}
+MODE = "{mode}"
+if MODE == "ignore-shutdown":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+status, h, body = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": NAME}})
+assert status == 200, (status, body)
+ID = h["lambda-extension-identifier"]
+say("registered")
+if MODE == "crash-init":
+    os._exit(3)
+if MODE == "init-error":
+    status, _, body = call("POST", "/2020-01-01/extension/init/error", json.dumps({{"errorMessage": "bad config", "errorType": "Extension.ConfigInvalid"}}), {{"Lambda-Extension-Identifier": ID, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}})
+    say(f"init/error answered {{status}} {{body.decode().strip()}}")
+    sys.exit(1)
+while True:
+    status, _, body = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": ID}})
+    if status != 200:
+        say(f"next answered {{status}}")
+        sys.exit(1)
+    event = json.loads(body)
+    if event["eventType"] == "SHUTDOWN":
+        say(f"SHUTDOWN {{event['shutdownReason']}} in {{event['deadlineMs'] - int(time.time() * 1000)}} ms")
+        if MODE == "crash-shutdown":
+            os._exit(5)
+        if MODE == "ignore-shutdown":
+            while True:
+                time.sleep(1)
+        sys.exit(0)
+    say(f"INVOKE {{event['requestId']}}")
+    if MODE == "crash-invoke":
+        os._exit(4)
+    if MODE == "exit-error":
+        status, _, body = call("POST", "/2020-01-01/extension/exit/error", "", {{"Lambda-Extension-Identifier": ID, "Lambda-Extension-Function-Error-Type": "Extension.Broken"}})
+        say(f"exit/error answered {{status}}")
+        sys.exit(1)
+    if MODE == "never-next":
+        while True:
+            time.sleep(1)
+"#
+        );
+        self.script(name, &body)
+    }
+
+    /// A Python function runtime. `mode`: `echo`, `crash-invoke`, `sleep`,
+    /// `init-error`, `error`.
+    pub fn runtime(&self, mode: &str) -> String {
+        let body = format!(
+            r#"#!/usr/bin/env python3
+{PY_PRELUDE}
+MODE = "{mode}"
+if MODE == "init-error":
+    call("POST", "/2018-06-01/runtime/init/error", json.dumps({{"errorMessage": "no handler", "errorType": "Runtime.ImportModuleError"}}), {{"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"}})
+    sys.exit(2)
+while True:
+    status, h, body = call("GET", "/2018-06-01/runtime/invocation/next")
+    rid = h["lambda-runtime-aws-request-id"]
+    say(f"invocation {{rid}}")
+    if MODE == "crash-invoke":
+        os._exit(1)
+    if MODE == "sleep":
+        time.sleep(100)
+    if MODE == "error":
+        call("POST", f"/2018-06-01/runtime/invocation/{{rid}}/error", json.dumps({{"errorMessage": "boom", "errorType": "ValueError"}}), {{"Lambda-Runtime-Function-Error-Type": "Function.ValueError"}})
+        continue
+    call("POST", f"/2018-06-01/runtime/invocation/{{rid}}/response", body)
+"#
+        );
+        let path = self.script("runtime.py", &body);
+        path.display().to_string()
+    }
+
+    /// Pids written by the script `name` (one per start).
+    pub fn pids(&self, name: &str) -> Vec<i32> {
+        fs::read_to_string(self.path(&format!("{name}.pids")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Runs `lext run ARGS` here and waits (at most 60 s).
+    pub fn lext(&self, args: &[&str]) -> Run {
+        let start = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
+            .arg("run")
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lext");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "lext run {args:?} hung\n{}\n{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        Run {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output,
+            elapsed: start.elapsed(),
+        }
+    }
+
+    /// Asserts that none of the processes the scripts recorded is alive.
+    pub fn assert_no_process_left(&self, names: &[&str]) {
+        for name in names {
+            for pid in self.pids(name) {
+                assert!(
+                    !alive(pid),
+                    "{name} (pid {pid}) outlived lext run: {}",
+                    fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process, with a grace period for
+/// the kernel to finish tearing it down.
+pub fn alive(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => s,
+            Err(_) => return false,
+        };
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+        if state == Some(Some('Z')) {
+            return false;
+        }
+        if Instant::now() > deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The repository root (where Cargo.toml of the lext package is).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
