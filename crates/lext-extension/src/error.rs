@@ -46,6 +46,16 @@ pub enum Phase {
     Exit,
 }
 
+/// Displays the endpoint the phase reports to (`init/error`, `exit/error`).
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Init => "init/error",
+            Phase::Exit => "exit/error",
+        })
+    }
+}
+
 /// Everything that can go wrong talking to Lambda's APIs.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -112,7 +122,8 @@ pub enum Error {
     /// The handler failed; the failure was reported to Lambda with
     /// `init/error` or `exit/error` (see [`Phase`]). The process should now
     /// exit with a non-zero status.
-    #[error("extension failed during {phase:?} ({error_type}): {message}")]
+    #[error("extension failed ({error_type}): {message} (reported with {phase}{})",
+        if report_failed.is_some() { ", but the report failed" } else { "" })]
     Handler {
         /// Which endpoint the failure was reported to.
         phase: Phase,

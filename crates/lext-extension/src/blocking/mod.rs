@@ -96,6 +96,26 @@ impl BlockingTransport {
     /// that the server closed while idle is replaced once, transparently.
     pub(crate) fn send(&mut self, op: Op, req: &ApiRequest) -> Result<ApiResponse, Error> {
         req.encode(self.endpoint.authority(), &mut self.write_buf);
+        self.send_encoded(op)
+    }
+
+    /// The request's bytes for this endpoint, for a request sent many times
+    /// (the `/event/next` poll): encoded once, sent with [`Self::send_bytes`].
+    pub(crate) fn encode(&self, req: &ApiRequest) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        req.encode(self.endpoint.authority(), &mut bytes);
+        bytes
+    }
+
+    /// Sends bytes made by [`Self::encode`].
+    pub(crate) fn send_bytes(&mut self, op: Op, bytes: &[u8]) -> Result<ApiResponse, Error> {
+        self.write_buf.clear();
+        self.write_buf.extend_from_slice(bytes);
+        self.send_encoded(op)
+    }
+
+    /// Sends what is in `write_buf`.
+    fn send_encoded(&mut self, op: Op) -> Result<ApiResponse, Error> {
         for attempt in 0..2 {
             self.interrupted(op)?;
             let reused = self.conn.is_some();
@@ -366,9 +386,10 @@ impl Registered {
     where
         F: FnMut(&NextEvent) -> Result<(), HandlerError>,
     {
-        let next = request::next_event(&self.id);
+        // The poll never changes: encode it once, not once per event.
+        let next = self.transport.encode(&request::next_event(&self.id));
         loop {
-            let response = match self.transport.send(Op::Next, &next) {
+            let response = match self.transport.send_bytes(Op::Next, &next) {
                 Ok(r) => r,
                 Err(Error::Interrupted { signal, .. }) => {
                     tracing::debug!(signal = signal.name(), "signal ends the event loop");
