@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use lext_sandbox::isolation::{self, Decision, Isolation};
 use lext_sandbox::process::{self, LineSink, OutputLine, Source, Spec};
 use lext_sandbox::telemetry::{Hub, HubConfig};
 
-const PYTHON: &str = "/usr/bin/python3";
+mod support_common;
 
 /// A minimal Telemetry API listener in Python, bound like AWS's sample:
 /// `sandbox.localdomain:0`; prints its port, then every record it receives.
@@ -44,10 +43,7 @@ server.serve_forever()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_extension_listening_on_sandbox_localdomain_receives_telemetry() {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "this test needs {PYTHON}: run scripts/install-test-deps"
-    );
+    let python = support_common::python();
     let mode = match isolation::detect().await {
         Decision::Isolate(mode) => mode,
         rewrite => panic!("isolation is needed here: {:?}", rewrite.fallback_line()),
@@ -62,7 +58,10 @@ async fn a_layer_extension_listening_on_sandbox_localdomain_receives_telemetry()
     let launcher = layers.path().join("extensions/py-listener");
     std::fs::write(
         &launcher,
-        format!("#!/bin/sh\nexec {PYTHON} /opt/py-listener/listener.py\n"),
+        format!(
+            "#!/bin/sh\nexec {} /opt/py-listener/listener.py\n",
+            python.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -12,13 +12,10 @@ use std::sync::{Arc, Mutex};
 use lext_sandbox::isolation::{self, Decision, Isolation, Mode};
 use lext_sandbox::process::{self, LineSink, Source, Spec};
 
-const PYTHON: &str = "/usr/bin/python3";
+mod support_common;
 
 async fn run_isolated(mode: Mode) -> Vec<String> {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "this test needs {PYTHON}: run scripts/install-test-deps"
-    );
+    let python = support_common::python();
     let layers = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     // A layer as `lext run --layer` unpacks it: a file under its own
@@ -37,9 +34,10 @@ async fn run_isolated(mode: Mode) -> Vec<String> {
             "#!/bin/sh\n\
              cat /opt/my-layer/hello.txt\n\
              echo \"getent $(getent hosts sandbox.localdomain)\"\n\
-             {PYTHON} -c \"import socket; print('python', socket.gethostbyname('sandbox.localdomain'), socket.gethostbyname('sandbox'))\"\n\
+             {python} -c \"import socket; print('python', socket.gethostbyname('sandbox.localdomain'), socket.gethostbyname('sandbox'))\"\n\
              if touch /opt/written 2>/dev/null; then echo writable; else echo read-only; fi\n\
-             echo \"uid $(id -u)\"\n"
+             echo \"uid $(id -u)\"\n",
+            python = python.display()
         ),
     )
     .unwrap();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use lext_sandbox::process::{self, LineSink, OutputLine, PeakMemory, Source, Spec};
 
+mod support_common;
+
 fn collect() -> (LineSink, Arc<Mutex<Vec<OutputLine>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink_lines = lines.clone();
@@ -121,14 +123,14 @@ async fn terminate_lets_a_process_exit_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_memory_covers_the_whole_tree() {
-    assert!(
-        std::path::Path::new("/usr/bin/python3").exists(),
-        "this test needs /usr/bin/python3: run scripts/install-test-deps"
-    );
+    let python = support_common::python();
     let (sink, lines) = collect();
     // A child that touches 64 MiB and then waits.
-    let script = "python3 -c 'import sys,time; b=bytearray(64*1024*1024); print(\"ready\", flush=True); time.sleep(300)' & wait";
-    let mut p = process::spawn(sh(script), sink).unwrap();
+    let script = format!(
+        "{} -c 'import sys,time; b=bytearray(64*1024*1024); print(\"ready\", flush=True); time.sleep(300)' & wait",
+        python.display()
+    );
+    let mut p = process::spawn(sh(&script), sink).unwrap();
     wait_line(&lines, "ready").await;
     let mut peak = PeakMemory::new();
     let bytes = peak.sample(&[p.pid()]);
