@@ -48,15 +48,17 @@ use serde::Serialize;
 fn main() -> ExitCode {
     // Lambda requires the name of the executable's file; the SDK uses it by
     // default, and the prefix shows the same name, as the Go sample does.
-    let builder = Extension::builder();
-    let prefix = match lext_extension::extension::default_name() {
-        Ok(name) => format!("[{name}]"),
+    let name = match lext_extension::extension::default_name() {
+        Ok(name) => name,
         Err(err) => {
             eprintln!("[rust-example-extension] Error: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let out = Out { prefix };
+    let out = Out {
+        prefix: format!("[{name}]"),
+    };
+    let builder = Extension::builder().name(name);
 
     out.line("Registering...");
     let registered = match builder.register() {
