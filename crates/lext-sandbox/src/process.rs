@@ -296,6 +296,17 @@ pub fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> {
         // how the environment shuts down).
         .process_group(0);
     if let Some(cwd) = &spec.cwd {
+        // Checked here because a failed chdir in the child comes back as
+        // the same errno as a missing program, and the message would blame
+        // the program.
+        if !cwd.is_dir() {
+            let source = io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
+            return Err(LaunchError {
+                error_type: LaunchErrorType::UnknownError,
+                message: format!("chdir {}: {}", cwd.display(), go_error_text(&source)),
+                source,
+            });
+        }
         command.current_dir(cwd);
     }
     if let Some(isolation) = &spec.isolation {
@@ -790,6 +801,17 @@ mod tests {
         assert_eq!(
             err.message,
             format!("fork/exec {}: exec format error", garbage.display())
+        );
+
+        let mut in_missing_dir = Spec::new("/bin/sh", vec![], Source::Function);
+        in_missing_dir.cwd = Some(dir.path().join("no-such-dir"));
+        let err = spawn(in_missing_dir, sink.clone()).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "chdir {}: no such file or directory",
+                dir.path().join("no-such-dir").display()
+            )
         );
 
         let missing = dir.path().join("missing");
