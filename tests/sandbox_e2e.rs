@@ -1,0 +1,309 @@
+//! End-to-end tests of `lext run` with real processes: the README's main
+//! command with rust-example-extension, the Invoke API endpoint (`--serve`)
+//! spoken to over raw HTTP, Ctrl-C, and Telemetry API delivery to a
+//! subscriber listening on `sandbox.localdomain`.
+
+#![allow(clippy::unwrap_used)]
+
+mod sandbox_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sandbox_support::{repo, Scene};
+
+#[test]
+fn main_command_prints_the_sample_log() {
+    // `cargo run -- run` from the repository root. The nested cargo build
+    // gets its own target directory: the outer `cargo test` may hold the
+    // lock of the usual one.
+    let target = std::env::temp_dir().join("lext-e2e-nested-target");
+    let output = Command::new(env!("CARGO_BIN_EXE_lext"))
+        .arg("run")
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let dump = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(output.status.success(), "{dump}");
+    let lines: Vec<&str> = stdout.lines().map(|l| l.split_once(' ').map_or(l, |(_, r)| r)).collect();
+    let find = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?}\n{dump}"))
+    };
+    let registering = find("[rust-example-extension] Registering...");
+    let extension = find("EXTENSION\tName: rust-example-extension\tState: Ready\tEvents: [INVOKE, SHUTDOWN]");
+    let start = find("START RequestId: ");
+    let received = find("[rust-example-extension] Received event: {");
+    let end = find("END RequestId: ");
+    let report = find("REPORT RequestId: ");
+    let shutdown = find("[rust-example-extension] Received SHUTDOWN event");
+    let exiting = find("[rust-example-extension] Exiting");
+    assert!(registering < extension && extension < start && start < received, "{dump}");
+    assert!(received < end && end < report && report < shutdown && shutdown < exiting, "{dump}");
+    // The INVOKE event carries the request id of START, and a real deadline.
+    let request_id = lines[start]
+        .trim_start_matches("START RequestId: ")
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(stdout.contains(&format!("\"requestId\": \"{request_id}\"")), "{dump}");
+    assert!(lines[report].contains("Init Duration: "), "cold start: {dump}");
+    assert!(lines[report].contains("Memory Size: 128 MB"), "{dump}");
+    assert!(stdout.contains("\"shutdownReason\": \"spindown\""), "{dump}");
+}
+
+/// `lext run --serve 127.0.0.1:0 ...` in the background; returns the child
+/// and the Invoke API address it printed.
+fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--serve", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(scene.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        line.clear();
+        assert!(Instant::now() < deadline, "lext did not print its Invoke API address");
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("lext exited before serving");
+        }
+        if let Some(rest) = line.split("serving the Invoke API on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let mut stdout = child.stdout.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = reader.read_to_string(&mut s);
+        s
+    });
+    (child, addr, logs)
+}
+
+/// One HTTP/1.1 request; returns status, headers (lowercase names), body.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn interrupt(child: &mut Child) -> std::process::ExitStatus {
+    // SIGINT, as Ctrl-C sends it.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "lext did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn invoke_endpoint_and_ctrl_c() {
+    let s = Scene::new();
+    let ext = s.extension("observer", "ok");
+    let runtime = s.runtime("echo");
+    let (mut child, addr, logs) = serve(
+        &s,
+        &["--extension", &ext.display().to_string(), "--function", &runtime, "--function-name", "my-fn"],
+    );
+    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[], br#"{"hello":"world"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"hello":"world"}"#);
+    assert_eq!(header(&headers, "x-amz-executed-version"), Some("$LATEST"));
+    assert!(header(&headers, "x-amzn-requestid").is_some());
+    assert_eq!(header(&headers, "x-amz-function-error"), None);
+    // The function's ARN works as a name; another name does not.
+    let (status, _, _) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:my-fn/invocations",
+        &[],
+        b"{}",
+    );
+    assert_eq!(status, 200);
+    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/other/invocations", &[], b"{}");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(header(&headers, "x-amzn-errortype"), Some("ResourceNotFoundException"));
+    // Asynchronous and dry-run invocation types.
+    let (status, _, _) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[("X-Amz-Invocation-Type", "DryRun")], b"{}");
+    assert_eq!(status, 204);
+    let (status, _, _) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[("X-Amz-Invocation-Type", "Event")], b"{}");
+    assert_eq!(status, 202);
+    // Invokes queue: several callers at once all get their own answer.
+    let callers: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[], format!("{{\"n\":{i}}}").as_bytes()))
+        })
+        .collect();
+    for (i, c) in callers.into_iter().enumerate() {
+        let (status, _, body) = c.join().unwrap();
+        assert_eq!((status, body), (200, format!("{{\"n\":{i}}}")));
+    }
+    let status = interrupt(&mut child);
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("[observer] SHUTDOWN spindown"), "{logs}");
+    assert_eq!(logs.matches("\nEND RequestId").count() + logs.matches(" END RequestId").count(), 7, "{logs}");
+    s.assert_no_process_left(&["observer", "runtime.py"]);
+}
+
+#[test]
+fn invoke_endpoint_timeout_and_function_error() {
+    let s = Scene::new();
+    let runtime = s.runtime("sleep");
+    let (mut child, addr, logs) = serve(&s, &["--function", &runtime, "--timeout", "1"]);
+    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/lext-function/invocations", &[], b"{}");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-amz-function-error"), Some("Unhandled"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errorType"], "Sandbox.Timedout");
+    assert!(v["errorMessage"].as_str().unwrap().ends_with("Error: Task timed out after 1.00 seconds"), "{body}");
+    interrupt(&mut child);
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("Status: timeout"), "{logs}");
+
+    let s = Scene::new();
+    let runtime = s.runtime("error");
+    let (mut child, addr, logs) = serve(&s, &["--function", &runtime]);
+    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/function/invocations", &[], b"{}");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(body, r#"{"errorMessage": "boom", "errorType": "ValueError"}"#);
+    let big = vec![b'x'; 6 * 1024 * 1024 + 1];
+    let (status, headers, _) = http(&addr, "POST", "/2015-03-31/functions/function/invocations", &[], &big);
+    assert_eq!(status, 413);
+    assert_eq!(header(&headers, "x-amzn-errortype"), Some("RequestEntityTooLargeException"));
+    interrupt(&mut child);
+    drop(logs.join());
+    s.assert_no_process_left(&["runtime.py"]);
+}
+
+#[test]
+fn telemetry_is_delivered_to_a_subscriber_on_sandbox_localdomain() {
+    let s = Scene::new();
+    let out = s.path("received.jsonl");
+    let listener = s.script(
+        "telemetry-ext",
+        &format!(
+            r#"#!/usr/bin/env python3
+import http.client, http.server, json, os, sys, threading, time
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+HOST, PORT = API.rsplit(":", 1)
+NAME = os.path.basename(sys.argv[0])
+with open(os.path.dirname(sys.argv[0]) + "/" + NAME + ".pids", "a") as f:
+    f.write(f"{{os.getpid()}}\n")
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {{}})
+    r = c.getresponse()
+    return r.status, {{k.lower(): v for k, v in r.getheaders()}}, r.read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open("{out}", "a") as f:
+            for e in json.loads(body):
+                f.write(json.dumps(e) + "\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+# AWS's samples bind the listener to sandbox.localdomain.
+server = http.server.HTTPServer(("sandbox.localdomain", 0), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+port = server.server_address[1]
+status, h, body = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": NAME}})
+ID = h["lambda-extension-identifier"]
+print(f"[{{NAME}}] extension log before subscribing", flush=True)
+sub = {{"schemaVersion": "2022-12-13", "types": ["platform", "function", "extension"],
+       "buffering": {{"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}},
+       "destination": {{"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{{port}}"}}}}
+status, _, body = call("PUT", "/2022-07-01/telemetry", json.dumps(sub), {{"Lambda-Extension-Identifier": ID}})
+print(f"[{{NAME}}] subscribe answered {{status}} {{body.decode()}}", flush=True)
+while True:
+    status, _, body = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": ID}})
+    event = json.loads(body)
+    if event["eventType"] == "SHUTDOWN":
+        time.sleep(0.5)
+        sys.exit(0)
+"#,
+            out = out.display()
+        ),
+    );
+    let runtime = s.runtime("echo");
+    let telemetry_out = s.path("telemetry-out.jsonl");
+    let r = s.lext(&[
+        "--extension",
+        &listener.display().to_string(),
+        "--function",
+        &runtime,
+        "--invoke",
+        "2",
+        "--telemetry-out",
+        &telemetry_out.display().to_string(),
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(r.has("[telemetry-ext] subscribe answered 200 \"OK\""), "{}", r.dump());
+    assert!(r.has("TELEMETRY\tName: telemetry-ext\tState: Subscribed\tTypes: [Platform, Function, Extension]"), "{}", r.dump());
+    let received = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("nothing received ({e}): {}", r.dump()));
+    let events: Vec<serde_json::Value> = received.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in ["platform.initStart", "platform.initReport", "platform.start", "platform.runtimeDone", "platform.report", "function", "extension"] {
+        assert!(types.contains(&t), "no {t} in {types:?}\n{}", r.dump());
+    }
+    // Init replay: the extension's own line from before it subscribed.
+    assert!(
+        events.iter().any(|e| e["type"] == "extension" && e["record"].as_str().is_some_and(|s| s.contains("before subscribing"))),
+        "{received}"
+    );
+    let reports: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "platform.report").collect();
+    assert_eq!(reports.len(), 2, "{received}");
+    let m = &reports[0]["record"]["metrics"];
+    assert!(m["maxMemoryUsedMB"].as_u64().unwrap() > 1, "{m}");
+    assert_eq!(m["memorySizeMB"], 128);
+    assert!(m["initDurationMs"].as_f64().unwrap() > 0.0);
+    assert!(reports[1]["record"]["metrics"].get("initDurationMs").is_none());
+    // --telemetry-out has everything too, as JSON lines.
+    let all = std::fs::read_to_string(&telemetry_out).unwrap();
+    assert!(all.lines().count() >= events.len(), "{all}");
+    assert!(all.contains("platform.report"));
+    s.assert_no_process_left(&["telemetry-ext", "runtime.py"]);
+}
