@@ -7,6 +7,7 @@
 //! turns into a registered extension with [`Builder::register`] (blocking)
 //! or `Builder::register_async` (feature `tokio`).
 
+use lext_protocol::env::{AWS_LAMBDA_INITIALIZATION_TYPE, INITIALIZATION_TYPE_MANAGED_INSTANCES};
 use lext_protocol::extensions::EventType;
 
 use crate::endpoint::Endpoint;
@@ -18,8 +19,9 @@ pub struct Extension(());
 
 impl Extension {
     /// Starts configuring an extension. Defaults: named after the executable,
-    /// INVOKE and SHUTDOWN events, no `accountId`, the API from
-    /// `AWS_LAMBDA_RUNTIME_API`, SIGTERM/SIGINT handled.
+    /// INVOKE and SHUTDOWN events (SHUTDOWN only on Lambda Managed Instances,
+    /// which refuse INVOKE for external extensions), no `accountId`, the API
+    /// from `AWS_LAMBDA_RUNTIME_API`, SIGTERM/SIGINT handled.
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -30,6 +32,8 @@ impl Extension {
 pub struct Builder {
     pub(crate) name: Option<String>,
     pub(crate) events: Vec<EventType>,
+    /// Whether `events` was set by the caller (else it follows the platform).
+    pub(crate) events_set: bool,
     pub(crate) account_id: bool,
     pub(crate) runtime_api: Option<String>,
     pub(crate) handle_signals: bool,
@@ -40,6 +44,7 @@ impl Default for Builder {
         Self {
             name: None,
             events: vec![EventType::Invoke, EventType::Shutdown],
+            events_set: false,
             account_id: false,
             runtime_api: None,
             handle_signals: true,
@@ -60,6 +65,7 @@ impl Builder {
     /// then only gets SIGTERM at shutdown).
     pub fn events(mut self, events: impl IntoIterator<Item = EventType>) -> Self {
         self.events = events.into_iter().collect();
+        self.events_set = true;
         self
     }
 
@@ -83,8 +89,13 @@ impl Builder {
         self
     }
 
-    /// The name and endpoint to use, from the settings or the environment.
-    pub(crate) fn resolve(&self) -> Result<(String, Endpoint), Error> {
+    /// Fills in what depends on the environment: the events when the caller
+    /// did not choose them, then the name and the endpoint.
+    pub(crate) fn resolve(&mut self) -> Result<(String, Endpoint), Error> {
+        if !self.events_set {
+            let init_type = std::env::var(AWS_LAMBDA_INITIALIZATION_TYPE).ok();
+            self.events = default_events(init_type.as_deref());
+        }
         let endpoint = match &self.runtime_api {
             Some(value) => Endpoint::parse(value)?,
             None => Endpoint::from_env()?,
@@ -94,6 +105,19 @@ impl Builder {
             None => default_name()?,
         };
         Ok((name, endpoint))
+    }
+}
+
+/// The events to register for when the caller did not choose: INVOKE and
+/// SHUTDOWN, except on Lambda Managed Instances
+/// (`AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`), where one
+/// environment serves concurrent invokes and an external extension asking
+/// for INVOKE is refused with `Extension.InvalidEventType`.
+pub(crate) fn default_events(initialization_type: Option<&str>) -> Vec<EventType> {
+    if initialization_type == Some(INITIALIZATION_TYPE_MANAGED_INSTANCES) {
+        vec![EventType::Shutdown]
+    } else {
+        vec![EventType::Invoke, EventType::Shutdown]
     }
 }
 
@@ -143,8 +167,26 @@ mod tests {
     }
 
     #[test]
+    fn managed_instances_default_to_shutdown_only() {
+        assert_eq!(
+            default_events(None),
+            [EventType::Invoke, EventType::Shutdown]
+        );
+        assert_eq!(
+            default_events(Some("on-demand")),
+            [EventType::Invoke, EventType::Shutdown]
+        );
+        assert_eq!(
+            default_events(Some("lambda-managed-instances")),
+            [EventType::Shutdown]
+        );
+        let b = Extension::builder().events([EventType::Invoke]);
+        assert!(b.events_set);
+    }
+
+    #[test]
     fn explicit_api_is_validated() {
-        let b = Extension::builder().runtime_api("nope").name("x");
+        let mut b = Extension::builder().runtime_api("nope").name("x");
         assert!(matches!(b.resolve(), Err(Error::Env { .. })));
         let (name, ep) = Extension::builder()
             .runtime_api("127.0.0.1:1")

@@ -261,7 +261,7 @@ impl Builder {
     /// println!("registered for {}", registered.response().function_name);
     /// # Ok::<(), lext_extension::Error>(())
     /// ```
-    pub fn register(self) -> Result<Registered, Error> {
+    pub fn register(mut self) -> Result<Registered, Error> {
         let (name, endpoint) = self.resolve()?;
         let req = request::register(&name, &self.events, self.account_id)?;
         if self.handle_signals {

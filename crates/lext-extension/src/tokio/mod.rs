@@ -71,7 +71,7 @@ impl Builder {
     ///
     /// # Errors
     /// See [`Builder::register`].
-    pub async fn register_async(self) -> Result<AsyncRegistered, Error> {
+    pub async fn register_async(mut self) -> Result<AsyncRegistered, Error> {
         let (name, endpoint) = self.resolve()?;
         let req = request::register(&name, &self.events, self.account_id)?;
         let mut transport = AsyncTransport::new(endpoint);
