@@ -30,7 +30,10 @@ fn main_command_prints_the_sample_log() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let dump = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
     assert!(output.status.success(), "{dump}");
-    let lines: Vec<&str> = stdout.lines().map(|l| l.split_once(' ').map_or(l, |(_, r)| r)).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_, r)| r))
+        .collect();
     let find = |prefix: &str| {
         lines
             .iter()
@@ -38,25 +41,41 @@ fn main_command_prints_the_sample_log() {
             .unwrap_or_else(|| panic!("no {prefix:?}\n{dump}"))
     };
     let registering = find("[rust-example-extension] Registering...");
-    let extension = find("EXTENSION\tName: rust-example-extension\tState: Ready\tEvents: [INVOKE, SHUTDOWN]");
+    let extension =
+        find("EXTENSION\tName: rust-example-extension\tState: Ready\tEvents: [INVOKE, SHUTDOWN]");
     let start = find("START RequestId: ");
     let received = find("[rust-example-extension] Received event: {");
     let end = find("END RequestId: ");
     let report = find("REPORT RequestId: ");
     let shutdown = find("[rust-example-extension] Received SHUTDOWN event");
     let exiting = find("[rust-example-extension] Exiting");
-    assert!(registering < extension && extension < start && start < received, "{dump}");
-    assert!(received < end && end < report && report < shutdown && shutdown < exiting, "{dump}");
+    assert!(
+        registering < extension && extension < start && start < received,
+        "{dump}"
+    );
+    assert!(
+        received < end && end < report && report < shutdown && shutdown < exiting,
+        "{dump}"
+    );
     // The INVOKE event carries the request id of START, and a real deadline.
     let request_id = lines[start]
         .trim_start_matches("START RequestId: ")
         .split(' ')
         .next()
         .unwrap();
-    assert!(stdout.contains(&format!("\"requestId\": \"{request_id}\"")), "{dump}");
-    assert!(lines[report].contains("Init Duration: "), "cold start: {dump}");
+    assert!(
+        stdout.contains(&format!("\"requestId\": \"{request_id}\"")),
+        "{dump}"
+    );
+    assert!(
+        lines[report].contains("Init Duration: "),
+        "cold start: {dump}"
+    );
     assert!(lines[report].contains("Memory Size: 128 MB"), "{dump}");
-    assert!(stdout.contains("\"shutdownReason\": \"spindown\""), "{dump}");
+    assert!(
+        stdout.contains("\"shutdownReason\": \"spindown\""),
+        "{dump}"
+    );
 }
 
 /// `lext run --serve 127.0.0.1:0 ...` in the background; returns the child
@@ -76,7 +95,10 @@ fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinHandl
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
         line.clear();
-        assert!(Instant::now() < deadline, "lext did not print its Invoke API address");
+        assert!(
+            Instant::now() < deadline,
+            "lext did not print its Invoke API address"
+        );
         if reader.read_line(&mut line).unwrap() == 0 {
             panic!("lext exited before serving");
         }
@@ -95,9 +117,18 @@ fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinHandl
 }
 
 /// One HTTP/1.1 request; returns status, headers (lowercase names), body.
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -109,7 +140,14 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
@@ -118,13 +156,20 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn interrupt(child: &mut Child) -> std::process::ExitStatus {
     // SIGINT, as Ctrl-C sends it.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -142,9 +187,22 @@ fn invoke_endpoint_and_ctrl_c() {
     let runtime = s.runtime("echo");
     let (mut child, addr, logs) = serve(
         &s,
-        &["--extension", &ext.display().to_string(), "--function", &runtime, "--function-name", "my-fn"],
+        &[
+            "--extension",
+            &ext.display().to_string(),
+            "--function",
+            &runtime,
+            "--function-name",
+            "my-fn",
+        ],
     );
-    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[], br#"{"hello":"world"}"#);
+    let (status, headers, body) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/my-fn/invocations",
+        &[],
+        br#"{"hello":"world"}"#,
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, r#"{"hello":"world"}"#);
     assert_eq!(header(&headers, "x-amz-executed-version"), Some("$LATEST"));
@@ -159,19 +217,48 @@ fn invoke_endpoint_and_ctrl_c() {
         b"{}",
     );
     assert_eq!(status, 200);
-    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/other/invocations", &[], b"{}");
+    let (status, headers, body) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/other/invocations",
+        &[],
+        b"{}",
+    );
     assert_eq!(status, 404, "{body}");
-    assert_eq!(header(&headers, "x-amzn-errortype"), Some("ResourceNotFoundException"));
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("ResourceNotFoundException")
+    );
     // Asynchronous and dry-run invocation types.
-    let (status, _, _) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[("X-Amz-Invocation-Type", "DryRun")], b"{}");
+    let (status, _, _) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/my-fn/invocations",
+        &[("X-Amz-Invocation-Type", "DryRun")],
+        b"{}",
+    );
     assert_eq!(status, 204);
-    let (status, _, _) = http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[("X-Amz-Invocation-Type", "Event")], b"{}");
+    let (status, _, _) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/my-fn/invocations",
+        &[("X-Amz-Invocation-Type", "Event")],
+        b"{}",
+    );
     assert_eq!(status, 202);
     // Invokes queue: several callers at once all get their own answer.
     let callers: Vec<_> = (0..4)
         .map(|i| {
             let addr = addr.clone();
-            std::thread::spawn(move || http(&addr, "POST", "/2015-03-31/functions/my-fn/invocations", &[], format!("{{\"n\":{i}}}").as_bytes()))
+            std::thread::spawn(move || {
+                http(
+                    &addr,
+                    "POST",
+                    "/2015-03-31/functions/my-fn/invocations",
+                    &[],
+                    format!("{{\"n\":{i}}}").as_bytes(),
+                )
+            })
         })
         .collect();
     for (i, c) in callers.into_iter().enumerate() {
@@ -182,7 +269,11 @@ fn invoke_endpoint_and_ctrl_c() {
     let logs = logs.join().unwrap();
     assert!(status.success(), "{logs}");
     assert!(logs.contains("[observer] SHUTDOWN spindown"), "{logs}");
-    assert_eq!(logs.matches("\nEND RequestId").count() + logs.matches(" END RequestId").count(), 7, "{logs}");
+    assert_eq!(
+        logs.matches("\nEND RequestId").count() + logs.matches(" END RequestId").count(),
+        7,
+        "{logs}"
+    );
     s.assert_no_process_left(&["observer", "runtime.py"]);
 }
 
@@ -191,12 +282,24 @@ fn invoke_endpoint_timeout_and_function_error() {
     let s = Scene::new();
     let runtime = s.runtime("sleep");
     let (mut child, addr, logs) = serve(&s, &["--function", &runtime, "--timeout", "1"]);
-    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/lext-function/invocations", &[], b"{}");
+    let (status, headers, body) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/lext-function/invocations",
+        &[],
+        b"{}",
+    );
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "x-amz-function-error"), Some("Unhandled"));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["errorType"], "Sandbox.Timedout");
-    assert!(v["errorMessage"].as_str().unwrap().ends_with("Error: Task timed out after 1.00 seconds"), "{body}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Error: Task timed out after 1.00 seconds"),
+        "{body}"
+    );
     interrupt(&mut child);
     let logs = logs.join().unwrap();
     assert!(logs.contains("Status: timeout"), "{logs}");
@@ -204,14 +307,32 @@ fn invoke_endpoint_timeout_and_function_error() {
     let s = Scene::new();
     let runtime = s.runtime("error");
     let (mut child, addr, logs) = serve(&s, &["--function", &runtime]);
-    let (status, headers, body) = http(&addr, "POST", "/2015-03-31/functions/function/invocations", &[], b"{}");
+    let (status, headers, body) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/function/invocations",
+        &[],
+        b"{}",
+    );
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "x-amz-function-error"), Some("Unhandled"));
-    assert_eq!(body, r#"{"errorMessage": "boom", "errorType": "ValueError"}"#);
+    assert_eq!(
+        body,
+        r#"{"errorMessage": "boom", "errorType": "ValueError"}"#
+    );
     let big = vec![b'x'; 6 * 1024 * 1024 + 1];
-    let (status, headers, _) = http(&addr, "POST", "/2015-03-31/functions/function/invocations", &[], &big);
+    let (status, headers, _) = http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/function/invocations",
+        &[],
+        &big,
+    );
     assert_eq!(status, 413);
-    assert_eq!(header(&headers, "x-amzn-errortype"), Some("RequestEntityTooLargeException"));
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("RequestEntityTooLargeException")
+    );
     interrupt(&mut child);
     drop(logs.join());
     s.assert_no_process_left(&["runtime.py"]);
@@ -281,26 +402,50 @@ while True:
         &telemetry_out.display().to_string(),
     ]);
     assert!(r.output.status.success(), "{}", r.dump());
-    assert!(r.has("[telemetry-ext] subscribe answered 200 \"OK\""), "{}", r.dump());
+    assert!(
+        r.has("[telemetry-ext] subscribe answered 200 \"OK\""),
+        "{}",
+        r.dump()
+    );
     assert!(r.has("TELEMETRY\tName: telemetry-ext\tState: Subscribed\tTypes: [Platform, Function, Extension]"), "{}", r.dump());
-    let received = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("nothing received ({e}): {}", r.dump()));
-    let events: Vec<serde_json::Value> = received.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let received = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("nothing received ({e}): {}", r.dump()));
+    let events: Vec<serde_json::Value> = received
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    for t in ["platform.initStart", "platform.initReport", "platform.start", "platform.runtimeDone", "platform.report", "function", "extension"] {
+    for t in [
+        "platform.initStart",
+        "platform.initReport",
+        "platform.start",
+        "platform.runtimeDone",
+        "platform.report",
+        "function",
+        "extension",
+    ] {
         assert!(types.contains(&t), "no {t} in {types:?}\n{}", r.dump());
     }
     // Init replay: the extension's own line from before it subscribed.
     assert!(
-        events.iter().any(|e| e["type"] == "extension" && e["record"].as_str().is_some_and(|s| s.contains("before subscribing"))),
+        events.iter().any(|e| e["type"] == "extension"
+            && e["record"]
+                .as_str()
+                .is_some_and(|s| s.contains("before subscribing"))),
         "{received}"
     );
-    let reports: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "platform.report").collect();
+    let reports: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "platform.report")
+        .collect();
     assert_eq!(reports.len(), 2, "{received}");
     let m = &reports[0]["record"]["metrics"];
     assert!(m["maxMemoryUsedMB"].as_u64().unwrap() > 1, "{m}");
     assert_eq!(m["memorySizeMB"], 128);
     assert!(m["initDurationMs"].as_f64().unwrap() > 0.0);
-    assert!(reports[1]["record"]["metrics"].get("initDurationMs").is_none());
+    assert!(reports[1]["record"]["metrics"]
+        .get("initDurationMs")
+        .is_none());
     // --telemetry-out has everything too, as JSON lines.
     let all = std::fs::read_to_string(&telemetry_out).unwrap();
     assert!(all.lines().count() >= events.len(), "{all}");

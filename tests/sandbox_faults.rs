@@ -31,11 +31,29 @@ fn extension_crash_during_init_fails_init_and_reinits_on_invoke() {
     let r = run(&s, &[&bad, &observer], &["--invoke", "1"]);
     assert!(!r.output.status.success(), "{}", r.dump());
     let reports = r.all("INIT_REPORT");
-    assert_eq!(reports.len(), 2, "init, then the re-init inside the invoke: {}", r.dump());
-    assert!(reports[0].contains("Phase: init\tStatus: error\tError Type: Extension.Crash"), "{}", r.dump());
-    assert!(reports[1].contains("Phase: invoke\tStatus: error\tError Type: Extension.Crash"), "{}", r.dump());
+    assert_eq!(
+        reports.len(),
+        2,
+        "init, then the re-init inside the invoke: {}",
+        r.dump()
+    );
+    assert!(
+        reports[0].contains("Phase: init\tStatus: error\tError Type: Extension.Crash"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        reports[1].contains("Phase: invoke\tStatus: error\tError Type: Extension.Crash"),
+        "{}",
+        r.dump()
+    );
     // The invoke is answered with START/END/REPORT and the error.
-    assert!(r.line("REPORT").contains("Status: error\tError Type: Extension.Crash"), "{}", r.dump());
+    assert!(
+        r.line("REPORT")
+            .contains("Status: error\tError Type: Extension.Crash"),
+        "{}",
+        r.dump()
+    );
     assert!(r.stderr.contains("Extension.Crash"), "{}", r.dump());
     // Each reset told the observer why.
     assert!(r.has("[observer] SHUTDOWN failure"), "{}", r.dump());
@@ -51,11 +69,20 @@ fn extension_crash_during_invoke_resets_with_failure() {
     let r = run(&s, &[&bad, &observer], &["--invoke", "2"]);
     let reports = r.all("REPORT");
     assert_eq!(reports.len(), 2, "{}", r.dump());
-    assert!(reports[0].contains("Status: error\tError Type: Extension.Crash"), "{}", r.dump());
+    assert!(
+        reports[0].contains("Status: error\tError Type: Extension.Crash"),
+        "{}",
+        r.dump()
+    );
     // The second invoke re-ran Init: it has an Init Duration again.
     assert!(reports[1].contains("Init Duration"), "{}", r.dump());
     // It crashes in both invokes: two resets, both seen by the observer.
-    assert_eq!(r.all("[observer] SHUTDOWN failure").len(), 2, "{}", r.dump());
+    assert_eq!(
+        r.all("[observer] SHUTDOWN failure").len(),
+        2,
+        "{}",
+        r.dump()
+    );
     assert_eq!(s.pids("a-crashy").len(), 2);
     assert_eq!(s.pids("observer").len(), 2);
     s.assert_no_process_left(&["a-crashy", "observer"]);
@@ -67,7 +94,11 @@ fn extension_crash_during_shutdown_does_not_wait_for_the_deadline() {
     let bad = s.extension("crashy", "crash-shutdown");
     let r = run(&s, &[&bad], &["--invoke", "1"]);
     assert!(r.output.status.success(), "{}", r.dump());
-    assert!(r.line("REPORT").ends_with('\t'), "a success REPORT ends with a TAB: {}", r.dump());
+    assert!(
+        r.line("REPORT").ends_with('\t'),
+        "a success REPORT ends with a TAB: {}",
+        r.dump()
+    );
     assert!(r.has("[crashy] SHUTDOWN spindown"), "{}", r.dump());
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
     s.assert_no_process_left(&["crashy"]);
@@ -78,13 +109,21 @@ fn extension_that_never_calls_next_times_the_invoke_out() {
     let s = Scene::new();
     let lazy = s.extension("lazy", "never-next");
     let observer = s.extension("observer", "ok");
-    let r = run(&s, &[&lazy, &observer], &["--invoke", "2", "--timeout", "1"]);
+    let r = run(
+        &s,
+        &[&lazy, &observer],
+        &["--invoke", "2", "--timeout", "1"],
+    );
     assert!(r.has("Task timed out after 1.00 seconds"), "{}", r.dump());
     let reports = r.all("REPORT");
     assert_eq!(reports.len(), 2, "{}", r.dump());
     assert!(reports[0].contains("Duration: 1000.00 ms"), "{}", r.dump());
     assert!(reports[0].ends_with("Status: timeout"), "{}", r.dump());
-    assert!(reports[1].contains("Init Duration"), "re-init after the timeout: {}", r.dump());
+    assert!(
+        reports[1].contains("Init Duration"),
+        "re-init after the timeout: {}",
+        r.dump()
+    );
     assert!(r.has("[observer] SHUTDOWN timeout"), "{}", r.dump());
     assert_eq!(s.pids("lazy").len(), 2);
     s.assert_no_process_left(&["lazy", "observer"]);
@@ -103,8 +142,16 @@ fn extension_ignoring_shutdown_and_sigterm_is_killed_at_the_deadline() {
         .trim_end_matches(" ms")
         .parse()
         .unwrap();
-    assert!((1500..=2000).contains(&ms), "deadline {ms} ms: {}", r.dump());
-    assert!(r.elapsed >= Duration::from_millis(1900), "killed at the deadline, not before: {:?}", r.elapsed);
+    assert!(
+        (1500..=2000).contains(&ms),
+        "deadline {ms} ms: {}",
+        r.dump()
+    );
+    assert!(
+        r.elapsed >= Duration::from_millis(1900),
+        "killed at the deadline, not before: {:?}",
+        r.elapsed
+    );
     s.assert_no_process_left(&["stubborn"]);
 }
 
@@ -117,8 +164,16 @@ fn runtime_crash_during_invoke() {
     assert!(!r.output.status.success());
     let reports = r.all("REPORT");
     assert_eq!(reports.len(), 2, "{}", r.dump());
-    assert!(reports[0].contains("Status: error\tError Type: Runtime.ExitError"), "{}", r.dump());
-    assert!(r.has("Error: Runtime exited with error: exit status 1"), "{}", r.dump());
+    assert!(
+        reports[0].contains("Status: error\tError Type: Runtime.ExitError"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.has("Error: Runtime exited with error: exit status 1"),
+        "{}",
+        r.dump()
+    );
     assert!(reports[1].contains("Init Duration"), "{}", r.dump());
     assert!(r.has("[observer] SHUTDOWN failure"), "{}", r.dump());
     s.assert_no_process_left(&["observer", "runtime.py"]);
@@ -129,10 +184,18 @@ fn function_timeout() {
     let s = Scene::new();
     let observer = s.extension("observer", "ok");
     let runtime = s.runtime("sleep");
-    let r = run(&s, &[&observer], &["--invoke", "1", "--timeout", "1", "--function", &runtime]);
+    let r = run(
+        &s,
+        &[&observer],
+        &["--invoke", "1", "--timeout", "1", "--function", &runtime],
+    );
     assert!(!r.output.status.success());
     assert!(r.has("Task timed out after 1.00 seconds"), "{}", r.dump());
-    assert!(r.line("REPORT").ends_with("Status: timeout"), "{}", r.dump());
+    assert!(
+        r.line("REPORT").ends_with("Status: timeout"),
+        "{}",
+        r.dump()
+    );
     assert!(r.stderr.contains("Sandbox.Timedout"), "{}", r.dump());
     assert!(r.has("[observer] SHUTDOWN timeout"), "{}", r.dump());
     s.assert_no_process_left(&["observer", "runtime.py"]);
@@ -144,9 +207,14 @@ fn extension_init_error() {
     let bad = s.extension("bad", "init-error");
     let observer = s.extension("observer", "ok");
     let r = run(&s, &[&bad, &observer], &["--invoke", "1"]);
-    assert!(r.has("[bad] init/error answered 202 {\"status\":\"OK\"}"), "{}", r.dump());
     assert!(
-        r.line("INIT_REPORT").contains("Phase: init\tStatus: error\tError Type: Extension.InitError"),
+        r.has("[bad] init/error answered 202 {\"status\":\"OK\"}"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.line("INIT_REPORT")
+            .contains("Phase: init\tStatus: error\tError Type: Extension.InitError"),
         "{}",
         r.dump()
     );
@@ -163,7 +231,11 @@ fn extension_exit_error() {
     let r = run(&s, &[&bad, &observer], &["--invoke", "2"]);
     assert!(r.has("[bad] exit/error answered 202"), "{}", r.dump());
     let reports = r.all("REPORT");
-    assert!(reports[0].contains("Status: error\tError Type: Extension.ExitError"), "{}", r.dump());
+    assert!(
+        reports[0].contains("Status: error\tError Type: Extension.ExitError"),
+        "{}",
+        r.dump()
+    );
     assert!(reports[1].contains("Init Duration"), "{}", r.dump());
     assert!(r.has("[observer] SHUTDOWN failure"), "{}", r.dump());
     s.assert_no_process_left(&["bad", "observer"]);
@@ -173,9 +245,21 @@ fn extension_exit_error() {
 fn runtime_init_error() {
     let s = Scene::new();
     let runtime = s.runtime("init-error");
-    let r = run(&s, &[], &["--invoke", "1", "--function", &runtime, "--extension", &s.extension("ok-ext", "ok").display().to_string()]);
+    let r = run(
+        &s,
+        &[],
+        &[
+            "--invoke",
+            "1",
+            "--function",
+            &runtime,
+            "--extension",
+            &s.extension("ok-ext", "ok").display().to_string(),
+        ],
+    );
     assert!(
-        r.line("INIT_REPORT").contains("Status: error\tError Type: Runtime.ImportModuleError"),
+        r.line("INIT_REPORT")
+            .contains("Status: error\tError Type: Runtime.ImportModuleError"),
         "{}",
         r.dump()
     );
@@ -190,9 +274,15 @@ fn extension_not_executable_is_a_launch_error() {
     let observer = s.extension("observer", "ok");
     let r = run(&s, &[&path, &observer], &["--invoke", "1"]);
     let ext = r.line("EXTENSION\tName: noexec");
-    assert_eq!(ext, "EXTENSION\tName: noexec\tState: LaunchError\tEvents: []\tError Type: PermissionDenied", "{}", r.dump());
+    assert_eq!(
+        ext,
+        "EXTENSION\tName: noexec\tState: LaunchError\tEvents: []\tError Type: PermissionDenied",
+        "{}",
+        r.dump()
+    );
     assert!(
-        r.line("INIT_REPORT").contains("Status: error\tError Type: Extension.LaunchError"),
+        r.line("INIT_REPORT")
+            .contains("Status: error\tError Type: Extension.LaunchError"),
         "{}",
         r.dump()
     );
@@ -210,8 +300,17 @@ fn handled_function_error_is_not_a_reset() {
     let r = run(&s, &[&observer], &["--invoke", "2", "--function", &runtime]);
     let reports = r.all("REPORT");
     assert_eq!(reports.len(), 2, "{}", r.dump());
-    assert!(!reports[1].contains("Init Duration"), "no re-init after a handled error: {}", r.dump());
-    assert!(r.stderr.contains("function error {\"errorMessage\": \"boom\""), "{}", r.dump());
+    assert!(
+        !reports[1].contains("Init Duration"),
+        "no re-init after a handled error: {}",
+        r.dump()
+    );
+    assert!(
+        r.stderr
+            .contains("function error {\"errorMessage\": \"boom\""),
+        "{}",
+        r.dump()
+    );
     assert!(!r.has("SHUTDOWN failure"), "{}", r.dump());
     assert_eq!(s.pids("runtime.py").len(), 1);
     s.assert_no_process_left(&["observer", "runtime.py"]);

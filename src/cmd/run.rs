@@ -139,7 +139,9 @@ pub fn run_echo_runtime() -> anyhow::Result<ExitCode> {
 
 fn plan(args: Args) -> anyhow::Result<Plan> {
     let payload = match args.payload.strip_prefix('@') {
-        Some(file) => std::fs::read(file).with_context(|| format!("reading the payload file {file}"))?,
+        Some(file) => {
+            std::fs::read(file).with_context(|| format!("reading the payload file {file}"))?
+        }
         None => args.payload.into_bytes(),
     };
     serde_json::from_slice::<serde_json::Value>(&payload)
@@ -187,7 +189,8 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
             cwd: None,
         },
         None => RuntimeSpec {
-            program: std::env::current_exe().context("finding the lext executable for the echo runtime")?,
+            program: std::env::current_exe()
+                .context("finding the lext executable for the echo runtime")?,
             args: vec![OsString::from(ECHO_RUNTIME_SUBCOMMAND)],
             cwd: None,
         },
@@ -222,7 +225,8 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
 fn add_layer(layer: &Path, dest: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(layer).with_context(|| format!("--layer {}", layer.display()))?;
     if meta.is_dir() {
-        copy_dir(layer, dest).with_context(|| format!("copying the layer directory {}", layer.display()))
+        copy_dir(layer, dest)
+            .with_context(|| format!("copying the layer directory {}", layer.display()))
     } else {
         lext_layer::extract::extract(layer, dest)
             .with_context(|| format!("unpacking the layer {}", layer.display()))?;
@@ -243,7 +247,11 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
             let target = std::fs::canonicalize(&src)
                 .with_context(|| format!("{}: dangling link", src.display()))?;
             if !target.starts_with(&root) {
-                bail!("{}: the link points outside the layer ({})", src.display(), target.display());
+                bail!(
+                    "{}: the link points outside the layer ({})",
+                    src.display(),
+                    target.display()
+                );
             }
             let _ = std::fs::remove_file(&dst);
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
@@ -262,10 +270,10 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// returns it; elsewhere, `None`.
 fn build_example_extension() -> anyhow::Result<Option<ExtensionSpec>> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let Some(root) = cwd
-        .ancestors()
-        .find(|dir| dir.join("examples/rust-example-extension/Cargo.toml").is_file())
-    else {
+    let Some(root) = cwd.ancestors().find(|dir| {
+        dir.join("examples/rust-example-extension/Cargo.toml")
+            .is_file()
+    }) else {
         eprintln!("lext: no --extension or --layer given; running the function alone");
         return Ok(None);
     };
@@ -273,17 +281,28 @@ fn build_example_extension() -> anyhow::Result<Option<ExtensionSpec>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let output = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--quiet", "-p", "rust-example-extension", "--message-format=json"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "rust-example-extension",
+            "--message-format=json",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .context("running cargo build -p rust-example-extension")?;
     if !output.status.success() {
-        bail!("cargo build -p rust-example-extension failed ({})", output.status);
+        bail!(
+            "cargo build -p rust-example-extension failed ({})",
+            output.status
+        );
     }
     let executable = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "rust-example-extension")
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == "rust-example-extension"
+        })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo did not report the rust-example-extension executable")?;
     Ok(Some(ExtensionSpec {
@@ -319,7 +338,8 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     // kernel allows it; otherwise say so once, with the fix.
     let isolation = match isolation::detect().await {
         Decision::Isolate(mode) => Some(Arc::new(
-            Isolation::new(mode, &plan.layers_dir, plan.state.path()).context("preparing the sandbox's /opt")?,
+            Isolation::new(mode, &plan.layers_dir, plan.state.path())
+                .context("preparing the sandbox's /opt")?,
         )),
         decision @ Decision::Rewrite { .. } => {
             if let Some(line) = decision.fallback_line() {
@@ -346,7 +366,8 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     extensions.sort_by(|a, b| a.name.cmp(&b.name));
     let names: Vec<String> = extensions.iter().map(|e| e.name.clone()).collect();
 
-    let mut env = lext_sandbox::env::EnvConfig::new(api_addr.to_string(), plan.function.name.clone());
+    let mut env =
+        lext_sandbox::env::EnvConfig::new(api_addr.to_string(), plan.function.name.clone());
     env.handler = plan.function.handler.clone();
     env.region = plan.function.region.clone();
     env.memory_mb = plan.function.memory_mb;
@@ -374,7 +395,14 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
             text: line.line,
         });
     });
-    let host = ProcessHost::new(extensions, plan.runtime.clone(), runtime_env, extension_env, isolation, sink);
+    let host = ProcessHost::new(
+        extensions,
+        plan.runtime.clone(),
+        runtime_env,
+        extension_env,
+        isolation,
+        sink,
+    );
     let sandbox = Sandbox::start(listener, plan.function.clone(), names, host, hub, output)?;
     let handle = sandbox.handle();
     tracing::info!(api = %api_addr, "Runtime API listening");
@@ -392,7 +420,8 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     });
     let term = handle.clone();
     tokio::spawn(async move {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             term.shutdown();
         }
@@ -434,13 +463,22 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
             };
             match &reply.result {
                 InvokeResult::Response { body, .. } => {
-                    eprintln!("lext: invoke {n}: response {}", String::from_utf8_lossy(body));
+                    eprintln!(
+                        "lext: invoke {n}: response {}",
+                        String::from_utf8_lossy(body)
+                    );
                 }
                 InvokeResult::FunctionError { body } => {
                     failed += 1;
-                    eprintln!("lext: invoke {n}: function error {}", String::from_utf8_lossy(body));
+                    eprintln!(
+                        "lext: invoke {n}: function error {}",
+                        String::from_utf8_lossy(body)
+                    );
                 }
-                InvokeResult::PlatformError { error_type, message } => {
+                InvokeResult::PlatformError {
+                    error_type,
+                    message,
+                } => {
                     failed += 1;
                     eprintln!("lext: invoke {n}: {error_type}: {message}");
                 }
@@ -449,9 +487,16 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         handle.shutdown();
         let summary = sandbox.wait().await?;
         if summary.unreaped > 0 {
-            eprintln!("lext: {} process(es) did not exit after SIGKILL", summary.unreaped);
+            eprintln!(
+                "lext: {} process(es) did not exit after SIGKILL",
+                summary.unreaped
+            );
         }
     }
     drop(plan.state);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

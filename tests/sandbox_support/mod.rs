@@ -38,12 +38,20 @@ impl Run {
         self.lines()
             .into_iter()
             .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{}\n{}", self.stdout, self.stderr))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no line starting with {prefix:?} in:\n{}\n{}",
+                    self.stdout, self.stderr
+                )
+            })
     }
 
     /// Every line starting with `prefix`.
     pub fn all(&self, prefix: &str) -> Vec<&str> {
-        self.lines().into_iter().filter(|l| l.starts_with(prefix)).collect()
+        self.lines()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
     }
 
     /// Whether some line contains `text`.
@@ -237,7 +245,9 @@ pub fn alive(pid: i32) -> bool {
             Ok(s) => s,
             Err(_) => return false,
         };
-        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next());
         if state == Some(Some('Z')) {
             return false;
         }

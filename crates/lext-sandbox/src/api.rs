@@ -22,7 +22,9 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use lext_protocol::error::StatusResponse;
-use lext_protocol::extensions::{self as ext, EventType, NextEvent, RegisterRequest, RegisterResponse};
+use lext_protocol::extensions::{
+    self as ext, EventType, NextEvent, RegisterRequest, RegisterResponse,
+};
 use lext_protocol::runtime as rt;
 use lext_protocol::telemetry::{Api, SubscribeRequest};
 use tokio::net::TcpListener;
@@ -145,11 +147,20 @@ pub fn router(driver: mpsc::Sender<ApiCall>) -> Router {
         .route(ext::NEXT_EVENT_PATH, get(extension_next))
         .route(ext::INIT_ERROR_PATH, post(extension_init_error))
         .route(ext::EXIT_ERROR_PATH, post(extension_exit_error))
-        .route(lext_protocol::telemetry::TELEMETRY_PATH, put(telemetry_subscribe))
+        .route(
+            lext_protocol::telemetry::TELEMETRY_PATH,
+            put(telemetry_subscribe),
+        )
         .route(lext_protocol::telemetry::LOGS_PATH, put(logs_subscribe))
         .route(rt::NEXT_INVOCATION_PATH, get(runtime_next))
-        .route("/2018-06-01/runtime/invocation/{request_id}/response", post(runtime_response))
-        .route("/2018-06-01/runtime/invocation/{request_id}/error", post(runtime_error))
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            post(runtime_response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/error",
+            post(runtime_error),
+        )
         .route(rt::INIT_ERROR_PATH, post(runtime_init_error))
         .with_state(driver)
 }
@@ -185,16 +196,18 @@ async fn call(driver: &mpsc::Sender<ApiCall>, request: ApiRequest) -> Response {
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 /// Renders a refusal: its status and `{"errorMessage","errorType"}\n`.
 pub fn refused(refusal: Refusal) -> Response {
     tracing::debug!(error_type = refusal.error_type(), message = %refusal, "refused");
-    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, refusal.to_response().to_body())
 }
 
@@ -244,7 +257,10 @@ fn render(reply: ApiReply) -> Response {
             set(rt::HEADER_DEADLINE_MS, &inv.deadline_ms.to_string());
             set(rt::HEADER_INVOKED_FUNCTION_ARN, &inv.invoked_function_arn);
             set(rt::HEADER_TRACE_ID, inv.trace_id.as_deref().unwrap_or(""));
-            set(rt::HEADER_CLIENT_CONTEXT, inv.client_context.as_deref().unwrap_or(""));
+            set(
+                rt::HEADER_CLIENT_CONTEXT,
+                inv.client_context.as_deref().unwrap_or(""),
+            );
             set("content-type", "application/json");
             r
         }
@@ -295,12 +311,16 @@ async fn register(State(driver): Driver, headers: HeaderMap, body: Body) -> Resp
             .to_owned();
         let body = small_body(body).await?;
         // An empty body is not JSON: rapid refuses it too.
-        let request: RegisterRequest =
-            serde_json::from_slice(&body).map_err(|e| Refusal::InvalidRequestFormat(e.to_string()))?;
+        let request: RegisterRequest = serde_json::from_slice(&body)
+            .map_err(|e| Refusal::InvalidRequestFormat(e.to_string()))?;
         if !request.configuration_keys.is_empty() {
             return Err(Refusal::ConfigurationKeys);
         }
-        if let Some(EventType::Other(bad)) = request.events.iter().find(|e| matches!(e, EventType::Other(_))) {
+        if let Some(EventType::Other(bad)) = request
+            .events
+            .iter()
+            .find(|e| matches!(e, EventType::Other(_)))
+        {
             return Err(Refusal::InvalidEventType(bad.clone()));
         }
         let account_id = header_str(&headers, ext::HEADER_ACCEPT_FEATURE)
@@ -325,12 +345,19 @@ async fn extension_next(State(driver): Driver, headers: HeaderMap) -> Response {
     }
 }
 
-async fn extension_error(driver: &mpsc::Sender<ApiCall>, headers: &HeaderMap, body: Body, init: bool) -> Response {
+async fn extension_error(
+    driver: &mpsc::Sender<ApiCall>,
+    headers: &HeaderMap,
+    body: Body,
+    init: bool,
+) -> Response {
     let id = match identifier(headers) {
         Ok(id) => id,
         Err(r) => return refused(r),
     };
-    let Some(error_type) = header_str(headers, ext::HEADER_FUNCTION_ERROR_TYPE).filter(|t| !t.is_empty()) else {
+    let Some(error_type) =
+        header_str(headers, ext::HEADER_FUNCTION_ERROR_TYPE).filter(|t| !t.is_empty())
+    else {
         return refused(Refusal::MissingErrorType);
     };
     let error_type = error_type.to_owned();
@@ -339,7 +366,15 @@ async fn extension_error(driver: &mpsc::Sender<ApiCall>, headers: &HeaderMap, bo
     if let Err(r) = small_body(body).await {
         return refused(r);
     }
-    call(driver, ApiRequest::ExtensionError { id, init, error_type }).await
+    call(
+        driver,
+        ApiRequest::ExtensionError {
+            id,
+            init,
+            error_type,
+        },
+    )
+    .await
 }
 
 async fn extension_init_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
@@ -350,7 +385,12 @@ async fn extension_exit_error(State(driver): Driver, headers: HeaderMap, body: B
     extension_error(&driver, &headers, body, false).await
 }
 
-async fn subscribe(driver: &mpsc::Sender<ApiCall>, headers: &HeaderMap, body: Body, api: Api) -> Response {
+async fn subscribe(
+    driver: &mpsc::Sender<ApiCall>,
+    headers: &HeaderMap,
+    body: Body,
+    api: Api,
+) -> Response {
     let id = match identifier(headers) {
         Ok(id) => id,
         Err(r) => return refused(r),
@@ -403,7 +443,10 @@ async fn runtime_response(
     if let Some(mode) = headers.get(rt::HEADER_RESPONSE_MODE) {
         // Streaming responses are accepted and buffered (docs/fidelity.md);
         // any other value is refused as rapid does.
-        if !mode.as_bytes().eq_ignore_ascii_case(rt::RESPONSE_MODE_STREAMING.as_bytes()) {
+        if !mode
+            .as_bytes()
+            .eq_ignore_ascii_case(rt::RESPONSE_MODE_STREAMING.as_bytes())
+        {
             return refused(Refusal::InvalidResponseMode);
         }
     }

@@ -18,14 +18,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
-use lext_protocol::extensions::{EventType, InvokeEvent, NextEvent, RegisterResponse, ShutdownEvent};
+use lext_protocol::extensions::{
+    EventType, InvokeEvent, NextEvent, RegisterResponse, ShutdownEvent,
+};
 use lext_protocol::telemetry::{Api, Record, SubscribeRequest};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -33,8 +35,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiCall, ApiReply, ApiRequest, Invocation};
 use crate::lifecycle::{
-    Effect, ExitStatus, ExtensionId, InitPhase, Input, LaunchFailure, Lifecycle, LifecycleConfig, Now, Outcome,
-    Proc, Report, Signal, Status,
+    Effect, ExitStatus, ExtensionId, InitPhase, Input, LaunchFailure, Lifecycle, LifecycleConfig,
+    Now, Outcome, Proc, Report, Signal, Status,
 };
 use crate::logline;
 use crate::refusal::Refusal;
@@ -72,7 +74,12 @@ pub trait Telemetry: Send + 'static {
     /// Records a platform event (the hub stamps the time). Must not block.
     fn record(&mut self, record: Record);
     /// Adds a subscriber the lifecycle has accepted.
-    fn subscribe(&mut self, extension: &str, api: Api, request: &SubscribeRequest) -> Result<(), Refusal>;
+    fn subscribe(
+        &mut self,
+        extension: &str,
+        api: Api,
+        request: &SubscribeRequest,
+    ) -> Result<(), Refusal>;
     /// End of Init: no more subscriptions.
     fn close_subscriptions(&mut self);
     /// A new Init begins after a reset.
@@ -107,7 +114,12 @@ impl Telemetry for crate::telemetry::Hub {
         crate::telemetry::Hub::record(self, record);
     }
 
-    fn subscribe(&mut self, extension: &str, api: Api, request: &SubscribeRequest) -> Result<(), Refusal> {
+    fn subscribe(
+        &mut self,
+        extension: &str,
+        api: Api,
+        request: &SubscribeRequest,
+    ) -> Result<(), Refusal> {
         use crate::telemetry::SubscribeError;
         crate::telemetry::Hub::subscribe(self, api, extension, request).map_err(|e| match e {
             SubscribeError::Closed(api) => Refusal::SubscriptionClosed(api),
@@ -153,7 +165,12 @@ impl Telemetry for crate::telemetry::Hub {
 pub trait Host: Send + 'static {
     /// Launches external extension `index` (name order) of `generation`.
     /// Its exit must be reported through `exits`.
-    fn launch_extension(&mut self, index: usize, generation: u64, exits: &Exits) -> Result<(), LaunchFailure>;
+    fn launch_extension(
+        &mut self,
+        index: usize,
+        generation: u64,
+        exits: &Exits,
+    ) -> Result<(), LaunchFailure>;
     /// Starts the runtime of `generation`; `Err` holds the OS error text.
     fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String>;
     /// Signals a process group (a process already gone is not an error).
@@ -618,7 +635,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 account_id,
             } => {
                 let id = ExtensionId(uuid::Uuid::new_v4());
-                match self.lc.transition(Input::Register { id, name, events }, now) {
+                match self
+                    .lc
+                    .transition(Input::Register { id, name, events }, now)
+                {
                     Ok(effects) => {
                         let response = RegisterResponse {
                             function_name: self.function.name.clone(),
@@ -634,18 +654,24 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     }
                 }
             }
-            ApiRequest::ExtensionNext { id } => match self.lc.transition(Input::ExtensionNext { id }, now) {
-                Ok(effects) => {
-                    // The answer comes with an INVOKE or SHUTDOWN effect,
-                    // maybe in this very batch.
-                    self.ext_waiters.insert(id, reply);
-                    self.apply_all(effects);
+            ApiRequest::ExtensionNext { id } => {
+                match self.lc.transition(Input::ExtensionNext { id }, now) {
+                    Ok(effects) => {
+                        // The answer comes with an INVOKE or SHUTDOWN effect,
+                        // maybe in this very batch.
+                        self.ext_waiters.insert(id, reply);
+                        self.apply_all(effects);
+                    }
+                    Err(r) => {
+                        let _ = reply.send(ApiReply::Refused(r));
+                    }
                 }
-                Err(r) => {
-                    let _ = reply.send(ApiReply::Refused(r));
-                }
-            },
-            ApiRequest::ExtensionError { id, init, error_type } => {
+            }
+            ApiRequest::ExtensionError {
+                id,
+                init,
+                error_type,
+            } => {
                 let input = if init {
                     Input::ExtensionInitError { id }
                 } else {
@@ -667,7 +693,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         return;
                     }
                 };
-                let name = self.lc.extension(id).map(|(_, n, _)| n.to_owned()).unwrap_or_default();
+                let name = self
+                    .lc
+                    .extension(id)
+                    .map(|(_, n, _)| n.to_owned())
+                    .unwrap_or_default();
                 if let Err(r) = self.telemetry.subscribe(&name, api, &request) {
                     let _ = reply.send(ApiReply::Refused(r));
                     return;
@@ -721,13 +751,24 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 self.stash = None;
             }
             ApiRequest::RuntimeInitError { error_type } => {
-                self.respond_then_apply(Input::RuntimeInitError { error_type }, now, reply, ApiReply::Accepted);
+                self.respond_then_apply(
+                    Input::RuntimeInitError { error_type },
+                    now,
+                    reply,
+                    ApiReply::Accepted,
+                );
             }
         }
     }
 
     /// For calls answered at once: the refusal, or `ok` then the effects.
-    fn respond_then_apply(&mut self, input: Input, now: Now, reply: oneshot::Sender<ApiReply>, ok: ApiReply) {
+    fn respond_then_apply(
+        &mut self,
+        input: Input,
+        now: Now,
+        reply: oneshot::Sender<ApiReply>,
+        ok: ApiReply,
+    ) {
         match self.lc.transition(input, now) {
             Ok(effects) => {
                 let _ = reply.send(ok);
@@ -749,7 +790,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     self.telemetry.begin_init();
                 }
                 tracing::info!(phase = ?phase, "init started");
-                self.telemetry.record(crate::platform::init_start(&self.function, phase));
+                self.telemetry
+                    .record(crate::platform::init_start(&self.function, phase));
             }
             Effect::LaunchExtension { index } => {
                 let generation = self.lc.generation();
@@ -774,7 +816,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     self.platform(text);
                 }
             }
-            Effect::InitDone { duration, extensions } => {
+            Effect::InitDone {
+                duration,
+                extensions,
+            } => {
                 for ext in &extensions {
                     self.extension_line(ext);
                 }
@@ -797,7 +842,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let outcome = match (status, &error_type) {
                     (Status::Timeout, _) => logline::Outcome::Timeout,
                     (_, Some(t)) => logline::Outcome::Error(t.clone()),
-                    (_, None) => logline::Outcome::Error(lext_protocol::error::error_type::SANDBOX_FAILURE.into()),
+                    (_, None) => logline::Outcome::Error(
+                        lext_protocol::error::error_type::SANDBOX_FAILURE.into(),
+                    ),
                 };
                 let lphase = match phase {
                     InitPhase::Init => logline::InitPhase::Init,
@@ -821,7 +868,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 request_id,
                 deadline_ms,
             } => {
-                let tracing = self.current.as_ref().and_then(|c| c.request.trace_id.clone());
+                let tracing = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.request.trace_id.clone());
                 let event = NextEvent::Invoke(InvokeEvent {
                     deadline_ms,
                     request_id,
@@ -860,7 +910,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     None => tracing::warn!("the runtime is not waiting in /next"),
                 }
             }
-            Effect::Respond { request_id, outcome } => {
+            Effect::Respond {
+                request_id,
+                outcome,
+            } => {
                 let result = match outcome {
                     Outcome::Response => match self.stash.take() {
                         Some(Stash::Response(body, ct)) => InvokeResult::Response {
@@ -876,9 +929,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         Some(Stash::Error(body)) => InvokeResult::FunctionError { body },
                         _ => InvokeResult::FunctionError { body: Bytes::new() },
                     },
-                    Outcome::PlatformError { error_type, message } => {
-                        InvokeResult::PlatformError { error_type, message }
-                    }
+                    Outcome::PlatformError {
+                        error_type,
+                        message,
+                    } => InvokeResult::PlatformError {
+                        error_type,
+                        message,
+                    },
                 };
                 if let Some(reply) = self.current.as_mut().and_then(|c| c.reply.take()) {
                     let _ = reply.send(InvokeReply { request_id, result });
@@ -889,8 +946,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 status,
                 error_type,
             } => {
-                self.telemetry
-                    .record(crate::platform::runtime_done(&request_id, status, error_type.as_deref()));
+                self.telemetry.record(crate::platform::runtime_done(
+                    &request_id,
+                    status,
+                    error_type.as_deref(),
+                ));
             }
             Effect::TimedOut { request_id, after } => {
                 self.line(
@@ -904,7 +964,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 error_type,
             } => {
                 let _ = request_id;
-                self.telemetry.record(crate::platform::fault(message.clone()));
+                self.telemetry
+                    .record(crate::platform::fault(message.clone()));
                 self.platform(message);
                 self.platform(error_type);
             }
@@ -952,7 +1013,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         let _ = reply.send(InvokeReply {
                             request_id: current.request_id,
                             result: InvokeResult::PlatformError {
-                                error_type: lext_protocol::error::error_type::SANDBOX_FAILURE.into(),
+                                error_type: lext_protocol::error::error_type::SANDBOX_FAILURE
+                                    .into(),
                                 message: "The execution environment shut down".into(),
                             },
                         });
@@ -990,7 +1052,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         // platform.report's status).
         let outcome = match (report.status, &report.error_type) {
             (Status::Timeout, _) => logline::Outcome::Timeout,
-            (Status::Error, Some(t)) if !self.is_function_error(t) => logline::Outcome::Error(t.clone()),
+            (Status::Error, Some(t)) if !self.is_function_error(t) => {
+                logline::Outcome::Error(t.clone())
+            }
             _ => logline::Outcome::Success,
         };
         self.platform(logline::report(&logline::Report {
@@ -1006,7 +1070,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             self.function.memory_mb,
             max_memory,
         ));
-        self.telemetry.record(crate::platform::end(&report.request_id));
+        self.telemetry
+            .record(crate::platform::end(&report.request_id));
         if let Some(current) = self.current.take() {
             if let Some(reply) = current.reply {
                 // The invoke ended before the runtime answered (a phase-invoke

@@ -75,7 +75,10 @@ impl Conn {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         let status = line
             .split_whitespace()
@@ -118,7 +121,8 @@ impl Conn {
 /// Runs the echo runtime until the connection closes or a call fails.
 /// The sandbox ends it with SIGTERM or SIGKILL, like any runtime.
 pub fn run() -> Result<(), EchoError> {
-    let addr = std::env::var(lext_protocol::env::AWS_LAMBDA_RUNTIME_API).map_err(|_| EchoError::MissingApi)?;
+    let addr = std::env::var(lext_protocol::env::AWS_LAMBDA_RUNTIME_API)
+        .map_err(|_| EchoError::MissingApi)?;
     // Some clients accept an `http://` prefix; so do we.
     let addr = addr.trim_start_matches("http://").to_owned();
     let io_err = |source| EchoError::Io {

@@ -102,7 +102,13 @@ impl ProcessHost {
         }
     }
 
-    fn spawn(&mut self, spec: Spec, proc: Proc, generation: u64, exits: &Exits) -> Result<(), process::LaunchError> {
+    fn spawn(
+        &mut self,
+        spec: Spec,
+        proc: Proc,
+        generation: u64,
+        exits: &Exits,
+    ) -> Result<(), process::LaunchError> {
         let mut child = process::spawn(spec, self.sink.clone())?;
         let pgid = child.pid();
         self.groups().insert(proc, (generation, pgid));
@@ -122,7 +128,10 @@ impl ProcessHost {
             };
             {
                 let mut groups = groups.lock().unwrap_or_else(PoisonError::into_inner);
-                if groups.get(&proc).is_some_and(|&(g, p)| g == generation && p == pgid) {
+                if groups
+                    .get(&proc)
+                    .is_some_and(|&(g, p)| g == generation && p == pgid)
+                {
                     groups.remove(&proc);
                 }
             }
@@ -136,12 +145,21 @@ impl ProcessHost {
 }
 
 impl Host for ProcessHost {
-    fn launch_extension(&mut self, index: usize, generation: u64, exits: &Exits) -> Result<(), LaunchFailure> {
+    fn launch_extension(
+        &mut self,
+        index: usize,
+        generation: u64,
+        exits: &Exits,
+    ) -> Result<(), LaunchFailure> {
         self.new_generation(generation);
         let Some(ext) = self.extensions.get(index).cloned() else {
             return Err(LaunchFailure::UnknownError);
         };
-        let mut spec = Spec::new(&ext.path, self.extension_env.clone(), Source::Extension(ext.name.clone()));
+        let mut spec = Spec::new(
+            &ext.path,
+            self.extension_env.clone(),
+            Source::Extension(ext.name.clone()),
+        );
         spec.isolation = self.isolation.clone();
         self.spawn(spec, Proc::Extension(index), generation, exits).map_err(|e| {
             // Lambda's own wording goes to the log, as rapid writes it.
@@ -161,7 +179,11 @@ impl Host for ProcessHost {
 
     fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String> {
         self.new_generation(generation);
-        let mut spec = Spec::new(&self.runtime.program, self.runtime_env.clone(), Source::Function);
+        let mut spec = Spec::new(
+            &self.runtime.program,
+            self.runtime_env.clone(),
+            Source::Function,
+        );
         spec.args = self.runtime.args.clone();
         spec.cwd = self.runtime.cwd.clone();
         spec.isolation = self.isolation.clone();
@@ -183,7 +205,11 @@ impl Host for ProcessHost {
     }
 
     fn freeze(&mut self, frozen: bool) {
-        let signal = if frozen { OsSignal::STOP } else { OsSignal::CONT };
+        let signal = if frozen {
+            OsSignal::STOP
+        } else {
+            OsSignal::CONT
+        };
         let pgids: Vec<u32> = self.groups().values().map(|&(_, p)| p).collect();
         for pgid in pgids {
             if let Err(e) = process::signal_group(pgid, signal) {

@@ -43,7 +43,9 @@ impl InvokeTarget {
     /// tools written for RIE work unchanged.
     fn matches(&self, name: &str) -> bool {
         let strip = |s: &'_ str, base: &str| -> bool {
-            s == base || s.strip_prefix(base).is_some_and(|rest| rest.starts_with(':') && !rest[1..].contains(':'))
+            s == base
+                || s.strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with(':') && !rest[1..].contains(':'))
         };
         name == "function" || strip(name, &self.name) || strip(name, &self.arn)
     }
@@ -70,14 +72,22 @@ fn service_error(status: StatusCode, error_type: &str, message: &str) -> Respons
     let body = serde_json::json!({ "Type": "User", "message": message }).to_string();
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(error_type) {
         h.insert("x-amzn-ErrorType", v);
     }
     r
 }
 
-async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn invoke(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !ctx.target.matches(&name) {
         return service_error(
             StatusCode::NOT_FOUND,
@@ -96,7 +106,12 @@ async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: Heade
         }
         Err(_) => return service_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", "Could not read the request body"),
     };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let request = InvokeRequest {
         payload,
         trace_id: text(inv::HEADER_TRACE_ID),
@@ -107,7 +122,11 @@ async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: Heade
         Some("Event") => {
             return match ctx.handle.invoke_async(request) {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
-                Err(e) => service_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", &e.to_string()),
+                Err(e) => service_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    &e.to_string(),
+                ),
             }
         }
         Some("DryRun") => return StatusCode::NO_CONTENT.into_response(),
@@ -121,12 +140,21 @@ async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: Heade
     }
     let reply = match ctx.handle.invoke(request).await {
         Ok(reply) => reply,
-        Err(e) => return service_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", &e.to_string()),
+        Err(e) => {
+            return service_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &e.to_string(),
+            )
+        }
     };
     let (body, content_type, failed) = match reply.result {
         InvokeResult::Response { body, content_type } => (body, content_type, false),
         InvokeResult::FunctionError { body } => (body, None, true),
-        InvokeResult::PlatformError { error_type, message } => {
+        InvokeResult::PlatformError {
+            error_type,
+            message,
+        } => {
             // errorType first, as Lambda writes these bodies.
             let body = format!(
                 "{{\"errorType\":{},\"errorMessage\":{}}}",
@@ -149,7 +177,10 @@ async fn invoke(State(ctx): State<Ctx>, Path(name): Path<String>, headers: Heade
         h.insert(inv::HEADER_EXECUTED_VERSION, v);
     }
     if failed {
-        h.insert(inv::HEADER_FUNCTION_ERROR, HeaderValue::from_static(inv::FUNCTION_ERROR_UNHANDLED));
+        h.insert(
+            inv::HEADER_FUNCTION_ERROR,
+            HeaderValue::from_static(inv::FUNCTION_ERROR_UNHANDLED),
+        );
     }
     r
 }
@@ -206,7 +237,13 @@ mod tests {
             arn: "arn:aws:lambda:us-east-1:123456789012:function:fn".into(),
             version: "$LATEST".into(),
         };
-        for ok in ["fn", "fn:$LATEST", "function", "arn:aws:lambda:us-east-1:123456789012:function:fn", "arn:aws:lambda:us-east-1:123456789012:function:fn:1"] {
+        for ok in [
+            "fn",
+            "fn:$LATEST",
+            "function",
+            "arn:aws:lambda:us-east-1:123456789012:function:fn",
+            "arn:aws:lambda:us-east-1:123456789012:function:fn:1",
+        ] {
             assert!(t.matches(ok), "{ok}");
         }
         for bad in ["other", "fnx", "fn:1:2"] {

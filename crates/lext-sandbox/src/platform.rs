@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use lext_protocol::telemetry::{
-    self as tel, DurationMetrics, ExtensionInfo, InitializationType, LogRecord, Record, ReportMetrics,
+    self as tel, DurationMetrics, ExtensionInfo, InitializationType, LogRecord, Record,
+    ReportMetrics,
 };
 
 use crate::driver::FunctionConfig;
@@ -81,12 +82,22 @@ pub fn init_done(duration: Duration, extensions: &[ExtensionSummary]) -> Vec<Rec
             extra: Default::default(),
         })));
     }
-    events.push(init_report(InitPhase::Init, duration, Status::Success, None));
+    events.push(init_report(
+        InitPhase::Init,
+        duration,
+        Status::Success,
+        None,
+    ));
     events
 }
 
 /// `platform.initReport`.
-pub fn init_report(p: InitPhase, duration: Duration, s: Status, error_type: Option<&str>) -> Record {
+pub fn init_report(
+    p: InitPhase,
+    duration: Duration,
+    s: Status,
+    error_type: Option<&str>,
+) -> Record {
     event(Record::InitReport(tel::InitReport {
         initialization_type: InitializationType::OnDemand,
         phase: phase(p),

@@ -2,6 +2,9 @@
 //! (sections 1.3, 2.2, 3.1), sent with `tower::ServiceExt::oneshot` to the
 //! router of a real driver whose processes are fakes.
 
+// A failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +13,8 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
 use lext_sandbox::driver::{
-    Exits, FunctionConfig, Host, InvokeReply, InvokeRequest, InvokeResult, NoTelemetry, Output, Sandbox,
+    Exits, FunctionConfig, Host, InvokeReply, InvokeRequest, InvokeResult, NoTelemetry, Output,
+    Sandbox,
 };
 use lext_sandbox::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
 use tower::ServiceExt as _;
@@ -23,7 +27,12 @@ struct FakeHost {
 }
 
 impl Host for FakeHost {
-    fn launch_extension(&mut self, index: usize, generation: u64, exits: &Exits) -> Result<(), LaunchFailure> {
+    fn launch_extension(
+        &mut self,
+        index: usize,
+        generation: u64,
+        exits: &Exits,
+    ) -> Result<(), LaunchFailure> {
         self.log.lock().unwrap().push(format!("launch {index}"));
         *self.exits.lock().unwrap() = Some((exits.clone(), generation));
         Ok(())
@@ -34,7 +43,10 @@ impl Host for FakeHost {
         Ok(())
     }
     fn signal(&mut self, proc: Proc, signal: Signal) {
-        self.log.lock().unwrap().push(format!("{signal:?} {proc:?}"));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{signal:?} {proc:?}"));
         if let Some((exits, generation)) = self.exits.lock().unwrap().clone() {
             exits.report(generation, proc, ExitStatus::Signal(9));
         }
@@ -88,24 +100,39 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
     /// Asserts an AWS error answer.
     fn error(&self, status: u16, error_type: &str, message: &str) {
         assert_eq!(self.status.as_u16(), status, "body {:?}", self.body);
-        assert!(self.body.ends_with('\n'), "rapid bodies end with a newline: {:?}", self.body);
+        assert!(
+            self.body.ends_with('\n'),
+            "rapid bodies end with a newline: {:?}",
+            self.body
+        );
         let v = self.json();
         assert_eq!(v["errorType"], error_type, "{:?}", self.body);
         assert_eq!(v["errorMessage"], message, "{:?}", self.body);
     }
 }
 
-async fn send(router: &Router, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Answer {
+async fn send(
+    router: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = router.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let resp = router
+        .clone()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -125,13 +152,28 @@ const TELEMETRY: &str = "/2022-07-01/telemetry";
 const LOGS: &str = "/2020-08-15/logs";
 
 async fn register(router: &Router, name: &str, events: &str) -> String {
-    let a = send(router, "POST", REGISTER, &[("Lambda-Extension-Name", name)], format!(r#"{{"events":{events}}}"#)).await;
+    let a = send(
+        router,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", name)],
+        format!(r#"{{"events":{events}}}"#),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    a.headers["lambda-extension-identifier"].to_str().unwrap().to_owned()
+    a.headers["lambda-extension-identifier"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A long poll, in the background.
-fn poll(router: &Router, method: &'static str, path: &'static str, id: Option<String>) -> tokio::task::JoinHandle<Answer> {
+fn poll(
+    router: &Router,
+    method: &'static str,
+    path: &'static str,
+    id: Option<String>,
+) -> tokio::task::JoinHandle<Answer> {
     let router = router.clone();
     tokio::spawn(async move {
         let headers: Vec<(&str, &str)> = match &id {
@@ -154,7 +196,10 @@ async fn register_success_without_content_type_and_account_id() {
         &e.router,
         "POST",
         REGISTER,
-        &[("Lambda-Extension-Name", "ext"), ("Lambda-Extension-Accept-Feature", " foo, accountId")],
+        &[
+            ("Lambda-Extension-Name", "ext"),
+            ("Lambda-Extension-Accept-Feature", " foo, accountId"),
+        ],
         r#"{"events":["INVOKE","SHUTDOWN"]}"#,
     )
     .await;
@@ -174,32 +219,75 @@ async fn register_refusals() {
     let r = &e.router;
     send(r, "POST", REGISTER, &[], r#"{"events":[]}"#)
         .await
-        .error(403, "Extension.InvalidExtensionName", "Empty extension name");
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "")], r#"{"events":[]}"#)
-        .await
-        .error(403, "Extension.InvalidExtensionName", "Empty extension name");
+        .error(
+            403,
+            "Extension.InvalidExtensionName",
+            "Empty extension name",
+        );
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "")],
+        r#"{"events":[]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.InvalidExtensionName",
+        "Empty extension name",
+    );
     let a = send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "ext")], "").await;
     assert_eq!(a.status, 403);
     assert_eq!(a.json()["errorType"], "InvalidRequestFormat");
-    let a = send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "ext")], "{not json").await;
+    let a = send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "ext")],
+        "{not json",
+    )
+    .await;
     assert_eq!(a.json()["errorType"], "InvalidRequestFormat");
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "ext")], r#"{"events":[],"configurationKeys":["k"]}"#)
-        .await
-        .error(
-            403,
-            "InvalidRequestFormat",
-            "configurationKeys are deprecated; use environment variables instead",
-        );
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "ext")], r#"{"events":["INVOKE","FOO"]}"#)
-        .await
-        .error(403, "Extension.InvalidEventType", "FOO: ErrorInvalidEventType");
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "inner")], r#"{"events":["SHUTDOWN"]}"#)
-        .await
-        .error(
-            403,
-            "Extension.InvalidEventType",
-            "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension",
-        );
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "ext")],
+        r#"{"events":[],"configurationKeys":["k"]}"#,
+    )
+    .await
+    .error(
+        403,
+        "InvalidRequestFormat",
+        "configurationKeys are deprecated; use environment variables instead",
+    );
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "ext")],
+        r#"{"events":["INVOKE","FOO"]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.InvalidEventType",
+        "FOO: ErrorInvalidEventType",
+    );
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "inner")],
+        r#"{"events":["SHUTDOWN"]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.InvalidEventType",
+        "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension",
+    );
     register(r, "ext", r#"["INVOKE"]"#).await;
     send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "ext")], r#"{"events":[]}"#)
         .await
@@ -209,23 +297,53 @@ async fn register_refusals() {
             "State transition from Registered to Registered failed for extension ext. Error: State transition is not allowed",
         );
     register(r, "inner", r#"["INVOKE"]"#).await;
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "inner")], r#"{"events":[]}"#)
-        .await
-        .error(403, "Extension.InvalidExtensionState", "Extension with this name already registered");
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "inner")],
+        r#"{"events":[]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.InvalidExtensionState",
+        "Extension with this name already registered",
+    );
     for i in 0..7 {
         register(r, &format!("internal{i}"), "[]").await;
     }
     // ext, ext2 (not yet registered), inner and 7 internals: 10 in all.
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "one-too-many")], r#"{"events":[]}"#)
-        .await
-        .error(403, "Extension.TooManyExtensions", "Extension limit (10) reached");
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "one-too-many")],
+        r#"{"events":[]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.TooManyExtensions",
+        "Extension limit (10) reached",
+    );
     register(r, "ext2", "[]").await;
     // The runtime's first /next closes registration.
     let _runtime = poll(r, "GET", RT_NEXT, None);
     settle().await;
-    send(r, "POST", REGISTER, &[("Lambda-Extension-Name", "late")], r#"{"events":["INVOKE"]}"#)
-        .await
-        .error(403, "Extension.RegistrationClosed", "Extension registration closed already");
+    send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "late")],
+        r#"{"events":["INVOKE"]}"#,
+    )
+    .await
+    .error(
+        403,
+        "Extension.RegistrationClosed",
+        "Extension registration closed already",
+    );
     e.sandbox.handle().shutdown();
 }
 
@@ -234,36 +352,91 @@ async fn identifier_refusals_on_every_endpoint() {
     let e = env(&["ext"]).await;
     let r = &e.router;
     let unknown = uuid::Uuid::new_v4().to_string();
-    for (method, path) in [("GET", NEXT), ("POST", INIT_ERROR), ("POST", EXIT_ERROR), ("PUT", TELEMETRY), ("PUT", LOGS)] {
-        send(r, method, path, &[], "")
-            .await
-            .error(403, "Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header");
-        send(r, method, path, &[("Lambda-Extension-Identifier", "not-a-uuid")], "")
-            .await
-            .error(403, "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier");
+    for (method, path) in [
+        ("GET", NEXT),
+        ("POST", INIT_ERROR),
+        ("POST", EXIT_ERROR),
+        ("PUT", TELEMETRY),
+        ("PUT", LOGS),
+    ] {
+        send(r, method, path, &[], "").await.error(
+            403,
+            "Extension.MissingExtensionIdentifier",
+            "Missing Lambda-Extension-Identifier header",
+        );
+        send(
+            r,
+            method,
+            path,
+            &[("Lambda-Extension-Identifier", "not-a-uuid")],
+            "",
+        )
+        .await
+        .error(
+            403,
+            "Extension.InvalidExtensionIdentifier",
+            "Invalid Lambda-Extension-Identifier",
+        );
     }
-    send(r, "GET", NEXT, &[("Lambda-Extension-Identifier", &unknown)], "")
-        .await
-        .error(403, "Extension.UnknownExtensionIdentifier", &format!("Unknown extension {unknown}"));
+    send(
+        r,
+        "GET",
+        NEXT,
+        &[("Lambda-Extension-Identifier", &unknown)],
+        "",
+    )
+    .await
+    .error(
+        403,
+        "Extension.UnknownExtensionIdentifier",
+        &format!("Unknown extension {unknown}"),
+    );
     let sub = r#"{"schemaVersion":"2022-12-13","types":["platform"],"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:4243"}}"#;
-    send(r, "PUT", TELEMETRY, &[("Lambda-Extension-Identifier", &unknown)], sub)
-        .await
-        .error(403, "Extension.UnknownExtensionIdentifier", &format!("Unknown extension {unknown}"));
+    send(
+        r,
+        "PUT",
+        TELEMETRY,
+        &[("Lambda-Extension-Identifier", &unknown)],
+        sub,
+    )
+    .await
+    .error(
+        403,
+        "Extension.UnknownExtensionIdentifier",
+        &format!("Unknown extension {unknown}"),
+    );
     for path in [INIT_ERROR, EXIT_ERROR] {
         send(
             r,
             "POST",
             path,
-            &[("Lambda-Extension-Identifier", &unknown), ("Lambda-Extension-Function-Error-Type", "Extension.X")],
+            &[
+                ("Lambda-Extension-Identifier", &unknown),
+                ("Lambda-Extension-Function-Error-Type", "Extension.X"),
+            ],
             "",
         )
         .await
-        .error(403, "Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier");
+        .error(
+            403,
+            "Extension.UnknownExtensionIdentifier",
+            "Unknown Lambda-Extension-Identifier",
+        );
     }
     let id = register(r, "ext", r#"["INVOKE","SHUTDOWN"]"#).await;
-    send(r, "POST", INIT_ERROR, &[("Lambda-Extension-Identifier", &id)], "")
-        .await
-        .error(403, "Extension.MissingHeader", "Lambda-Extension-Function-Error-Type not found");
+    send(
+        r,
+        "POST",
+        INIT_ERROR,
+        &[("Lambda-Extension-Identifier", &id)],
+        "",
+    )
+    .await
+    .error(
+        403,
+        "Extension.MissingHeader",
+        "Lambda-Extension-Function-Error-Type not found",
+    );
     e.sandbox.handle().shutdown();
 }
 
@@ -282,15 +455,28 @@ async fn extension_state_refusals_and_error_reports() {
         &format!("State transition from Ready to Ready failed for extension {a}. Error: State transition is not allowed"),
     );
     // init/error after the first next.
-    let h: Vec<(&str, &str)> = vec![("Lambda-Extension-Identifier", a.as_str()), ("Lambda-Extension-Function-Error-Type", "Extension.Bad")];
+    let h: Vec<(&str, &str)> = vec![
+        ("Lambda-Extension-Identifier", a.as_str()),
+        ("Lambda-Extension-Function-Error-Type", "Extension.Bad"),
+    ];
     send(r, "POST", INIT_ERROR, &h, "").await.error(
         403,
         "Extension.InvalidExtensionState",
         &format!("State transition from Ready to InitError failed for extension {a}. Error: State transition is not allowed"),
     );
     // b reports an init error: 202 {"status":"OK"}.
-    let h: Vec<(&str, &str)> = vec![("Lambda-Extension-Identifier", b.as_str()), ("Lambda-Extension-Function-Error-Type", "Extension.Bad")];
-    let ok = send(r, "POST", INIT_ERROR, &h, r#"{"errorMessage":"m","errorType":"Extension.Bad"}"#).await;
+    let h: Vec<(&str, &str)> = vec![
+        ("Lambda-Extension-Identifier", b.as_str()),
+        ("Lambda-Extension-Function-Error-Type", "Extension.Bad"),
+    ];
+    let ok = send(
+        r,
+        "POST",
+        INIT_ERROR,
+        &h,
+        r#"{"errorMessage":"m","errorType":"Extension.Bad"}"#,
+    )
+    .await;
     assert_eq!(ok.status, 202);
     assert_eq!(ok.body, "{\"status\":\"OK\"}\n");
     e.sandbox.handle().shutdown();
@@ -304,13 +490,18 @@ async fn identifiers_do_not_survive_a_reset() {
     let e = env(&["a"]).await;
     let r = &e.router;
     let a = register(r, "a", r#"["INVOKE"]"#).await;
-    let h: Vec<(&str, &str)> = vec![("Lambda-Extension-Identifier", a.as_str()), ("Lambda-Extension-Function-Error-Type", "Extension.Bad")];
+    let h: Vec<(&str, &str)> = vec![
+        ("Lambda-Extension-Identifier", a.as_str()),
+        ("Lambda-Extension-Function-Error-Type", "Extension.Bad"),
+    ];
     assert_eq!(send(r, "POST", INIT_ERROR, &h, "").await.status, 202);
     // The environment reset: a's identifier is gone with it.
     settle().await;
-    send(r, "POST", EXIT_ERROR, &h, "")
-        .await
-        .error(403, "Extension.UnknownExtensionIdentifier", "Unknown Lambda-Extension-Identifier");
+    send(r, "POST", EXIT_ERROR, &h, "").await.error(
+        403,
+        "Extension.UnknownExtensionIdentifier",
+        "Unknown Lambda-Extension-Identifier",
+    );
     e.sandbox.handle().shutdown();
 }
 
@@ -337,9 +528,11 @@ async fn subscriptions() {
     let _rt = poll(r, "GET", RT_NEXT, None);
     let _next = poll(r, "GET", NEXT, Some(id.clone()));
     settle().await;
-    send(r, "PUT", TELEMETRY, &h, good)
-        .await
-        .error(403, "Telemetry.SubscriptionClosed", "Telemetry API subscription is closed already");
+    send(r, "PUT", TELEMETRY, &h, good).await.error(
+        403,
+        "Telemetry.SubscriptionClosed",
+        "Telemetry API subscription is closed already",
+    );
     e.sandbox.handle().shutdown();
 }
 
@@ -378,17 +571,30 @@ async fn runtime_api_refusals_and_invoke() {
     let next = rt.await.unwrap();
     assert_eq!(next.status, 200);
     assert_eq!(next.body, "{\"k\":1}");
-    let rid = next.headers["lambda-runtime-aws-request-id"].to_str().unwrap().to_owned();
-    let deadline: u64 = next.headers["lambda-runtime-deadline-ms"].to_str().unwrap().parse().unwrap();
+    let rid = next.headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let deadline: u64 = next.headers["lambda-runtime-deadline-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(deadline > 1_600_000_000_000);
     assert_eq!(
         next.headers["lambda-runtime-invoked-function-arn"],
         "arn:aws:lambda:us-east-1:123456789012:function:fn"
     );
     assert_eq!(next.headers["lambda-runtime-trace-id"], "Root=1-abc");
-    send(r, "POST", "/2018-06-01/runtime/invocation/wrong/response", &[], "{}")
-        .await
-        .error(400, "InvalidRequestID", "Invalid request ID");
+    send(
+        r,
+        "POST",
+        "/2018-06-01/runtime/invocation/wrong/response",
+        &[],
+        "{}",
+    )
+    .await
+    .error(400, "InvalidRequestID", "Invalid request ID");
     send(
         r,
         "POST",
@@ -397,7 +603,11 @@ async fn runtime_api_refusals_and_invoke() {
         "{}",
     )
     .await
-    .error(400, "InvalidFunctionResponseMode", "Invalid function response mode");
+    .error(
+        400,
+        "InvalidFunctionResponseMode",
+        "Invalid function response mode",
+    );
     send(r, "GET", RT_NEXT, &[], "").await.error(
         403,
         "InvalidStateTransition",
@@ -438,31 +648,59 @@ async fn oversized_response_is_413_and_the_caller_gets_the_platform_error() {
     let r = &e.router;
     let rt = init_runtime_only(r).await;
     let handle = e.sandbox.handle();
-    let invoke = tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
+    let invoke =
+        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
     let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"].to_str().unwrap().to_owned();
+    let rid = next.headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let big = vec![b'x'; lext_protocol::MAX_PAYLOAD_SIZE + 1];
-    send(r, "POST", &format!("/2018-06-01/runtime/invocation/{rid}/response"), &[], big)
-        .await
-        .error(413, "RequestEntityTooLarge", "Exceeded maximum allowed payload size (6291556 bytes).");
+    send(
+        r,
+        "POST",
+        &format!("/2018-06-01/runtime/invocation/{rid}/response"),
+        &[],
+        big,
+    )
+    .await
+    .error(
+        413,
+        "RequestEntityTooLarge",
+        "Exceeded maximum allowed payload size (6291556 bytes).",
+    );
     let reply = invoke.await.unwrap();
     assert_eq!(
         reply.result,
         InvokeResult::PlatformError {
             error_type: "Function.ResponseSizeTooLarge".into(),
-            message: "Response payload size exceeded maximum allowed payload size (6291556 bytes).".into()
+            message: "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+                .into()
         }
     );
     // Exactly the limit is accepted on the next invoke.
     let rt = poll(r, "GET", RT_NEXT, None);
     let handle = e.sandbox.handle();
-    let invoke = tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
+    let invoke =
+        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
     let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"].to_str().unwrap().to_owned();
+    let rid = next.headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let exact = vec![b'x'; lext_protocol::MAX_PAYLOAD_SIZE];
-    let a = send(r, "POST", &format!("/2018-06-01/runtime/invocation/{rid}/response"), &[], exact).await;
+    let a = send(
+        r,
+        "POST",
+        &format!("/2018-06-01/runtime/invocation/{rid}/response"),
+        &[],
+        exact,
+    )
+    .await;
     assert_eq!(a.status, 202);
-    assert!(matches!(invoke.await.unwrap().result, InvokeResult::Response { body, .. } if body.len() == lext_protocol::MAX_PAYLOAD_SIZE));
+    assert!(
+        matches!(invoke.await.unwrap().result, InvokeResult::Response { body, .. } if body.len() == lext_protocol::MAX_PAYLOAD_SIZE)
+    );
     e.sandbox.handle().shutdown();
 }
 
@@ -472,16 +710,36 @@ async fn function_error_passes_the_body_through() {
     let r = &e.router;
     let rt = init_runtime_only(r).await;
     let handle = e.sandbox.handle();
-    let invoke = tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
+    let invoke =
+        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
     let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"].to_str().unwrap().to_owned();
-    send(r, "POST", "/2018-06-01/runtime/invocation/nope/error", &[], "{}")
-        .await
-        .error(400, "InvalidRequestID", "Invalid request ID");
+    let rid = next.headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    send(
+        r,
+        "POST",
+        "/2018-06-01/runtime/invocation/nope/error",
+        &[],
+        "{}",
+    )
+    .await
+    .error(400, "InvalidRequestID", "Invalid request ID");
     let body = r#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#;
-    let a = send(r, "POST", &format!("/2018-06-01/runtime/invocation/{rid}/error"), &[], body).await;
+    let a = send(
+        r,
+        "POST",
+        &format!("/2018-06-01/runtime/invocation/{rid}/error"),
+        &[],
+        body,
+    )
+    .await;
     assert_eq!(a.status, 202);
-    assert_eq!(invoke.await.unwrap().result, InvokeResult::FunctionError { body: body.into() });
+    assert_eq!(
+        invoke.await.unwrap().result,
+        InvokeResult::FunctionError { body: body.into() }
+    );
     e.sandbox.handle().shutdown();
 }
 
