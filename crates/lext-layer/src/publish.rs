@@ -260,7 +260,7 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
     }
     let arches = check::extension_architectures(&listing);
 
-    let client = client(&options.aws).await?;
+    let client = client(&options.aws, bytes.len() as u64).await?;
     tracing::info!(layer = %options.layer_name, bytes = bytes.len(), ?arches, "publishing");
     let request = client
         .publish_layer_version()
@@ -510,15 +510,26 @@ fn valid_layer_name(name: &str) -> bool {
                 && plain(layer))
 }
 
+/// The time allowed for one attempt to get response headers. The SDK's
+/// read timeout runs from the start of the request, upload included, so it
+/// grows with the zip: 20 s plus the upload at 4 Mbit/s (a 50 MiB zip gets
+/// about 2 minutes; a small one 20 s, so a silent endpoint is given up on
+/// within a minute over all attempts).
+pub fn read_timeout(upload_bytes: u64) -> Duration {
+    const MIN_RATE_BYTES_PER_SEC: u64 = 512 * 1024;
+    Duration::from_secs(20 + upload_bytes / MIN_RATE_BYTES_PER_SEC)
+}
+
 /// Builds the Lambda client from the standard chain plus the options.
-async fn client(aws: &AwsOptions) -> Result<Client, PublishError> {
+async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishError> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    // Connect fails fast; a 50 MiB upload over a slow link still has time.
+    // Connect fails fast (an unreachable endpoint costs seconds, not the
+    // SDK's default minutes); reads get time in proportion to the upload.
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(120))
+        .read_timeout(read_timeout(upload_bytes))
         .operation_timeout(Duration::from_secs(600))
         .build();
     let retries = RetryConfig::standard()
@@ -720,6 +731,12 @@ mod tests {
              \"CompatibleRuntimes\": [\n        \"provided.al2\"\n    ]\n}}"
         );
         assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn read_timeout_grows_with_the_upload() {
+        assert_eq!(read_timeout(300 * 1024), Duration::from_secs(20));
+        assert_eq!(read_timeout(50 * 1024 * 1024), Duration::from_secs(120));
     }
 
     #[test]
