@@ -7,12 +7,9 @@
 
 mod sandbox_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use sandbox_support::{repo, Scene};
+use sandbox_support::{header, http, interrupt, repo, serve, Scene};
 
 #[test]
 fn main_command_prints_the_sample_log() {
@@ -76,108 +73,6 @@ fn main_command_prints_the_sample_log() {
         stdout.contains("\"shutdownReason\": \"spindown\""),
         "{dump}"
     );
-}
-
-/// `lext run --serve 127.0.0.1:0 ...` in the background; returns the child
-/// and the Invoke API address it printed.
-fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinHandle<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
-        .args(["run", "--serve", "127.0.0.1:0"])
-        .args(args)
-        .current_dir(scene.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        line.clear();
-        assert!(
-            Instant::now() < deadline,
-            "lext did not print its Invoke API address"
-        );
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("lext exited before serving");
-        }
-        if let Some(rest) = line.split("serving the Invoke API on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let mut stdout = child.stdout.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        let _ = reader.read_to_string(&mut s);
-        s
-    });
-    (child, addr, logs)
-}
-
-/// One HTTP/1.1 request; returns status, headers (lowercase names), body.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn interrupt(child: &mut Child) -> std::process::ExitStatus {
-    // SIGINT, as Ctrl-C sends it.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "lext did not stop after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -1,0 +1,174 @@
+//! `lext run` with third-party peers installed by scripts/install-test-deps:
+//! AWS's Python runtime interface client (`awslambdaric`) as the function
+//! runtime, and the AWS CLI (`aws lambda invoke --endpoint-url`) as the
+//! caller. A missing peer fails the test with the fix; nothing is skipped.
+
+#![allow(clippy::unwrap_used)]
+
+mod sandbox_support;
+
+use std::process::Command;
+
+use sandbox_support::{interrupt, serve, venv_program, Scene};
+
+/// A handler module for awslambdaric, and the runtime command that runs it.
+fn awslambdaric_runtime(scene: &Scene, handler: &str) -> String {
+    std::fs::write(
+        scene.path("app.py"),
+        r#"import json
+def echo(event, context):
+    print("handling", json.dumps(event), flush=True)
+    return {"echo": event, "function": context.function_name, "requestId": context.aws_request_id,
+            "remainingMs": context.get_remaining_time_in_millis()}
+def fail(event, context):
+    raise ValueError("boom")
+"#,
+    )
+    .unwrap();
+    let python = venv_program("python");
+    // The runtime's environment is Lambda's (no venv on PATH): call the
+    // venv's interpreter by path, from the handler's directory.
+    format!(
+        "cd '{}' && exec '{}' -m awslambdaric app.{handler}",
+        scene.dir.path().display(),
+        python.display()
+    )
+}
+
+#[test]
+fn awslambdaric_runtime_with_extension() {
+    let s = Scene::new();
+    let observer = s.extension("observer", "ok");
+    let runtime = awslambdaric_runtime(&s, "echo");
+    let r = s.lext(&[
+        "--extension",
+        &observer.display().to_string(),
+        "--function",
+        &runtime,
+        "--invoke",
+        "2",
+        "--payload",
+        r#"{"n":42}"#,
+        "--function-name",
+        "py-fn",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert_eq!(r.all("REPORT").len(), 2, "{}", r.dump());
+    assert!(
+        r.has("handling {\"n\": 42}"),
+        "function output captured: {}",
+        r.dump()
+    );
+    let response = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("lext: invoke 1: response "))
+        .unwrap_or_else(|| panic!("{}", r.dump()));
+    let v: serde_json::Value = serde_json::from_str(response).unwrap();
+    assert_eq!(v["echo"]["n"], 42);
+    assert_eq!(v["function"], "py-fn");
+    let remaining = v["remainingMs"].as_i64().unwrap();
+    assert!(
+        (1..=3000).contains(&remaining),
+        "a real deadline: {remaining}"
+    );
+    assert!(r.has("[observer] SHUTDOWN spindown"), "{}", r.dump());
+    s.assert_no_process_left(&["observer"]);
+}
+
+#[test]
+fn awslambdaric_function_error() {
+    let s = Scene::new();
+    let runtime = awslambdaric_runtime(&s, "fail");
+    let r = s.lext(&["--function", &runtime, "--invoke", "1"]);
+    assert!(!r.output.status.success());
+    let body = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("lext: invoke 1: function error "))
+        .unwrap_or_else(|| panic!("{}", r.dump()));
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "boom");
+    // A handled error: no reset, no Status on REPORT.
+    assert!(!r.line("REPORT").contains("Status:"), "{}", r.dump());
+}
+
+fn aws_invoke(
+    addr: &str,
+    function: &str,
+    payload: &str,
+    out: &std::path::Path,
+) -> serde_json::Value {
+    let aws = venv_program("aws");
+    let output = Command::new(aws)
+        .args([
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            &format!("http://{addr}"),
+            "--function-name",
+            function,
+            "--payload",
+            payload,
+        ])
+        // awscli v1 sends --payload as given (v2 would need
+        // --cli-binary-format raw-in-base64-out).
+        .arg(out)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "aws lambda invoke failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn aws_cli_invoke_against_serve() {
+    let s = Scene::new();
+    let observer = s.extension("observer", "ok");
+    let (mut child, addr, logs) = serve(
+        &s,
+        &[
+            "--extension",
+            &observer.display().to_string(),
+            "--function-name",
+            "cli-fn",
+        ],
+    );
+    let out = s.path("out.json");
+    let meta = aws_invoke(&addr, "cli-fn", r#"{"from":"awscli"}"#, &out);
+    assert_eq!(meta["StatusCode"], 200, "{meta}");
+    assert_eq!(meta["ExecutedVersion"], "$LATEST", "{meta}");
+    assert!(meta.get("FunctionError").is_none(), "{meta}");
+    // The built-in echo runtime answers with the payload.
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        r#"{"from":"awscli"}"#
+    );
+    interrupt(&mut child);
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("REPORT RequestId"), "{logs}");
+    s.assert_no_process_left(&["observer"]);
+
+    // A function error reaches the CLI as FunctionError: Unhandled.
+    let s = Scene::new();
+    let runtime = awslambdaric_runtime(&s, "fail");
+    let (mut child, addr, logs) = serve(&s, &["--function", &runtime, "--function-name", "cli-fn"]);
+    let out = s.path("out.json");
+    let meta = aws_invoke(&addr, "cli-fn", "{}", &out);
+    assert_eq!(meta["FunctionError"], "Unhandled", "{meta}");
+    let body: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(body["errorType"], "ValueError");
+    interrupt(&mut child);
+    drop(logs.join());
+}
