@@ -347,3 +347,81 @@ while True:
     assert!(all.contains("platform.report"));
     s.assert_no_process_left(&["telemetry-ext", "runtime.py"]);
 }
+
+#[test]
+fn layers_appear_at_opt() {
+    let s = Scene::new();
+    // A layer as AWS's Python samples ship them: the launcher in
+    // extensions/ refers to its code and data by /opt paths.
+    let layer = s.path("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    std::fs::create_dir_all(layer.join("opt-ext")).unwrap();
+    std::fs::write(layer.join("opt-ext/config.txt"), "from-the-layer\n").unwrap();
+    let ext = s.extension("opt-ext-main", "ok");
+    std::fs::rename(&ext, layer.join("opt-ext/main.py")).unwrap();
+    let launcher = layer.join("extensions/opt-ext");
+    std::fs::write(
+        &launcher,
+        "#!/bin/sh\necho \"[opt-ext] config: $(cat /opt/opt-ext/config.txt)\"\nexport PIDFILE_DIR=\"$PIDFILE_DIR\"\nEXT_NAME=opt-ext exec /opt/opt-ext/main.py\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The pid files go next to the scene, not into the read-only layer.
+    let pid_dir = s.dir.path().display().to_string();
+    let env = format!("PIDFILE_DIR={pid_dir}");
+
+    // As a directory.
+    let r = s.lext(&[
+        "--layer",
+        &layer.display().to_string(),
+        "--env",
+        &env,
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(r.has("[opt-ext] config: from-the-layer"), "{}", r.dump());
+    assert!(
+        r.has("EXTENSION\tName: opt-ext\tState: Ready\tEvents: [INVOKE, SHUTDOWN]"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.has("[opt-ext] SHUTDOWN spindown"), "{}", r.dump());
+
+    // As a zip made the way the samples make it (zip -r, modes kept).
+    let zip = s.path("layer.zip");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sys, zipfile\n\
+             root, out = sys.argv[1], sys.argv[2]\n\
+             with zipfile.ZipFile(out, 'w') as z:\n\
+             \x20   for d, _, files in os.walk(root):\n\
+             \x20       for f in files:\n\
+             \x20           p = os.path.join(d, f)\n\
+             \x20           info = zipfile.ZipInfo(os.path.relpath(p, root))\n\
+             \x20           info.external_attr = (os.stat(p).st_mode & 0xFFFF) << 16\n\
+             \x20           z.writestr(info, open(p, 'rb').read())\n",
+        )
+        .arg(&layer)
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = s.lext(&[
+        "--layer",
+        &zip.display().to_string(),
+        "--env",
+        &env,
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(r.has("[opt-ext] config: from-the-layer"), "{}", r.dump());
+    assert_eq!(s.pids("opt-ext").len(), 2);
+    s.assert_no_process_left(&["opt-ext"]);
+}

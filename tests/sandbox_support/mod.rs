@@ -71,7 +71,9 @@ impl Run {
 const PY_PRELUDE: &str = r#"import http.client, json, os, sys, time, signal
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 HOST, PORT = API.rsplit(":", 1)
-NAME = os.path.basename(sys.argv[0])
+# The name must be the file name in extensions/; a launcher that execs
+# the real code elsewhere passes it on (as AWS's Python samples do).
+NAME = os.environ.get("EXT_NAME") or os.path.basename(sys.argv[0])
 with open(os.environ.get("PIDFILE_DIR", os.path.dirname(sys.argv[0])) + "/" + NAME + ".pids", "a") as f:
     f.write(f"{os.getpid()}\n")
 def call(method, path, body=None, headers=None):
