@@ -64,18 +64,16 @@ fn main() -> ExitCode {
     let registered = match builder.register() {
         Ok(r) => r,
         Err(Error::Interrupted { signal, .. }) => {
-            out.line(&format!("Received {signal}"));
-            out.line("Exiting");
+            out.lines(&[&format!("Received {signal}"), "Exiting"]);
             return ExitCode::SUCCESS;
         }
         Err(err) => return out.fail(&err),
     };
-    out.line(&format!(
-        "Register response: {}",
-        pretty(registered.response())
-    ));
-
-    out.line("Waiting for event...");
+    // One write for both lines: start-up is what Lambda bills and waits for.
+    out.lines(&[
+        &format!("Register response: {}", pretty(registered.response())),
+        "Waiting for event...",
+    ]);
     let end = registered.run(|event| {
         match event {
             NextEvent::Shutdown(shutdown) => {
@@ -92,13 +90,11 @@ fn main() -> ExitCode {
     });
     match end {
         Ok(RunEnd::Shutdown(_)) => {
-            out.line("Received SHUTDOWN event");
-            out.line("Exiting");
+            out.lines(&["Received SHUTDOWN event", "Exiting"]);
             ExitCode::SUCCESS
         }
         Ok(RunEnd::Signal(signal)) => {
-            out.line(&format!("Received {signal}"));
-            out.line("Exiting");
+            out.lines(&[&format!("Received {signal}"), "Exiting"]);
             ExitCode::SUCCESS
         }
         Err(err) => out.fail(&err),
