@@ -91,8 +91,11 @@ fn lext_aws(home: &Path) -> Command {
     // Empty files rather than missing ones: aws-config warns about a
     // missing file named by these variables.
     let (config, credentials) = (home.join("aws-config"), home.join("aws-credentials"));
-    fs::write(&config, "").unwrap();
-    fs::write(&credentials, "").unwrap();
+    for file in [&config, &credentials] {
+        if !file.exists() {
+            fs::write(file, "").unwrap();
+        }
+    }
     cmd.env("HOME", home)
         .env("AWS_CONFIG_FILE", config)
         .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
@@ -744,7 +747,7 @@ fn publish_errors_are_one_line_and_quick() {
         .args(["--layer-name", "x", "--endpoint-url", "http://127.0.0.1:9"])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY"));
-    assert_one_error_line(&out, "no credentials found in chain");
+    assert_one_error_line(&out, "no usable AWS credentials (set AWS_ACCESS_KEY_ID");
     let out = run(lext_aws(tmp.path())
         .arg("publish")
         .arg(&zip)
@@ -760,5 +763,69 @@ fn publish_errors_are_one_line_and_quick() {
     assert_one_error_line(
         &out,
         "Value 'not a name' at 'layerName' failed to satisfy constraint",
+    );
+}
+
+#[test]
+fn publish_takes_credentials_and_region_from_a_profile() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path(), &[("my-ext", support::good_x86_64(), 0o755)]);
+    let mut cmd = lext_aws(tmp.path());
+    // Replace the isolated empty files with a named profile.
+    fs::write(
+        tmp.path().join("aws-config"),
+        "[profile lext-test]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    fs::write(
+        tmp.path().join("aws-credentials"),
+        "[lext-test]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let out = run(cmd
+        .arg("publish")
+        .arg(&zip)
+        .args(["--layer-name", "from-profile", "--endpoint-url", &moto.url])
+        .args(["--profile", "lext-test"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // moto puts the region of the request's signature into the ARN.
+    let arn = text(&out.stdout).trim().to_owned();
+    assert!(arn.starts_with("arn:aws:lambda:eu-west-1:"), "{arn}");
+
+    // --region wins over the profile's region.
+    let out = run(lext_aws(tmp.path())
+        .arg("publish")
+        .arg(&zip)
+        .args(["--layer-name", "from-profile", "--endpoint-url", &moto.url])
+        .args(["--profile", "lext-test", "--region", "ap-south-1"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("arn:aws:lambda:ap-south-1:"));
+
+    // An unknown profile is one clear line.
+    let out = run(lext_aws(tmp.path())
+        .arg("publish")
+        .arg(&zip)
+        .args(["--layer-name", "x", "--endpoint-url", &moto.url])
+        .args(["--profile", "nope"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY"));
+    assert!(!out.status.success());
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    let last = text(&out.stderr).lines().last().unwrap_or("").to_owned();
+    assert!(
+        last.starts_with("error: no usable AWS credentials"),
+        "{}",
+        text(&out.stderr)
     );
 }

@@ -25,7 +25,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_lambda::config::http::HttpResponse;
-use aws_sdk_lambda::config::Region;
+use aws_sdk_lambda::config::{ProvideCredentials, Region};
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Runtime as SdkRuntime};
@@ -188,6 +188,12 @@ pub enum PublishError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// No credentials could be loaded from the chain.
+    #[error(
+        "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass \
+         --profile, or run `aws configure`): {0}"
+    )]
+    NoCredentials(String),
     /// The service answered with an error.
     #[error("{operation} failed: {code}: {message}")]
     Service {
@@ -552,6 +558,13 @@ async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishEr
     let config = loader.load().await;
     if config.region().is_none() {
         return Err(PublishError::NoRegion);
+    }
+    // Resolve credentials once up front: a failure here gets its own clear
+    // message instead of the SDK's "dispatch failure" wording.
+    if let Some(provider) = config.credentials_provider() {
+        if let Err(err) = provider.provide_credentials().await {
+            return Err(PublishError::NoCredentials(error_chain(&err)));
+        }
     }
     Ok(Client::new(&config))
 }
