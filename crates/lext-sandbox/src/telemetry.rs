@@ -191,6 +191,8 @@ struct Inner {
     /// called from synchronous contexts (the output line sink).
     state: Mutex<State>,
     out: Mutex<Option<BufWriter<File>>>,
+    /// `--telemetry-out` was given.
+    has_out: bool,
     freeze: Arc<Freeze>,
 }
 
@@ -253,6 +255,7 @@ impl Hub {
                     open: true,
                     ..State::default()
                 }),
+                has_out: out.is_some(),
                 out: Mutex::new(out),
                 freeze: Arc::default(),
             }),
@@ -266,6 +269,15 @@ impl Hub {
 
     /// Record an event that happened at `time`.
     pub fn record_at(&self, time: SystemTime, record: Record) {
+        // Nobody can ever see the event (no file, no subscriber, Init over
+        // so no future subscriber either): skip the encoding, which is most
+        // of the cost of an event on the invoke path.
+        if !self.inner.has_out {
+            let state = lock(&self.inner.state);
+            if !state.open && state.subscribers.is_empty() {
+                return;
+            }
+        }
         let event = TelemetryEvent::new(iso8601_ms(time), record);
         let json = match serde_json::to_vec(&event) {
             Ok(json) => Bytes::from(json),
