@@ -7,6 +7,7 @@
 //! extension that is not executable in the zip is not executable here either,
 //! exactly as on Lambda. Several layers may be extracted into one directory
 //! in order; later files replace earlier ones, as Lambda does.
+//! [`copy_layer_dir`] does the same for a layer given as a directory.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek};
@@ -200,6 +201,95 @@ pub fn extract_reader<R: Read + Seek>(
     }
     out.extensions.sort();
     out.extensions.dedup();
+    Ok(out)
+}
+
+/// Copies a layer directory (laid out as `/opt`) into `dest` under the same
+/// rules as [`extract`]: symlinks are copied as links only when their target
+/// stays inside the layer, nothing is written through a symlink already in
+/// `dest`, and permission bits are kept (without setuid/setgid).
+pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
+    let io_err = |path: &Path| {
+        let (src, path) = (src.to_owned(), path.to_owned());
+        move |source| ExtractError::Io {
+            zip: src,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(dest).map_err(io_err(dest))?;
+    let mut out = Extracted::default();
+    // Depth-first over (directory on disk, its name in the layer).
+    let mut stack = vec![(src.to_owned(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let mut children: Vec<_> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .collect::<Result<_, _>>()
+            .map_err(io_err(&dir))?;
+        children.sort_by_key(|c| c.file_name());
+        for child in children {
+            let from = child.path();
+            let name = format!("{rel}{}", child.file_name().to_string_lossy());
+            let refuse = |reason| ExtractError::Unsafe {
+                zip: src.to_owned(),
+                name: name.clone(),
+                reason,
+            };
+            let path = safepath::entry_path(&name).map_err(refuse)?;
+            let to = dest.join(path.as_str());
+            prepare_parents(dest, &path).map_err(|why| ExtractError::Conflict {
+                zip: src.to_owned(),
+                name: name.clone(),
+                why,
+            })?;
+            let meta = fs::symlink_metadata(&from).map_err(io_err(&from))?;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&from).map_err(io_err(&from))?;
+                let target = target.to_string_lossy().into_owned();
+                safepath::link_target(&path, &target).map_err(refuse)?;
+                remove_existing(&to).map_err(|why| ExtractError::Conflict {
+                    zip: src.to_owned(),
+                    name: name.clone(),
+                    why,
+                })?;
+                symlink(&target, &to).map_err(io_err(&to))?;
+                out.links += 1;
+            } else if meta.is_dir() {
+                match fs::symlink_metadata(&to) {
+                    Ok(existing) if existing.is_dir() => {}
+                    Ok(_) => {
+                        return Err(ExtractError::Conflict {
+                            zip: src.to_owned(),
+                            name,
+                            why: "a file or link of that name is already there",
+                        })
+                    }
+                    Err(_) => fs::create_dir(&to).map_err(io_err(&to))?,
+                }
+                stack.push((from, format!("{name}/")));
+            } else {
+                remove_existing(&to).map_err(|why| ExtractError::Conflict {
+                    zip: src.to_owned(),
+                    name: name.clone(),
+                    why,
+                })?;
+                fs::copy(&from, &to).map_err(io_err(&to))?;
+                out.files += 1;
+            }
+            // Files keep their permission bits; directories keep the
+            // default mode, so a read-only directory in the source cannot
+            // block copying its own content.
+            if !meta.file_type().is_symlink() && !meta.is_dir() {
+                let mode = meta.permissions().mode() & 0o777;
+                fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(io_err(&to))?;
+            }
+            let parts: Vec<_> = path.components().collect();
+            if parts.len() == 2 && parts[0] == "extensions" && !meta.is_dir() {
+                out.extensions.push(parts[1].to_owned());
+            }
+        }
+    }
+    out.extensions.sort();
     Ok(out)
 }
 

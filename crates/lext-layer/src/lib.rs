@@ -38,6 +38,6 @@ pub mod publish;
 pub mod safepath;
 
 pub use check::{check, CheckOptions, Problem, ProblemKind};
-pub use extract::{extract, ExtractError, Extracted};
+pub use extract::{copy_layer_dir, extract, ExtractError, Extracted};
 pub use listing::{Entry, EntryKind, Listing, ListingError};
 pub use platform::{Arch, GlibcVersion, Runtime};

@@ -158,3 +158,36 @@ fn corrupt_or_missing_zips_are_errors() {
         .to_string();
     assert!(err.starts_with("cannot open"), "{err}");
 }
+
+#[test]
+fn copies_a_layer_directory_under_the_same_rules() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("layer");
+    fs::create_dir_all(src.join("extensions")).unwrap();
+    fs::create_dir_all(src.join("lib")).unwrap();
+    fs::write(src.join("extensions/a"), good_x86_64()).unwrap();
+    fs::set_permissions(src.join("extensions/a"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(src.join("lib/libx.so.1"), b"x").unwrap();
+    fs::set_permissions(src.join("lib/libx.so.1"), fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("libx.so.1", src.join("lib/libx.so")).unwrap();
+
+    let dest = tmp.path().join("opt");
+    let out = lext_layer::copy_layer_dir(&src, &dest).unwrap();
+    assert_eq!((out.files, out.links), (2, 1));
+    assert_eq!(out.extensions, vec!["a"]);
+    assert_eq!(mode(&dest.join("extensions/a")), 0o755);
+    assert_eq!(mode(&dest.join("lib/libx.so.1")), 0o640);
+    assert_eq!(
+        fs::read_link(dest.join("lib/libx.so")).unwrap(),
+        Path::new("libx.so.1")
+    );
+
+    // A link out of the layer is refused, as in a zip.
+    symlink("/etc/passwd", src.join("lib/escape")).unwrap();
+    let err = lext_layer::copy_layer_dir(&src, &tmp.path().join("opt2")).unwrap_err();
+    assert!(
+        matches!(&err, ExtractError::Unsafe { name, reason: UnsafeReason::LinkEscapes, .. } if name == "lib/escape"),
+        "{err}"
+    );
+}
