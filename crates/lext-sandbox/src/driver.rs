@@ -563,7 +563,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     /// Feeds the next queued invoke when the environment can take it.
     fn pump(&mut self) {
         if self.stop_requested {
-            if self.current.is_none() && !self.lc.is_initializing() && !self.lc.is_stopped() {
+            // Only a running invoke defers the spindown (its timeout
+            // bounds the wait); an Init without an invoke is cut short.
+            if self.current.is_none() && !self.lc.is_stopped() {
                 self.feed(Input::Shutdown);
             }
             return;

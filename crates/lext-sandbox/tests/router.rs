@@ -485,8 +485,7 @@ async fn extension_state_refusals_and_error_reports() {
 }
 
 #[tokio::test]
-async fn identifiers_do_not_survive_a_reset() {
-    // (exit/error from InitError is refused: see the lifecycle unit tests.)
+async fn exit_error_after_init_error_is_refused() {
     let e = env(&["a"]).await;
     let r = &e.router;
     let a = register(r, "a", r#"["INVOKE"]"#).await;
@@ -495,13 +494,15 @@ async fn identifiers_do_not_survive_a_reset() {
         ("Lambda-Extension-Function-Error-Type", "Extension.Bad"),
     ];
     assert_eq!(send(r, "POST", INIT_ERROR, &h, "").await.status, 202);
-    // The environment reset: a's identifier is gone with it.
-    settle().await;
+    // The reset gives the extension until the deadline to exit; meanwhile
+    // its calls are refused by state.
     send(r, "POST", EXIT_ERROR, &h, "").await.error(
         403,
-        "Extension.UnknownExtensionIdentifier",
-        "Unknown Lambda-Extension-Identifier",
+        "Extension.InvalidExtensionState",
+        &format!("State transition from InitError to Exited failed for extension {a}. Error: State transition is not allowed"),
     );
+    // A repeated init/error is a no-op.
+    assert_eq!(send(r, "POST", INIT_ERROR, &h, "").await.status, 202);
     e.sandbox.handle().shutdown();
 }
 

@@ -1,0 +1,214 @@
+//! Property test: no sequence of requests to any endpoint panics the server
+//! or wedges the lifecycle. Requests are drawn from every API path (and
+//! near misses), every method, the headers the APIs read (valid, invalid
+//! and random values) and bodies from valid JSON to random bytes. After
+//! each sequence the environment must still answer, and must still shut
+//! down on request.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt as _;
+use lext_sandbox::driver::{Exits, FunctionConfig, Host, NoTelemetry, Output, Sandbox};
+use lext_sandbox::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
+use proptest::prelude::*;
+use tower::ServiceExt as _;
+
+/// Processes that die when signalled.
+#[derive(Clone, Default)]
+struct FakeHost {
+    exits: Arc<Mutex<Option<(Exits, u64)>>>,
+}
+
+impl Host for FakeHost {
+    fn launch_extension(
+        &mut self,
+        _: usize,
+        generation: u64,
+        exits: &Exits,
+    ) -> Result<(), LaunchFailure> {
+        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
+        Ok(())
+    }
+    fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String> {
+        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
+        Ok(())
+    }
+    fn signal(&mut self, proc: Proc, _: Signal) {
+        if let Some((exits, generation)) = self.exits.lock().unwrap().clone() {
+            exits.report(generation, proc, ExitStatus::Signal(9));
+        }
+    }
+    fn freeze(&mut self, _: bool) {}
+    fn peak_memory_mb(&mut self) -> u64 {
+        0
+    }
+}
+
+const PATHS: &[&str] = &[
+    "/2020-01-01/extension/register",
+    "/2020-01-01/extension/event/next",
+    "/2020-01-01/extension/init/error",
+    "/2020-01-01/extension/exit/error",
+    "/2022-07-01/telemetry",
+    "/2020-08-15/logs",
+    "/2018-06-01/runtime/invocation/next",
+    "/2018-06-01/runtime/init/error",
+    "/2018-06-01/runtime/invocation/abc/response",
+    "/2018-06-01/runtime/invocation/abc/error",
+    "/2018-06-01/runtime/invocation//response",
+    "/2018-06-01/runtime/invocation/%00%ff/error",
+    "/2020-01-01/extension",
+    "/",
+    "/2018-06-01/runtime/invocation/next/extra",
+];
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+const HEADER_NAMES: &[&str] = &[
+    "Lambda-Extension-Name",
+    "Lambda-Extension-Identifier",
+    "Lambda-Extension-Function-Error-Type",
+    "Lambda-Extension-Accept-Feature",
+    "Lambda-Runtime-Function-Error-Type",
+    "Lambda-Runtime-Function-Response-Mode",
+    "Content-Type",
+];
+
+fn header_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("ext".to_owned()),
+        Just("other".to_owned()),
+        Just("accountId".to_owned()),
+        Just("streaming".to_owned()),
+        Just("00000000-0000-0000-0000-000000000001".to_owned()),
+        Just(String::new()),
+        "[ -~]{0,40}",
+    ]
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(br#"{"events":["INVOKE","SHUTDOWN"]}"#.to_vec()),
+        Just(br#"{"events":["SHUTDOWN"]}"#.to_vec()),
+        Just(br#"{"events":["BOGUS"],"configurationKeys":["x"]}"#.to_vec()),
+        Just(
+            br#"{"schemaVersion":"2022-12-13","types":["platform"],"buffering":{"timeoutMs":25},"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:1"}}"#
+                .to_vec()
+        ),
+        Just(br#"{"schemaVersion":"2022-12-13","types":[],"destination":{"protocol":"TCP"}}"#.to_vec()),
+        Just(b"null".to_vec()),
+        Just(Vec::new()),
+        proptest::collection::vec(any::<u8>(), 0..256),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+fn request() -> impl Strategy<Value = Req> {
+    (
+        proptest::sample::select(METHODS),
+        proptest::sample::select(PATHS),
+        proptest::collection::vec(
+            (proptest::sample::select(HEADER_NAMES), header_value()),
+            0..4,
+        ),
+        body(),
+    )
+        .prop_map(|(method, path, headers, body)| Req {
+            method,
+            path,
+            headers,
+            body,
+        })
+}
+
+fn function() -> FunctionConfig {
+    FunctionConfig {
+        name: "fn".into(),
+        version: "$LATEST".into(),
+        memory_mb: 128,
+        timeout: Duration::from_secs(3),
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+        handler: "h".into(),
+        init_timeout: Duration::from_secs(10),
+        freeze: true,
+    }
+}
+
+async fn run_case(reqs: Vec<Req>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let output: Output = Arc::new(|_| {});
+    let sandbox = Sandbox::start(
+        listener,
+        function(),
+        vec!["ext".into()],
+        FakeHost::default(),
+        NoTelemetry,
+        output,
+    )
+    .unwrap();
+    let router = sandbox.api_router();
+    for r in reqs {
+        let mut builder = Request::builder().method(r.method).uri(r.path);
+        for (k, v) in &r.headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(v) {
+                builder = builder.header(*k, v);
+            }
+        }
+        let Ok(req) = builder.body(Body::from(r.body.clone())) else {
+            continue;
+        };
+        // Long polls may legitimately stay open; everything else answers
+        // at once. A panic in a handler fails the test right here.
+        let call = router.clone().oneshot(req);
+        if let Ok(resp) = tokio::time::timeout(Duration::from_millis(50), call).await {
+            let resp = resp.unwrap();
+            let status = resp.status().as_u16();
+            assert_ne!(status, 500, "{r:?} got 500: the driver is gone");
+            let _ = resp.into_body().collect().await;
+        }
+    }
+    // Still alive: a fresh internal registration is answered (200, or 403
+    // once registration closed), never 500.
+    let probe = Request::builder()
+        .method("POST")
+        .uri("/2020-01-01/extension/register")
+        .header("Lambda-Extension-Name", "probe-x")
+        .body(Body::from(r#"{"events":[]}"#))
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(2), router.clone().oneshot(probe))
+        .await
+        .expect("the driver answers")
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(status == 200 || status == 403, "probe answered {status}");
+    // And not wedged: it shuts down within the longest shutdown window.
+    sandbox.handle().shutdown();
+    tokio::time::timeout(Duration::from_secs(10), sandbox.wait())
+        .await
+        .expect("shutdown completes")
+        .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_request_sequence_panics_or_wedges(reqs in proptest::collection::vec(request(), 1..24)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(run_case(reqs));
+    }
+}
