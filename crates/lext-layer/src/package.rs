@@ -224,7 +224,9 @@ fn civil_from_days(days: u64) -> (u64, u8, u8) {
 }
 
 /// The extension binaries in a directory such as `target/lambda/extensions`:
-/// every regular file, by name.
+/// every regular file, by name, except dot-files (`lext build` writes each
+/// binary as `.<name>.tmp` before renaming it, and an interrupted build must
+/// not leave an extension called `.<name>.tmp` in the next zip).
 pub fn discover_extensions(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> {
     let read_err = |source| PackageError::Read {
         path: dir.to_owned(),
@@ -243,8 +245,9 @@ pub fn discover_extensions(dir: &Path) -> Result<Vec<(String, PathBuf)>, Package
     for entry in entries {
         let entry = entry.map_err(read_err)?;
         let path = entry.path();
-        if fs::metadata(&path).map_err(read_err)?.is_file() {
-            found.push((entry.file_name().to_string_lossy().into_owned(), path));
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && fs::metadata(&path).map_err(read_err)?.is_file() {
+            found.push((name, path));
         }
     }
     found.sort();

@@ -181,8 +181,17 @@ fn refuses_bad_destinations_and_duplicates() {
 }
 
 #[test]
-fn discover_reports_an_empty_build() {
+fn discover_reports_an_empty_build_and_skips_leftovers() {
     let tmp = tempfile::tempdir().unwrap();
     let err = lext_layer::package::discover_extensions(&tmp.path().join("none")).unwrap_err();
     assert!(err.to_string().contains("run lext build first"), "{err}");
+
+    let dir = tmp.path().join("extensions");
+    put(&dir.join("b"), b"b", 0o755);
+    put(&dir.join("a"), b"a", 0o755);
+    put(&dir.join(".c.tmp"), b"half-copied", 0o644);
+    fs::create_dir_all(dir.join("subdir")).unwrap();
+    let found = lext_layer::package::discover_extensions(&dir).unwrap();
+    let names: Vec<_> = found.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["a", "b"]);
 }
