@@ -347,6 +347,49 @@ fn build_pins_glibc_226_then_package_and_check_pass() {
     );
     assert!(text(&out.stdout).contains("ok for provided.al2 (x86_64)"));
 
+    // The trap lext build avoids: the same program linked by the host's
+    // own toolchain needs the build machine's newer glibc, and lext check
+    // says so for provided.al2.
+    let host_target = tmp.path().join("host-target");
+    let host = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "fixture-ext",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &host_target)
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "{}", text(&host.stderr));
+    let layer = tmp.path().join("host-layer");
+    fs::create_dir_all(layer.join("extensions")).unwrap();
+    fs::copy(
+        host_target.join("release/fixture-ext"),
+        layer.join("extensions/fixture-ext"),
+    )
+    .unwrap();
+    let Content::Elf(host_info) = inspect(&fs::read(layer.join("extensions/fixture-ext")).unwrap())
+    else {
+        panic!("host build is not an ELF");
+    };
+    let host_glibc = host_info.max_glibc.unwrap();
+    assert!(
+        host_glibc > GlibcVersion::new(2, 26, 0),
+        "this test expects the build machine's glibc to be newer than 2.26 (found {host_glibc})"
+    );
+    let out = run(lext().arg("check").arg(&layer));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "extensions/fixture-ext: needs GLIBC_{host_glibc}, provided.al2 has glibc 2.26 \
+             (`GLIBC_{host_glibc}' not found at init): rebuild with lext build, which pins glibc 2.26"
+        )
+    );
+
     // An unknown --bin names the ones that exist.
     let out = run(lext()
         .args(["build", "--bin", "nope", "--manifest-path"])
