@@ -202,8 +202,8 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Freeze {
     frozen: AtomicBool,
-    /// Incremented at every freeze, so that a send that lived through a
-    /// freeze gets a fresh timeout.
+    /// Incremented at every freeze and thaw, so that a send that lived
+    /// through either gets a fresh timeout (the listener just woke up).
     epoch: AtomicU64,
 }
 
@@ -466,6 +466,7 @@ impl Hub {
     /// The processes were thawed (SIGCONT): deliver what is due.
     pub fn thaw(&self) {
         self.inner.freeze.frozen.store(false, Ordering::Release);
+        self.inner.freeze.epoch.fetch_add(1, Ordering::AcqRel);
         let state = lock(&self.inner.state);
         for subscriber in &state.subscribers {
             subscriber.notify.notify_one();

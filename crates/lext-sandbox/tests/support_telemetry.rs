@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,11 +40,15 @@ struct TestSubscriber {
     port: u16,
     batches: mpsc::UnboundedReceiver<Received>,
     open: watch::Sender<bool>,
+    /// The HTTP status it answers (200 unless a test changes it).
+    status: Arc<AtomicU16>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn subscriber_server(open: bool) -> TestSubscriber {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status = Arc::new(AtomicU16::new(200));
+    let server_status = status.clone();
     let port = listener.local_addr().unwrap().port();
     let (tx, batches) = mpsc::unbounded_channel();
     let (open_tx, open_rx) = watch::channel(open);
@@ -56,10 +61,12 @@ async fn subscriber_server(open: bool) -> TestSubscriber {
             };
             let tx = tx.clone();
             let open_rx = open_rx.clone();
+            let status = server_status.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let tx = tx.clone();
                     let mut open_rx = open_rx.clone();
+                    let status = status.load(Ordering::SeqCst);
                     async move {
                         let method = request.method().clone();
                         assert_eq!(request.uri().path(), "/telemetry");
@@ -73,9 +80,10 @@ async fn subscriber_server(open: bool) -> TestSubscriber {
                         });
                         // Stall until the test opens the gate.
                         let _ = open_rx.wait_for(|open| *open).await;
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"OK",
-                        ))))
+                        let mut response =
+                            hyper::Response::new(Full::new(Bytes::from_static(b"OK")));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -88,6 +96,7 @@ async fn subscriber_server(open: bool) -> TestSubscriber {
         port,
         batches,
         open: open_tx,
+        status,
         _stop: stop_tx,
     }
 }
@@ -774,4 +783,43 @@ async fn delivery_waits_while_the_environment_is_frozen() {
     let report = hub.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.undelivered.len(), 1);
     assert_eq!(report.undelivered[0].dropped_records, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_batches_are_counted_and_announced_when_the_subscriber_recovers() {
+    let mut sub = subscriber_server(true).await;
+    sub.status.store(500, Ordering::SeqCst);
+    let hub = hub();
+    hub.subscribe(
+        Api::Telemetry,
+        "ext",
+        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
+    )
+    .unwrap();
+    hub.record(line("refused 1"));
+    hub.record(line("refused 2"));
+    let refused = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.events.len(), 2);
+    let refused_bytes: usize = refused
+        .events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len())
+        .sum();
+    sub.status.store(200, Ordering::SeqCst);
+    hub.record(line("accepted"));
+    let (batches, records) = receive_records(&mut sub, 1).await;
+    assert_eq!(records[0]["record"], "accepted");
+    let notice = &batches[0].events[0];
+    assert_eq!(notice["type"], "platform.logsDropped", "{batches:?}");
+    assert_eq!(notice["record"]["droppedRecords"], 2);
+    assert_eq!(notice["record"]["droppedBytes"], refused_bytes as u64);
+    assert!(notice["record"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("could not be reached or refused"));
+    let report = hub.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.undelivered[0].dropped_records, 2);
 }
