@@ -156,7 +156,9 @@ pub fn extract_reader<R: Read + Seek>(
                 }
                 Err(_) => fs::create_dir(&target_path).map_err(io_err(&target_path))?,
             }
-            let mode = raw_mode.map_or(0o755, |m| m & 0o777);
+            // Owner rwx is always kept: a directory stored as 0555 (or 0)
+            // must still take the files that follow it in the zip.
+            let mode = raw_mode.map_or(0o755, |m| m & 0o777) | 0o700;
             fs::set_permissions(&target_path, fs::Permissions::from_mode(mode))
                 .map_err(io_err(&target_path))?;
             continue;

@@ -135,6 +135,25 @@ fn never_writes_through_a_symlink() {
 }
 
 #[test]
+fn a_read_only_directory_entry_still_takes_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("opt");
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let ro = zip::write::SimpleFileOptions::default().unix_permissions(0o555);
+    zip.add_directory("extensions/", ro).unwrap();
+    zip.start_file(
+        "extensions/a",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut zip, b"x").unwrap();
+    let bytes = zip.finish().unwrap().into_inner();
+    extract_reader(Cursor::new(bytes), Path::new("t.zip"), &dest).unwrap();
+    assert_eq!(fs::read(dest.join("extensions/a")).unwrap(), b"x");
+    assert_eq!(mode(&dest.join("extensions")), 0o755);
+}
+
+#[test]
 fn later_layers_replace_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("opt");
