@@ -31,6 +31,11 @@
 //! Logs-only ones (`platform.end`, `platform.fault`,
 //! `platform.logsSubscription`). The core records both kinds; the hub routes.
 //!
+//! While the environment is frozen ([`Hub::freeze`] .. [`Hub::thaw`]) no
+//! batch is started and the batch in flight does not time out: a frozen
+//! listener cannot answer, and Lambda likewise delivers what an invoke
+//! produced after the freeze at the next thaw.
+//!
 //! Destinations must be `sandbox.localdomain` or `sandbox` (checked by
 //! [`SubscribeRequest::validate`]); the hub connects to `127.0.0.1` instead,
 //! so delivery works whether or not the name resolves on the host.
