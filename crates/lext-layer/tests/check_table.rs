@@ -105,6 +105,12 @@ fn one_bad_layer_per_problem() {
             "extensions/foo: not executable (mode 0644): chmod 0755 it before zipping, or use lext package",
         ),
         (
+            "zipped without unix permissions",
+            vec![Item::NoMode("extensions/foo".into(), good_x86_64())],
+            al2(None),
+            "extensions/foo: not executable (the zip stores no unix permissions, Lambda extracts it as 0644)",
+        ),
+        (
             "owner-only exec bit (Lambda's user is not the owner)",
             vec![file("extensions/foo", good_x86_64(), 0o744)],
             al2(None),

@@ -166,6 +166,8 @@ pub enum Item {
     File(String, Vec<u8>, u32),
     /// A symlink and its target.
     Link(String, String),
+    /// A file zipped without any attributes (as some Windows tools do).
+    NoMode(String, Vec<u8>),
 }
 
 /// A file item.
@@ -192,6 +194,11 @@ pub fn zip_bytes(items: &[Item]) -> Vec<u8> {
             Item::File(name, bytes, mode) => {
                 zip.start_file(name.as_str(), base.unix_permissions(*mode))
                     .expect("start");
+                zip.write_all(bytes).expect("write");
+            }
+            Item::NoMode(name, bytes) => {
+                let options = base.system(System::Dos).external_attributes(0);
+                zip.start_file(name.as_str(), options).expect("start");
                 zip.write_all(bytes).expect("write");
             }
             Item::Link(name, target) => zip
