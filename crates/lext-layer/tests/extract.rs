@@ -215,6 +215,10 @@ fn copies_a_layer_directory_under_the_same_rules() {
 fn files_without_unix_attributes_extract_as_0644() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("opt");
-    unpack(&[Item::NoMode("extensions/win".into(), good_x86_64())], &dest).unwrap();
+    unpack(
+        &[Item::NoMode("extensions/win".into(), good_x86_64())],
+        &dest,
+    )
+    .unwrap();
     assert_eq!(mode(&dest.join("extensions/win")), 0o644);
 }
