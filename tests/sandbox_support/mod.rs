@@ -384,3 +384,41 @@ pub fn interrupt(child: &mut Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Builds workspace packages (test peers) and returns their executables by
+/// name. A separate target directory: the outer `cargo test` may hold the
+/// lock of the usual one.
+pub fn build_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
+    let target = std::env::temp_dir().join("lext-e2e-nested-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo())
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "--quiet", "--message-format=json"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "cargo build {packages:?} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let exe = m["executable"].as_str()?;
+            Some((m["target"]["name"].as_str()?.to_owned(), PathBuf::from(exe)))
+        })
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (for peers that need a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,26 @@
+//! Test peer: an echo function on `lambda_runtime`. A payload with a `fail`
+//! key makes it return an error; `sleep_ms` makes it wait first.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    println!("[lambda_runtime] handling {}", event.context.request_id);
+    if let Some(ms) = event.payload.get("sleep_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if event.payload.get("fail").is_some() {
+        return Err("requested failure".into());
+    }
+    Ok(json!({
+        "echo": event.payload,
+        "requestId": event.context.request_id,
+        "deadline": event.context.deadline,
+        "arn": event.context.invoked_function_arn,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(handler)).await
+}
