@@ -425,3 +425,146 @@ fn layers_appear_at_opt() {
     assert_eq!(s.pids("opt-ext").len(), 2);
     s.assert_no_process_left(&["opt-ext"]);
 }
+
+/// An extension whose background thread ticks into a file every 20 ms.
+fn ticking_extension(s: &Scene) -> std::path::PathBuf {
+    let ticks = s.path("ticks");
+    s.script(
+        "ticker",
+        &format!(
+            r#"#!/usr/bin/env python3
+import http.client, json, os, sys, threading, time
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+HOST, PORT = API.rsplit(":", 1)
+with open(os.path.dirname(sys.argv[0]) + "/ticker.pids", "a") as f:
+    f.write(f"{{os.getpid()}}\n")
+def tick():
+    while True:
+        with open("{ticks}", "a") as f:
+            f.write(f"{{time.time()}}\n")
+        time.sleep(0.02)
+threading.Thread(target=tick, daemon=True).start()
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {{}})
+    r = c.getresponse()
+    return {{k.lower(): v for k, v in r.getheaders()}}, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": "ticker"}})
+while True:
+    _, body = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": h["lambda-extension-identifier"]}})
+    if json.loads(body)["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+"#,
+            ticks = ticks.display()
+        ),
+    )
+}
+
+/// Ticks written between `from` and `to` (Unix seconds).
+fn ticks_between(s: &Scene, from: f64, to: f64) -> usize {
+    std::fs::read_to_string(s.path("ticks"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse::<f64>().ok())
+        .filter(|t| *t > from && *t < to)
+        .count()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn processes_are_frozen_between_invokes_unless_no_freeze() {
+    for (flag, frozen) in [(None, true), (Some("--no-freeze"), false)] {
+        let s = Scene::new();
+        let ext = ticking_extension(&s).display().to_string();
+        let mut args = vec!["--extension", ext.as_str()];
+        args.extend(flag);
+        let (mut child, addr, logs) = serve(&s, &args);
+        let path = "/2015-03-31/functions/lext-function/invocations";
+        assert_eq!(http(&addr, "POST", path, &[], b"{}").0, 200);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let idle_from = unix_now();
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let idle_to = unix_now();
+        let idle = ticks_between(&s, idle_from, idle_to);
+        // Thawed for the next invoke (which is answered), frozen again after.
+        assert_eq!(http(&addr, "POST", path, &[], b"{}").0, 200);
+        interrupt(&mut child);
+        let logs = logs.join().unwrap();
+        if frozen {
+            assert_eq!(idle, 0, "{idle} ticks while frozen\n{logs}");
+        } else {
+            assert!(idle >= 10, "only {idle} ticks with --no-freeze\n{logs}");
+        }
+        // It ran before the idle window (its start-up ticks).
+        assert!(ticks_between(&s, 0.0, idle_from) > 0, "{logs}");
+        s.assert_no_process_left(&["ticker"]);
+    }
+}
+
+#[test]
+fn the_host_environment_is_not_passed_through() {
+    let s = Scene::new();
+    // The runtime dumps its environment, then serves as the echo runtime.
+    let echo = s.runtime("echo");
+    let runtime = s.script(
+        "runtime-env.sh",
+        &format!("#!/bin/sh\nenv | sort | sed 's/^/[runtime] env /'\nexec {echo}\n"),
+    );
+    // The extension dumps its environment, then behaves (registers etc.).
+    let helper = s.extension("env-ext-helper", "ok");
+    let ext = s.script(
+        "env-ext",
+        &format!(
+            "#!/bin/sh\nenv | sort | sed 's/^/[env-ext] env /'\nEXT_NAME=env-ext exec {}\n",
+            helper.display()
+        ),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args([
+            "run",
+            "--invoke",
+            "1",
+            "--timeout",
+            "1",
+            "--handler",
+            "my.handler",
+            "--env",
+            "FOO=bar",
+        ])
+        .arg("--function")
+        .arg(&runtime)
+        .arg("--extension")
+        .arg(&ext)
+        .env("SECRET_TOKEN", "do-not-leak")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(!out.contains("SECRET_TOKEN"), "{out}");
+    for expected in [
+        "[runtime] env FOO=bar",
+        "[runtime] env _HANDLER=my.handler",
+        "[runtime] env AWS_LAMBDA_FUNCTION_NAME=lext-function",
+        "[runtime] env AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
+        "[runtime] env AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/lext-function",
+        "[env-ext] env FOO=bar",
+        "[env-ext] env AWS_LAMBDA_FUNCTION_NAME=lext-function",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in\n{out}");
+    }
+    assert!(!out.contains("[env-ext] env _HANDLER"), "{out}");
+    assert!(
+        !out.contains("[env-ext] env AWS_LAMBDA_LOG_GROUP_NAME"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[runtime] env PATH=") && out.contains("/opt/bin"),
+        "{out}"
+    );
+}
