@@ -42,6 +42,14 @@ fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // The AWS SDK warns about every step of its credential and region chains
+    // (for example a failed instance-metadata lookup) before lext gets to
+    // print the one error line that matters; keep it to errors unless asked.
+    let default = if verbose == 0 {
+        format!("{default},aws_config=error,aws_smithy_runtime=error")
+    } else {
+        default.to_owned()
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,4 +1,4 @@
-//! One module per subcommand. [`run`] dispatches.
+//! One module per subcommand. [`run`](fn@run) dispatches.
 
 pub mod build;
 pub mod check;
