@@ -119,8 +119,12 @@ assert status == 200, (status, body)
 ID = h["lambda-extension-identifier"]
 say("registered")
 if MODE == "crash-init":
+    # Late enough for the other extensions to be waiting in /event/next
+    # (and so to receive SHUTDOWN), still inside Init.
+    time.sleep(0.3)
     os._exit(3)
 if MODE == "init-error":
+    time.sleep(0.3)  # see crash-init
     status, _, body = call("POST", "/2020-01-01/extension/init/error", json.dumps({{"errorMessage": "bad config", "errorType": "Extension.ConfigInvalid"}}), {{"Lambda-Extension-Identifier": ID, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"}})
     say(f"init/error answered {{status}} {{body.decode().strip()}}")
     sys.exit(1)
@@ -161,6 +165,7 @@ while True:
 {PY_PRELUDE}
 MODE = "{mode}"
 if MODE == "init-error":
+    time.sleep(0.3)  # see crash-init
     call("POST", "/2018-06-01/runtime/init/error", json.dumps({{"errorMessage": "no handler", "errorType": "Runtime.ImportModuleError"}}), {{"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"}})
     sys.exit(2)
 while True:

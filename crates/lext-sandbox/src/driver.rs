@@ -2,7 +2,7 @@
 //! effects.
 //!
 //! Everything that can change the environment's state arrives here as a
-//! message: API calls from the [`api`](crate::api) router, invokes from a
+//! message: API calls from the [`api`] router, invokes from a
 //! [`SandboxHandle`], process exits from the [`Host`], and the next
 //! deadline of the lifecycle as a timer. The driver feeds each one to
 //! [`Lifecycle::transition`], then performs the effects in order: answering
@@ -87,6 +87,9 @@ pub trait Telemetry: Send + 'static {
     /// Sends what is batched now (before SHUTDOWN, so that extensions get
     /// the last records while they still listen).
     fn flush_now(&mut self);
+    /// The environment is about to be frozen (`true`) or was just thawed:
+    /// deliveries to frozen listeners wait instead of timing out.
+    fn freeze(&mut self, frozen: bool);
     /// Flushes within `deadline` and forgets the subscribers (their
     /// processes are gone). Awaited by the driver.
     fn finish(&mut self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -104,6 +107,7 @@ impl Telemetry for NoTelemetry {
     fn close_subscriptions(&mut self) {}
     fn begin_init(&mut self) {}
     fn flush_now(&mut self) {}
+    fn freeze(&mut self, _frozen: bool) {}
     fn finish(&mut self, _deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {})
     }
@@ -142,6 +146,14 @@ impl Telemetry for crate::telemetry::Hub {
 
     fn flush_now(&mut self) {
         crate::telemetry::Hub::flush_now(self);
+    }
+
+    fn freeze(&mut self, frozen: bool) {
+        if frozen {
+            crate::telemetry::Hub::freeze(self);
+        } else {
+            crate::telemetry::Hub::thaw(self);
+        }
     }
 
     fn finish(&mut self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -460,6 +472,8 @@ impl Sandbox {
 #[derive(Debug)]
 struct Current {
     request_id: String,
+    /// The X-Ray trace header of this invoke (the caller's, or a new one).
+    trace: String,
     request: InvokeRequest,
     reply: Option<oneshot::Sender<InvokeReply>>,
 }
@@ -579,8 +593,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 continue;
             }
             let request_id = uuid::Uuid::new_v4().to_string();
+            let trace = request.trace_id.clone().unwrap_or_else(new_trace_id);
             self.current = Some(Current {
                 request_id: request_id.clone(),
+                trace,
                 request,
                 reply,
             });
@@ -862,8 +878,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Effect::InvokeStarted { request_id } => {
                 self.platform(logline::start(&request_id, &self.function.version));
-                self.telemetry
-                    .record(crate::platform::start(&request_id, &self.function.version));
+                let trace = self.trace();
+                self.telemetry.record(crate::platform::start(
+                    &request_id,
+                    &self.function.version,
+                    trace,
+                ));
             }
             Effect::DeliverInvoke {
                 id,
@@ -892,7 +912,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let (payload, trace_id, client_context) = match &self.current {
                     Some(c) => (
                         c.request.payload.clone(),
-                        c.request.trace_id.clone(),
+                        Some(c.trace.clone()),
                         c.request.client_context.clone(),
                     ),
                     None => (Bytes::new(), None, None),
@@ -948,13 +968,16 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 status,
                 error_type,
             } => {
+                let trace = self.trace();
                 self.telemetry.record(crate::platform::runtime_done(
                     &request_id,
                     status,
                     error_type.as_deref(),
+                    trace,
                 ));
             }
             Effect::TimedOut { request_id, after } => {
+                let _ = self.host.peak_memory_mb();
                 self.line(
                     LineSource::Platform,
                     logline::task_timed_out(SystemTime::now(), &request_id, after.as_secs_f64()),
@@ -974,12 +997,14 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InvokeEnded(report) => self.invoke_ended(report),
             Effect::Freeze => {
                 if self.function.freeze {
+                    self.telemetry.freeze(true);
                     self.host.freeze(true);
                 }
             }
             Effect::Thaw => {
                 if self.function.freeze {
                     self.host.freeze(false);
+                    self.telemetry.freeze(false);
                 }
             }
             Effect::Signal { proc, signal } => self.host.signal(proc, signal),
@@ -1026,6 +1051,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         }
     }
 
+    /// The current invoke's trace header.
+    fn trace(&self) -> Option<String> {
+        self.current.as_ref().map(|c| c.trace.clone())
+    }
+
     fn answer_extension(&mut self, id: ExtensionId, event: NextEvent) {
         match self.ext_waiters.remove(&id) {
             Some(w) => {
@@ -1067,10 +1097,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             init_duration_ms: report.init_duration.map(ms),
             outcome,
         }));
+        let trace = self.trace();
         self.telemetry.record(crate::platform::report(
             &report,
             self.function.memory_mb,
             max_memory,
+            trace,
         ));
         self.telemetry
             .record(crate::platform::end(&report.request_id));
@@ -1100,6 +1132,22 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             || error_type == t::FUNCTION_RESPONSE_SIZE_TOO_LARGE
             || error_type == t::RUNTIME_OUT_OF_MEMORY)
     }
+}
+
+/// A new X-Ray trace header, as Lambda makes one for every invoke (not
+/// sampled): `Root=1-<epoch s, 8 hex>-<24 hex>;Parent=<16 hex>;Sampled=0`.
+fn new_trace_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &a[..24],
+        &b[..16]
+    )
 }
 
 /// A duration in milliseconds, as the platform prints it.

@@ -20,7 +20,7 @@
 //! - [`driver`]: the one task that owns the lifecycle, feeds it API calls,
 //!   invokes, process exits and deadlines, and carries out its effects;
 //!   [`driver::Sandbox`] is the entry point.
-//! - [`host`]: the driver's processes, through [`process`] and [`env`].
+//! - [`host`]: the driver's processes, through [`process`] and [`env`](mod@env).
 //! - [`platform`]: the `platform.*` telemetry records with real figures.
 //! - [`invoke`]: the Lambda Invoke API endpoint (`--serve`), compatible with
 //!   `aws lambda invoke --endpoint-url` and the SDKs.

@@ -113,32 +113,50 @@ pub fn init_report(
     }))
 }
 
+fn trace_context(trace: Option<String>) -> Option<tel::TraceContext> {
+    trace.map(|value| tel::TraceContext {
+        span_id: None,
+        kind: "X-Amzn-Trace-Id".to_owned(),
+        value,
+    })
+}
+
 /// `platform.start`.
-pub fn start(request_id: &str, version: &str) -> Record {
+pub fn start(request_id: &str, version: &str, trace: Option<String>) -> Record {
     event(Record::Start(tel::Start {
         request_id: request_id.to_owned(),
         version: Some(version.to_owned()),
         tenant_id: None,
-        tracing: None,
+        tracing: trace_context(trace),
         extra: Default::default(),
     }))
 }
 
 /// `platform.runtimeDone`.
-pub fn runtime_done(request_id: &str, s: Status, error_type: Option<&str>) -> Record {
+pub fn runtime_done(
+    request_id: &str,
+    s: Status,
+    error_type: Option<&str>,
+    trace: Option<String>,
+) -> Record {
     event(Record::RuntimeDone(tel::RuntimeDone {
         request_id: request_id.to_owned(),
         status: status(s),
         error_type: error_type.map(str::to_owned),
         metrics: None,
         spans: None,
-        tracing: None,
+        tracing: trace_context(trace),
         extra: Default::default(),
     }))
 }
 
 /// `platform.report`.
-pub fn report(report: &Report, memory_mb: u32, max_memory_used_mb: u64) -> Record {
+pub fn report(
+    report: &Report,
+    memory_mb: u32,
+    max_memory_used_mb: u64,
+    trace: Option<String>,
+) -> Record {
     let duration_ms = ms(report.duration);
     let init_ms = report.init_duration.map(ms);
     event(Record::Report(tel::Report {
@@ -155,7 +173,7 @@ pub fn report(report: &Report, memory_mb: u32, max_memory_used_mb: u64) -> Recor
             extra: Default::default(),
         },
         spans: None,
-        tracing: None,
+        tracing: trace_context(trace),
         extra: Default::default(),
     }))
 }
