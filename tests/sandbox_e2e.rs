@@ -568,3 +568,41 @@ fn the_host_environment_is_not_passed_through() {
         "{out}"
     );
 }
+
+#[test]
+fn unsafe_layers_are_refused_before_anything_starts() {
+    let s = Scene::new();
+    let zip = s.path("evil.zip");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w') as z:\n\
+             \x20   z.writestr('extensions/ok', '#!/bin/sh\\n')\n\
+             \x20   z.writestr('../escaped', 'x')\n",
+        )
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = s.lext(&["--layer", &zip.display().to_string(), "--invoke", "1"]);
+    assert!(!r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.stderr.contains("error: unpacking the layer"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.has("START"), "nothing ran: {}", r.dump());
+    assert!(!s.dir.path().parent().unwrap().join("escaped").exists());
+
+    let dir = s.path("linky");
+    std::fs::create_dir_all(dir.join("extensions")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("extensions/passwd")).unwrap();
+    let r = s.lext(&["--layer", &dir.display().to_string(), "--invoke", "1"]);
+    assert!(!r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.stderr.contains("error: copying the layer directory"),
+        "{}",
+        r.dump()
+    );
+}

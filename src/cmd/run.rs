@@ -221,47 +221,17 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     })
 }
 
-/// Unpacks (zip) or copies (directory) one layer into `dest`.
+/// Unpacks (zip) or copies (directory) one layer into `dest`, with
+/// lext-layer's path-safety rules (no traversal, no link out of the layer);
+/// later layers overwrite earlier ones.
 fn add_layer(layer: &Path, dest: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(layer).with_context(|| format!("--layer {}", layer.display()))?;
     if meta.is_dir() {
-        copy_dir(layer, dest)
-            .with_context(|| format!("copying the layer directory {}", layer.display()))
+        lext_layer::copy_layer_dir(layer, dest)
+            .with_context(|| format!("copying the layer directory {}", layer.display()))?;
     } else {
-        lext_layer::extract::extract(layer, dest)
+        lext_layer::extract(layer, dest)
             .with_context(|| format!("unpacking the layer {}", layer.display()))?;
-        Ok(())
-    }
-}
-
-/// Copies a layer directory, refusing symlinks that point outside it.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let root = std::fs::canonicalize(from)?;
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            let target = std::fs::canonicalize(&src)
-                .with_context(|| format!("{}: dangling link", src.display()))?;
-            if !target.starts_with(&root) {
-                bail!(
-                    "{}: the link points outside the layer ({})",
-                    src.display(),
-                    target.display()
-                );
-            }
-            let _ = std::fs::remove_file(&dst);
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if kind.is_dir() {
-            copy_dir(&src, &dst)?;
-        } else {
-            // A later layer overwrites the file (and keeps its mode bits).
-            let _ = std::fs::remove_file(&dst);
-            std::fs::copy(&src, &dst)?;
-        }
     }
     Ok(())
 }
