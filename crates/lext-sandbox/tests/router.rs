@@ -751,3 +751,64 @@ async fn unknown_paths_are_404() {
     assert_eq!(a.status, 404);
     e.sandbox.handle().shutdown();
 }
+
+// ----- The driver's timers, under paused tokio time ---------------------------
+
+#[tokio::test(start_paused = true)]
+async fn driver_times_the_invoke_out_after_the_function_timeout() {
+    let e = env(&[]).await;
+    let r = &e.router;
+    let rt = init_runtime_only(r).await;
+    let handle = e.sandbox.handle();
+    let started = tokio::time::Instant::now();
+    let invoke =
+        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
+    // The runtime takes the event and never answers.
+    let next = rt.await.unwrap();
+    assert_eq!(next.status, 200);
+    let reply = invoke.await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_millis(3100),
+        "{elapsed:?}"
+    );
+    match reply.result {
+        InvokeResult::PlatformError {
+            error_type,
+            message,
+        } => {
+            assert_eq!(error_type, "Sandbox.Timedout");
+            assert!(
+                message.ends_with("Error: Task timed out after 3.00 seconds"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    e.sandbox.handle().shutdown();
+    let summary = e.sandbox.wait().await.unwrap();
+    assert_eq!((summary.invokes, summary.resets), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn driver_enforces_the_init_limit_then_reinits_inside_the_invoke() {
+    // "never" is launched but never registers.
+    let e = env(&["never"]).await;
+    let handle = e.sandbox.handle();
+    let started = tokio::time::Instant::now();
+    let reply = handle.invoke(InvokeRequest::default()).await.unwrap();
+    let elapsed = started.elapsed();
+    // 10 s of Init, a reset, then the re-run inside the invoke, bounded by
+    // the 3 s function timeout.
+    assert!(
+        elapsed >= Duration::from_secs(13) && elapsed < Duration::from_millis(13_200),
+        "{elapsed:?}"
+    );
+    assert!(
+        matches!(&reply.result, InvokeResult::PlatformError { error_type, .. } if error_type == "Sandbox.Timedout"),
+        "{reply:?}"
+    );
+    handle.shutdown();
+    let summary = e.sandbox.wait().await.unwrap();
+    assert_eq!(summary.init_failures, 2);
+}
