@@ -426,6 +426,8 @@ impl Sandbox {
             summary: Summary::default(),
             finishing: None,
             stop_requested: false,
+            freeze_at: None,
+            frozen: false,
         };
         let driver = tokio::spawn(driver.run(api_rx, ctl_rx, stop_tx));
         Ok(Self {
@@ -504,6 +506,10 @@ struct Driver<H, T> {
     summary: Summary,
     /// A spindown was asked for; it runs once no invoke or Init is running.
     stop_requested: bool,
+    /// When the pending freeze lands (see `Effect::Freeze`).
+    freeze_at: Option<tokio::time::Instant>,
+    /// The processes are stopped (SIGSTOP sent, no SIGCONT yet).
+    frozen: bool,
     /// The telemetry flush of a finished shutdown, awaited by the loop.
     finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -530,8 +536,15 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.feed(Input::Init);
         while !self.lc.is_stopped() {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
+            let freeze_at = self.freeze_at;
             let sleep = async {
                 match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let freeze = async {
+                match freeze_at {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -555,6 +568,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     None => self.feed(Input::Shutdown),
                 },
                 () = sleep => self.feed(Input::Tick),
+                () = freeze => self.freeze_now(),
             }
             if let Some(finishing) = self.finishing.take() {
                 // Subscribers of the old environment get what is left
@@ -997,12 +1011,18 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InvokeEnded(report) => self.invoke_ended(report),
             Effect::Freeze => {
                 if self.function.freeze {
-                    self.telemetry.freeze(true);
-                    self.host.freeze(true);
+                    // Lambda freezes at once. SIGSTOP and SIGCONT cost two
+                    // context switches per process, which would halve the
+                    // invoke rate of back-to-back invokes, so the freeze
+                    // lands FREEZE_DELAY later and is cancelled if the next
+                    // event comes first (docs/fidelity.md).
+                    self.freeze_at = Some(tokio::time::Instant::now() + FREEZE_DELAY);
                 }
             }
             Effect::Thaw => {
-                if self.function.freeze {
+                // A pending freeze never happened: nothing to thaw.
+                if self.freeze_at.take().is_none() && self.frozen {
+                    self.frozen = false;
                     self.host.freeze(false);
                     self.telemetry.freeze(false);
                 }
@@ -1032,6 +1052,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     self.summary.resets += 1;
                 }
                 // The old processes are gone; so are their long polls.
+                self.freeze_at = None;
+                self.frozen = false;
                 self.ext_waiters.clear();
                 self.runtime_waiter = None;
                 self.finishing = Some(self.telemetry.finish(Duration::ZERO));
@@ -1054,6 +1076,15 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     /// The current invoke's trace header.
     fn trace(&self) -> Option<String> {
         self.current.as_ref().map(|c| c.trace.clone())
+    }
+
+    /// Carries out a pending freeze (its delay ran out with no new event).
+    fn freeze_now(&mut self) {
+        if self.freeze_at.take().is_some() && !self.frozen {
+            self.frozen = true;
+            self.telemetry.freeze(true);
+            self.host.freeze(true);
+        }
     }
 
     fn answer_extension(&mut self, id: ExtensionId, event: NextEvent) {
@@ -1133,6 +1164,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             || error_type == t::RUNTIME_OUT_OF_MEMORY)
     }
 }
+
+/// How long after an invoke (or Init) ends the processes are frozen, unless
+/// the next event comes first.
+pub const FREEZE_DELAY: Duration = Duration::from_millis(2);
 
 /// A new X-Ray trace header, as Lambda makes one for every invoke (not
 /// sampled): `Root=1-<epoch s, 8 hex>-<24 hex>;Parent=<16 hex>;Sampled=0`.

@@ -53,6 +53,8 @@ pub struct ProcessHost {
     sink: LineSink,
     groups: Groups,
     peak: PeakMemory,
+    /// When `peak` was last sampled (see `peak_memory_mb`).
+    sampled: Option<std::time::Instant>,
     generation: u64,
 }
 
@@ -84,6 +86,7 @@ impl ProcessHost {
             sink,
             groups: Arc::default(),
             peak: PeakMemory::new(),
+            sampled: None,
             generation: 0,
         }
     }
@@ -99,6 +102,7 @@ impl ProcessHost {
         if generation != self.generation {
             self.generation = generation;
             self.peak = PeakMemory::new();
+            self.sampled = None;
         }
     }
 
@@ -219,6 +223,20 @@ impl Host for ProcessHost {
     }
 
     fn peak_memory_mb(&mut self) -> u64 {
+        // A sample reads /proc for every process (tens of µs), too much for
+        // every invoke at thousands of invokes per second. VmHWM is a
+        // per-process high-water mark, so a sample taken a little later
+        // still sees a peak reached in between: sampling at most every
+        // 50 ms loses only the peak of a process that grew and exited
+        // within that window.
+        let now = std::time::Instant::now();
+        if self
+            .sampled
+            .is_some_and(|at| now.duration_since(at) < std::time::Duration::from_millis(50))
+        {
+            return self.peak.peak_mb();
+        }
+        self.sampled = Some(now);
         let roots: Vec<u32> = self.groups().values().map(|&(_, p)| p).collect();
         self.peak.sample(&roots);
         self.peak.peak_mb()
