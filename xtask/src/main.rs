@@ -8,11 +8,18 @@
 //! - `bin/floor-extension.rs`: the std-only reference client (the floor).
 //! - `peers/official-extension`: the same minimal extension on the official
 //!   `lambda-extension` crate (a separate workspace, built only on request).
+//! - `bench_sandbox`: `bench-sandbox`, the `lext run` benchmark of issue 3
+//!   (invokes/s, added latency, cold start, telemetry; figures in
+//!   BENCHMARKS.md), with its parts in `sandbox/`.
+//! - `peers/lambda-simulator-bench`: its reference, the crates.io
+//!   `lambda-simulator` (a separate workspace, built only on request).
 
 #![allow(clippy::print_stdout)] // A task runner: its output is for the terminal.
 
 mod api;
 mod bench;
+mod bench_sandbox;
+mod sandbox;
 
 use std::process::ExitCode;
 
@@ -33,12 +40,27 @@ tasks:
       --port replace the two default binaries (then they are not built).
       A binary that does not connect or stalls for 10 s is killed and the
       benchmark fails with its name.
+  bench-sandbox [--invokes N] [--warmup W] [--rounds R] [--cold-runs C]
+                [--lines L] [--no-build] [--no-simulator]
+      Builds the release lext and rust-example-extension (and the
+      lambda-simulator peer, xtask/peers/lambda-simulator-bench), then
+      measures, side by side: sequential invokes/s and p50/p99 latency over
+      `lext run --serve` (freeze on and --no-freeze) and over the crates.io
+      lambda-simulator's in-process API, R rounds (default 3) of N (20000)
+      after W (1000) warm-up; the loopback floor of an invoke's 6 round
+      trips; the cold start (Init Duration vs the same processes on a
+      minimal API, C runs, default 21); and L (100000) function log lines
+      delivered to a Telemetry API subscriber.
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench-extension") => bench::main(&args[1..]),
+        Some("bench-sandbox") => bench_sandbox::main(&args[1..]),
+        // Helper roles of bench-sandbox, run by `lext run` (not for users).
+        Some("__sandbox-log-runtime") => sandbox::telemetry::log_runtime(&args[1..]),
+        Some("__sandbox-telemetry-subscriber") => sandbox::telemetry::subscriber(&args[1..]),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             Ok(())

@@ -1,0 +1,414 @@
+//! `bench-sandbox`: the figures of issue 3's targets for `lext run`,
+//! measured side by side with their references in one run.
+//!
+//! This module owns the procedure and the report; the parts live in
+//! [`crate::sandbox`]. In order:
+//!
+//! 1. **Invokes** (R rounds, interleaved so a noisy moment on the shared
+//!    2-core machine hits every subject alike): `lext run --serve` with the
+//!    built-in echo runtime and rust-example-extension, freeze on (the
+//!    default) and `--no-freeze`, driven over one kept-alive HTTP
+//!    connection; the crates.io `lambda-simulator` through its in-process
+//!    API (`xtask/peers/lambda-simulator-bench`, its own workspace) with the
+//!    same two processes (lext's echo runtime, rust-example-extension),
+//!    freeze off, and freeze off while also waiting for the extension like
+//!    Lambda does (its freeze mode stalls under back-to-back invokes, see
+//!    BENCHMARKS.md, so it is not in the run); and the loopback floor: chains of the 6 round trips an
+//!    invoke needs, on a std::net echo pair.
+//! 2. **Cold start**: `lext run --invoke 1`'s Init Duration (from the
+//!    sandbox's REPORT line: first process launched → runtime in `/next`
+//!    and every extension in `/event/next`) next to the floor Init of the
+//!    same two processes on a minimal std::net API.
+//! 3. **Telemetry**: 100,000 lines from the function during one invoke,
+//!    counted one by one at a Telemetry API subscriber, next to the floor
+//!    of the same bytes in the same number of POSTs over loopback.
+//!
+//! The results are printed as Markdown tables for BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::sandbox::stats::{self, Series};
+use crate::sandbox::{floor, lext, telemetry};
+
+/// The round trips of one invoke: client → server, server → extension
+/// (INVOKE), extension → `/event/next`, server → runtime (`/next` answer),
+/// runtime → `/response`, runtime → `/next`.
+const ROUND_TRIPS: usize = 6;
+/// Of these, the ones on the caller's path to the response: the invoke
+/// request/answer and the runtime's `/next` answer → `/response`.
+const CRITICAL_ROUND_TRIPS: usize = 2;
+
+struct Options {
+    invokes: usize,
+    warmup: usize,
+    rounds: usize,
+    cold_runs: usize,
+    lines: u64,
+    build: bool,
+    simulator: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Lext { freeze: bool },
+    Simulator { freeze: bool, wait_extensions: bool },
+}
+
+struct Subject {
+    label: &'static str,
+    kind: Kind,
+    series: Series,
+}
+
+pub fn main(args: &[String]) -> Result<()> {
+    let mut o = Options {
+        invokes: 20_000,
+        warmup: 1_000,
+        rounds: 3,
+        cold_runs: 21,
+        lines: 100_000,
+        build: true,
+        simulator: true,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--invokes" => o.invokes = value()?.parse()?,
+            "--warmup" => o.warmup = value()?.parse()?,
+            "--rounds" => o.rounds = value()?.parse()?,
+            "--cold-runs" => o.cold_runs = value()?.parse()?,
+            "--lines" => o.lines = value()?.parse()?,
+            "--no-build" => o.build = false,
+            "--no-simulator" => o.simulator = false,
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    ensure!(
+        o.invokes >= 1 && o.rounds >= 1 && o.cold_runs >= 1 && o.lines >= 1,
+        "--invokes, --rounds, --cold-runs and --lines must be at least 1"
+    );
+
+    let target = target_dir()?;
+    let release = target.join("release");
+    let peers = target.join("peers");
+    if o.build {
+        build(&[
+            "build",
+            "--release",
+            "-p",
+            "lext",
+            "-p",
+            "rust-example-extension",
+        ])?;
+        if o.simulator {
+            let manifest = workspace_root().join("xtask/peers/lambda-simulator-bench/Cargo.toml");
+            let mut args = vec!["build", "--release", "--manifest-path"];
+            let manifest = manifest.to_string_lossy().into_owned();
+            let peers_dir = peers.to_string_lossy().into_owned();
+            args.extend([manifest.as_str(), "--target-dir", peers_dir.as_str()]);
+            build(&args)?;
+        }
+    }
+    let lext_bin = release.join("lext");
+    let extension = release.join("rust-example-extension");
+    let sim_bin = peers.join("release/lambda-simulator-bench");
+    for path in [&lext_bin, &extension] {
+        ensure!(
+            path.is_file(),
+            "{} is missing (build it, or drop --no-build)",
+            path.display()
+        );
+    }
+    if o.simulator {
+        ensure!(sim_bin.is_file(), "{} is missing", sim_bin.display());
+    }
+    let xtask = std::env::current_exe().context("the xtask executable")?;
+
+    let mut subjects = vec![
+        Subject {
+            label: "lext run --serve, freeze on (default)",
+            kind: Kind::Lext { freeze: true },
+            series: Series::default(),
+        },
+        Subject {
+            label: "lext run --serve --no-freeze",
+            kind: Kind::Lext { freeze: false },
+            series: Series::default(),
+        },
+    ];
+    if o.simulator {
+        for (label, freeze, wait_extensions) in [
+            ("lambda-simulator 0.2, freeze off", false, false),
+            (
+                "lambda-simulator 0.2, freeze off, waits for the extension",
+                false,
+                true,
+            ),
+        ] {
+            subjects.push(Subject {
+                label,
+                kind: Kind::Simulator {
+                    freeze,
+                    wait_extensions,
+                },
+                series: Series::default(),
+            });
+        }
+    }
+
+    // ----- 1. invokes ------------------------------------------------------
+    eprintln!(
+        "invokes: {} rounds x {} subjects x ({} warm-up + {} timed)",
+        o.rounds,
+        subjects.len(),
+        o.warmup,
+        o.invokes
+    );
+    let mut floor_chain: Vec<u64> = Vec::new();
+    let mut floor_rt: Vec<u64> = Vec::new();
+    for round in 0..o.rounds {
+        for s in &mut subjects {
+            let series = match s.kind {
+                Kind::Lext { freeze } => {
+                    let extra: &[&str] = if freeze { &[] } else { &["--no-freeze"] };
+                    let server = lext::Server::start(&lext_bin, &extension, extra)?;
+                    let series =
+                        lext::invokes(server.addr, o.warmup, o.invokes).with_context(|| {
+                            format!("{}; lext stderr:\n{}", s.label, server.stderr_tail())
+                        })?;
+                    if !server.stop()? {
+                        eprintln!("warning: {} did not exit within 10 s of SIGTERM", s.label);
+                    }
+                    series
+                }
+                Kind::Simulator {
+                    freeze,
+                    wait_extensions,
+                } => simulator(&sim_bin, &lext_bin, &extension, &o, freeze, wait_extensions)
+                    .with_context(|| s.label.to_owned())?,
+            };
+            eprintln!(
+                "  round {}: {:<58} {:>8.0} invokes/s  p50 {:>6.1} µs  p99 {:>6.1} µs",
+                round + 1,
+                s.label,
+                series.rate(),
+                series.median_us(),
+                series.p99_us()
+            );
+            s.series.extend(series);
+        }
+        floor_chain.extend(floor::round_trips(2_000, ROUND_TRIPS)?);
+        floor_rt.extend(floor::round_trips(2_000, 1)?);
+    }
+    let chain_us = stats::percentile(&floor_chain, 50.0) as f64 / 1000.0;
+    let chain_p99_us = stats::percentile(&floor_chain, 99.0) as f64 / 1000.0;
+    let rt_us = stats::percentile(&floor_rt, 50.0) as f64 / 1000.0;
+
+    // ----- 2. cold start ---------------------------------------------------
+    eprintln!(
+        "cold start: {} runs, interleaved with the floor",
+        o.cold_runs
+    );
+    let mut lext_init = Vec::new();
+    let mut lext_wall = Vec::new();
+    let mut floor_init = Vec::new();
+    let mut lext_first = Vec::new();
+    // One warm-up of each (page cache, dynamic loader).
+    floor::init(&extension, &lext_bin, &["__echo-runtime"])?;
+    lext::cold_start(&lext_bin, &extension)?;
+    for _ in 0..o.cold_runs {
+        floor_init.push(floor::init(&extension, &lext_bin, &["__echo-runtime"])?);
+        let (init, wall) = lext::cold_start(&lext_bin, &extension)?;
+        lext_init.push(init);
+        lext_wall.push(wall);
+        lext_first.push(lext::first_answer(&lext_bin, &extension)?);
+    }
+    let lext_init = stats::median(&lext_init);
+    let floor_init = stats::median(&floor_init);
+    let lext_wall = stats::median(&lext_wall);
+    let lext_first = stats::median(&lext_first);
+
+    // ----- 3. telemetry ----------------------------------------------------
+    eprintln!("telemetry: {} lines in one invoke", o.lines);
+    let scratch = std::env::temp_dir().join(format!("lext-bench-sandbox-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let tel_nofreeze = telemetry::measure(&lext_bin, &xtask, o.lines, &scratch, false);
+    let tel_freeze = telemetry::measure(&lext_bin, &xtask, o.lines, &scratch, true);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let tels = [
+        (
+            "`--serve --no-freeze`, one invoke, wait for all",
+            tel_nofreeze?,
+        ),
+        (
+            "`--invoke 1` (freeze on), one invoke then spindown",
+            tel_freeze?,
+        ),
+    ];
+    let bulk = floor::bulk(tels[0].1.batches as usize, tels[0].1.bytes as usize)?;
+    let pipe = floor::pipe(o.lines)?;
+
+    // ----- report ----------------------------------------------------------
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!(
+        "Sequential invokes ({} rounds x {} timed, after {} warm-up each; one kept-alive connection):",
+        o.rounds, o.invokes, o.warmup
+    );
+    println!();
+    println!("| subject | invokes/s | p50 | p99 | added p50 over the {ROUND_TRIPS}-round-trip floor | over the {CRITICAL_ROUND_TRIPS} on the response path |");
+    println!("|---|---|---|---|---|---|");
+    for s in &subjects {
+        let p50 = s.series.median_us();
+        println!(
+            "| {} | {:.0} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            s.label,
+            s.series.rate(),
+            p50,
+            s.series.p99_us(),
+            p50 - chain_us,
+            p50 - rt_us * CRITICAL_ROUND_TRIPS as f64
+        );
+    }
+    println!(
+        "| loopback floor: {ROUND_TRIPS} sequential round trips ({} B each way) | {:.0} | {:.1} µs | {:.1} µs | – | – |",
+        floor::MESSAGE,
+        1e6 / chain_us,
+        chain_us,
+        chain_p99_us
+    );
+    println!("| loopback floor: 1 round trip | – | {rt_us:.1} µs | – | – | – |");
+    println!();
+    println!("Cold start (median of {} runs each):", o.cold_runs);
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| lext Init Duration (REPORT line: first process launched → runtime in /next and extension in /event/next) | {:.2} ms |", ms(lext_init));
+    println!(
+        "| floor Init of the same two processes on a minimal std::net API | {:.2} ms |",
+        ms(floor_init)
+    );
+    println!(
+        "| **added by the sandbox** (Init Duration − floor) | **{:.2} ms** |",
+        ms(lext_init) - ms(floor_init)
+    );
+    println!("| for context: spawn `lext run --serve` → first invoke answered over HTTP (lext's own start, Init, one invoke) | {:.2} ms |", ms(lext_first));
+    println!("| for context: the whole `lext run --invoke 1` command, spawn → exit (adds the spindown shutdown) | {:.2} ms |", ms(lext_wall));
+    println!();
+    println!("Telemetry ({} lines written by the function during one invoke; subscriber buffering maxItems 10000, maxBytes 262144, timeoutMs 25):", o.lines);
+    println!();
+    println!("| run | delivered / expected | batches (bytes) | function writes its lines | first line → last record received | last line → last record received |");
+    println!("|---|---|---|---|---|---|");
+    for (label, t) in &tels {
+        println!(
+            "| {label} | {} / {} (missing {}, duplicates {}, logsDropped {}) | {} ({} B) | {:.1} ms | {:.1} ms | {:.1} ms |",
+            t.delivered, t.expect, t.missing, t.duplicates, t.logs_dropped_events, t.batches, t.bytes,
+            ms(t.write), ms(t.total), ms(t.tail)
+        );
+    }
+    println!(
+        "| floor: the same lines through a pipe into `cat > /dev/null` | – | – | {:.1} ms | – | – |",
+        ms(pipe)
+    );
+    println!(
+        "| floor: the same bytes in the same number of messages over loopback, each acknowledged | – | {} | – | – | {:.1} ms |",
+        tels[0].1.batches,
+        ms(bulk)
+    );
+    for (label, t) in &tels {
+        ensure!(
+            t.delivered == t.expect && t.missing == 0,
+            "telemetry ({label}): {} of {} lines delivered",
+            t.delivered,
+            t.expect
+        );
+    }
+    Ok(())
+}
+
+/// One round of the reference peer; it prints its samples as JSON.
+fn simulator(
+    peer: &Path,
+    lext_bin: &Path,
+    extension: &Path,
+    o: &Options,
+    freeze: bool,
+    wait_extensions: bool,
+) -> Result<Series> {
+    let mut cmd = Command::new(peer);
+    cmd.arg("--runtime")
+        .arg(lext_bin)
+        .args(["--runtime-arg", "__echo-runtime", "--extension"])
+        .arg(extension)
+        .args(["--invokes", &o.invokes.to_string()])
+        .args(["--warmup", &o.warmup.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if freeze {
+        cmd.arg("--freeze");
+    }
+    if wait_extensions {
+        cmd.arg("--wait-extensions");
+    }
+    let out = cmd.output().context("running the lambda-simulator peer")?;
+    ensure!(
+        out.status.success(),
+        "the lambda-simulator peer failed ({})",
+        out.status
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("the lambda-simulator peer's output")?;
+    let latencies_ns = v["latencies_ns"]
+        .as_array()
+        .context("latencies_ns")?
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    Ok(Series {
+        latencies_ns,
+        elapsed: Duration::from_nanos(v["elapsed_ns"].as_u64().context("elapsed_ns")?),
+    })
+}
+
+fn target_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("cargo metadata")?;
+    ensure!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata: no target_directory")
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn workspace_root() -> &'static Path {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+}
+
+fn build(args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .context("run cargo")?;
+    ensure!(status.success(), "cargo {} failed", args.join(" "));
+    Ok(())
+}
