@@ -281,13 +281,67 @@ fn build_example_extension() -> anyhow::Result<Option<ExtensionSpec>> {
     }))
 }
 
-/// Prints a log line with its time, the way the console shows CloudWatch.
-fn print_line(line: &LogLine) {
-    let time = lext_sandbox::logline::iso8601_ms(line.time);
-    let mut out = std::io::stdout().lock();
-    // A closed stdout must not kill the environment; the lines are also in
-    // the telemetry.
-    let _ = writeln!(out, "{time} {}", line.text);
+/// Prints the environment's log on its own thread: lines arrive from
+/// several tasks (platform lines, each process's output) and are written
+/// through one buffer that is flushed whenever no more lines are waiting,
+/// so a burst of lines costs one write, not one per line.
+struct Printer {
+    tx: std::sync::mpsc::Sender<PrinterMsg>,
+}
+
+enum PrinterMsg {
+    Line(String),
+    /// Flush, then answer.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+impl Printer {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<PrinterMsg>();
+        // Detached: it ends when the last sender goes; `sync` is how the
+        // end of `lext run` waits for the output.
+        std::thread::spawn(move || {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // A closed stdout must not stop the environment; the lines are
+            // also in the telemetry.
+            while let Ok(msg) = rx.recv() {
+                let mut next = Some(msg);
+                while let Some(msg) = next {
+                    match msg {
+                        PrinterMsg::Line(line) => {
+                            let _ = out.write_all(line.as_bytes());
+                        }
+                        PrinterMsg::Sync(ack) => {
+                            let _ = out.flush();
+                            let _ = ack.send(());
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                let _ = out.flush();
+            }
+            let _ = out.flush();
+        });
+        Self { tx }
+    }
+
+    /// The [`Output`] that prints through this thread: the line with its
+    /// time, the way the console shows CloudWatch.
+    fn output(&self) -> Output {
+        let tx = self.tx.clone();
+        Arc::new(move |line: LogLine| {
+            let time = lext_sandbox::logline::iso8601_ms(line.time);
+            let _ = tx.send(PrinterMsg::Line(format!("{time} {}\n", line.text)));
+        })
+    }
+
+    /// Waits until everything sent so far is written.
+    fn sync(&self) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if self.tx.send(PrinterMsg::Sync(ack)).is_ok() {
+            let _ = done.recv_timeout(Duration::from_secs(5));
+        }
+    }
 }
 
 async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
@@ -350,7 +404,8 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         ..HubConfig::default()
     })
     .context("starting telemetry")?;
-    let output: Output = Arc::new(|line: LogLine| print_line(&line));
+    let printer = Printer::start();
+    let output: Output = printer.output();
     let sink_hub = hub.clone();
     let sink_output = output.clone();
     let sink = Arc::new(move |line: OutputLine| {
@@ -463,6 +518,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    printer.sync();
     drop(plan.state);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
