@@ -525,6 +525,7 @@ fn the_host_environment_is_not_passed_through() {
             helper.display()
         ),
     );
+    let api = format!("127.0.0.1:{}", sandbox_support::free_port());
     let output = Command::new(env!("CARGO_BIN_EXE_lext"))
         .args([
             "run",
@@ -541,14 +542,17 @@ fn the_host_environment_is_not_passed_through() {
         .arg(&runtime)
         .arg("--extension")
         .arg(&ext)
+        .arg("--api")
+        .arg(&api)
         .env("SECRET_TOKEN", "do-not-leak")
         .current_dir(s.dir.path())
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(!out.contains("SECRET_TOKEN"), "{out}");
-    for expected in [
+    for expected in &[
         "[runtime] env FOO=bar",
+        &format!("[runtime] env AWS_LAMBDA_RUNTIME_API={api}"),
         "[runtime] env _HANDLER=my.handler",
         "[runtime] env AWS_LAMBDA_FUNCTION_NAME=lext-function",
         "[runtime] env AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
@@ -602,6 +606,21 @@ fn unsafe_layers_are_refused_before_anything_starts() {
     assert!(!r.output.status.success(), "{}", r.dump());
     assert!(
         r.stderr.contains("error: copying the layer directory"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn a_busy_api_address_is_a_clear_error() {
+    let s = Scene::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = s.lext(&["--api", &addr, "--invoke", "1"]);
+    assert!(!r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(&format!("error: binding the Runtime API on {addr}")),
         "{}",
         r.dump()
     );

@@ -1,7 +1,8 @@
 //! `lext run` with third-party peers installed by scripts/install-test-deps:
 //! AWS's Python runtime interface client (`awslambdaric`) as the function
 //! runtime, and the AWS CLI (`aws lambda invoke --endpoint-url`) as the
-//! caller. A missing peer fails the test with the fix; nothing is skipped.
+//! caller, and boto3 (installed with moto) as an SDK caller. A missing peer
+//! fails the test with the fix; nothing is skipped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -169,6 +170,56 @@ fn aws_cli_invoke_against_serve() {
     let body: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(body["errorType"], "ValueError");
+    interrupt(&mut child);
+    drop(logs.join());
+}
+
+#[test]
+fn boto3_invoke_against_serve() {
+    let s = Scene::new();
+    let (mut child, addr, logs) = serve(&s, &["--function-name", "sdk-fn", "--timeout", "1"]);
+    let python = venv_program("python");
+    let script = r#"
+import boto3, json, sys
+c = boto3.client("lambda", endpoint_url="http://" + sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="test", aws_secret_access_key="test")
+r = c.invoke(FunctionName="sdk-fn", Payload=json.dumps({"sdk": "boto3"}).encode())
+print(json.dumps({"status": r["StatusCode"], "version": r.get("ExecutedVersion"),
+                  "error": r.get("FunctionError"), "payload": r["Payload"].read().decode()}))
+r = c.invoke(FunctionName="sdk-fn", InvocationType="Event", Payload=b"{}")
+print(json.dumps({"status": r["StatusCode"]}))
+try:
+    c.invoke(FunctionName="nope", Payload=b"{}")
+except c.exceptions.ResourceNotFoundException as e:
+    print(json.dumps({"notfound": True}))
+"#;
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&addr)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["status"], 200, "{stdout}");
+    assert_eq!(lines[0]["version"], "$LATEST", "{stdout}");
+    assert!(lines[0]["error"].is_null(), "{stdout}");
+    assert_eq!(lines[0]["payload"], r#"{"sdk": "boto3"}"#, "{stdout}");
+    assert_eq!(lines[1]["status"], 202, "{stdout}");
+    assert_eq!(
+        lines[2]["notfound"], true,
+        "the SDK maps our 404 to its exception: {stdout}"
+    );
     interrupt(&mut child);
     drop(logs.join());
 }
