@@ -1207,3 +1207,122 @@ fn spindown_during_invoke_answers_the_caller() {
         |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Sandbox.Failure")
     ));
 }
+
+// ----- Property: no input sequence panics or wedges the machine ---------------
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn input() -> impl Strategy<Value = Input> {
+        let ids = 1u128..5;
+        let names = proptest::sample::select(vec!["a", "b", "x", "y"]);
+        let rids = proptest::sample::select(vec!["r1", "r2", "zz"]);
+        let events = proptest::sample::select(vec![
+            vec![],
+            vec![EventType::Invoke],
+            vec![EventType::Shutdown],
+            vec![EventType::Invoke, EventType::Shutdown],
+        ]);
+        prop_oneof![
+            Just(Input::Init),
+            (ids.clone(), names, events).prop_map(|(n, name, events)| Input::Register {
+                id: id(n),
+                name: name.to_owned(),
+                events
+            }),
+            ids.clone().prop_map(|n| Input::ExtensionNext { id: id(n) }),
+            ids.clone()
+                .prop_map(|n| Input::ExtensionInitError { id: id(n) }),
+            ids.clone()
+                .prop_map(|n| Input::ExtensionExitError { id: id(n) }),
+            ids.prop_map(|n| Input::Subscribe {
+                id: id(n),
+                api: Api::Telemetry
+            }),
+            Just(Input::RuntimeNext),
+            (rids.clone(), any::<bool>()).prop_map(|(r, too_large)| Input::RuntimeResponse {
+                request_id: r.to_owned(),
+                too_large
+            }),
+            rids.clone().prop_map(|r| Input::RuntimeError {
+                request_id: r.to_owned(),
+                error_type: None
+            }),
+            Just(Input::RuntimeInitError {
+                error_type: Some("Runtime.X".into())
+            }),
+            rids.prop_map(|r| Input::Invoke {
+                request_id: r.to_owned()
+            }),
+            (0usize..3, any::<bool>(), 0i32..3).prop_map(|(i, runtime, code)| Input::Exited {
+                generation: u64::MAX, // replaced by the current generation
+                proc: if runtime {
+                    Proc::Runtime
+                } else {
+                    Proc::Extension(i)
+                },
+                status: ExitStatus::Code(code)
+            }),
+            (0usize..3).prop_map(|index| Input::LaunchFailed {
+                index,
+                failure: LaunchFailure::PermissionDenied
+            }),
+            Just(Input::Tick),
+            Just(Input::Shutdown),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_sequence_then_shutdown_reaches_stopped(
+            steps in proptest::collection::vec((input(), 0u64..4_000), 0..60)
+        ) {
+            let mut h = H::new(&["a", "b"]);
+            for (input, ms) in steps {
+                h.advance(Duration::from_millis(ms));
+                let input = match input {
+                    // The driver feeds invokes only when they are accepted.
+                    Input::Invoke { .. } if !h.lc.accepts_invoke() => continue,
+                    Input::Exited { proc, status, .. } => Input::Exited {
+                        generation: h.lc.generation(),
+                        proc,
+                        status,
+                    },
+                    other => other,
+                };
+                let _ = h.lc.transition(input, h.now);
+            }
+            // Spin down: processes that are signalled die; time runs to
+            // each deadline. The machine must stop within a bounded number
+            // of steps (the give-up deadline guarantees it).
+            let mut effects = h.lc.transition(Input::Shutdown, h.now).unwrap();
+            for _ in 0..50 {
+                if h.lc.is_stopped() {
+                    break;
+                }
+                let mut next = Vec::new();
+                for e in effects.drain(..) {
+                    if let Effect::Signal { proc, signal: Signal::Kill } = e {
+                        let generation = h.lc.generation();
+                        next.extend(h.lc.transition(Input::Exited { generation, proc, status: ExitStatus::Signal(9) }, h.now).unwrap());
+                    }
+                }
+                if next.is_empty() {
+                    let Some(at) = h.lc.next_deadline() else {
+                        prop_assert!(h.lc.is_stopped(), "wedged: no deadline and not stopped: {:?}", h.lc);
+                        break;
+                    };
+                    // An overdue deadline (time ran without ticks) fires at once.
+                    let d = at.saturating_duration_since(h.now.instant);
+                    h.advance(d);
+                    next = h.lc.transition(Input::Tick, h.now).unwrap();
+                }
+                effects = next;
+            }
+            prop_assert!(h.lc.is_stopped(), "not stopped: {:?}", h.lc);
+        }
+    }
+}
