@@ -476,6 +476,8 @@ struct Current {
     request_id: String,
     /// The X-Ray trace header of this invoke (the caller's, or a new one).
     trace: String,
+    /// Size of the runtime's response, for `platform.runtimeDone`.
+    produced_bytes: Option<u64>,
     request: InvokeRequest,
     reply: Option<oneshot::Sender<InvokeReply>>,
 }
@@ -611,6 +613,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             self.current = Some(Current {
                 request_id: request_id.clone(),
                 trace,
+                produced_bytes: None,
                 request,
                 reply,
             });
@@ -952,10 +955,15 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             } => {
                 let result = match outcome {
                     Outcome::Response => match self.stash.take() {
-                        Some(Stash::Response(body, ct)) => InvokeResult::Response {
-                            body,
-                            content_type: ct.and_then(|v| v.to_str().ok().map(str::to_owned)),
-                        },
+                        Some(Stash::Response(body, ct)) => {
+                            if let Some(c) = self.current.as_mut() {
+                                c.produced_bytes = Some(body.len() as u64);
+                            }
+                            InvokeResult::Response {
+                                body,
+                                content_type: ct.and_then(|v| v.to_str().ok().map(str::to_owned)),
+                            }
+                        }
                         _ => InvokeResult::Response {
                             body: Bytes::new(),
                             content_type: None,
@@ -981,13 +989,17 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 request_id,
                 status,
                 error_type,
+                duration,
             } => {
                 let trace = self.trace();
+                let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
                 self.telemetry.record(crate::platform::runtime_done(
                     &request_id,
                     status,
                     error_type.as_deref(),
                     trace,
+                    duration,
+                    produced,
                 ));
             }
             Effect::TimedOut { request_id, after } => {

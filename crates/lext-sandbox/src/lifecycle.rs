@@ -378,6 +378,9 @@ pub enum Effect {
         status: Status,
         /// The error type, if any.
         error_type: Option<String>,
+        /// From the event's release to the runtime's next `/next` (or the
+        /// timeout): `metrics.durationMs`.
+        duration: Duration,
     },
     /// Print `Task timed out after N.NN seconds`.
     TimedOut {
@@ -1078,6 +1081,7 @@ impl Lifecycle {
                         request_id: inv.request_id.clone(),
                         status,
                         error_type,
+                        duration: now.instant.saturating_duration_since(inv.started),
                     });
                 }
                 fx.extend(self.maybe_finish_invoke(now));
@@ -1558,6 +1562,7 @@ impl Lifecycle {
                         request_id: inv.request_id.clone(),
                         status: Status::Timeout,
                         error_type: None,
+                        duration: after,
                     });
                 }
                 // REPORT shows the timeout as Duration (contract 4.2).

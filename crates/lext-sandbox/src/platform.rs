@@ -138,12 +138,18 @@ pub fn runtime_done(
     s: Status,
     error_type: Option<&str>,
     trace: Option<String>,
+    duration: Duration,
+    produced_bytes: Option<u64>,
 ) -> Record {
     event(Record::RuntimeDone(tel::RuntimeDone {
         request_id: request_id.to_owned(),
         status: status(s),
         error_type: error_type.map(str::to_owned),
-        metrics: None,
+        metrics: Some(tel::RuntimeDoneMetrics {
+            duration_ms: ms(duration),
+            produced_bytes,
+            extra: Default::default(),
+        }),
         spans: None,
         tracing: trace_context(trace),
         extra: Default::default(),
