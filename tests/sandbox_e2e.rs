@@ -625,3 +625,28 @@ fn a_busy_api_address_is_a_clear_error() {
         r.dump()
     );
 }
+
+#[test]
+fn header_names_are_written_as_lambda_writes_them() {
+    // Lambda's Go server writes canonical header names; clients that look
+    // them up case-sensitively (a Python dict of getheaders()) depend on it.
+    let s = Scene::new();
+    let (mut child, addr, logs) = serve(&s, &[]);
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read as _, Write as _};
+    stream
+        .write_all(b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.contains("\r\nX-Amz-Executed-Version: $LATEST\r\n"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("\r\nContent-Type: application/json\r\n"),
+        "{raw}"
+    );
+    interrupt(&mut child);
+    drop(logs.join());
+}

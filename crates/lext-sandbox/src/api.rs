@@ -168,14 +168,43 @@ pub fn router(driver: mpsc::Sender<ApiCall>) -> Router {
 /// Serves `router` on an already bound `listener` until `shutdown`
 /// completes (style practice 5: binding is the caller's, so a port clash is
 /// an error returned to it, never a panic in a task).
+///
+/// Connections are served by hyper's HTTP/1 builder with title-case header
+/// names, as Lambda's Go server writes them (`Lambda-Extension-Identifier`,
+/// `Lambda-Runtime-Aws-Request-Id`): a client that looks headers up
+/// case-sensitively works here as it does in Lambda. `TCP_NODELAY` is set,
+/// since every answer is one small write on a latency-bound path.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .title_case_headers(true)
+                .serve_connection(io, service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
 }
 
 type Driver = State<mpsc::Sender<ApiCall>>;

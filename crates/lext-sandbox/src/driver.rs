@@ -907,10 +907,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 request_id,
                 deadline_ms,
             } => {
-                let tracing = self
-                    .current
-                    .as_ref()
-                    .and_then(|c| c.request.trace_id.clone());
+                let tracing = self.trace();
                 let event = NextEvent::Invoke(InvokeEvent {
                     deadline_ms,
                     request_id,
