@@ -233,12 +233,19 @@ fn invoke_endpoint_timeout_and_function_error() {
     s.assert_no_process_left(&["runtime.py"]);
 }
 
-#[test]
-fn telemetry_is_delivered_to_a_subscriber_on_sandbox_localdomain() {
-    let s = Scene::new();
-    let out = s.path("received.jsonl");
-    let listener = s.script(
-        "telemetry-ext",
+/// A Python extension that listens on `sandbox.localdomain` (as AWS's
+/// samples do), subscribes through `path` with `schema` and `types` (a JSON
+/// list), and appends every event it receives to `out` as JSON lines.
+fn subscriber_extension(
+    s: &Scene,
+    name: &str,
+    out: &std::path::Path,
+    path: &str,
+    schema: &str,
+    types: &str,
+) -> std::path::PathBuf {
+    s.script(
+        name,
         &format!(
             r#"#!/usr/bin/env python3
 import http.client, http.server, json, os, sys, threading, time
@@ -269,10 +276,10 @@ port = server.server_address[1]
 status, h, body = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": NAME}})
 ID = h["lambda-extension-identifier"]
 print(f"[{{NAME}}] extension log before subscribing", flush=True)
-sub = {{"schemaVersion": "2022-12-13", "types": ["platform", "function", "extension"],
+sub = {{"schemaVersion": "{schema}", "types": {types},
        "buffering": {{"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}},
        "destination": {{"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{{port}}"}}}}
-status, _, body = call("PUT", "/2022-07-01/telemetry", json.dumps(sub), {{"Lambda-Extension-Identifier": ID}})
+status, _, body = call("PUT", "{path}", json.dumps(sub), {{"Lambda-Extension-Identifier": ID}})
 print(f"[{{NAME}}] subscribe answered {{status}} {{body.decode()}}", flush=True)
 while True:
     status, _, body = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": ID}})
@@ -283,6 +290,20 @@ while True:
 "#,
             out = out.display()
         ),
+    )
+}
+
+#[test]
+fn telemetry_is_delivered_to_a_subscriber_on_sandbox_localdomain() {
+    let s = Scene::new();
+    let out = s.path("received.jsonl");
+    let listener = subscriber_extension(
+        &s,
+        "telemetry-ext",
+        &out,
+        "/2022-07-01/telemetry",
+        "2022-12-13",
+        r#"["platform", "function", "extension"]"#,
     );
     let runtime = s.runtime("echo");
     let telemetry_out = s.path("telemetry-out.jsonl");
@@ -649,4 +670,95 @@ fn header_names_are_written_as_lambda_writes_them() {
     );
     interrupt(&mut child);
     drop(logs.join());
+}
+
+#[test]
+fn logs_api_subscriber_gets_the_logs_api_shapes() {
+    let s = Scene::new();
+    let out = s.path("logs.jsonl");
+    let listener = subscriber_extension(
+        &s,
+        "logs-ext",
+        &out,
+        "/2020-08-15/logs",
+        "2021-03-18",
+        r#"["platform", "function"]"#,
+    );
+    let runtime = s.runtime("echo");
+    let r = s.lext(&[
+        "--extension",
+        &listener.display().to_string(),
+        "--function",
+        &runtime,
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.has("[logs-ext] subscribe answered 200 \"OK\""),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.has("LOGS\tName: logs-ext\tState: Subscribed\tTypes: [platform, function]"),
+        "{}",
+        r.dump()
+    );
+    let received = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("nothing received ({e}): {}", r.dump()));
+    let types: Vec<String> = received
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for t in [
+        "platform.start",
+        "platform.end",
+        "platform.report",
+        "function",
+    ] {
+        assert!(types.iter().any(|x| x == t), "no {t} in {types:?}");
+    }
+    // Telemetry-only events do not reach a Logs API subscriber.
+    assert!(
+        !types.iter().any(|x| x == "platform.initStart"),
+        "{types:?}"
+    );
+    s.assert_no_process_left(&["logs-ext", "runtime.py"]);
+}
+
+#[test]
+fn payload_from_a_file_and_bad_payloads() {
+    let s = Scene::new();
+    let file = s.path("payload.json");
+    std::fs::write(&file, r#"{"from":"file"}"#).unwrap();
+    let r = s.lext(&["--payload", &format!("@{}", file.display())]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(r#"lext: invoke 1: response {"from":"file"}"#),
+        "{}",
+        r.dump()
+    );
+    let r = s.lext(&["--payload", "{not json"]);
+    assert!(!r.output.status.success());
+    assert!(
+        r.stderr.contains("--payload is not valid JSON"),
+        "{}",
+        r.dump()
+    );
+    let r = s.lext(&["--payload", "@/nonexistent/payload.json"]);
+    assert!(
+        r.stderr
+            .contains("reading the payload file /nonexistent/payload.json"),
+        "{}",
+        r.dump()
+    );
+    let r = s.lext(&["--env", "AWS_REGION=eu-west-1"]);
+    assert!(!r.output.status.success());
+    assert!(r.stderr.contains("--env"), "{}", r.dump());
 }
