@@ -136,14 +136,15 @@ fn extension_ignoring_shutdown_and_sigterm_is_killed_at_the_deadline() {
     let r = run(&s, &[&stubborn], &["--invoke", "1"]);
     assert!(r.output.status.success(), "{}", r.dump());
     let line = r.line("[stubborn] SHUTDOWN spindown in ");
-    // deadlineMs is real: about 2,000 ms ahead.
+    // deadlineMs is real: 2,000 ms after the shutdown began (minus the
+    // time the extension took to read and print it).
     let ms: i64 = line
         .trim_start_matches("[stubborn] SHUTDOWN spindown in ")
         .trim_end_matches(" ms")
         .parse()
         .unwrap();
     assert!(
-        (1500..=2000).contains(&ms),
+        (1000..=2000).contains(&ms),
         "deadline {ms} ms: {}",
         r.dump()
     );
