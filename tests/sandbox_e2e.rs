@@ -762,3 +762,24 @@ fn payload_from_a_file_and_bad_payloads() {
     assert!(!r.output.status.success());
     assert!(r.stderr.contains("--env"), "{}", r.dump());
 }
+
+#[test]
+fn duplicate_extension_names_are_refused() {
+    let s = Scene::new();
+    let a = s.extension("same", "ok");
+    std::fs::create_dir_all(s.path("other")).unwrap();
+    let b = s.path("other/same");
+    std::fs::copy(&a, &b).unwrap();
+    let r = s.lext(&[
+        "--extension",
+        &a.display().to_string(),
+        "--extension",
+        &b.display().to_string(),
+    ]);
+    assert!(!r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.stderr.contains("two extensions are named \"same\""),
+        "{}",
+        r.dump()
+    );
+}

@@ -393,6 +393,16 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         .collect();
     // Lambda starts them in name order.
     extensions.sort_by(|a, b| a.name.cmp(&b.name));
+    // In /opt/extensions two files cannot share a name; here an --extension
+    // could collide with a layer's, and the second would never register.
+    if let Some(pair) = extensions.windows(2).find(|w| w[0].name == w[1].name) {
+        bail!(
+            "two extensions are named {:?} ({} and {}); names must be unique, as file names in /opt/extensions are",
+            pair[0].name,
+            pair[0].path.display(),
+            pair[1].path.display()
+        );
+    }
     let names: Vec<String> = extensions.iter().map(|e| e.name.clone()).collect();
 
     let mut env =
