@@ -93,6 +93,22 @@ async fn complete(
     }
 }
 
+/// `wait_for_extensions_ready`, re-armed every millisecond for the same
+/// reason (a 10 s stall seen here too).
+async fn extensions_ready(simulator: &Simulator, id: &str) -> Result<(), Box<dyn Error>> {
+    let deadline = Instant::now() + STALL;
+    loop {
+        match simulator
+            .wait_for_extensions_ready(id, Duration::from_millis(1))
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(SimulatorError::Timeout(_)) if Instant::now() < deadline => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// `wait_for_frozen`, re-armed every millisecond for the same reason.
 async fn frozen(simulator: &Simulator) -> Result<(), Box<dyn Error>> {
     let deadline = Instant::now() + STALL;
@@ -151,7 +167,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
             return Err(format!("invoke {i} ended with {:?}", state.status).into());
         }
         if args.wait_extensions {
-            simulator.wait_for_extensions_ready(&id, STALL).await?;
+            extensions_ready(&simulator, &id)
+                .await
+                .map_err(|e| format!("invoke {i}: extensions: {e}"))?;
         }
         if args.freeze {
             // The simulator freezes from a background task after the
