@@ -316,3 +316,21 @@ fn handled_function_error_is_not_a_reset() {
     assert_eq!(s.pids("runtime.py").len(), 1);
     s.assert_no_process_left(&["observer", "runtime.py"]);
 }
+
+#[test]
+fn internal_extension_in_the_runtime_process() {
+    let s = Scene::new();
+    let runtime = s.runtime("internal");
+    let r = run(&s, &[], &["--invoke", "2", "--function", &runtime]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert!(
+        r.has("EXTENSION\tName: internal-ext\tState: Ready\tEvents: [INVOKE]"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(r.all("[internal-ext] INVOKE").len(), 2, "{}", r.dump());
+    // Internal extensions only: the runtime gets SIGTERM (500 ms budget)
+    // and exits on it.
+    assert!(r.has("[runtime.py] SIGTERM"), "{}", r.dump());
+    s.assert_no_process_left(&["runtime.py"]);
+}

@@ -168,6 +168,21 @@ if MODE == "init-error":
     time.sleep(0.3)  # see crash-init
     call("POST", "/2018-06-01/runtime/init/error", json.dumps({{"errorMessage": "no handler", "errorType": "Runtime.ImportModuleError"}}), {{"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"}})
     sys.exit(2)
+if MODE == "internal":
+    # An internal extension: a thread of the runtime process that registers
+    # (INVOKE only) before the runtime's first /next.
+    import threading
+    status, h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE"]}}), {{"Lambda-Extension-Name": "internal-ext"}})
+    assert status == 200, status
+    def internal(ext_id):
+        while True:
+            _, _, body = call("GET", "/2020-01-01/extension/event/next", headers={{"Lambda-Extension-Identifier": ext_id}})
+            print(f"[internal-ext] {{json.loads(body)['eventType']}}", flush=True)
+    threading.Thread(target=internal, args=(h["lambda-extension-identifier"],), daemon=True).start()
+    def on_term(*_):
+        say("SIGTERM")
+        os._exit(0)
+    signal.signal(signal.SIGTERM, on_term)
 while True:
     status, h, body = call("GET", "/2018-06-01/runtime/invocation/next")
     rid = h["lambda-runtime-aws-request-id"]
