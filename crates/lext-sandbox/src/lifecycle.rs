@@ -1489,8 +1489,9 @@ impl Lifecycle {
                 fx.extend(self.fatal_error(t.to_owned(), now));
                 fx
             }
-            // An extension that reported init/exit error and exited: its
-            // error already failed the phase; in Init, shut down now.
+            // An extension that reported init/exit error and then exited
+            // (as it should): its report already failed the phase and
+            // started the reset, so its exit is not a second error.
             None => Vec::new(),
         }
     }
