@@ -88,6 +88,8 @@ async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // One environment serves one function: another name is the service's
+    // 404, which the SDKs map to ResourceNotFoundException.
     if !ctx.target.matches(&name) {
         return service_error(
             StatusCode::NOT_FOUND,
@@ -95,6 +97,9 @@ async fn invoke(
             &format!("Function not found: {}", ctx.target.arn),
         );
     }
+    // The whole payload is read before the invoke is queued: the runtime
+    // gets it as one body, and an oversized one is refused here, as the
+    // service refuses it before any environment sees it.
     let payload = match http_body_util::Limited::new(body, MAX_REQUEST_PAYLOAD).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -112,6 +117,8 @@ async fn invoke(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // The client context travels base64-encoded in the header; the runtime
+    // gets the JSON itself (RIE decodes it the same way).
     let request = InvokeRequest {
         payload,
         trace_id: text(inv::HEADER_TRACE_ID),
@@ -119,6 +126,7 @@ async fn invoke(
     };
     match text(inv::HEADER_INVOCATION_TYPE).as_deref() {
         None | Some("RequestResponse") => {}
+        // Asynchronous: queued behind the running invoke, answered at once.
         Some("Event") => {
             return match ctx.handle.invoke_async(request) {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
@@ -129,6 +137,7 @@ async fn invoke(
                 ),
             }
         }
+        // Validates the request and runs nothing.
         Some("DryRun") => return StatusCode::NO_CONTENT.into_response(),
         Some(other) => {
             return service_error(
@@ -164,6 +173,8 @@ async fn invoke(
             (Bytes::from(body), None, true)
         }
     };
+    // A failed function is still a 200 for the Invoke API: the failure is
+    // told by X-Amz-Function-Error, and the body is the error document.
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
     let ct = content_type
