@@ -23,6 +23,9 @@ fn event(record: Record) -> Record {
     record
 }
 
+/// Milliseconds with two decimals: the figures must agree with the REPORT
+/// line, which prints two decimals, so that a subscriber comparing both
+/// sees the same numbers.
 fn ms(d: Duration) -> f64 {
     // Two decimals, as Lambda reports them.
     (d.as_secs_f64() * 100_000.0).round() / 100.0
@@ -47,10 +50,14 @@ fn status(s: Status) -> tel::Status {
 /// `platform.initStart`.
 pub fn init_start(function: &FunctionConfig, p: InitPhase) -> Record {
     event(Record::InitStart(tel::InitStart {
+        // Every local environment is created on demand: there is no
+        // provisioned concurrency or SnapStart to emulate.
         initialization_type: InitializationType::OnDemand,
         phase: phase(p),
         runtime_version: None,
         runtime_version_arn: None,
+        // A custom runtime has no runtime version; the function fields are
+        // those of the current schema (contract 3.3).
         function_name: Some(function.name.clone()),
         function_version: Some(function.version.clone()),
         instance_id: None,
@@ -82,6 +89,7 @@ pub fn init_done(duration: Duration, extensions: &[ExtensionSummary]) -> Vec<Rec
             extra: Default::default(),
         })));
     }
+    // initReport closes Init, after every extension's record (RIE order).
     events.push(init_report(
         InitPhase::Init,
         duration,
@@ -163,6 +171,8 @@ pub fn report(
     max_memory_used_mb: u64,
     trace: Option<String>,
 ) -> Record {
+    // Billed duration from the same rounded figures as the REPORT line:
+    // ceil(Duration + Init Duration) after a cold start.
     let duration_ms = ms(report.duration);
     let init_ms = report.init_duration.map(ms);
     event(Record::Report(tel::Report {
