@@ -783,3 +783,51 @@ fn duplicate_extension_names_are_refused() {
         r.dump()
     );
 }
+
+#[test]
+fn ctrl_c_works_when_the_terminal_is_gone() {
+    // The parent stops reading lext's output (its pipes close), then sends
+    // SIGINT: lext must still spin down and leave nothing behind (a write
+    // to a closed stderr must not kill the Ctrl-C handling).
+    use std::io::BufRead as _;
+    let s = Scene::new();
+    let ext = s.extension("observer", "ok");
+    let mut child = sandbox_support::Lext(
+        Command::new(env!("CARGO_BIN_EXE_lext"))
+            .args(["run", "--serve", "127.0.0.1:0", "--extension"])
+            .arg(&ext)
+            .current_dir(s.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "lext exited early"
+        );
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    drop(stderr);
+    drop(child.stdout.take());
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            "/2015-03-31/functions/function/invocations",
+            &[],
+            b"{}"
+        )
+        .0,
+        200
+    );
+    let status = interrupt(&mut child);
+    assert!(status.code().is_some(), "lext died of a signal: {status:?}");
+    s.assert_no_process_left(&["observer"]);
+}

@@ -25,6 +25,16 @@ use lext_sandbox::isolation::{self, Decision, Isolation};
 use lext_sandbox::process::{OutputLine, Source};
 use lext_sandbox::telemetry::{Hub, HubConfig};
 
+/// A message to the user on stderr. Unlike `eprintln!`, a closed stderr
+/// (the terminal went away, a parent that stopped reading) is ignored
+/// instead of panicking: a panic in the Ctrl-C task would leave the
+/// environment running with nobody to stop it.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The hidden subcommand that runs the built-in echo runtime.
 pub const ECHO_RUNTIME_SUBCOMMAND: &str = "__echo-runtime";
 
@@ -249,10 +259,10 @@ fn build_example_extension() -> anyhow::Result<Option<ExtensionSpec>> {
         dir.join("examples/rust-example-extension/Cargo.toml")
             .is_file()
     }) else {
-        eprintln!("lext: no --extension or --layer given; running the function alone");
+        note!("lext: no --extension or --layer given; running the function alone");
         return Ok(None);
     };
-    eprintln!("lext: building examples/rust-example-extension (no --extension or --layer given)");
+    note!("lext: building examples/rust-example-extension (no --extension or --layer given)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let output = Command::new(cargo)
         .current_dir(root)
@@ -372,7 +382,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         )),
         decision @ Decision::Rewrite { .. } => {
             if let Some(line) = decision.fallback_line() {
-                eprintln!("{line}");
+                note!("{line}");
             }
             None
         }
@@ -452,7 +462,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     let signals = handle.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("lext: shutting down (Ctrl-C again to kill at once)");
+        note!("lext: shutting down (Ctrl-C again to kill at once)");
         signals.shutdown();
         let _ = tokio::signal::ctrl_c().await;
         lext_sandbox::process::kill_all();
@@ -470,7 +480,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     let mut failed = 0u32;
     if let Some(listener) = invoke_listener {
         let addr = listener.local_addr()?;
-        eprintln!(
+        note!(
             "lext: serving the Invoke API on http://{addr} (function {}); Ctrl-C to stop",
             plan.function.name
         );
@@ -487,7 +497,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         }));
         let summary = sandbox.wait().await?;
         server.abort();
-        eprintln!("lext: {} invoke(s) served", summary.invokes);
+        note!("lext: {} invoke(s) served", summary.invokes);
     } else {
         for n in 1..=plan.invokes {
             let reply = handle
@@ -503,14 +513,14 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
             };
             match &reply.result {
                 InvokeResult::Response { body, .. } => {
-                    eprintln!(
+                    note!(
                         "lext: invoke {n}: response {}",
                         String::from_utf8_lossy(body)
                     );
                 }
                 InvokeResult::FunctionError { body } => {
                     failed += 1;
-                    eprintln!(
+                    note!(
                         "lext: invoke {n}: function error {}",
                         String::from_utf8_lossy(body)
                     );
@@ -520,14 +530,14 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
                     message,
                 } => {
                     failed += 1;
-                    eprintln!("lext: invoke {n}: {error_type}: {message}");
+                    note!("lext: invoke {n}: {error_type}: {message}");
                 }
             }
         }
         handle.shutdown();
         let summary = sandbox.wait().await?;
         if summary.unreaped > 0 {
-            eprintln!(
+            note!(
                 "lext: {} process(es) did not exit after SIGKILL",
                 summary.unreaped
             );

@@ -305,7 +305,7 @@ pub fn venv_program(name: &str) -> PathBuf {
 
 /// `lext run --serve 127.0.0.1:0 ...` in the background; returns the child
 /// and the Invoke API address it printed.
-pub fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinHandle<String>) {
+pub fn serve(scene: &Scene, args: &[&str]) -> (Lext, String, std::thread::JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
         .args(["run", "--serve", "127.0.0.1:0"])
         .args(args)
@@ -338,7 +338,7 @@ pub fn serve(scene: &Scene, args: &[&str]) -> (Child, String, std::thread::JoinH
         let _ = reader.read_to_string(&mut s);
         s
     });
-    (child, addr, logs)
+    (Lext(child), addr, logs)
 }
 
 /// One HTTP/1.1 request; returns status, headers (lowercase names), body.
@@ -441,4 +441,36 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A `lext run` child that is stopped when the test ends, even when the
+/// test panics first: SIGTERM (a spindown), then SIGKILL if it lingers.
+pub struct Lext(pub Child);
+
+impl std::ops::Deref for Lext {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Lext {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Lext {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let pid = self.0.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
