@@ -305,7 +305,9 @@ struct Printer {
 }
 
 enum PrinterMsg {
-    Line(String),
+    /// A line and its time; formatted on the printer thread, straight into
+    /// its buffer (no per-line string on the environment's thread).
+    Line(std::time::SystemTime, String),
     /// Flush, then answer.
     Sync(std::sync::mpsc::Sender<()>),
 }
@@ -323,8 +325,9 @@ impl Printer {
                 let mut next = Some(msg);
                 while let Some(msg) = next {
                     match msg {
-                        PrinterMsg::Line(line) => {
-                            let _ = out.write_all(line.as_bytes());
+                        PrinterMsg::Line(time, text) => {
+                            let time = lext_sandbox::logline::iso8601_ms(time);
+                            let _ = writeln!(out, "{time} {text}");
                         }
                         PrinterMsg::Sync(ack) => {
                             let _ = out.flush();
@@ -345,8 +348,7 @@ impl Printer {
     fn output(&self) -> Output {
         let tx = self.tx.clone();
         Arc::new(move |line: LogLine| {
-            let time = lext_sandbox::logline::iso8601_ms(line.time);
-            let _ = tx.send(PrinterMsg::Line(format!("{time} {}\n", line.text)));
+            let _ = tx.send(PrinterMsg::Line(line.time, line.text));
         })
     }
 

@@ -264,7 +264,7 @@ fn render(reply: ApiReply) -> Response {
             let mut r = json_response(StatusCode::OK, body);
             if invoke {
                 // RIE sets a fresh event identifier on INVOKE events.
-                if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+                if let Ok(v) = HeaderValue::from_str(&crate::ids::uuid().to_string()) {
                     r.headers_mut().insert(ext::HEADER_EVENT_IDENTIFIER, v);
                 }
             }

@@ -608,7 +608,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 // The caller went away while queued.
                 continue;
             }
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let request_id = crate::ids::uuid().to_string();
             let trace = request.trace_id.clone().unwrap_or_else(new_trace_id);
             self.current = Some(Current {
                 request_id: request_id.clone(),
@@ -669,7 +669,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 events,
                 account_id,
             } => {
-                let id = ExtensionId(uuid::Uuid::new_v4());
+                let id = ExtensionId(crate::ids::uuid());
                 match self
                     .lc
                     .transition(Input::Register { id, name, events }, now)
@@ -1185,12 +1185,10 @@ fn new_trace_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let a = uuid::Uuid::new_v4().simple().to_string();
-    let b = uuid::Uuid::new_v4().simple().to_string();
     format!(
         "Root=1-{secs:08x}-{};Parent={};Sampled=0",
-        &a[..24],
-        &b[..16]
+        crate::ids::hex(24),
+        crate::ids::hex(16)
     )
 }
 

@@ -25,6 +25,8 @@
 //! - [`invoke`]: the Lambda Invoke API endpoint (`--serve`), compatible with
 //!   `aws lambda invoke --endpoint-url` and the SDKs.
 //! - [`echo`]: the built-in echo runtime (a separate process).
+//! - [`ids`]: fresh request, extension, event and trace ids without a
+//!   system call each.
 //! - [`process`]: launching the runtime and extensions in their own process
 //!   groups with a clean environment, output captured line by line, signals
 //!   (terminate, kill, freeze, thaw), exit status, peak memory.
@@ -40,6 +42,7 @@ pub mod driver;
 pub mod echo;
 pub mod env;
 pub mod host;
+pub mod ids;
 pub mod invoke;
 pub mod isolation;
 pub mod lifecycle;
