@@ -12,6 +12,7 @@
 //! printed as a Markdown table ready for BENCHMARKS.md.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ struct Subject {
     round_trip: Vec<Duration>,
     shutdown: Vec<Duration>,
     rss_kb: Vec<u64>,
+    hwm_kb: Vec<u64>,
     minflt: Vec<u64>,
 }
 
@@ -159,6 +161,7 @@ fn subject(label: &str, path: PathBuf) -> Result<Subject> {
         round_trip: Vec::new(),
         shutdown: Vec::new(),
         rss_kb: Vec::new(),
+        hwm_kb: Vec::new(),
         minflt: Vec::new(),
     })
 }
@@ -175,7 +178,21 @@ fn run_once(
     // A clean environment, as Lambda gives extensions only its own
     // variables; output to /dev/null so that the terminal's speed is not
     // measured (the port's writes are still made, one per event).
-    let child = Command::new(&s.path)
+    let mut command = Command::new(&s.path);
+    // Fork, then exec; never posix_spawn/vfork. Why: Linux folds the peak
+    // RSS of the address space that exec replaces into the process's
+    // ru_maxrss. With posix_spawn (CLONE_VM) that address space is this
+    // benchmark's own (over 2 MB), so every extension would report at least
+    // the benchmark's size. A forked child starts with only its copied
+    // anonymous pages (well under an extension's RSS), so ru_maxrss is the
+    // extension's own peak. std uses fork+exec whenever a pre_exec hook is
+    // set; this one does nothing.
+    // SAFETY: the closure performs no allocation, locking or other call
+    // that is unsafe between fork and exec.
+    unsafe {
+        command.pre_exec(|| Ok(()));
+    }
+    let child = command
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", api)
         .stdin(Stdio::null())
@@ -186,7 +203,7 @@ fn run_once(
     let pid = child.id() as libc::pid_t;
     let mut session = Session::new(listener, pid);
     // From here on, any early return must still reap the child.
-    let result = (|| -> Result<(Duration, Duration, Vec<Duration>, Instant)> {
+    let result = (|| -> Result<(Duration, Duration, Vec<Duration>, u64, Instant)> {
         let req = session.next_request()?;
         ensure!(
             req.path == REGISTER_PATH,
@@ -219,13 +236,16 @@ fn run_once(
             );
             trips.push(req.at - sent);
         }
+        // The extension is now blocked in its last poll: read its own
+        // high-water RSS as a cross-check of wait4's figure.
+        let hwm = vm_hwm_kb(pid).unwrap_or(0);
         // SHUTDOWN to exit ends when wait4 reaps the child: it includes the
         // process teardown, which is what Lambda waits for too.
         let sent = session.respond(
             "",
             r#"{"eventType":"SHUTDOWN","deadlineMs":1700000002000,"shutdownReason":"spindown"}"#,
         )?;
-        Ok((register, first_next, trips, sent))
+        Ok((register, first_next, trips, hwm, sent))
     })();
     if result.is_err() {
         // A stuck or misbehaving binary: stop it so wait4 below returns.
@@ -233,7 +253,7 @@ fn run_once(
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let (status, rss_kb, minflt, exited) = wait4(pid)?;
-    let (register, first_next, trips, shutdown_sent) =
+    let (register, first_next, trips, hwm_kb, shutdown_sent) =
         result.with_context(|| format!("run of {}", s.path.display()))?;
     ensure!(
         status == 0,
@@ -246,9 +266,20 @@ fn run_once(
         s.round_trip.extend(trips);
         s.shutdown.push(exited - shutdown_sent);
         s.rss_kb.push(rss_kb);
+        s.hwm_kb.push(hwm_kb);
         s.minflt.push(minflt);
     }
     Ok(())
+}
+
+/// `VmHWM` of a live process, in KiB: the peak RSS of its current address
+/// space (after exec), from /proc.
+fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Reaps the child with wait4(2): its wait status, peak RSS in KiB, minor
@@ -305,11 +336,11 @@ fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
         "medians over {runs} runs ({} round trips) per binary\n",
         runs * invokes
     );
-    println!("| binary | stripped size | spawn to register | spawn to first next | invoke round trip | SHUTDOWN to exit | peak RSS | minor faults |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| binary | stripped size | spawn to register | spawn to first next | invoke round trip | SHUTDOWN to exit | peak RSS (wait4) | VmHWM at last poll | minor faults |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in subjects {
         println!(
-            "| {} | {} B ({:.0} KB) | {} | {} | {} | {} | {:.2} MB ({} KiB) | {} |",
+            "| {} | {} B ({:.0} KB) | {} | {} | {} | {} | {:.2} MB ({} KiB) | {} KiB | {} |",
             s.label,
             s.size,
             s.size as f64 / 1000.0,
@@ -319,6 +350,7 @@ fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
             ms(median(&s.shutdown)),
             median_u64(&s.rss_kb) as f64 * 1024.0 / 1e6,
             median_u64(&s.rss_kb),
+            median_u64(&s.hwm_kb),
             median_u64(&s.minflt),
         );
     }
