@@ -18,6 +18,10 @@
 //! the flag or the read returns at once. No thread is spawned and no pipe is
 //! created, so start-up pays only two `sigaction` calls (about 1 us).
 //!
+//! The state is process-wide (one "current socket"), which fits Lambda's
+//! model of one extension per process: run one blocking event loop at a time
+//! with signal handling on; others can use `handle_signals(false)`.
+//!
 //! One consequence to know about: without `SA_RESTART`, a blocking system
 //! call in the extension's own handler can also return `EINTR` when SIGTERM
 //! arrives (std's `read_exact`/`write_all` retry it; a bare `read` returns
