@@ -11,8 +11,8 @@
 //!    connection; the crates.io `lambda-simulator` through its in-process
 //!    API (`xtask/peers/lambda-simulator-bench`, its own workspace) with
 //!    rust-example-extension and either a runtime thread in its process
-//!    (its best case) or lext's echo runtime process waited for with its
-//!    own helper (freeze off: its freeze mode stalls under back-to-back
+//!    that signals the loop, or lext's echo runtime process waited for
+//!    with its own helper (freeze off: its freeze mode stalls under back-to-back
 //!    invokes, see the peer); and the loopback floor: chains of the 6 round trips an
 //!    invoke needs, on a std::net echo pair.
 //! 2. **Cold start**: `lext run --invoke 1`'s Init Duration (from the
@@ -41,6 +41,11 @@ const ROUND_TRIPS: usize = 6;
 /// Of these, the ones on the caller's path to the response: the invoke
 /// request/answer and the runtime's `/next` answer → `/response`.
 const CRITICAL_ROUND_TRIPS: usize = 2;
+/// The pause between paced invokes: longer than lext's 2 ms freeze delay,
+/// so that every paced invoke finds the environment frozen.
+const PACED_GAP: Duration = Duration::from_millis(5);
+/// Paced invokes per round.
+const PACED_INVOKES: usize = 300;
 
 struct Options {
     invokes: usize,
@@ -54,15 +59,13 @@ struct Options {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
-    Lext {
-        freeze: bool,
-    },
+    /// `gap`: invokes sent this long after the previous answer, so that
+    /// the environment is frozen when each arrives (zero: back to back).
+    Lext { freeze: bool, gap: Duration },
     /// `external`: lext's echo runtime as a process, waited for with the
-    /// simulator's own helper; otherwise its best case (a runtime thread
-    /// that signals the loop).
-    Simulator {
-        external: bool,
-    },
+    /// simulator's own helper; otherwise a runtime thread in the peer that
+    /// signals the loop (no simulator wait helper involved).
+    Simulator { external: bool },
 }
 
 struct Subject {
@@ -139,23 +142,37 @@ pub fn main(args: &[String]) -> Result<()> {
     let mut subjects = vec![
         Subject {
             label: "lext run --serve, freeze on (default)",
-            kind: Kind::Lext { freeze: true },
+            kind: Kind::Lext {
+                freeze: true,
+                gap: Duration::ZERO,
+            },
             series: Series::default(),
         },
         Subject {
             label: "lext run --serve --no-freeze",
-            kind: Kind::Lext { freeze: false },
+            kind: Kind::Lext {
+                freeze: false,
+                gap: Duration::ZERO,
+            },
+            series: Series::default(),
+        },
+        Subject {
+            label: "lext run --serve, freeze on, invokes 5 ms apart (each one thaws)",
+            kind: Kind::Lext {
+                freeze: true,
+                gap: PACED_GAP,
+            },
             series: Series::default(),
         },
     ];
     if o.simulator {
         for (label, external) in [
             (
-                "lambda-simulator 0.2, in-process runtime thread (its best case)",
+                "lambda-simulator 0.2, runtime thread in its process (signals the loop)",
                 false,
             ),
             (
-                "lambda-simulator 0.2, lext's echo runtime process, wait_for_invocation_complete",
+                "lambda-simulator 0.2, lext's echo runtime process + wait_for_invocation_complete",
                 true,
             ),
         ] {
@@ -180,13 +197,18 @@ pub fn main(args: &[String]) -> Result<()> {
     for round in 0..o.rounds {
         for s in &mut subjects {
             let series = match s.kind {
-                Kind::Lext { freeze } => {
+                Kind::Lext { freeze, gap } => {
                     let extra: &[&str] = if freeze { &[] } else { &["--no-freeze"] };
                     let server = lext::Server::start(&lext_bin, &extension, extra)?;
-                    let series =
-                        lext::invokes(server.addr, o.warmup, o.invokes).with_context(|| {
-                            format!("{}; lext stderr:\n{}", s.label, server.stderr_tail())
-                        })?;
+                    // Paced invokes take 5 ms each: fewer of them.
+                    let (warmup, n) = if gap.is_zero() {
+                        (o.warmup, o.invokes)
+                    } else {
+                        (20, PACED_INVOKES)
+                    };
+                    let series = lext::invokes(server.addr, warmup, n, gap).with_context(|| {
+                        format!("{}; lext stderr:\n{}", s.label, server.stderr_tail())
+                    })?;
                     if !server.stop()? {
                         eprintln!("warning: {} did not exit within 10 s of SIGTERM", s.label);
                     }
@@ -198,7 +220,7 @@ pub fn main(args: &[String]) -> Result<()> {
                 }
             };
             eprintln!(
-                "  round {}: {:<58} {:>8.0} invokes/s  p50 {:>6.1} µs  p99 {:>6.1} µs",
+                "  round {}: {:<66} {:>8.0} invokes/s  p50 {:>6.1} µs  p99 {:>6.1} µs",
                 round + 1,
                 s.label,
                 series.rate(),
@@ -280,10 +302,15 @@ pub fn main(args: &[String]) -> Result<()> {
     println!("|---|---|---|---|---|---|");
     for s in &subjects {
         let p50 = s.series.median_us();
+        // A paced series' wall time is mostly its pauses: no rate.
+        let rate = match s.kind {
+            Kind::Lext { gap, .. } if !gap.is_zero() => "– (paced)".to_owned(),
+            _ => format!("{:.0}", s.series.rate()),
+        };
         println!(
-            "| {} | {:.0} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            "| {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
             s.label,
-            s.series.rate(),
+            rate,
             p50,
             s.series.p99_us(),
             p50 - chain_us,

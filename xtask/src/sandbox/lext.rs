@@ -133,8 +133,9 @@ fn terminate(child: &mut Child, grace: Duration) -> Result<bool> {
 }
 
 /// `warmup` then `n` sequential invokes of `{}` over one kept-alive
-/// connection; every answer is checked (200, no function error, the echo).
-pub fn invokes(addr: SocketAddr, warmup: usize, n: usize) -> Result<Series> {
+/// connection, each sent `gap` after the previous answer (zero: at once);
+/// every answer is checked (200, no function error, the echo).
+pub fn invokes(addr: SocketAddr, warmup: usize, n: usize, gap: Duration) -> Result<Series> {
     let mut client = Client::connect(addr).context("connecting to lext's Invoke API")?;
     let path = format!("/2015-03-31/functions/{FUNCTION}/invocations");
     let headers = [("Content-Type", "application/json")];
@@ -143,6 +144,9 @@ pub fn invokes(addr: SocketAddr, warmup: usize, n: usize) -> Result<Series> {
     for i in 0..warmup + n {
         if i == warmup {
             started = Instant::now();
+        }
+        if !gap.is_zero() {
+            thread::sleep(gap);
         }
         let t = Instant::now();
         let r = client
@@ -171,7 +175,7 @@ pub fn invokes(addr: SocketAddr, warmup: usize, n: usize) -> Result<Series> {
 pub fn first_answer(lext: &Path, extension: &Path) -> Result<Duration> {
     let t = Instant::now();
     let server = Server::start(lext, extension, &[])?;
-    let series = invokes(server.addr, 0, 1)?;
+    let series = invokes(server.addr, 0, 1, Duration::ZERO)?;
     let elapsed = t.elapsed();
     ensure!(series.latencies_ns.len() == 1, "one invoke expected");
     server.stop()?;

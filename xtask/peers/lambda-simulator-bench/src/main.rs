@@ -8,7 +8,7 @@
 //! ones, one after the other: `enqueue_payload({})`, then wait for the
 //! runtime's response. Two ways to run the runtime and to wait:
 //!
-//! - default, the simulator's best case: the runtime is a thread of this
+//! - default: the runtime is a thread of this
 //!   process (a std::net Runtime API loop like lext's echo runtime, with no
 //!   process of its own), and it tells the loop over a channel as soon as
 //!   the simulator has accepted its `/response` (202). No simulator wait
