@@ -885,7 +885,16 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     InitPhase::Init => logline::InitPhase::Init,
                     InitPhase::Invoke => logline::InitPhase::Invoke,
                 };
+                // Before the reset's signals take the processes away.
+                let _ = self.host.peak_memory_mb();
                 self.platform(logline::init_report(ms(duration), lphase, &outcome));
+                // initRuntimeDone reports the failure too (RIE sends it with
+                // the error status), then initReport closes the failed Init.
+                self.telemetry.record(crate::platform::init_runtime_done(
+                    phase,
+                    status,
+                    error_type.as_deref(),
+                ));
                 self.telemetry.record(crate::platform::init_report(
                     phase,
                     duration,

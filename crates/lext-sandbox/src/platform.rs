@@ -99,6 +99,19 @@ pub fn init_done(duration: Duration, extensions: &[ExtensionSummary]) -> Vec<Rec
     events
 }
 
+/// `platform.initRuntimeDone` of a failed Init.
+pub fn init_runtime_done(p: InitPhase, s: Status, error_type: Option<&str>) -> Record {
+    event(Record::InitRuntimeDone(tel::InitRuntimeDone {
+        initialization_type: InitializationType::OnDemand,
+        phase: Some(phase(p)),
+        status: status(s),
+        error_type: error_type.map(str::to_owned),
+        spans: None,
+        tracing: None,
+        extra: Default::default(),
+    }))
+}
+
 /// `platform.initReport`.
 pub fn init_report(
     p: InitPhase,
