@@ -564,7 +564,7 @@ async fn runtime_api_refusals_and_invoke() {
             .invoke(InvokeRequest {
                 payload: "{\"k\":1}".into(),
                 trace_id: Some("Root=1-abc".into()),
-                ..Default::default()
+                client_context: Some(r#"{"custom":{"k":"v"}}"#.into()),
             })
             .await
             .unwrap()
@@ -587,6 +587,11 @@ async fn runtime_api_refusals_and_invoke() {
         "arn:aws:lambda:us-east-1:123456789012:function:fn"
     );
     assert_eq!(next.headers["lambda-runtime-trace-id"], "Root=1-abc");
+    assert_eq!(
+        next.headers["lambda-runtime-client-context"],
+        r#"{"custom":{"k":"v"}}"#
+    );
+    assert_eq!(next.headers["content-type"], "application/json");
     send(
         r,
         "POST",
