@@ -46,7 +46,7 @@ tasks:
       lambda-simulator peer, xtask/peers/lambda-simulator-bench), then
       measures, side by side: sequential invokes/s and p50/p99 latency over
       `lext run --serve` (freeze on and --no-freeze) and over the crates.io
-      lambda-simulator's in-process API, R rounds (default 3) of N (20000)
+      lambda-simulator's in-process API, R rounds (default 5) of N (10000)
       after W (1000) warm-up; the loopback floor of an invoke's 6 round
       trips; the cold start (Init Duration vs the same processes on a
       minimal API, C runs, default 21); and L (100000) function log lines
