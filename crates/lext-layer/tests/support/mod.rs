@@ -64,7 +64,7 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
     let mut shoff = 0u64;
     let mut shnum = 0u16;
     if !glibc.is_empty() {
-        while (base as usize + body.len()) % 8 != 0 {
+        while !(base as usize + body.len()).is_multiple_of(8) {
             body.push(0);
         }
         // .dynstr: "\0libc.so.6\0GLIBC_x\0..."
@@ -79,7 +79,7 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
             dynstr.push(0);
         }
         body.extend_from_slice(&dynstr);
-        while (base as usize + body.len()) % 8 != 0 {
+        while !(base as usize + body.len()).is_multiple_of(8) {
             body.push(0);
         }
         // .gnu.version_r: one Verneed, then one Vernaux per version.
@@ -99,7 +99,7 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
             vn.extend_from_slice(&next.to_le_bytes()); // vna_next
         }
         body.extend_from_slice(&vn);
-        while (base as usize + body.len()) % 8 != 0 {
+        while !(base as usize + body.len()).is_multiple_of(8) {
             body.push(0);
         }
         shoff = base + body.len() as u64;
