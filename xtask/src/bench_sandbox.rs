@@ -55,6 +55,9 @@ struct Options {
     lines: u64,
     build: bool,
     simulator: bool,
+    /// Another lext binary to measure instead of the release build (for
+    /// A/B comparisons of two commits).
+    lext: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -85,6 +88,7 @@ pub fn main(args: &[String]) -> Result<()> {
         lines: 100_000,
         build: true,
         simulator: true,
+        lext: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -97,6 +101,7 @@ pub fn main(args: &[String]) -> Result<()> {
             "--lines" => o.lines = value()?.parse()?,
             "--no-build" => o.build = false,
             "--no-simulator" => o.simulator = false,
+            "--lext" => o.lext = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -126,7 +131,7 @@ pub fn main(args: &[String]) -> Result<()> {
             build(&args)?;
         }
     }
-    let lext_bin = release.join("lext");
+    let lext_bin = o.lext.clone().unwrap_or_else(|| release.join("lext"));
     let extension = release.join("rust-example-extension");
     let sim_bin = peers.join("release/lambda-simulator-bench");
     for path in [&lext_bin, &extension] {
