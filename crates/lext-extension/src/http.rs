@@ -3,8 +3,10 @@
 //! This module owns the wire format the two transports share. [`ApiRequest`]
 //! is a plain value (method, path, headers, body) that [`ApiRequest::encode`]
 //! turns into bytes; [`ResponseParser`] turns bytes read from a socket into an
-//! [`ApiResponse`], whatever the socket is (std or tokio). Neither touches the
-//! network, so both are unit-tested with byte strings.
+//! [`ApiResponse`], whatever the socket is (std or tokio), and
+//! [`ResponseReader`] wraps it with the read buffer and the rules both
+//! transports follow while reading an answer (end of stream, stray bytes).
+//! None of them touches the network, so all are unit-tested with byte strings.
 //!
 //! Why hand-written and not hyper's client: the blocking transport is what
 //! extension binaries link, and every kilobyte and microsecond of start-up
@@ -15,6 +17,8 @@
 //! well-tested crate.
 
 use std::fmt::Write as _;
+
+use crate::error::{Error, Op};
 
 /// The largest response head accepted. Lambda's heads are a few hundred bytes;
 /// a bigger head means the peer is not an Extensions API.
@@ -261,6 +265,112 @@ impl ResponseParser {
             _ => Err(ParseError::Truncated(buf.len())),
         }
     }
+}
+
+/// What a transport does next with the answer it is reading, as decided by
+/// [`ResponseReader::feed`].
+#[derive(Debug)]
+pub enum ReadStep {
+    /// The answer is not complete yet: read more.
+    NeedMore,
+    /// The answer is complete. Its `close` flag is set when the connection
+    /// must not be reused.
+    Done(ApiResponse),
+    /// The peer closed the connection before sending a byte: on a reused
+    /// keep-alive connection that is the server closing it while idle, so
+    /// the request was not processed and may be sent again on a new one.
+    Stale,
+    /// The bytes are not an HTTP/1.1 answer, or the answer was cut short:
+    /// an [`Error::Protocol`] for the caller.
+    Failed(Error),
+}
+
+/// The read side of one request/response exchange, shared by both
+/// transports so they differ only in how they read from their socket.
+///
+/// Holds the bytes read so far and a [`ResponseParser`]. The transport calls
+/// [`ResponseReader::start`] before reading an answer, then hands every read
+/// to [`ResponseReader::feed`] (an empty slice for end of stream) until the
+/// step is not [`ReadStep::NeedMore`].
+#[derive(Debug)]
+pub struct ResponseReader {
+    buf: Vec<u8>,
+    parser: ResponseParser,
+}
+
+impl Default for ResponseReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponseReader {
+    /// A reader with room for a typical answer, so most exchanges allocate
+    /// nothing after the first.
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            parser: ResponseParser::new(),
+        }
+    }
+
+    /// Forgets any previous answer, keeping the buffer's allocation.
+    pub fn start(&mut self) {
+        self.buf.clear();
+        self.parser = ResponseParser::new();
+    }
+
+    /// Whether no byte of the answer has arrived yet. A connection reset in
+    /// this state is a stale keep-alive connection, not a failed answer.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Takes the bytes of one read for the request `op`; `bytes` is empty
+    /// when the peer closed the connection.
+    pub fn feed(&mut self, op: Op, bytes: &[u8]) -> ReadStep {
+        let protocol = |e: ParseError| {
+            ReadStep::Failed(Error::Protocol {
+                op,
+                reason: e.to_string(),
+            })
+        };
+        if bytes.is_empty() {
+            // End of stream before any byte: the stale keep-alive case.
+            // After some bytes: only a body framed by the close is complete.
+            if self.buf.is_empty() {
+                return ReadStep::Stale;
+            }
+            return match self.parser.finish(&self.buf) {
+                Ok(response) => ReadStep::Done(response),
+                Err(e) => protocol(e),
+            };
+        }
+        self.buf.extend_from_slice(bytes);
+        match self.parser.parse(&self.buf) {
+            Ok(Some((mut response, used))) => {
+                // Extra bytes after an answer on a request/response protocol
+                // mean the connection is out of step: do not reuse it.
+                if used != self.buf.len() {
+                    response.close = true;
+                }
+                ReadStep::Done(response)
+            }
+            Ok(None) => ReadStep::NeedMore,
+            Err(e) => protocol(e),
+        }
+    }
+}
+
+/// Whether an I/O error means "the peer closed this connection" (reset,
+/// broken pipe), as opposed to a failure worth reporting. Both transports
+/// use it to tell a stale keep-alive connection from a real error.
+pub fn is_stale(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
 }
 
 /// Parses the status line and headers, and decides the body framing.
@@ -665,6 +775,85 @@ mod tests {
             parse_request(b"\x00\x01garbage\r\n\r\n", 100),
             Err(ParseError::Head(_))
         ));
+    }
+
+    /// Feeds `reads` in order (an empty read is end of stream) and returns
+    /// the first step that is not `NeedMore`.
+    fn read_all(reads: &[&[u8]]) -> ReadStep {
+        let mut reader = ResponseReader::new();
+        reader.start();
+        for bytes in reads {
+            match reader.feed(Op::Next, bytes) {
+                ReadStep::NeedMore => {}
+                step => return step,
+            }
+        }
+        ReadStep::NeedMore
+    }
+
+    #[test]
+    fn reader_completes_across_reads_and_keeps_the_connection() {
+        let step = read_all(&[b"HTTP/1.1 200 OK\r\nContent-", b"Length: 2\r\n\r\n{", b"}"]);
+        let ReadStep::Done(r) = step else {
+            panic!("expected an answer, got {step:?}");
+        };
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.close),
+            (200, &b"{}"[..], false)
+        );
+    }
+
+    #[test]
+    fn reader_closes_a_connection_with_stray_bytes() {
+        let step = read_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1"]);
+        assert!(
+            matches!(step, ReadStep::Done(ApiResponse { close: true, .. })),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn reader_end_of_stream_is_stale_before_any_byte_and_an_error_after() {
+        assert!(matches!(read_all(&[b""]), ReadStep::Stale));
+        let step = read_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", b""]);
+        assert!(
+            matches!(step, ReadStep::Failed(Error::Protocol { op: Op::Next, .. })),
+            "{step:?}"
+        );
+        let step = read_all(&[b"HTTP/1.1 500 Internal\r\n\r\nboom", b""]);
+        assert!(
+            matches!(
+                step,
+                ReadStep::Done(ApiResponse {
+                    status: 500,
+                    close: true,
+                    ..
+                })
+            ),
+            "{step:?}"
+        );
+        let step = read_all(&[b"nonsense\r\n\r\n"]);
+        assert!(
+            matches!(step, ReadStep::Failed(Error::Protocol { .. })),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn reader_start_forgets_the_previous_answer() {
+        let mut reader = ResponseReader::new();
+        assert!(matches!(
+            reader.feed(Op::Next, b"HTTP/1.1 200 OK\r\n"),
+            ReadStep::NeedMore
+        ));
+        assert!(!reader.is_empty());
+        reader.start();
+        assert!(reader.is_empty());
+        let step = reader.feed(Op::Next, b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(
+            matches!(step, ReadStep::Done(ApiResponse { status: 204, .. })),
+            "{step:?}"
+        );
     }
 
     #[test]

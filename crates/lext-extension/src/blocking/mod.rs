@@ -9,7 +9,7 @@
 //! blocked long poll is interrupted).
 //!
 //! The transport only moves bytes: requests come from [`crate::request`] and
-//! responses are parsed by [`crate::http::ResponseParser`], exactly as in the
+//! responses are read by [`crate::http::ResponseReader`], exactly as in the
 //! tokio flavour.
 
 use std::io::{ErrorKind, Read, Write};
@@ -21,7 +21,7 @@ use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse, Shutdown
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandlerError, Op, Phase};
 use crate::extension::Builder;
-use crate::http::{ApiRequest, ApiResponse, ResponseParser};
+use crate::http::{is_stale, ApiRequest, ApiResponse, ReadStep, ResponseReader};
 use crate::request::{self, ExtensionId};
 use crate::signal::{self, ActiveSocket, Signal};
 use crate::telemetry::TelemetryConfig;
@@ -45,7 +45,7 @@ pub(crate) struct BlockingTransport {
     endpoint: Endpoint,
     conn: Option<TcpStream>,
     write_buf: Vec<u8>,
-    read_buf: Vec<u8>,
+    reader: ResponseReader,
     /// Whether a pending SIGTERM/SIGINT aborts calls (signals installed).
     signals: bool,
 }
@@ -56,7 +56,7 @@ impl BlockingTransport {
             endpoint,
             conn: None,
             write_buf: Vec::with_capacity(512),
-            read_buf: Vec::with_capacity(4096),
+            reader: ResponseReader::new(),
             signals,
         }
     }
@@ -177,8 +177,7 @@ impl BlockingTransport {
                 Err(e) => return Err(io_err(self, e)),
             }
         }
-        self.read_buf.clear();
-        let mut parser = ResponseParser::new();
+        self.reader.start();
         let mut chunk = [0u8; 4096];
         loop {
             // No read timeout: `/event/next` is a long poll, and the process
@@ -189,42 +188,22 @@ impl BlockingTransport {
                     self.interrupted(op).map_err(Exchange::Failed)?;
                     continue;
                 }
-                Err(e) if self.read_buf.is_empty() && is_stale(&e) => {
+                Err(e) if self.reader.is_empty() && is_stale(&e) => {
                     self.interrupted(op).map_err(Exchange::Failed)?;
                     return Err(Exchange::StaleConnection);
                 }
                 Err(e) => return Err(io_err(self, e)),
             };
             if n == 0 {
-                // EOF: a signal's shutdown(2), or the server closed.
+                // EOF: a signal's shutdown(2) wins over what the reader
+                // makes of the close.
                 self.interrupted(op).map_err(Exchange::Failed)?;
-                if self.read_buf.is_empty() {
-                    return Err(Exchange::StaleConnection);
-                }
-                return parser.finish(&self.read_buf).map_err(|e| {
-                    Exchange::Failed(Error::Protocol {
-                        op,
-                        reason: e.to_string(),
-                    })
-                });
             }
-            self.read_buf.extend_from_slice(&chunk[..n]);
-            match parser.parse(&self.read_buf) {
-                Ok(Some((mut response, used))) => {
-                    // Bytes after the response on a request/response
-                    // protocol mean the connection is out of step: drop it.
-                    if used != self.read_buf.len() {
-                        response.close = true;
-                    }
-                    return Ok(response);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Exchange::Failed(Error::Protocol {
-                        op,
-                        reason: e.to_string(),
-                    }))
-                }
+            match self.reader.feed(op, &chunk[..n]) {
+                ReadStep::NeedMore => {}
+                ReadStep::Done(response) => return Ok(response),
+                ReadStep::Stale => return Err(Exchange::StaleConnection),
+                ReadStep::Failed(e) => return Err(Exchange::Failed(e)),
             }
         }
     }
@@ -233,13 +212,6 @@ impl BlockingTransport {
 enum Exchange {
     StaleConnection,
     Failed(Error),
-}
-
-fn is_stale(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
-    )
 }
 
 impl Builder {

@@ -1,8 +1,8 @@
 //! The async transport: the same requests and parser as the blocking one,
 //! over a tokio `TcpStream`.
 //!
-//! This module owns moving [`ApiRequest`] bytes to the API and reading an
-//! [`ApiResponse`] back, on one keep-alive connection, without a read
+//! This module owns moving [`ApiRequest`] bytes to the API and handing what
+//! it reads to the shared [`ResponseReader`], on one keep-alive connection, without a read
 //! timeout (the `/event/next` long poll). Cancelling [`AsyncTransport::send`]
 //! (for example when a signal wins a `select!`) drops the connection, so the
 //! next call starts on a fresh one and never reads a stale answer.
@@ -12,7 +12,7 @@ use ::tokio::net::TcpStream;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Op};
-use crate::http::{ApiRequest, ApiResponse, ResponseParser};
+use crate::http::{is_stale, ApiRequest, ApiResponse, ReadStep, ResponseReader};
 
 /// An async HTTP/1.1 client for one API endpoint, reusing one connection.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub(crate) struct AsyncTransport {
     endpoint: Endpoint,
     conn: Option<TcpStream>,
     write_buf: Vec<u8>,
-    read_buf: Vec<u8>,
+    reader: ResponseReader,
 }
 
 /// Outcome of one request/response exchange that did not yield a response.
@@ -37,7 +37,7 @@ impl AsyncTransport {
             endpoint,
             conn: None,
             write_buf: Vec::with_capacity(512),
-            read_buf: Vec::with_capacity(4096),
+            reader: ResponseReader::new(),
         }
     }
 
@@ -108,53 +108,20 @@ impl AsyncTransport {
                 Exchange::Failed(Error::Io { op, source: e })
             });
         }
-        self.read_buf.clear();
-        let mut parser = ResponseParser::new();
+        self.reader.start();
         let mut chunk = [0u8; 4096];
         loop {
             let n = match stream.read(&mut chunk).await {
                 Ok(n) => n,
-                Err(e) if self.read_buf.is_empty() && is_stale(&e) => return Err(Exchange::Stale),
+                Err(e) if self.reader.is_empty() && is_stale(&e) => return Err(Exchange::Stale),
                 Err(e) => return Err(Exchange::Failed(Error::Io { op, source: e })),
             };
-            if n == 0 {
-                // EOF before any byte: the stale keep-alive case. After some
-                // bytes: only a body framed by the close can be complete.
-                if self.read_buf.is_empty() {
-                    return Err(Exchange::Stale);
-                }
-                return parser.finish(&self.read_buf).map_err(|e| {
-                    Exchange::Failed(Error::Protocol {
-                        op,
-                        reason: e.to_string(),
-                    })
-                });
-            }
-            self.read_buf.extend_from_slice(&chunk[..n]);
-            match parser.parse(&self.read_buf) {
-                Ok(Some((mut response, used))) => {
-                    // Extra bytes after an answer on a request/response
-                    // protocol mean the connection is out of step: drop it.
-                    if used != self.read_buf.len() {
-                        response.close = true;
-                    }
-                    return Ok(response);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Exchange::Failed(Error::Protocol {
-                        op,
-                        reason: e.to_string(),
-                    }))
-                }
+            match self.reader.feed(op, &chunk[..n]) {
+                ReadStep::NeedMore => {}
+                ReadStep::Done(response) => return Ok(response),
+                ReadStep::Stale => return Err(Exchange::Stale),
+                ReadStep::Failed(e) => return Err(Exchange::Failed(e)),
             }
         }
     }
-}
-
-/// Errors that mean "the peer closed this connection", as opposed to a
-/// failure worth reporting.
-fn is_stale(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
 }
