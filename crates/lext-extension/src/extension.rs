@@ -5,13 +5,17 @@
 //! requires), the events to subscribe to, the optional `accountId` feature,
 //! where the API is, and whether SIGTERM/SIGINT end the loop. The builder
 //! turns into a registered extension with [`Builder::register`] (blocking)
-//! or `Builder::register_async` (feature `tokio`).
+//! or `Builder::register_async` (feature `tokio`); both build the register
+//! request and read its answer into a `Registration` here, and differ only
+//! in how they send it.
 
 use lext_protocol::env::{AWS_LAMBDA_INITIALIZATION_TYPE, INITIALIZATION_TYPE_MANAGED_INSTANCES};
-use lext_protocol::extensions::EventType;
+use lext_protocol::extensions::{EventType, RegisterResponse};
 
 use crate::endpoint::Endpoint;
 use crate::error::Error;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::request::{self, ExtensionId};
 
 /// Namespace for [`Extension::builder`].
 #[derive(Debug)]
@@ -105,6 +109,53 @@ impl Builder {
             None => default_name()?,
         };
         Ok((name, endpoint))
+    }
+
+    /// Resolves the settings and builds the register request: the step
+    /// before either flavour sends it. Returns the name, where to send the
+    /// request, and the request.
+    pub(crate) fn register_request(&mut self) -> Result<(String, Endpoint, ApiRequest), Error> {
+        let (name, endpoint) = self.resolve()?;
+        let req = request::register(&name, &self.events, self.account_id)?;
+        tracing::debug!(extension = %name, events = ?self.events, "registering");
+        Ok((name, endpoint, req))
+    }
+}
+
+/// What a successful registration gave, held by both flavours' registered
+/// types (`Registered`, `AsyncRegistered`) next to their transport.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    /// The identifier Lambda assigned; every later request carries it.
+    pub(crate) id: ExtensionId,
+    /// The register response (function name, version, handler, account id).
+    pub(crate) response: RegisterResponse,
+    /// The name the extension registered with.
+    pub(crate) name: String,
+    /// The events the extension registered for.
+    pub(crate) events: Vec<EventType>,
+}
+
+impl Registration {
+    /// Reads the register answer of the extension `name`, registered for
+    /// `events`.
+    ///
+    /// # Errors
+    /// As [`request::registered`]: [`Error::Api`] for a refusal,
+    /// [`Error::Protocol`] for an answer without an identifier or body.
+    pub(crate) fn from_answer(
+        name: String,
+        events: Vec<EventType>,
+        answer: &ApiResponse,
+    ) -> Result<Self, Error> {
+        let (response, id) = request::registered(answer)?;
+        tracing::debug!(extension = %name, id = %id, "registered");
+        Ok(Self {
+            id,
+            response,
+            name,
+            events,
+        })
     }
 }
 

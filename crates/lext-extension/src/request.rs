@@ -16,7 +16,7 @@ use lext_protocol::extensions::{
 
 use lext_protocol::telemetry::{Api, SubscribeRequest, TELEMETRY_PATH};
 
-use crate::error::{Error, HandlerError, Op};
+use crate::error::{Error, HandlerError, Op, Phase};
 use crate::http::{ApiRequest, ApiResponse, Method};
 
 /// The identifier Lambda gives an extension at registration
@@ -271,6 +271,40 @@ pub(crate) fn next_event_response(response: &ApiResponse) -> Result<NextEvent, E
             response.body_text()
         ),
     })
+}
+
+/// The report of a handler failure in `phase` (`init/error` during init,
+/// `exit/error` after) and the call it is, logged as a warning. Both
+/// flavours send it, then build their result with [`failure_reported`].
+pub(crate) fn failure_report(
+    id: &ExtensionId,
+    phase: Phase,
+    error: &HandlerError,
+) -> (Op, ApiRequest) {
+    let (op, req) = match phase {
+        Phase::Init => (Op::InitError, init_error(id, error)),
+        Phase::Exit => (Op::ExitError, exit_error(id, error)),
+    };
+    tracing::warn!(%op, error_type = error.error_type(), message = error.message(), "reporting extension failure");
+    (op, req)
+}
+
+/// The [`Error::Handler`] to return after sending a [`failure_report`]:
+/// `sent` is what the transport got back, and a report that did not reach
+/// Lambda is kept in the error.
+pub(crate) fn failure_reported(
+    op: Op,
+    phase: Phase,
+    error: &HandlerError,
+    sent: Result<ApiResponse, Error>,
+) -> Error {
+    let outcome = sent.and_then(|r| error_reported(op, &r));
+    Error::Handler {
+        phase,
+        error_type: error.error_type().to_owned(),
+        message: error.message().to_owned(),
+        report_failed: outcome.err().map(Box::new),
+    }
 }
 
 /// Interprets the answer to `init/error` or `exit/error`. Lambda answers

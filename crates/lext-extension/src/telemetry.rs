@@ -1,8 +1,8 @@
 //! Telemetry API subscriptions: what both flavours' listeners share.
 //!
 //! This module owns the subscription settings ([`TelemetryConfig`]), the
-//! batch type extensions receive ([`TelemetryBatch`]), and turning a
-//! delivered body into a batch. The listeners themselves live with their
+//! batch type extensions receive ([`TelemetryBatch`]), the subscribe request
+//! and the reading of its answer, and turning a delivered body into a batch. The listeners themselves live with their
 //! flavour: `blocking::telemetry` (a std thread) and `tokio::telemetry`
 //! (hyper). Both follow the same rules:
 //!
@@ -28,6 +28,10 @@ use lext_protocol::telemetry::{
     decode_batch, BatchFailure, Buffering, LogType, SubscribeRequest, TelemetryEvent,
     DEFAULT_TELEMETRY_SCHEMA,
 };
+
+use crate::error::Error;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::request::{self, ExtensionId, SubscribeOutcome};
 
 /// Largest batch body accepted: Lambda sends up to about twice `maxBytes`
 /// (at most 1 MiB) plus envelope overhead; 8 MiB leaves a wide margin.
@@ -135,6 +139,44 @@ impl TelemetryConfig {
         body.buffering = self.buffering;
         body
     }
+
+    /// The subscribe request for extension `id` with a listener bound to
+    /// `port`, and the destination URI it carries
+    /// (`http://sandbox.localdomain:<port>`), built before the listener
+    /// starts serving so an invalid subscription starts nothing.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the subscription is outside Lambda's limits.
+    pub(crate) fn subscription(
+        &self,
+        id: &ExtensionId,
+        port: u16,
+    ) -> Result<(ApiRequest, String), Error> {
+        let body = self.subscribe_request(port);
+        let uri = body.destination.uri.clone().unwrap_or_default();
+        Ok((request::subscribe_telemetry(id, &body)?, uri))
+    }
+}
+
+/// The error for a listener that could not be bound at `addr`.
+pub(crate) fn listener_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Listener {
+        addr: addr.to_string(),
+        source,
+    }
+}
+
+/// Interprets Lambda's answer to the subscription; a local emulator that
+/// has no Telemetry API is a warning, not an error.
+///
+/// # Errors
+/// As [`request::subscribed`]: [`Error::Api`] if Lambda refuses.
+pub(crate) fn subscribed(answer: &ApiResponse) -> Result<SubscribeOutcome, Error> {
+    let outcome = request::subscribed(answer)?;
+    if let SubscribeOutcome::NotSupported(message) = &outcome {
+        tracing::warn!(%message, "the Telemetry API is not supported here (local emulator)");
+    }
+    Ok(outcome)
 }
 
 /// Turns a delivered body (or the reason it could not be read) into the

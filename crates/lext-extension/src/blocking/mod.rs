@@ -20,7 +20,7 @@ use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse, Shutdown
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandlerError, Op, Phase};
-use crate::extension::Builder;
+use crate::extension::{Builder, Registration};
 use crate::http::{is_stale, ApiRequest, ApiResponse, ReadStep, ResponseReader};
 use crate::request::{self, ExtensionId};
 use crate::signal::{self, ActiveSocket, Signal};
@@ -234,8 +234,7 @@ impl Builder {
     /// # Ok::<(), lext_extension::Error>(())
     /// ```
     pub fn register(mut self) -> Result<Registered, Error> {
-        let (name, endpoint) = self.resolve()?;
-        let req = request::register(&name, &self.events, self.account_id)?;
+        let (name, endpoint, req) = self.register_request()?;
         if self.handle_signals {
             signal::install().map_err(|source| Error::Io {
                 op: Op::Register,
@@ -243,16 +242,10 @@ impl Builder {
             })?;
         }
         let mut transport = BlockingTransport::new(endpoint, self.handle_signals);
-        tracing::debug!(extension = %name, events = ?self.events, "registering");
-        let response = transport.send(Op::Register, &req)?;
-        let (response, id) = request::registered(&response)?;
-        tracing::debug!(extension = %name, id = %id, "registered");
+        let answer = transport.send(Op::Register, &req)?;
         Ok(Registered {
+            registration: Registration::from_answer(name, self.events, &answer)?,
             transport,
-            id,
-            response,
-            name,
-            events: self.events,
         })
     }
 }
@@ -266,31 +259,28 @@ impl Builder {
 #[derive(Debug)]
 pub struct Registered {
     transport: BlockingTransport,
-    id: ExtensionId,
-    response: RegisterResponse,
-    name: String,
-    events: Vec<EventType>,
+    registration: Registration,
 }
 
 impl Registered {
     /// The identifier Lambda assigned.
     pub fn id(&self) -> &ExtensionId {
-        &self.id
+        &self.registration.id
     }
 
     /// The register response (function name, version, handler, account id).
     pub fn response(&self) -> &RegisterResponse {
-        &self.response
+        &self.registration.response
     }
 
     /// The name the extension registered with.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.registration.name
     }
 
     /// The events the extension registered for.
     pub fn events(&self) -> &[EventType] {
-        &self.events
+        &self.registration.events
     }
 
     /// Binds a telemetry listener (std threads), then subscribes to the
@@ -322,13 +312,18 @@ impl Registered {
         &mut self,
         config: TelemetryConfig,
     ) -> Result<TelemetrySubscription, Error> {
-        telemetry::subscribe(&mut self.transport, &self.id, config)
+        telemetry::subscribe(&mut self.transport, &self.registration.id, config)
     }
 
     /// Reports an init failure with `init/error` and returns the
     /// [`Error::Handler`] to exit with (non-zero).
     pub fn init_error(mut self, error: HandlerError) -> Error {
-        report(&mut self.transport, &self.id, Phase::Init, error)
+        report(
+            &mut self.transport,
+            &self.registration.id,
+            Phase::Init,
+            error,
+        )
     }
 
     /// Runs the event loop: waits for each event and calls `handler` with it.
@@ -359,7 +354,9 @@ impl Registered {
         F: FnMut(&NextEvent) -> Result<(), HandlerError>,
     {
         // The poll never changes: encode it once, not once per event.
-        let next = self.transport.encode(&request::next_event(&self.id));
+        let next = self
+            .transport
+            .encode(&request::next_event(&self.registration.id));
         loop {
             let response = match self.transport.send_bytes(Op::Next, &next) {
                 Ok(r) => r,
@@ -372,7 +369,12 @@ impl Registered {
             let event = request::next_event_response(&response)?;
             tracing::debug!(event = %event.event_type(), "event received");
             if let Err(error) = handler(&event) {
-                return Err(report(&mut self.transport, &self.id, Phase::Exit, error));
+                return Err(report(
+                    &mut self.transport,
+                    &self.registration.id,
+                    Phase::Exit,
+                    error,
+                ));
             }
             match event {
                 NextEvent::Shutdown(shutdown) => return Ok(RunEnd::Shutdown(shutdown)),
@@ -392,21 +394,10 @@ fn report(
     phase: Phase,
     error: HandlerError,
 ) -> Error {
-    let (op, req) = match phase {
-        Phase::Init => (Op::InitError, request::init_error(id, &error)),
-        Phase::Exit => (Op::ExitError, request::exit_error(id, &error)),
-    };
-    tracing::warn!(%op, error_type = error.error_type(), message = error.message(), "reporting extension failure");
+    let (op, req) = request::failure_report(id, phase, &error);
     // Report even if a signal is pending: the failure must reach Lambda.
     let signals = std::mem::replace(&mut transport.signals, false);
-    let outcome = transport
-        .send(op, &req)
-        .and_then(|r| request::error_reported(op, &r));
+    let sent = transport.send(op, &req);
     transport.signals = signals;
-    Error::Handler {
-        phase,
-        error_type: error.error_type().to_owned(),
-        message: error.message().to_owned(),
-        report_failed: outcome.err().map(Box::new),
-    }
+    request::failure_reported(op, phase, &error, sent)
 }

@@ -23,8 +23,10 @@ use std::time::Duration;
 use super::BlockingTransport;
 use crate::error::{Error, Op};
 use crate::http::parse_request;
-use crate::request::{self, ExtensionId, SubscribeOutcome};
-use crate::telemetry::{to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES};
+use crate::request::{ExtensionId, SubscribeOutcome};
+use crate::telemetry::{
+    listener_error, subscribed, to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES,
+};
 
 /// How long a delivery connection may stay idle before it is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
@@ -108,16 +110,10 @@ pub(crate) fn subscribe(
     id: &ExtensionId,
     config: TelemetryConfig,
 ) -> Result<TelemetrySubscription, Error> {
-    let wanted = config.bind_addr();
-    let listener_error = |source| Error::Listener {
-        addr: wanted.to_string(),
-        source,
-    };
-    let listener = TcpListener::bind(wanted).map_err(listener_error)?;
-    let local_addr = listener.local_addr().map_err(listener_error)?;
-    let body = config.subscribe_request(local_addr.port());
-    let uri = body.destination.uri.clone().unwrap_or_default();
-    let req = request::subscribe_telemetry(id, &body)?;
+    let listener_error = listener_error(config.bind_addr());
+    let listener = TcpListener::bind(config.bind_addr()).map_err(&listener_error)?;
+    let local_addr = listener.local_addr().map_err(&listener_error)?;
+    let (req, uri) = config.subscription(id, local_addr.port())?;
 
     let (tx, receiver) = mpsc::sync_channel(config.capacity);
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,10 +135,7 @@ pub(crate) fn subscribe(
     };
     tracing::debug!(%local_addr, uri = subscription.uri, "telemetry listener started; subscribing");
     let response = transport.send(Op::SubscribeTelemetry, &req)?;
-    subscription.outcome = request::subscribed(&response)?;
-    if let SubscribeOutcome::NotSupported(message) = &subscription.outcome {
-        tracing::warn!(%message, "the Telemetry API is not supported here (local emulator)");
-    }
+    subscription.outcome = subscribed(&response)?;
     Ok(subscription)
 }
 

@@ -22,7 +22,7 @@ use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse};
 
 use crate::blocking::RunEnd;
 use crate::error::{Error, HandlerError, Op, Phase};
-use crate::extension::Builder;
+use crate::extension::{Builder, Registration};
 use crate::request::{self, ExtensionId};
 use crate::signal::Signal;
 
@@ -72,19 +72,12 @@ impl Builder {
     /// # Errors
     /// See [`Builder::register`].
     pub async fn register_async(mut self) -> Result<AsyncRegistered, Error> {
-        let (name, endpoint) = self.resolve()?;
-        let req = request::register(&name, &self.events, self.account_id)?;
+        let (name, endpoint, req) = self.register_request()?;
         let mut transport = AsyncTransport::new(endpoint);
-        tracing::debug!(extension = %name, events = ?self.events, "registering");
-        let response = transport.send(Op::Register, &req).await?;
-        let (response, id) = request::registered(&response)?;
-        tracing::debug!(extension = %name, id = %id, "registered");
+        let answer = transport.send(Op::Register, &req).await?;
         Ok(AsyncRegistered {
+            registration: Registration::from_answer(name, self.events, &answer)?,
             transport,
-            id,
-            response,
-            name,
-            events: self.events,
             handle_signals: self.handle_signals,
         })
     }
@@ -94,32 +87,29 @@ impl Builder {
 #[derive(Debug)]
 pub struct AsyncRegistered {
     transport: AsyncTransport,
-    id: ExtensionId,
-    response: RegisterResponse,
-    name: String,
-    events: Vec<EventType>,
+    registration: Registration,
     handle_signals: bool,
 }
 
 impl AsyncRegistered {
     /// The identifier Lambda assigned.
     pub fn id(&self) -> &ExtensionId {
-        &self.id
+        &self.registration.id
     }
 
     /// The register response.
     pub fn response(&self) -> &RegisterResponse {
-        &self.response
+        &self.registration.response
     }
 
     /// The name the extension registered with.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.registration.name
     }
 
     /// The events the extension registered for.
     pub fn events(&self) -> &[EventType] {
-        &self.events
+        &self.registration.events
     }
 
     /// Binds the telemetry listener, then subscribes to the Telemetry API
@@ -155,13 +145,19 @@ impl AsyncRegistered {
         &mut self,
         config: TelemetryConfig,
     ) -> Result<TelemetrySubscription, Error> {
-        telemetry::subscribe(&mut self.transport, &self.id, config).await
+        telemetry::subscribe(&mut self.transport, &self.registration.id, config).await
     }
 
     /// Reports an init failure with `init/error` and returns the
     /// [`Error::Handler`] to exit with.
     pub async fn init_error(mut self, error: HandlerError) -> Error {
-        report(&mut self.transport, &self.id, Phase::Init, error).await
+        report(
+            &mut self.transport,
+            &self.registration.id,
+            Phase::Init,
+            error,
+        )
+        .await
     }
 
     /// Runs the event loop; see [`crate::Registered::run`] for the contract.
@@ -188,7 +184,7 @@ impl AsyncRegistered {
         } else {
             None
         };
-        let next = request::next_event(&self.id);
+        let next = request::next_event(&self.registration.id);
         loop {
             let response = match signals.as_mut() {
                 Some((term, int)) => {
@@ -208,7 +204,13 @@ impl AsyncRegistered {
                 NextEvent::Invoke(_) => None,
             };
             if let Err(error) = handler(event).await {
-                return Err(report(&mut self.transport, &self.id, Phase::Exit, error).await);
+                return Err(report(
+                    &mut self.transport,
+                    &self.registration.id,
+                    Phase::Exit,
+                    error,
+                )
+                .await);
             }
             if let Some(shutdown) = shutdown {
                 return Ok(RunEnd::Shutdown(shutdown));
@@ -217,25 +219,14 @@ impl AsyncRegistered {
     }
 }
 
+/// Sends `init/error` or `exit/error` and builds the error to return.
 async fn report(
     transport: &mut AsyncTransport,
     id: &ExtensionId,
     phase: Phase,
     error: HandlerError,
 ) -> Error {
-    let (op, req) = match phase {
-        Phase::Init => (Op::InitError, request::init_error(id, &error)),
-        Phase::Exit => (Op::ExitError, request::exit_error(id, &error)),
-    };
-    tracing::warn!(%op, error_type = error.error_type(), message = error.message(), "reporting extension failure");
-    let outcome = match transport.send(op, &req).await {
-        Ok(r) => request::error_reported(op, &r),
-        Err(e) => Err(e),
-    };
-    Error::Handler {
-        phase,
-        error_type: error.error_type().to_owned(),
-        message: error.message().to_owned(),
-        report_failed: outcome.err().map(Box::new),
-    }
+    let (op, req) = request::failure_report(id, phase, &error);
+    let sent = transport.send(op, &req).await;
+    request::failure_reported(op, phase, &error, sent)
 }

@@ -21,8 +21,10 @@ use hyper_util::rt::TokioIo;
 
 use super::transport::AsyncTransport;
 use crate::error::{Error, Op};
-use crate::request::{self, ExtensionId, SubscribeOutcome};
-use crate::telemetry::{to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES};
+use crate::request::{ExtensionId, SubscribeOutcome};
+use crate::telemetry::{
+    listener_error, subscribed, to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES,
+};
 
 /// A live subscription: the listener and the receiving end of its batches.
 ///
@@ -87,30 +89,19 @@ pub(crate) async fn subscribe(
     id: &ExtensionId,
     config: TelemetryConfig,
 ) -> Result<TelemetrySubscription, Error> {
-    let wanted = config.bind_addr();
-    let listener = TcpListener::bind(wanted)
+    let listener_error = listener_error(config.bind_addr());
+    let listener = TcpListener::bind(config.bind_addr())
         .await
-        .map_err(|source| Error::Listener {
-            addr: wanted.to_string(),
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Listener {
-        addr: wanted.to_string(),
-        source,
-    })?;
-    let body = config.subscribe_request(local_addr.port());
-    let uri = body.destination.uri.clone().unwrap_or_default();
-    let req = request::subscribe_telemetry(id, &body)?;
+        .map_err(&listener_error)?;
+    let local_addr = listener.local_addr().map_err(&listener_error)?;
+    let (req, uri) = config.subscription(id, local_addr.port())?;
 
     let (tx, receiver) = mpsc::channel(config.capacity);
     let task = AbortOnDrop(::tokio::spawn(accept_loop(listener, tx)));
     tracing::debug!(%local_addr, %uri, "telemetry listener started; subscribing");
     // On any error below, `task` is dropped and the listener stops.
     let response = transport.send(Op::SubscribeTelemetry, &req).await?;
-    let outcome = request::subscribed(&response)?;
-    if let SubscribeOutcome::NotSupported(message) = &outcome {
-        tracing::warn!(%message, "the Telemetry API is not supported here (local emulator)");
-    }
+    let outcome = subscribed(&response)?;
     Ok(TelemetrySubscription {
         receiver,
         local_addr,
