@@ -377,15 +377,8 @@ pub fn is_stale(e: &std::io::Error) -> bool {
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
-    let head_len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_HEAD_BYTES {
-                return Err(ParseError::HeadTooLarge);
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(ParseError::Head(e.to_string())),
+    let Some(head_len) = head_len(response.parse(buf), buf.len())? else {
+        return Ok(None);
     };
     if head_len > MAX_HEAD_BYTES {
         return Err(ParseError::HeadTooLarge);
@@ -410,22 +403,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
                 }
                 length = Some(n);
             }
-            "transfer-encoding" => {
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            }
-            "connection" => {
-                for token in value.split(',') {
-                    let token = token.trim();
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
-                        close = false;
-                    }
-                }
-            }
+            "transfer-encoding" => chunked = is_chunked(&value),
+            // Keep-alive only matters for HTTP/1.0, where close is the default.
+            "connection" => apply_connection(&value, &mut close, http10),
             _ => {}
         }
         headers.push((name, value));
@@ -518,15 +498,8 @@ pub(crate) fn parse_request(
 ) -> Result<Option<(ServerRequest, usize)>, ParseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_HEAD_BYTES {
-                return Err(ParseError::HeadTooLarge);
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(ParseError::Head(e.to_string())),
+    let Some(head_len) = head_len(req.parse(buf), buf.len())? else {
+        return Ok(None);
     };
     let http10 = req.version == Some(0);
     let mut close = http10;
@@ -541,19 +514,9 @@ pub(crate) fn parse_request(
                 return Err(ParseError::BodyTooLarge);
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            chunked = is_chunked(value);
         } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',') {
-                let token = token.trim();
-                if token.eq_ignore_ascii_case("close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    close = false;
-                }
-            }
+            apply_connection(value, &mut close, true);
         }
     }
     let method = req.method.unwrap_or("").to_owned();
@@ -579,6 +542,39 @@ pub(crate) fn parse_request(
         },
         head_len + used,
     )))
+}
+
+/// The length of a head `httparse` parsed from `buf_len` bytes, `None` if
+/// more bytes are needed. Shared by the response and request parsers.
+fn head_len(parsed: httparse::Result<usize>, buf_len: usize) -> Result<Option<usize>, ParseError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf_len > MAX_HEAD_BYTES => Err(ParseError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(ParseError::Head(e.to_string())),
+    }
+}
+
+/// Whether a `Transfer-Encoding` value frames the body as chunked: only
+/// when `chunked` is the last coding (RFC 9112 section 6.3).
+fn is_chunked(value: &str) -> bool {
+    value
+        .rsplit(',')
+        .next()
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Applies a `Connection` header's tokens to `close`: `close` sets it, and
+/// `keep-alive` clears it when `keep_alive_counts`.
+fn apply_connection(value: &str, close: &mut bool, keep_alive_counts: bool) {
+    for token in value.split(',') {
+        let token = token.trim();
+        if token.eq_ignore_ascii_case("close") {
+            *close = true;
+        } else if token.eq_ignore_ascii_case("keep-alive") && keep_alive_counts {
+            *close = false;
+        }
+    }
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
