@@ -58,6 +58,9 @@ struct Options {
     /// Another lext binary to measure instead of the release build (for
     /// A/B comparisons of two commits).
     lext: Option<PathBuf>,
+    /// Pin this process, and so every thread and process it starts, to one
+    /// CPU.
+    one_cpu: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -89,6 +92,7 @@ pub fn main(args: &[String]) -> Result<()> {
         build: true,
         simulator: true,
         lext: None,
+        one_cpu: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -102,6 +106,7 @@ pub fn main(args: &[String]) -> Result<()> {
             "--no-build" => o.build = false,
             "--no-simulator" => o.simulator = false,
             "--lext" => o.lext = Some(PathBuf::from(value()?)),
+            "--one-cpu" => o.one_cpu = true,
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -145,6 +150,11 @@ pub fn main(args: &[String]) -> Result<()> {
         ensure!(sim_bin.is_file(), "{} is missing", sim_bin.display());
     }
     let xtask = std::env::current_exe().context("the xtask executable")?;
+    // After the builds (cargo keeps both CPUs), before any thread starts.
+    if o.one_cpu {
+        let cpu = pin_to_current_cpu()?;
+        eprintln!("pinned to CPU {cpu}: every process of the benchmark runs on it");
+    }
 
     let mut subjects = vec![
         Subject {
@@ -432,6 +442,35 @@ fn simulator(
         latencies_ns,
         elapsed: Duration::from_nanos(v["elapsed_ns"].as_u64().context("elapsed_ns")?),
     })
+}
+
+/// Pins the calling thread (before any other is started, so the whole
+/// process) to the CPU it runs on; children inherit the mask.
+///
+/// Why it is an option: a sequential invoke runs one process at a time, so
+/// one CPU suffices, and on this 2-vCPU VM each wake-up that crosses to the
+/// other vCPU costs tens of microseconds. Unpinned runs are bimodal (each
+/// `lext run` settles at about 65 or about 135 µs p50 depending on where
+/// the scheduler puts its threads); pinned runs measure the code's own cost
+/// steadily. Both are reported.
+fn pin_to_current_cpu() -> Result<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).context("sched_getcpu failed")?;
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set;
+    // CPU_SET writes inside it (cpu is below CPU_SETSIZE, checked by libc's
+    // macro); sched_setaffinity reads size_of::<cpu_set_t>() bytes of it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    ensure!(
+        rc == 0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(cpu)
 }
 
 fn target_dir() -> Result<PathBuf> {

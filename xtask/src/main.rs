@@ -42,6 +42,7 @@ tasks:
       benchmark fails with its name.
   bench-sandbox [--invokes N] [--warmup W] [--rounds R] [--cold-runs C]
                 [--lines L] [--no-build] [--no-simulator] [--lext PATH]
+                [--one-cpu]
       Builds the release lext and rust-example-extension (and the
       lambda-simulator peer, xtask/peers/lambda-simulator-bench), then
       measures, side by side: sequential invokes/s and p50/p99 latency over
@@ -51,7 +52,8 @@ tasks:
       trips; the cold start (Init Duration vs the same processes on a
       minimal API, C runs, default 21); and L (100000) function log lines
       delivered to a Telemetry API subscriber. --lext measures another lext
-      binary (A/B of two commits).
+      binary (A/B of two commits). --one-cpu pins every process of the
+      run to one CPU (steadier: no cross-vCPU wake-ups).
 ";
 
 fn main() -> ExitCode {
