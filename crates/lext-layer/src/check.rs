@@ -301,7 +301,7 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
         } else if let Some(i) = parts.iter().position(|c| *c == "extensions") {
             nested_under.get_or_insert_with(|| format!("{}/", parts[..i].join("/")));
         }
-        let is_extension = parts.len() == 2 && parts[0] == "extensions";
+        let is_extension = path.extension_name().is_some();
 
         // Resolve symlinks: the link itself must stay inside; an extension
         // that is a link is judged by what it points to.
@@ -465,12 +465,7 @@ pub fn extension_architectures(listing: &Listing) -> BTreeSet<Arch> {
     listing
         .entries
         .iter()
-        .filter(|e| {
-            e.path.as_ref().is_ok_and(|p| {
-                let parts: Vec<_> = p.components().collect();
-                parts.len() == 2 && parts[0] == "extensions"
-            })
-        })
+        .filter(|e| e.path.as_ref().is_ok_and(|p| p.extension_name().is_some()))
         .filter_map(|e| match &e.content {
             Content::Elf(info) => info.arch,
             _ => None,

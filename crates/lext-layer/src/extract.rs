@@ -14,15 +14,12 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::listing::{zip_is_dir, zip_is_symlink, MAX_LINK_TARGET};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
 /// Refuse to write more than this many bytes in total (four times Lambda's
 /// 250 MiB unzipped limit): a zip bomb must not fill the disk.
 pub const MAX_EXTRACTED_BYTES: u64 = 1024 * 1024 * 1024;
-
-const S_IFMT: u32 = 0o170_000;
-const S_IFLNK: u32 = 0o120_000;
-const S_IFDIR: u32 = 0o040_000;
 
 /// What was extracted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,26 +132,21 @@ pub fn extract_reader<R: Read + Seek>(
             continue;
         }
         let raw_mode = entry.unix_mode();
-        let kind = raw_mode.map(|m| m & S_IFMT);
         let target_path = dest.join(path.as_str());
-        prepare_parents(dest, &path).map_err(|why| ExtractError::Conflict {
+        let conflict = |why| ExtractError::Conflict {
             zip: zip.to_owned(),
             name: name.clone(),
             why,
-        })?;
+        };
+        prepare_parents(dest, &path).map_err(conflict)?;
         prepare_parents_io(dest, &path).map_err(io_err(&target_path))?;
 
-        if entry.is_dir() || kind == Some(S_IFDIR) {
-            match fs::symlink_metadata(&target_path) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(ExtractError::Conflict {
-                        zip: zip.to_owned(),
-                        name,
-                        why: "a file or link of that name is already there",
-                    })
-                }
-                Err(_) => fs::create_dir(&target_path).map_err(io_err(&target_path))?,
+        // The directory test comes first: an entry named `x/` is made a
+        // directory even if its mode says link. (`Listing` tests the link
+        // mode first; the two orders differ only for that odd entry.)
+        if zip_is_dir(entry.is_dir(), raw_mode) {
+            if !existing_dir(&target_path).map_err(conflict)? {
+                fs::create_dir(&target_path).map_err(io_err(&target_path))?;
             }
             // Owner rwx is always kept: a directory stored as 0555 (or 0)
             // must still take the files that follow it in the zip.
@@ -164,15 +156,11 @@ pub fn extract_reader<R: Read + Seek>(
             continue;
         }
 
-        remove_existing(&target_path).map_err(|why| ExtractError::Conflict {
-            zip: zip.to_owned(),
-            name: name.clone(),
-            why,
-        })?;
-        if kind == Some(S_IFLNK) {
+        remove_existing(&target_path).map_err(conflict)?;
+        if zip_is_symlink(raw_mode) {
             let mut target = String::new();
             (&mut entry)
-                .take(4096)
+                .take(MAX_LINK_TARGET)
                 .read_to_string(&mut target)
                 .map_err(io_err(&target_path))?;
             safepath::link_target(&path, &target).map_err(unsafe_err)?;
@@ -196,10 +184,8 @@ pub fn extract_reader<R: Read + Seek>(
                 .map_err(io_err(&target_path))?;
             out.files += 1;
         }
-        let parts: Vec<_> = path.components().collect();
-        if parts.len() == 2 && parts[0] == "extensions" {
-            out.extensions.push(parts[1].to_owned());
-        }
+        out.extensions
+            .extend(path.extension_name().map(str::to_owned));
     }
     out.extensions.sort();
     out.extensions.dedup();
@@ -239,42 +225,27 @@ pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError
             };
             let path = safepath::entry_path(&name).map_err(refuse)?;
             let to = dest.join(path.as_str());
-            prepare_parents(dest, &path).map_err(|why| ExtractError::Conflict {
+            let conflict = |why| ExtractError::Conflict {
                 zip: src.to_owned(),
                 name: name.clone(),
                 why,
-            })?;
+            };
+            prepare_parents(dest, &path).map_err(conflict)?;
             let meta = fs::symlink_metadata(&from).map_err(io_err(&from))?;
             if meta.file_type().is_symlink() {
                 let target = fs::read_link(&from).map_err(io_err(&from))?;
                 let target = target.to_string_lossy().into_owned();
                 safepath::link_target(&path, &target).map_err(refuse)?;
-                remove_existing(&to).map_err(|why| ExtractError::Conflict {
-                    zip: src.to_owned(),
-                    name: name.clone(),
-                    why,
-                })?;
+                remove_existing(&to).map_err(conflict)?;
                 symlink(&target, &to).map_err(io_err(&to))?;
                 out.links += 1;
             } else if meta.is_dir() {
-                match fs::symlink_metadata(&to) {
-                    Ok(existing) if existing.is_dir() => {}
-                    Ok(_) => {
-                        return Err(ExtractError::Conflict {
-                            zip: src.to_owned(),
-                            name,
-                            why: "a file or link of that name is already there",
-                        })
-                    }
-                    Err(_) => fs::create_dir(&to).map_err(io_err(&to))?,
+                if !existing_dir(&to).map_err(conflict)? {
+                    fs::create_dir(&to).map_err(io_err(&to))?;
                 }
                 stack.push((from, format!("{name}/")));
             } else {
-                remove_existing(&to).map_err(|why| ExtractError::Conflict {
-                    zip: src.to_owned(),
-                    name: name.clone(),
-                    why,
-                })?;
+                remove_existing(&to).map_err(conflict)?;
                 fs::copy(&from, &to).map_err(io_err(&to))?;
                 out.files += 1;
             }
@@ -285,14 +256,25 @@ pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError
                 let mode = meta.permissions().mode() & 0o777;
                 fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(io_err(&to))?;
             }
-            let parts: Vec<_> = path.components().collect();
-            if parts.len() == 2 && parts[0] == "extensions" && !meta.is_dir() {
-                out.extensions.push(parts[1].to_owned());
+            if !meta.is_dir() {
+                out.extensions
+                    .extend(path.extension_name().map(str::to_owned));
             }
         }
     }
     out.extensions.sort();
     Ok(out)
+}
+
+/// Whether a directory is already at `path` (`Ok(true)`: nothing to
+/// create) or nothing is (`Ok(false)`); a file or link there is a conflict,
+/// never replaced by a directory.
+fn existing_dir(path: &Path) -> Result<bool, &'static str> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(_) => Err("a file or link of that name is already there"),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Refuses to go through a symlink or a file on the way to `path`.

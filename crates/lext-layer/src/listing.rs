@@ -20,10 +20,28 @@ const HEAD_LEN: u64 = 256;
 /// long before: Lambda's unzipped limit is 250 MiB).
 const MAX_ELF_LEN: u64 = 512 * 1024 * 1024;
 
-/// The unix file-type bits of a mode (`S_IFMT`) and the symlink type.
+/// The unix file-type bits of a mode (`S_IFMT`) and the symlink and
+/// directory types.
 const S_IFMT: u32 = 0o170_000;
 const S_IFLNK: u32 = 0o120_000;
 const S_IFDIR: u32 = 0o040_000;
+
+/// How many bytes of a zip entry's data are read as a symlink target (a
+/// target is a path; Linux's `PATH_MAX` is 4096).
+pub(crate) const MAX_LINK_TARGET: u64 = 4096;
+
+/// Whether a zip entry's unix mode says it is a symlink (its data is then
+/// the target). Shared with [`crate::extract`](mod@crate::extract), so both
+/// read modes the same way.
+pub(crate) fn zip_is_symlink(unix_mode: Option<u32>) -> bool {
+    unix_mode.is_some_and(|m| m & S_IFMT == S_IFLNK)
+}
+
+/// Whether a zip entry is a directory: its name ends in `/`
+/// (`ZipFile::is_dir`) or its unix mode says so.
+pub(crate) fn zip_is_dir(name_is_dir: bool, unix_mode: Option<u32>) -> bool {
+    name_is_dir || unix_mode.is_some_and(|m| m & S_IFMT == S_IFDIR)
+}
 
 /// A layer's entries and sizes.
 #[derive(Debug, Clone)]
@@ -144,17 +162,15 @@ impl Listing {
             };
             let raw_mode = file.unix_mode();
             let size = file.size();
-            let is_link = raw_mode.is_some_and(|m| m & S_IFMT == S_IFLNK);
-            let is_dir = file.is_dir() || raw_mode.is_some_and(|m| m & S_IFMT == S_IFDIR);
-            let (kind, content) = if is_link {
+            let (kind, content) = if zip_is_symlink(raw_mode) {
                 let mut target = Vec::new();
                 (&mut file)
-                    .take(4096)
+                    .take(MAX_LINK_TARGET)
                     .read_to_end(&mut target)
                     .map_err(entry_err)?;
                 let target = String::from_utf8_lossy(&target).into_owned();
                 (EntryKind::Symlink { target }, Content::Other)
-            } else if is_dir {
+            } else if zip_is_dir(file.is_dir(), raw_mode) {
                 (EntryKind::Dir, Content::Other)
             } else {
                 (EntryKind::File, read_content(&mut file).map_err(entry_err)?)

@@ -45,6 +45,17 @@ impl LayerPath {
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or("")
     }
+
+    /// The name of the extension at this path, if it is directly in
+    /// `extensions/` (where Lambda starts extensions from): `foo` for
+    /// `extensions/foo`, `None` for `extensions` or `extensions/a/b`.
+    pub fn extension_name(&self) -> Option<&str> {
+        let mut parts = self.components();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("extensions"), Some(name), None) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for LayerPath {
@@ -140,6 +151,17 @@ pub fn link_target(link: &LayerPath, target: &str) -> Result<LayerPath, UnsafeRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_name_is_only_a_direct_child_of_extensions() {
+        let name = |p: &str| entry_path(p).map(|p| p.extension_name().map(str::to_owned));
+        assert_eq!(name("extensions/foo"), Ok(Some("foo".into())));
+        assert_eq!(name("./extensions/foo/"), Ok(Some("foo".into())));
+        assert_eq!(name("extensions"), Ok(None));
+        assert_eq!(name("extensions/a/b"), Ok(None));
+        assert_eq!(name("bin/extensions/foo"), Ok(None));
+        assert_eq!(name("foo"), Ok(None));
+    }
 
     #[test]
     fn entry_names() {
