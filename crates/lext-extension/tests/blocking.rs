@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{lifecycle_script, FakeApi, Recorded, Reply, ID, REGISTER_BODY};
+use common::{lifecycle_script, registered_then, FakeApi, Recorded, Reply, ID, REGISTER_BODY};
 use lext_extension::{
     Error, EventType, Extension, HandlerError, NextEvent, Op, Phase, RunEnd, ShutdownReason,
 };
@@ -119,17 +119,10 @@ fn register_403_is_a_typed_api_error() {
 
 #[test]
 fn next_500_is_a_typed_api_error() {
-    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
-        _ => Reply::json(
-            500,
-            r#"{"errorMessage":"Internal Server Error","errorType":"InternalServerError"}"#,
-        ),
-    });
+    let api = registered_then(Reply::json(
+        500,
+        r#"{"errorMessage":"Internal Server Error","errorType":"InternalServerError"}"#,
+    ));
     let err = builder(&api)
         .register()
         .unwrap()
@@ -162,14 +155,7 @@ fn garbage_answers_are_protocol_errors() {
         );
     }
     // A 200 with a body that is not an event.
-    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
-        _ => Reply::json(200, r#"{"eventType":"EXPLODE"}"#),
-    });
+    let api = registered_then(Reply::json(200, r#"{"eventType":"EXPLODE"}"#));
     let err = builder(&api)
         .register()
         .unwrap()
@@ -274,17 +260,10 @@ fn handler_error_after_the_first_event_uses_exit_error() {
 
 #[test]
 fn a_failed_report_is_kept_in_the_error() {
-    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
-        _ => Reply::json(
-            403,
-            r#"{"errorMessage":"State transition from Ready to InitError failed","errorType":"Extension.InvalidExtensionState"}"#,
-        ),
-    });
+    let api = registered_then(Reply::json(
+        403,
+        r#"{"errorMessage":"State transition from Ready to InitError failed","errorType":"Extension.InvalidExtensionState"}"#,
+    ));
     let err = builder(&api)
         .register()
         .unwrap()

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{telemetry_api, BATCH, BATCH_TYPES, ID};
+use common::{telemetry_api, BATCH, BATCH_TYPES};
 use lext_extension::lext_protocol::telemetry::{LogType, Record};
 use lext_extension::{Error, Extension, Op, SubscribeOutcome, TelemetryBatch, TelemetryConfig};
 
@@ -66,14 +66,7 @@ fn subscribe_then_deliver_real_and_garbage_batches() {
         .unwrap();
     assert_eq!(sub.outcome(), &SubscribeOutcome::Subscribed);
     assert_eq!(sub.local_addr().ip().to_string(), "127.0.0.1");
-    let put = api
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/2022-07-01/telemetry")
-        .unwrap();
-    assert_eq!(put.method, "PUT");
-    assert_eq!(put.header("Lambda-Extension-Identifier"), Some(ID));
-    let body: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+    let body = common::subscription_request(&api);
     assert_eq!(
         body["destination"]["URI"],
         format!("http://sandbox.localdomain:{}", sub.local_addr().port())

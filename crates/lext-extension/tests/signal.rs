@@ -10,20 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FakeApi, Recorded, Reply, ID, REGISTER_BODY};
+use common::{registered_then, Reply};
 use lext_extension::{Extension, RunEnd, Signal};
 
 #[test]
 fn sigterm_interrupts_a_blocked_event_next() {
-    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
-        // The long poll never ends on its own.
-        _ => Reply::Hold,
-    });
+    // The long poll never ends on its own.
+    let api = registered_then(Reply::Hold);
     let registered = Extension::builder()
         .name("sig-ext")
         .runtime_api(api.api())

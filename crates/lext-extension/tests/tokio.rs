@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    lifecycle_script, telemetry_api, FakeApi, Recorded, Reply, BATCH, BATCH_TYPES, ID,
-    REGISTER_BODY,
+    lifecycle_script, registered_then, telemetry_api, FakeApi, Recorded, Reply, BATCH, BATCH_TYPES,
+    ID,
 };
 use lext_extension::lext_protocol::telemetry::{LogType, Record};
 use lext_extension::tokio::{TelemetryBatch, TelemetryConfig};
@@ -140,14 +140,7 @@ async fn telemetry_listener_delivers_typed_batches_and_reports_garbage() {
     );
 
     // The subscription the API received: PUT, identifier, our URI.
-    let put = api
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/2022-07-01/telemetry")
-        .unwrap();
-    assert_eq!(put.method, "PUT");
-    assert_eq!(put.header("Lambda-Extension-Identifier"), Some(ID));
-    let body: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+    let body = common::subscription_request(&api);
     assert_eq!(body["destination"]["protocol"], "HTTP");
     assert_eq!(body["destination"]["URI"], sub.uri());
     assert_eq!(body["types"], serde_json::json!(["platform", "function"]));
@@ -298,14 +291,7 @@ fn sigterm_ends_the_async_loop() {
         assert_eq!(end, RunEnd::Signal(lext_extension::Signal::Term));
         std::process::exit(42);
     }
-    let api = FakeApi::start(|req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
-        _ => Reply::Hold,
-    });
+    let api = registered_then(Reply::Hold);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["sigterm_ends_the_async_loop", "--exact", "--nocapture"])
         .env("LEXT_ASYNC_SIGNAL_CHILD", "1")

@@ -49,6 +49,16 @@ impl Reply {
     pub fn json(status: u16, body: &str) -> Self {
         Reply::Status(status, vec![], body.to_owned())
     }
+
+    /// Lambda's answer to a successful register: 200, the identifier
+    /// header ([`ID`]) and [`REGISTER_BODY`].
+    pub fn registered() -> Self {
+        Reply::Status(
+            200,
+            vec![("Lambda-Extension-Identifier", ID.to_owned())],
+            REGISTER_BODY.to_owned(),
+        )
+    }
 }
 
 type Script = dyn FnMut(&Recorded) -> Reply + Send;
@@ -207,6 +217,7 @@ fn serve(
     }
 }
 
+pub const REGISTER_PATH: &str = "/2020-01-01/extension/register";
 pub const ID: &str = "6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a";
 pub const REGISTER_BODY: &str =
     r#"{"functionName":"my-function","functionVersion":"$LATEST","handler":"function.handler"}"#;
@@ -218,11 +229,7 @@ pub const SHUTDOWN: &str =
 pub fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
     let mut nexts = 0;
     move |req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.to_owned())],
-            REGISTER_BODY.to_owned(),
-        ),
+        REGISTER_PATH => Reply::registered(),
         "/2020-01-01/extension/event/next" => {
             nexts += 1;
             match nexts {
@@ -272,16 +279,37 @@ pub const BATCH_TYPES: [&str; 10] = [
     "platform.somethingNew",
 ];
 
+/// A fake API that accepts the register request and answers every other
+/// request with `rest`.
+pub fn registered_then(rest: Reply) -> FakeApi {
+    FakeApi::start(move |req: &Recorded| {
+        if req.path == REGISTER_PATH {
+            Reply::registered()
+        } else {
+            rest.clone()
+        }
+    })
+}
+
 /// A fake API that registers and answers telemetry subscriptions with
 /// `status` and `body`; event polls are held.
 pub fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
     FakeApi::start(move |req: &Recorded| match req.path.as_str() {
-        "/2020-01-01/extension/register" => Reply::Status(
-            200,
-            vec![("Lambda-Extension-Identifier", ID.into())],
-            REGISTER_BODY.into(),
-        ),
+        REGISTER_PATH => Reply::registered(),
         "/2022-07-01/telemetry" => Reply::json(status, body),
         _ => Reply::Hold,
     })
+}
+
+/// The telemetry subscription the fake API received, checked to be a `PUT`
+/// with the extension's identifier; returns its JSON body.
+pub fn subscription_request(api: &FakeApi) -> serde_json::Value {
+    let put = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/2022-07-01/telemetry")
+        .expect("no telemetry subscription was received");
+    assert_eq!(put.method, "PUT");
+    assert_eq!(put.header("Lambda-Extension-Identifier"), Some(ID));
+    serde_json::from_slice(&put.body).unwrap()
 }
