@@ -543,6 +543,23 @@ async fn init_runtime_only(r: &Router) -> tokio::task::JoinHandle<Answer> {
     rt
 }
 
+/// Starts an invoke in the background and waits until the runtime's
+/// pending `/next` (`rt`) receives it; returns the invoke and its request id.
+async fn invoke_to_runtime(
+    e: &Env,
+    rt: tokio::task::JoinHandle<Answer>,
+) -> (tokio::task::JoinHandle<InvokeReply>, String) {
+    let handle = e.sandbox.handle();
+    let invoke =
+        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
+    let next = rt.await.unwrap();
+    let rid = next.headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (invoke, rid)
+}
+
 #[tokio::test]
 async fn runtime_api_refusals_and_invoke() {
     let e = env(&[]).await;
@@ -653,14 +670,7 @@ async fn oversized_response_is_413_and_the_caller_gets_the_platform_error() {
     let e = env(&[]).await;
     let r = &e.router;
     let rt = init_runtime_only(r).await;
-    let handle = e.sandbox.handle();
-    let invoke =
-        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
-    let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (invoke, rid) = invoke_to_runtime(&e, rt).await;
     let big = vec![b'x'; lext_protocol::MAX_PAYLOAD_SIZE + 1];
     send(
         r,
@@ -686,14 +696,7 @@ async fn oversized_response_is_413_and_the_caller_gets_the_platform_error() {
     );
     // Exactly the limit is accepted on the next invoke.
     let rt = poll(r, "GET", RT_NEXT, None);
-    let handle = e.sandbox.handle();
-    let invoke =
-        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
-    let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (invoke, rid) = invoke_to_runtime(&e, rt).await;
     let exact = vec![b'x'; lext_protocol::MAX_PAYLOAD_SIZE];
     let a = send(
         r,
@@ -715,14 +718,7 @@ async fn function_error_passes_the_body_through() {
     let e = env(&[]).await;
     let r = &e.router;
     let rt = init_runtime_only(r).await;
-    let handle = e.sandbox.handle();
-    let invoke =
-        tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
-    let next = rt.await.unwrap();
-    let rid = next.headers["lambda-runtime-aws-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (invoke, rid) = invoke_to_runtime(&e, rt).await;
     send(
         r,
         "POST",

@@ -142,6 +142,25 @@ async fn receive_records(sub: &mut TestSubscriber, want: usize) -> (Vec<Received
     (batches, records)
 }
 
+/// Subscribes `name` to function logs at `port`, batched by a 25 ms
+/// timeout (the setting of the tests that count records, not batches).
+fn subscribe_function_logs(hub: &Hub, name: &str, port: u16) {
+    hub.subscribe(
+        Api::Telemetry,
+        name,
+        &request(&[LogType::Function], port, buffering(1000, 262_144, 25)),
+    )
+    .unwrap();
+}
+
+/// The next batch the subscriber received, waiting at most 5 s.
+async fn next_batch(sub: &mut TestSubscriber) -> Received {
+    tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
+        .await
+        .expect("no batch arrived within 5 s")
+        .expect("the subscriber stopped")
+}
+
 fn hub() -> Hub {
     Hub::new(HubConfig::default()).unwrap()
 }
@@ -311,18 +330,10 @@ async fn a_stalled_subscriber_gets_logs_dropped_with_exact_counts() {
         ..HubConfig::default()
     })
     .unwrap();
-    hub.subscribe(
-        Api::Telemetry,
-        "ext",
-        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("first-rec"));
     // The first batch is now in flight and stalled at the subscriber.
-    let first = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = next_batch(&mut sub).await;
     assert_eq!(first.events.len(), 1);
     let total = 100;
     for i in 0..total {
@@ -376,12 +387,7 @@ async fn a_subscriber_that_is_down_is_reported_never_silent() {
         ..HubConfig::default()
     })
     .unwrap();
-    hub.subscribe(
-        Api::Telemetry,
-        "down",
-        &request(&[LogType::Function], port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "down", port);
     for i in 0..5 {
         hub.record(line(format!("r{i}")));
     }
@@ -690,17 +696,9 @@ async fn telemetry_out_holds_every_event_as_json_lines() {
 async fn shutdown_counts_what_a_stalled_subscriber_never_got() {
     let mut sub = subscriber_server(false).await;
     let hub = hub();
-    hub.subscribe(
-        Api::Telemetry,
-        "stalled",
-        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "stalled", sub.port);
     hub.record(line("in flight"));
-    let first = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = next_batch(&mut sub).await;
     assert_eq!(first.events.len(), 1);
     hub.record(line("queued 1"));
     hub.record(line("queued 2"));
@@ -730,17 +728,9 @@ async fn delivery_waits_while_the_environment_is_frozen() {
         ..HubConfig::default()
     })
     .unwrap();
-    hub.subscribe(
-        Api::Telemetry,
-        "ext",
-        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("before freeze"));
-    let first = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = next_batch(&mut sub).await;
     assert_eq!(first.events[0]["record"], "before freeze");
     hub.freeze();
     hub.record(line("while frozen"));
@@ -771,12 +761,7 @@ async fn delivery_waits_while_the_environment_is_frozen() {
         ..HubConfig::default()
     })
     .unwrap();
-    hub.subscribe(
-        Api::Telemetry,
-        "ext",
-        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("stalled"));
     sub.batches.recv().await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -790,18 +775,10 @@ async fn refused_batches_are_counted_and_announced_when_the_subscriber_recovers(
     let mut sub = subscriber_server(true).await;
     sub.status.store(500, Ordering::SeqCst);
     let hub = hub();
-    hub.subscribe(
-        Api::Telemetry,
-        "ext",
-        &request(&[LogType::Function], sub.port, buffering(1000, 262_144, 25)),
-    )
-    .unwrap();
+    subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("refused 1"));
     hub.record(line("refused 2"));
-    let refused = tokio::time::timeout(Duration::from_secs(5), sub.batches.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let refused = next_batch(&mut sub).await;
     assert_eq!(refused.events.len(), 2);
     let refused_bytes: usize = refused
         .events
