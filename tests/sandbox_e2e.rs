@@ -611,12 +611,7 @@ fn unsafe_layers_are_refused_before_anything_starts() {
         .unwrap();
     assert!(status.success());
     let r = s.lext(&["--layer", &zip.display().to_string(), "--invoke", "1"]);
-    assert!(!r.output.status.success(), "{}", r.dump());
-    assert!(
-        r.stderr.contains("error: unpacking the layer"),
-        "{}",
-        r.dump()
-    );
+    r.assert_failed_with("error: unpacking the layer");
     assert!(!r.has("START"), "nothing ran: {}", r.dump());
     assert!(!s.dir.path().parent().unwrap().join("escaped").exists());
 
@@ -624,12 +619,7 @@ fn unsafe_layers_are_refused_before_anything_starts() {
     std::fs::create_dir_all(dir.join("extensions")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", dir.join("extensions/passwd")).unwrap();
     let r = s.lext(&["--layer", &dir.display().to_string(), "--invoke", "1"]);
-    assert!(!r.output.status.success(), "{}", r.dump());
-    assert!(
-        r.stderr.contains("error: copying the layer directory"),
-        "{}",
-        r.dump()
-    );
+    r.assert_failed_with("error: copying the layer directory");
 }
 
 #[test]
@@ -776,12 +766,7 @@ fn duplicate_extension_names_are_refused() {
         "--extension",
         &b.display().to_string(),
     ]);
-    assert!(!r.output.status.success(), "{}", r.dump());
-    assert!(
-        r.stderr.contains("two extensions are named \"same\""),
-        "{}",
-        r.dump()
-    );
+    r.assert_failed_with("two extensions are named \"same\"");
 }
 
 #[test]

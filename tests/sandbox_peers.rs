@@ -60,12 +60,7 @@ fn awslambdaric_runtime_with_extension() {
         "function output captured: {}",
         r.dump()
     );
-    let response = r
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("lext: invoke 1: response "))
-        .unwrap_or_else(|| panic!("{}", r.dump()));
-    let v: serde_json::Value = serde_json::from_str(response).unwrap();
+    let v = r.invoke_json(1, "response");
     assert_eq!(v["echo"]["n"], 42);
     assert_eq!(v["function"], "py-fn");
     let remaining = v["remainingMs"].as_i64().unwrap();
@@ -83,12 +78,7 @@ fn awslambdaric_function_error() {
     let runtime = awslambdaric_runtime(&s, "fail");
     let r = s.lext(&["--function", &runtime, "--invoke", "1"]);
     assert!(!r.output.status.success());
-    let body = r
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("lext: invoke 1: function error "))
-        .unwrap_or_else(|| panic!("{}", r.dump()));
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let v = r.invoke_json(1, "function error");
     assert_eq!(v["errorType"], "ValueError");
     assert_eq!(v["errorMessage"], "boom");
     // A handled error: no reset, no Status on REPORT.

@@ -34,12 +34,7 @@ fn lambda_runtime_function_with_lambda_extension_peers() {
     ]);
     assert!(r.output.status.success(), "{}", r.dump());
     // The runtime crate sees a real context.
-    let response = r
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("lext: invoke 1: response "))
-        .unwrap_or_else(|| panic!("{}", r.dump()));
-    let v: serde_json::Value = serde_json::from_str(response).unwrap();
+    let v = r.invoke_json(1, "response");
     assert_eq!(v["echo"]["x"], 1);
     assert_eq!(
         v["arn"],

@@ -61,6 +61,27 @@ impl Run {
         self.stdout.contains(text)
     }
 
+    /// The JSON `lext run` printed to stderr for invoke `n` after
+    /// `lext: invoke <n>: <what> ` (`response` or `function error`);
+    /// panics with the whole output when there is none.
+    pub fn invoke_json(&self, n: usize, what: &str) -> serde_json::Value {
+        let prefix = format!("lext: invoke {n}: {what} ");
+        let text = self
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{}", self.dump()));
+        serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("{prefix:?} is not JSON ({e}): {text}"))
+    }
+
+    /// Asserts that `lext run` failed and said `text` on stderr.
+    #[track_caller]
+    pub fn assert_failed_with(&self, text: &str) {
+        assert!(!self.output.status.success(), "{}", self.dump());
+        assert!(self.stderr.contains(text), "{}", self.dump());
+    }
+
     pub fn dump(&self) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
