@@ -45,6 +45,24 @@ struct TestSubscriber {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+impl TestSubscriber {
+    /// Every event received so far, in order, from batches that must all
+    /// have come with `method`. For after `Hub::shutdown`, when all is in.
+    fn drain(&mut self, method: hyper::Method) -> Vec<Value> {
+        let mut events = Vec::new();
+        while let Ok(batch) = self.batches.try_recv() {
+            assert_eq!(batch.method, method, "the method of a batch");
+            events.extend(batch.events);
+        }
+        events
+    }
+}
+
+/// The `type` of each event.
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
 async fn subscriber_server(open: bool) -> TestSubscriber {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status = Arc::new(AtomicU16::new(200));
@@ -455,10 +473,7 @@ async fn init_events_are_replayed_to_late_subscribers() {
         "Telemetry API subscription is closed already"
     );
     hub.shutdown(Duration::from_secs(5)).await;
-    let mut events = Vec::new();
-    while let Ok(batch) = sub.batches.try_recv() {
-        events.extend(batch.events);
-    }
+    let events = sub.drain(hyper::Method::POST);
     let types: Vec<String> = events
         .iter()
         .map(|e| {
@@ -562,18 +577,10 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
     )));
     hub.shutdown(Duration::from_secs(5)).await;
 
-    let mut logs = Vec::new();
-    while let Ok(batch) = logs_sub.batches.try_recv() {
-        assert_eq!(
-            batch.method,
-            hyper::Method::PUT,
-            "the Logs API honours method"
-        );
-        logs.extend(batch.events);
-    }
-    let types: Vec<&str> = logs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // The Logs API honours the subscription's method.
+    let logs = logs_sub.drain(hyper::Method::PUT);
     assert_eq!(
-        types,
+        types(&logs),
         [
             "platform.logsSubscription",
             "platform.start",
@@ -600,18 +607,10 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
         "RequestId: req Process exited before completing request"
     );
 
-    let mut tel = Vec::new();
-    while let Ok(batch) = tel_sub.batches.try_recv() {
-        assert_eq!(
-            batch.method,
-            hyper::Method::POST,
-            "the Telemetry API always POSTs"
-        );
-        tel.extend(batch.events);
-    }
-    let types: Vec<&str> = tel.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // The Telemetry API always POSTs.
+    let tel = tel_sub.drain(hyper::Method::POST);
     assert_eq!(
-        types,
+        types(&tel),
         [
             "platform.telemetrySubscription",
             "platform.start",
