@@ -4,7 +4,7 @@
 //! is a plain value (method, path, headers, body) that [`ApiRequest::encode`]
 //! turns into bytes; [`ResponseParser`] turns bytes read from a socket into an
 //! [`ApiResponse`], whatever the socket is (std or tokio), and
-//! [`ResponseReader`] wraps it with the read buffer and the rules both
+//! `ResponseReader` wraps it with the read buffer and the rules both
 //! transports follow while reading an answer (end of stream, stray bytes).
 //! None of them touches the network, so all are unit-tested with byte strings.
 //!
@@ -270,7 +270,7 @@ impl ResponseParser {
 /// What a transport does next with the answer it is reading, as decided by
 /// [`ResponseReader::feed`].
 #[derive(Debug)]
-pub enum ReadStep {
+pub(crate) enum ReadStep {
     /// The answer is not complete yet: read more.
     NeedMore,
     /// The answer is complete. Its `close` flag is set when the connection
@@ -293,21 +293,15 @@ pub enum ReadStep {
 /// to [`ResponseReader::feed`] (an empty slice for end of stream) until the
 /// step is not [`ReadStep::NeedMore`].
 #[derive(Debug)]
-pub struct ResponseReader {
+pub(crate) struct ResponseReader {
     buf: Vec<u8>,
     parser: ResponseParser,
-}
-
-impl Default for ResponseReader {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl ResponseReader {
     /// A reader with room for a typical answer, so most exchanges allocate
     /// nothing after the first.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             buf: Vec::with_capacity(4096),
             parser: ResponseParser::new(),
@@ -315,20 +309,20 @@ impl ResponseReader {
     }
 
     /// Forgets any previous answer, keeping the buffer's allocation.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.buf.clear();
         self.parser = ResponseParser::new();
     }
 
     /// Whether no byte of the answer has arrived yet. A connection reset in
     /// this state is a stale keep-alive connection, not a failed answer.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     /// Takes the bytes of one read for the request `op`; `bytes` is empty
     /// when the peer closed the connection.
-    pub fn feed(&mut self, op: Op, bytes: &[u8]) -> ReadStep {
+    pub(crate) fn feed(&mut self, op: Op, bytes: &[u8]) -> ReadStep {
         let protocol = |e: ParseError| {
             ReadStep::Failed(Error::Protocol {
                 op,
@@ -365,7 +359,7 @@ impl ResponseReader {
 /// Whether an I/O error means "the peer closed this connection" (reset,
 /// broken pipe), as opposed to a failure worth reporting. Both transports
 /// use it to tell a stale keep-alive connection from a real error.
-pub fn is_stale(e: &std::io::Error) -> bool {
+pub(crate) fn is_stale(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(
         e.kind(),

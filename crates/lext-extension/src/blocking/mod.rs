@@ -9,7 +9,7 @@
 //! blocked long poll is interrupted).
 //!
 //! The transport only moves bytes: requests come from [`crate::request`] and
-//! responses are read by [`crate::http::ResponseReader`], exactly as in the
+//! responses are read by `crate::http::ResponseReader`, exactly as in the
 //! tokio flavour.
 
 use std::io::{ErrorKind, Read, Write};
