@@ -141,10 +141,10 @@ pub fn extract_reader<R: Read + Seek>(
         prepare_parents(dest, &path).map_err(conflict)?;
         prepare_parents_io(dest, &path).map_err(io_err(&target_path))?;
 
-        // The directory test comes first: an entry named `x/` is made a
-        // directory even if its mode says link. (`Listing` tests the link
-        // mode first; the two orders differ only for that odd entry.)
-        if zip_is_dir(entry.is_dir(), raw_mode) {
+        // The link test comes first, as in `Listing`, so that `lext check`
+        // and `lext run --layer` read an odd entry (named `x/`, mode link)
+        // the same way: as a link, whose target must stay in the layer.
+        if !zip_is_symlink(raw_mode) && zip_is_dir(entry.is_dir(), raw_mode) {
             if !existing_dir(&target_path).map_err(conflict)? {
                 fs::create_dir(&target_path).map_err(io_err(&target_path))?;
             }

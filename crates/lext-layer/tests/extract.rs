@@ -88,6 +88,13 @@ fn refuses_every_way_out() {
             UnsafeReason::LinkEscapes,
         ),
         (
+            // Named like a directory, moded as a link: read as the link it
+            // says it is (as `lext check` does), so its target is checked.
+            "link named like a directory",
+            vec![link("lib/up/", "../../outside")],
+            UnsafeReason::LinkEscapes,
+        ),
+        (
             "link then dot-dot",
             vec![link("x", "a/..")],
             UnsafeReason::LinkEscapes,
