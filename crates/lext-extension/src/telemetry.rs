@@ -6,9 +6,11 @@
 //! flavour: `blocking::telemetry` (a std thread) and `tokio::telemetry`
 //! (hyper). Both follow the same rules:
 //!
-//! - bind first (127.0.0.1 by default: `sandbox.localdomain` resolves to
-//!   loopback inside Lambda, and binding loopback keeps the port off other
-//!   interfaces), start serving, and only then subscribe with the URI
+//! - bind first (by default to the address `sandbox.localdomain` resolves
+//!   to, as AWS's samples do: Lambda delivers to that name, and binding it
+//!   rather than `0.0.0.0` keeps the port off other interfaces; where the
+//!   name does not resolve, as on a development machine, 127.0.0.1), start
+//!   serving, and only then subscribe with the URI
 //!   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
 //!   (the init replay) find a listener, and a port clash is an error returned
 //!   to the caller before anything is subscribed;
@@ -26,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use lext_protocol::telemetry::{
     decode_batch, BatchFailure, Buffering, LogType, SubscribeRequest, TelemetryEvent,
-    DEFAULT_TELEMETRY_SCHEMA,
+    DEFAULT_TELEMETRY_SCHEMA, SANDBOX_HOST,
 };
 
 use crate::error::Error;
@@ -43,21 +45,24 @@ pub struct TelemetryConfig {
     types: Vec<LogType>,
     buffering: Option<Buffering>,
     schema_version: String,
-    bind: IpAddr,
+    /// `None`: the address of `sandbox.localdomain`, looked up at bind time.
+    bind: Option<IpAddr>,
     port: u16,
     pub(crate) capacity: usize,
 }
 
 impl Default for TelemetryConfig {
     /// `platform` and `function` events, Lambda's default buffering, the
-    /// newest schema version, 127.0.0.1 on an ephemeral port (the URI sent
-    /// carries whatever port was bound), room for 64 undelivered batches.
+    /// newest schema version, the address of `sandbox.localdomain` (or
+    /// 127.0.0.1 where it does not resolve) on an ephemeral port (the URI
+    /// sent carries whatever port was bound), room for 64 undelivered
+    /// batches.
     fn default() -> Self {
         Self {
             types: vec![LogType::Platform, LogType::Function],
             buffering: None,
             schema_version: DEFAULT_TELEMETRY_SCHEMA.to_owned(),
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: None,
             port: 0,
             capacity: 64,
         }
@@ -83,10 +88,11 @@ impl TelemetryConfig {
         self
     }
 
-    /// The address to bind (default 127.0.0.1). Use `0.0.0.0` only where the
-    /// platform delivers from outside loopback (SAM local).
+    /// The address to bind, instead of the address `sandbox.localdomain`
+    /// resolves to. Use `0.0.0.0` only where the platform delivers from
+    /// outside the environment (SAM local).
     pub fn bind(mut self, ip: IpAddr) -> Self {
-        self.bind = ip;
+        self.bind = Some(ip);
         self
     }
 
@@ -101,6 +107,29 @@ impl TelemetryConfig {
     pub fn capacity(mut self, batches: usize) -> Self {
         self.capacity = batches.max(1);
         self
+    }
+}
+
+/// The IPv4 address `sandbox.localdomain` resolves to, or 127.0.0.1.
+///
+/// Lambda delivers batches to the subscriber's URI host, `sandbox.localdomain`,
+/// so a listener bound to that name's address receives them wherever the
+/// platform points the name (AWS's samples bind the name for this reason).
+/// Inside `lext run` the name resolves to loopback through the environment's
+/// own `/etc/hosts`. Where it does not resolve at all, loopback is the
+/// address a local emulator delivers to.
+fn sandbox_address() -> IpAddr {
+    use std::net::ToSocketAddrs;
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    match (SANDBOX_HOST, 0).to_socket_addrs() {
+        Ok(addrs) => addrs
+            .map(|addr| addr.ip())
+            .find(IpAddr::is_ipv4)
+            .unwrap_or(loopback),
+        Err(err) => {
+            tracing::debug!(host = SANDBOX_HOST, error = %err, "does not resolve; binding 127.0.0.1");
+            loopback
+        }
     }
 }
 
@@ -129,7 +158,7 @@ pub enum TelemetryBatch {
 impl TelemetryConfig {
     /// The address to bind.
     pub(crate) fn bind_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.bind, self.port)
+        SocketAddr::new(self.bind.unwrap_or_else(sandbox_address), self.port)
     }
 
     /// The subscription body for a listener bound to `port`.
