@@ -20,6 +20,7 @@
 //! [rust-telemetry-extension] telemetry: function: hello from the function
 //! [rust-telemetry-extension] telemetry: platform.report requestId=8f6c... status=success durationMs=1.23
 //! [rust-telemetry-extension] Received SHUTDOWN event (spindown)
+//! [rust-telemetry-extension] 5 echoes of its own telemetry lines were not printed again
 //! [rust-telemetry-extension] Exiting
 //! ```
 //!
