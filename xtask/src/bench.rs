@@ -13,7 +13,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,13 +76,13 @@ pub fn main(args: &[String]) -> Result<()> {
     // The target directory is needed only for what is built here.
     let needs_target = official || floor_path.is_none() || port_path.is_none();
     let target = if needs_target {
-        target_dir()?
+        crate::cargo::target_dir()?
     } else {
         PathBuf::new()
     };
     let release = target.join("release");
     if build && port_path.is_none() {
-        cargo_build(&[
+        crate::cargo::build_release(&[
             "-p",
             "rust-example-extension",
             "--bin",
@@ -90,7 +90,7 @@ pub fn main(args: &[String]) -> Result<()> {
         ])?;
     }
     if build && floor_path.is_none() {
-        cargo_build(&["-p", "xtask", "--bin", "floor-extension"])?;
+        crate::cargo::build_release(&["-p", "xtask", "--bin", "floor-extension"])?;
     }
     let mut subjects = vec![
         subject(
@@ -108,15 +108,7 @@ pub fn main(args: &[String]) -> Result<()> {
         // mix with the workspace's lock file.
         let peer_target = target.join("peers");
         if build {
-            let manifest = workspace_root().join("xtask/peers/official-extension/Cargo.toml");
-            let status = Command::new(cargo())
-                .args(["build", "--release", "--manifest-path"])
-                .arg(&manifest)
-                .arg("--target-dir")
-                .arg(&peer_target)
-                .status()
-                .context("run cargo build for the official-crate peer")?;
-            ensure!(status.success(), "building {} failed", manifest.display());
+            crate::cargo::build_peer("official-extension", &peer_target)?;
         }
         subjects.push(subject(
             "official lambda-extension (tokio current-thread, LTO, stripped)",
@@ -368,48 +360,4 @@ fn print_table(subjects: &[Subject], runs: usize, invokes: usize) {
             median_u64(&port.rss_kb) as f64 * 1024.0 / 1e6,
         );
     }
-}
-
-/// The cargo target directory: CARGO_TARGET_DIR, else `cargo metadata`'s.
-fn target_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let out = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(workspace_root())
-        .output()
-        .context("cargo metadata")?;
-    ensure!(out.status.success(), "cargo metadata failed");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata: no target_directory")
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-fn workspace_root() -> &'static Path {
-    // xtask/ is one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-}
-
-fn cargo_build(args: &[&str]) -> Result<()> {
-    let status = Command::new(cargo())
-        .args(["build", "--release"])
-        .args(args)
-        .current_dir(workspace_root())
-        .status()
-        .context("run cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release {} failed",
-        args.join(" ")
-    );
-    Ok(())
 }

@@ -115,25 +115,13 @@ pub fn main(args: &[String]) -> Result<()> {
         "--invokes, --rounds, --cold-runs and --lines must be at least 1"
     );
 
-    let target = target_dir()?;
+    let target = crate::cargo::target_dir()?;
     let release = target.join("release");
     let peers = target.join("peers");
     if o.build {
-        build(&[
-            "build",
-            "--release",
-            "-p",
-            "lext",
-            "-p",
-            "rust-example-extension",
-        ])?;
+        crate::cargo::build_release(&["-p", "lext", "-p", "rust-example-extension"])?;
         if o.simulator {
-            let manifest = workspace_root().join("xtask/peers/lambda-simulator-bench/Cargo.toml");
-            let mut args = vec!["build", "--release", "--manifest-path"];
-            let manifest = manifest.to_string_lossy().into_owned();
-            let peers_dir = peers.to_string_lossy().into_owned();
-            args.extend([manifest.as_str(), "--target-dir", peers_dir.as_str()]);
-            build(&args)?;
+            crate::cargo::build_peer("lambda-simulator-bench", &peers)?;
         }
     }
     let lext_bin = o.lext.clone().unwrap_or_else(|| release.join("lext"));
@@ -471,42 +459,4 @@ fn pin_to_current_cpu() -> Result<usize> {
         std::io::Error::last_os_error()
     );
     Ok(cpu)
-}
-
-fn target_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let out = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(workspace_root())
-        .output()
-        .context("cargo metadata")?;
-    ensure!(out.status.success(), "cargo metadata failed");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata: no target_directory")
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-fn workspace_root() -> &'static Path {
-    // xtask/ is one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-}
-
-fn build(args: &[&str]) -> Result<()> {
-    let status = Command::new(cargo())
-        .args(args)
-        .current_dir(workspace_root())
-        .status()
-        .context("run cargo")?;
-    ensure!(status.success(), "cargo {} failed", args.join(" "));
-    Ok(())
 }

@@ -19,6 +19,7 @@
 mod api;
 mod bench;
 mod bench_sandbox;
+mod cargo;
 mod sandbox;
 
 use std::process::ExitCode;
