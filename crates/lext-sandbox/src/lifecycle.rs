@@ -934,6 +934,16 @@ impl Lifecycle {
             .ok_or(Refusal::UnknownExtension(id))
     }
 
+    /// [`known`](Self::known) for `init/error` and `exit/error`, which
+    /// answer an unknown identifier with their own message
+    /// (`Unknown Lambda-Extension-Identifier`, contract 1.3).
+    fn known_reporter(&self, id: ExtensionId) -> Result<usize, Refusal> {
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or(Refusal::UnknownIdentifier)
+    }
+
     fn extension_next(&mut self, id: ExtensionId, now: Now) -> Step {
         let index = self.known(id)?;
         let ext = &mut self.extensions[index];
@@ -969,11 +979,7 @@ impl Lifecycle {
     }
 
     fn extension_init_error(&mut self, id: ExtensionId, now: Now) -> Step {
-        let index = self
-            .by_id
-            .get(&id)
-            .copied()
-            .ok_or(Refusal::UnknownIdentifier)?;
+        let index = self.known_reporter(id)?;
         let ext = &mut self.extensions[index];
         match ext.state {
             // A repeated init/error is a no-op (contract 1.4).
@@ -991,11 +997,7 @@ impl Lifecycle {
     }
 
     fn extension_exit_error(&mut self, id: ExtensionId, now: Now) -> Step {
-        let index = self
-            .by_id
-            .get(&id)
-            .copied()
-            .ok_or(Refusal::UnknownIdentifier)?;
+        let index = self.known_reporter(id)?;
         let ext = &mut self.extensions[index];
         match ext.state {
             ExtensionState::Registered | ExtensionState::Ready | ExtensionState::Running => {
