@@ -9,10 +9,9 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use crate::error::Error;
+use lext_protocol::env::AWS_LAMBDA_RUNTIME_API as RUNTIME_API_VAR;
 
-/// The environment variable holding the APIs' `host:port`.
-pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+use crate::error::Error;
 
 /// The address of the Lambda APIs (Extensions, Telemetry, Logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +21,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Reads [`RUNTIME_API_VAR`] from the process environment.
+    /// Reads `AWS_LAMBDA_RUNTIME_API` from the process environment.
     ///
     /// # Errors
     /// [`Error::Env`] if it is unset, not UTF-8, or not a `host:port`.

@@ -2,9 +2,16 @@
 //!
 //! This module owns [`Error`], the one error type every fallible call returns,
 //! and [`HandlerError`], what an extension's handler returns to make the SDK
-//! report a failure to Lambda. Each [`Error`] variant names the step that
-//! failed and carries what a reader needs to act on it (the variable, the
-//! address, the status and AWS's `errorType`).
+//! report a failure to Lambda, with the rule that turns a handler's reason
+//! into the `Lambda-Extension-Function-Error-Type` header
+//! ([`error_type_header`]) and the endpoint a failure is reported to
+//! ([`ErrorEndpoint`]). Each [`Error`] variant names the step that failed and
+//! carries what a reader needs to act on it (the variable, the address, the
+//! status and AWS's `errorType`).
+//!
+//! Both types print as one line with `{:?}` too (the message, then each
+//! cause after a `: `), so `fn main() -> Result<(), Error>` ends with a
+//! readable `Error: ...` line rather than a struct dump.
 
 use std::net::SocketAddr;
 
@@ -37,27 +44,46 @@ impl std::fmt::Display for Op {
     }
 }
 
-/// The lifecycle phase a handler failure was reported in.
+/// The Extensions API endpoint a handler failure was reported to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Before the first `/event/next`: reported with `init/error`.
-    Init,
-    /// After it: reported with `exit/error`.
-    Exit,
+pub enum ErrorEndpoint {
+    /// `POST /extension/init/error`: the failure happened before the first
+    /// `/event/next`, in the init phase.
+    InitError,
+    /// `POST /extension/exit/error`: the failure happened after it.
+    ExitError,
 }
 
-/// Displays the endpoint the phase reports to (`init/error`, `exit/error`).
-impl std::fmt::Display for Phase {
+impl ErrorEndpoint {
+    /// The call that reports to this endpoint.
+    pub(crate) fn op(self) -> Op {
+        match self {
+            ErrorEndpoint::InitError => Op::InitError,
+            ErrorEndpoint::ExitError => Op::ExitError,
+        }
+    }
+}
+
+/// Displays the endpoint as `init/error` or `exit/error`.
+impl std::fmt::Display for ErrorEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Phase::Init => "init/error",
-            Phase::Exit => "exit/error",
-        })
+        self.op().fmt(f)
     }
 }
 
 /// Everything that can go wrong talking to Lambda's APIs.
-#[derive(Debug, thiserror::Error)]
+///
+/// `{:?}` prints the same one line as `{}`, followed by `: cause` for each
+/// error in the [`source`](std::error::Error::source) chain that the line
+/// does not already end with, so that `fn main() -> Result<(), Error>` ends
+/// with a readable `Error: ...` line rather than a struct dump:
+///
+/// ```
+/// let err = lext_extension::Endpoint::parse("127.0.0.1").unwrap_err();
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// assert!(format!("{err:?}").starts_with("environment variable AWS_LAMBDA_RUNTIME_API: "));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An environment variable is missing or malformed.
@@ -120,13 +146,13 @@ pub enum Error {
         signal: Signal,
     },
     /// The handler failed; the failure was reported to Lambda with
-    /// `init/error` or `exit/error` (see [`Phase`]). The process should now
-    /// exit with a non-zero status.
-    #[error("extension failed ({error_type}): {message} (reported with {phase}{})",
+    /// `init/error` or `exit/error` (see [`ErrorEndpoint`]). The process
+    /// should now exit with a non-zero status.
+    #[error("extension failed ({error_type}): {message} (reported with {endpoint}{})",
         if report_failed.is_some() { ", but the report failed" } else { "" })]
     Handler {
         /// Which endpoint the failure was reported to.
-        phase: Phase,
+        endpoint: ErrorEndpoint,
         /// The `Lambda-Extension-Function-Error-Type` sent.
         error_type: String,
         /// The handler's message.
@@ -145,12 +171,67 @@ pub enum Error {
     },
 }
 
+/// Prints the [`Display`](std::fmt::Display) line and its
+/// [`source`](std::error::Error::source) chain on one line.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(self))
+    }
+}
+
+/// `error`'s message followed by `: cause` for each error in its source
+/// chain. A cause whose text the line already ends with is skipped: several
+/// variants already show their OS error in their own message.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+/// Builds the `Lambda-Extension-Function-Error-Type` value
+/// `Extension.<Reason>` from a free-form reason: the rule
+/// [`HandlerError::new`] applies. Only characters of an HTTP token (letters,
+/// digits, `.`, `_`, `-`) are kept, spaces become nothing (so "config
+/// missing" is `Extension.configmissing`), a leading `Extension.` is not
+/// doubled, the result is capped at 128 bytes, and an empty reason becomes
+/// `Extension.Unknown`.
+///
+/// # Examples
+/// ```
+/// use lext_extension::error_type_header;
+/// assert_eq!(error_type_header("ConfigMissing"), "Extension.ConfigMissing");
+/// assert_eq!(error_type_header("Extension.Bad\r\nX: y"), "Extension.BadXy");
+/// assert_eq!(error_type_header("  "), "Extension.Unknown");
+/// ```
+pub fn error_type_header(reason: &str) -> String {
+    let reason = reason.trim();
+    let reason = reason.strip_prefix("Extension.").unwrap_or(reason);
+    let mut clean: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(118)
+        .collect();
+    if clean.is_empty() {
+        clean.push_str("Unknown");
+    }
+    format!("Extension.{clean}")
+}
+
 /// A failure returned by an extension's handler.
 ///
 /// Any `std::error::Error` converts into it with `?` (error type
 /// `Extension.HandlerError`); [`HandlerError::new`] sets the reason. The SDK
 /// reports it as `Lambda-Extension-Function-Error-Type: Extension.<Reason>`
-/// and a JSON body `{"errorMessage","errorType"}`.
+/// and a JSON body `{"errorMessage","errorType"}`. `{:?}` prints the same
+/// line as `{}`, `Extension.<Reason>: message`.
 ///
 /// # Examples
 /// ```
@@ -160,7 +241,7 @@ pub enum Error {
 /// let parsed: Result<u32, HandlerError> = "x".parse::<u32>().map_err(Into::into);
 /// assert_eq!(parsed.unwrap_err().error_type(), "Extension.HandlerError");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HandlerError {
     error_type: String,
     message: String,
@@ -171,7 +252,7 @@ impl HandlerError {
     /// characters that are not valid in a header token removed) and message.
     pub fn new(reason: impl AsRef<str>, message: impl Into<String>) -> Self {
         Self {
-            error_type: crate::request::error_type_header(reason.as_ref()),
+            error_type: error_type_header(reason.as_ref()),
             message: message.into(),
         }
     }
@@ -193,6 +274,13 @@ impl std::fmt::Display for HandlerError {
     }
 }
 
+/// Prints the [`Display`](std::fmt::Display) line, as for [`Error`].
+impl std::fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl<E: std::error::Error> From<E> for HandlerError {
     fn from(e: E) -> Self {
         // Include the source chain: the message is for a human reading logs.
@@ -204,5 +292,94 @@ impl<E: std::error::Error> From<E> for HandlerError {
             source = s.source();
         }
         Self::new("HandlerError", message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_env_error_is_its_one_line_message() {
+        let err = Error::Env {
+            var: "AWS_LAMBDA_RUNTIME_API",
+            reason: "not set".into(),
+        };
+        assert_eq!(
+            format!("{err:?}"),
+            "environment variable AWS_LAMBDA_RUNTIME_API: not set"
+        );
+        assert_eq!(format!("{err:?}"), err.to_string());
+    }
+
+    /// An error with a cause, as a library below the transport would give.
+    #[derive(Debug, thiserror::Error)]
+    #[error("handshake failed")]
+    struct Handshake(#[source] std::io::Error);
+
+    #[test]
+    fn debug_of_a_transport_error_adds_causes_once() {
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Connect {
+            op: Op::Register,
+            addr,
+            source: refused(),
+        };
+        // The message already ends with the OS error: not repeated.
+        assert_eq!(
+            format!("{err:?}"),
+            "register: cannot connect to the Lambda API at 127.0.0.1:9001: refused"
+        );
+        // A cause the message does not show is appended after `: `.
+        let err = Error::Io {
+            op: Op::Next,
+            source: std::io::Error::other(Handshake(refused())),
+        };
+        assert_eq!(
+            format!("{err:?}"),
+            "event/next: I/O error talking to the Lambda API: handshake failed: refused"
+        );
+        assert!(!format!("{err:?}").contains('\n'));
+    }
+
+    #[test]
+    fn debug_of_a_handler_error_is_its_display() {
+        let err = HandlerError::new("Bad Config", "API_KEY is not set");
+        assert_eq!(
+            format!("{err:?}"),
+            "Extension.BadConfig: API_KEY is not set"
+        );
+        let err = Error::Handler {
+            endpoint: ErrorEndpoint::ExitError,
+            error_type: err.error_type().into(),
+            message: err.message().into(),
+            report_failed: None,
+        };
+        assert_eq!(
+            format!("{err:?}"),
+            "extension failed (Extension.BadConfig): API_KEY is not set (reported with exit/error)"
+        );
+    }
+
+    #[test]
+    fn error_type_header_is_always_a_token() {
+        for raw in [
+            "",
+            "a b",
+            "Extension.Extension.X",
+            "\u{1F600}",
+            "x\0y",
+            &"z".repeat(500),
+        ] {
+            let h = error_type_header(raw);
+            assert!(h.starts_with("Extension."));
+            assert!(h.len() <= 128);
+            assert!(
+                h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{h}"
+            );
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The entry point: [`Extension::builder`] and its configuration.
+//! The entry point, [`Extension::builder`], and what both flavours share
+//! around their event loops.
 //!
 //! This module owns what is common to both flavours before registration:
 //! the extension's name (by default the executable's file name, which Lambda
@@ -6,16 +7,19 @@
 //! where the API is, and whether SIGTERM/SIGINT end the loop. The builder
 //! turns into a registered extension with [`Builder::register`] (blocking)
 //! or `Builder::register_async` (feature `tokio`); both build the register
-//! request and read its answer into a `Registration` here, and differ only
-//! in how they send it.
+//! request and read its answer into a [`Registration`] here, and differ only
+//! in how they send it. It also owns what both flavours' handles share
+//! after registration: the [`Registration`] they dereference to (so its
+//! accessors are written once) and [`RunEnd`], why their loops returned.
 
 use lext_protocol::env::{AWS_LAMBDA_INITIALIZATION_TYPE, INITIALIZATION_TYPE_MANAGED_INSTANCES};
-use lext_protocol::extensions::{EventType, RegisterResponse};
+use lext_protocol::extensions::{EventType, RegisterResponse, ShutdownEvent};
 
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::request::{self, ExtensionId};
+use crate::signal::Signal;
 
 /// Namespace for [`Extension::builder`].
 #[derive(Debug)]
@@ -88,6 +92,13 @@ impl Builder {
 
     /// Whether SIGTERM and SIGINT end the event loop (default: yes). Turn it
     /// off when the program handles signals itself.
+    ///
+    /// The blocking flavour installs its handlers without `SA_RESTART`, so
+    /// that a signal ends the `/event/next` long poll without a thread: a
+    /// blocking system call in the handler's own code can then also return
+    /// `EINTR` (std's `read_exact`/`write_all` retry it; a bare `read`
+    /// returns `ErrorKind::Interrupted`). The tokio flavour uses
+    /// `tokio::signal` and has no such effect.
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.handle_signals = yes;
         self
@@ -122,21 +133,58 @@ impl Builder {
     }
 }
 
-/// What a successful registration gave, held by both flavours' registered
-/// types (`Registered`, `AsyncRegistered`) next to their transport.
+/// What a successful registration gave: the identifier, Lambda's answer,
+/// and what was registered.
+///
+/// Both flavours' registered handles ([`Registered`](crate::Registered) and,
+/// with feature `tokio`, `tokio::AsyncRegistered`) hold one next to their
+/// transport and dereference to it, so `registered.id()`,
+/// `registered.response()`, `registered.name()` and `registered.events()`
+/// work on either.
+///
+/// # Examples
+/// ```no_run
+/// use lext_extension::{Extension, Registration};
+/// fn describe(registration: &Registration) -> String {
+///     format!("{} ({})", registration.name(), registration.response().function_name)
+/// }
+/// let registered = Extension::builder().register()?;
+/// eprintln!("{} registered as {}", describe(&registered), registered.id());
+/// # Ok::<(), lext_extension::Error>(())
+/// ```
 #[derive(Debug)]
-pub(crate) struct Registration {
+pub struct Registration {
     /// The identifier Lambda assigned; every later request carries it.
-    pub(crate) id: ExtensionId,
+    id: ExtensionId,
     /// The register response (function name, version, handler, account id).
-    pub(crate) response: RegisterResponse,
+    response: RegisterResponse,
     /// The name the extension registered with.
-    pub(crate) name: String,
+    name: String,
     /// The events the extension registered for.
-    pub(crate) events: Vec<EventType>,
+    events: Vec<EventType>,
 }
 
 impl Registration {
+    /// The identifier Lambda assigned.
+    pub fn id(&self) -> &ExtensionId {
+        &self.id
+    }
+
+    /// The register response (function name, version, handler, account id).
+    pub fn response(&self) -> &RegisterResponse {
+        &self.response
+    }
+
+    /// The name the extension registered with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The events the extension registered for.
+    pub fn events(&self) -> &[EventType] {
+        &self.events
+    }
+
     /// Reads the register answer of the extension `name`, registered for
     /// `events`.
     ///
@@ -157,6 +205,16 @@ impl Registration {
             events,
         })
     }
+}
+
+/// Why an event loop ([`Registered::run`](crate::Registered::run), or
+/// `tokio::AsyncRegistered::run`) returned without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The SHUTDOWN event was received and handled.
+    Shutdown(ShutdownEvent),
+    /// SIGTERM or SIGINT arrived.
+    Signal(Signal),
 }
 
 /// The events to register for when the caller did not choose: INVOKE and

@@ -22,18 +22,18 @@ use crate::error::{Error, Op};
 
 /// The largest response head accepted. Lambda's heads are a few hundred bytes;
 /// a bigger head means the peer is not an Extensions API.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// The largest response body accepted (6 MiB plus slack, Lambda's payload
 /// limit). An event is under a kilobyte; this only stops a runaway peer.
-pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024 + 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 6 * 1024 * 1024 + 64 * 1024;
 
 /// Header slots offered to `httparse`. Lambda sends about five.
 const MAX_HEADERS: usize = 32;
 
 /// The HTTP method of an [`ApiRequest`]. Only the methods Lambda's APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// `GET`, used by `/event/next`.
     Get,
     /// `POST`, used by register and the error reports.
@@ -44,7 +44,7 @@ pub enum Method {
 
 impl Method {
     /// The method as it appears on the request line.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
@@ -57,21 +57,23 @@ impl Method {
 /// transport. Header values are already validated by the builder that made
 /// them (see [`crate::request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiRequest {
+pub(crate) struct ApiRequest {
     /// Request method.
-    pub method: Method,
+    pub(crate) method: Method,
     /// Absolute path, e.g. `/2020-01-01/extension/register`.
-    pub path: String,
+    pub(crate) path: String,
     /// Extra headers in order. `Host`, `Content-Length` and `Connection` are
     /// added by [`ApiRequest::encode`].
-    pub headers: Vec<(&'static str, String)>,
+    pub(crate) headers: Vec<(&'static str, String)>,
     /// Request body; empty for `GET`.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl ApiRequest {
-    /// The value of the first header named `name` (case-insensitive), if any.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// The value of the first header named `name` (case-insensitive), if
+    /// any. Only the request builders' tests read requests back.
+    #[cfg(test)]
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -83,7 +85,7 @@ impl ApiRequest {
     /// no `Connection` header is sent. A body is always framed by
     /// `Content-Length`, also when empty for POST/PUT (Lambda's Go server
     /// accepts both; explicit framing is what every client sends).
-    pub fn encode(&self, authority: &str, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, authority: &str, out: &mut Vec<u8>) {
         out.clear();
         let mut head = String::with_capacity(128 + self.path.len());
         // `write!` into a String cannot fail; the result is ignored on purpose.
@@ -111,21 +113,21 @@ impl ApiRequest {
 
 /// A complete HTTP response: status, headers and the de-chunked body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiResponse {
+pub(crate) struct ApiResponse {
     /// Status code, e.g. 200 or 403.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Headers with lower-cased names, in order.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The body, already de-chunked.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Whether the server asked to close the connection after this response
     /// (`Connection: close`, or an HTTP/1.0 answer without keep-alive).
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl ApiResponse {
     /// The value of the first header named `name` (give it lower-case).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -133,7 +135,7 @@ impl ApiResponse {
     }
 
     /// The body as text for error messages, lossily decoded and trimmed.
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         let text = text.trim();
         // Keep error messages to one readable line.
@@ -147,7 +149,7 @@ impl ApiResponse {
 
 /// Why bytes from the peer are not a valid HTTP/1.1 response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// `httparse` rejected the head.
     #[error("invalid response head: {0}")]
     Head(String),
@@ -182,7 +184,7 @@ enum Framing {
 /// there. Call [`ResponseParser::finish`] when the peer closed the
 /// connection, for bodies delimited by the close.
 #[derive(Debug, Default)]
-pub struct ResponseParser {
+pub(crate) struct ResponseParser {
     head: Option<Head>,
 }
 
@@ -197,14 +199,14 @@ struct Head {
 
 impl ResponseParser {
     /// A parser waiting for a new response.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Tries to parse one complete response from the start of `buf`.
     /// Returns the response and the number of bytes it used (the rest
     /// belongs to the next response on a keep-alive connection).
-    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(ApiResponse, usize)>, ParseError> {
+    pub(crate) fn parse(&mut self, buf: &[u8]) -> Result<Option<(ApiResponse, usize)>, ParseError> {
         if self.head.is_none() {
             match parse_head(buf)? {
                 Some(head) => self.head = Some(head),
@@ -251,7 +253,7 @@ impl ResponseParser {
 
     /// Completes the response when the peer has closed the connection with
     /// `buf` read in total. Only a body framed by the close is complete then.
-    pub fn finish(&mut self, buf: &[u8]) -> Result<ApiResponse, ParseError> {
+    pub(crate) fn finish(&mut self, buf: &[u8]) -> Result<ApiResponse, ParseError> {
         if let Some(found) = self.parse(buf)? {
             return Ok(found.0);
         }
@@ -474,13 +476,13 @@ fn dechunk(buf: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, ParseErro
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerRequest {
     /// The request's method, e.g. `POST`.
-    pub method: String,
+    pub(crate) method: String,
     /// The request's target, e.g. `/`.
-    pub path: String,
+    pub(crate) path: String,
     /// The de-chunked body.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// Whether the client asked to close the connection afterwards.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 /// Parses one request from the start of `buf` for the blocking telemetry

@@ -33,42 +33,64 @@
 //!
 //! # Layout
 //!
-//! - [`extension`]: [`Extension::builder`] and the settings shared by both flavours.
-//! - [`blocking`]: the `std::net` transport, the blocking event loop, and a
-//!   threaded Telemetry API listener.
-//! - `tokio` (feature `tokio`): the async transport, event loop and the
-//!   Telemetry API listener (current-thread runtime by default, feature
-//!   `multi-thread` for more).
-//! - [`request`]: pure builders of every request and interpreters of every answer.
-//! - [`http`]: the sans-I/O HTTP/1.1 codec both transports share.
-//! - [`endpoint`]: `AWS_LAMBDA_RUNTIME_API`, parsed without panics.
-//! - [`signal`]: SIGTERM/SIGINT for the blocking flavour, without a thread.
-//! - [`telemetry`]: Telemetry API subscription settings and batches, shared
-//!   by both flavours' listeners.
-//! - [`error`]: [`Error`] and [`HandlerError`].
+//! The public paths are the crate root, [`blocking`] and `tokio`; the other
+//! modules are private and their public items are re-exported here.
+//!
+//! - `extension`: [`Extension::builder`] and the [`Builder`] settings,
+//!   [`Registration`] (what both flavours' registered handles dereference
+//!   to: id, register response, name, events) and [`RunEnd`] (why a loop
+//!   returned), shared by both flavours.
+//! - [`blocking`]: the `std::net` transport, [`Registered`] and its event
+//!   loop, and a threaded Telemetry API listener
+//!   ([`blocking::TelemetrySubscription`]).
+//! - `tokio` (feature `tokio`): the async transport, `AsyncRegistered` and
+//!   its event loop, and the Telemetry API listener on hyper (current-thread
+//!   runtime by default, feature `multi-thread` for more).
+//! - `telemetry`: [`TelemetryConfig`] and [`TelemetryBatch`], shared by both
+//!   flavours' listeners.
+//! - `request`: pure builders of every request and interpreters of every
+//!   answer; owns [`ExtensionId`] and [`SubscribeOutcome`].
+//! - `http`: the sans-I/O HTTP/1.1 codec both transports share.
+//! - `endpoint`: [`Endpoint`], `AWS_LAMBDA_RUNTIME_API` parsed without panics.
+//! - `signal`: [`Signal`], and SIGTERM/SIGINT for the blocking flavour
+//!   without a thread.
+//! - `error`: [`Error`], [`Op`], [`HandlerError`], [`ErrorEndpoint`] and
+//!   [`error_type_header`].
+//!
+//! Imports between these modules form no cycle: `error` depends only on
+//! `signal`; `endpoint` and `http` on `error`; `request` on those two;
+//! `telemetry` and `extension` on `request` and below; the flavours on all
+//! of them and never on each other.
 //!
 //! Wire types come from [`lext_protocol`] and are re-exported where the API
-//! uses them. The library logs with `tracing` and never prints.
+//! uses them (the telemetry ones, [`Record`], [`LogType`] and their
+//! neighbours, included). The library logs with `tracing` and never prints.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod blocking;
-pub mod endpoint;
-pub mod error;
-pub mod extension;
-pub mod http;
-pub mod request;
-pub mod signal;
-pub mod telemetry;
+mod endpoint;
+mod error;
+mod extension;
+mod http;
+mod request;
+mod signal;
+mod telemetry;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
-pub use blocking::{Registered, RunEnd};
+pub use blocking::Registered;
 pub use endpoint::Endpoint;
-pub use error::{Error, HandlerError, Op, Phase};
-pub use extension::{Builder, Extension};
+pub use error::{error_type_header, Error, ErrorEndpoint, HandlerError, Op};
+pub use extension::{default_name, Builder, Extension, Registration, RunEnd};
 pub use lext_protocol;
 pub use lext_protocol::extensions::{
     EventType, InvokeEvent, NextEvent, RegisterResponse, ShutdownEvent, ShutdownReason, Tracing,
 };
-pub use request::{error_type_header, ExtensionId, SubscribeOutcome};
+pub use lext_protocol::telemetry::{
+    BatchFailure, Buffering, LogRecord, LogType, Record, TelemetryEvent,
+};
+pub use request::{ExtensionId, SubscribeOutcome};
 pub use signal::Signal;
 pub use telemetry::{TelemetryBatch, TelemetryConfig};

@@ -1,5 +1,6 @@
 //! Pure builders for every request the SDK sends, and the interpretation of
-//! every answer.
+//! every answer (crate-private; [`ExtensionId`] and [`SubscribeOutcome`] are
+//! re-exported at the crate root).
 //!
 //! This module owns the shape of the Extensions API and Telemetry API calls:
 //! which path, which headers, which body, and what each status means. The
@@ -16,7 +17,7 @@ use lext_protocol::extensions::{
 
 use lext_protocol::telemetry::{Api, SubscribeRequest, TELEMETRY_PATH};
 
-use crate::error::{Error, HandlerError, Op, Phase};
+use crate::error::{Error, ErrorEndpoint, HandlerError, Op};
 use crate::http::{ApiRequest, ApiResponse, Method};
 
 /// The identifier Lambda gives an extension at registration
@@ -25,7 +26,7 @@ use crate::http::{ApiRequest, ApiResponse, Method};
 pub struct ExtensionId(String);
 
 impl ExtensionId {
-    /// Wraps an identifier. It must be a valid header value; the SDK checks
+    /// The identifier as text. It is a valid header value: the SDK checks
     /// the one Lambda returns.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -46,39 +47,11 @@ pub(crate) fn is_header_value(value: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
-/// Builds the `Lambda-Extension-Function-Error-Type` value
-/// `Extension.<Reason>` from a free-form reason. Only characters of an HTTP
-/// token (letters, digits, `.`, `_`, `-`) are kept, spaces become nothing
-/// (so "config missing" is `Extension.configmissing`), a leading
-/// `Extension.` is not doubled, the result is capped at 128 bytes, and an
-/// empty reason becomes `Extension.Unknown`.
-///
-/// # Examples
-/// ```
-/// use lext_extension::error_type_header;
-/// assert_eq!(error_type_header("ConfigMissing"), "Extension.ConfigMissing");
-/// assert_eq!(error_type_header("Extension.Bad\r\nX: y"), "Extension.BadXy");
-/// assert_eq!(error_type_header("  "), "Extension.Unknown");
-/// ```
-pub fn error_type_header(reason: &str) -> String {
-    let reason = reason.trim();
-    let reason = reason.strip_prefix("Extension.").unwrap_or(reason);
-    let mut clean: String = reason
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        .take(118)
-        .collect();
-    if clean.is_empty() {
-        clean.push_str("Unknown");
-    }
-    format!("Extension.{clean}")
-}
-
 /// `POST /2020-01-01/extension/register`.
 ///
 /// # Errors
 /// [`Error::Config`] if `name` is empty or cannot be a header value.
-pub fn register(
+pub(crate) fn register(
     name: &str,
     events: &[EventType],
     accept_account_id: bool,
@@ -110,7 +83,7 @@ pub fn register(
 }
 
 /// `GET /2020-01-01/extension/event/next`.
-pub fn next_event(id: &ExtensionId) -> ApiRequest {
+pub(crate) fn next_event(id: &ExtensionId) -> ApiRequest {
     ApiRequest {
         method: Method::Get,
         path: NEXT_EVENT_PATH.to_owned(),
@@ -119,17 +92,12 @@ pub fn next_event(id: &ExtensionId) -> ApiRequest {
     }
 }
 
-/// `POST /2020-01-01/extension/init/error`.
-pub fn init_error(id: &ExtensionId, error: &HandlerError) -> ApiRequest {
-    error_report(INIT_ERROR_PATH, id, error)
-}
-
-/// `POST /2020-01-01/extension/exit/error`.
-pub fn exit_error(id: &ExtensionId, error: &HandlerError) -> ApiRequest {
-    error_report(EXIT_ERROR_PATH, id, error)
-}
-
-fn error_report(path: &str, id: &ExtensionId, error: &HandlerError) -> ApiRequest {
+/// `POST /2020-01-01/extension/init/error` or `.../exit/error`.
+fn error_report(endpoint: ErrorEndpoint, id: &ExtensionId, error: &HandlerError) -> ApiRequest {
+    let path = match endpoint {
+        ErrorEndpoint::InitError => INIT_ERROR_PATH,
+        ErrorEndpoint::ExitError => EXIT_ERROR_PATH,
+    };
     let body = ErrorRequest {
         error_message: error.message().to_owned(),
         error_type: error.error_type().to_owned(),
@@ -162,7 +130,10 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 ///
 /// # Errors
 /// [`Error::Config`] with the validation message.
-pub fn subscribe_telemetry(id: &ExtensionId, body: &SubscribeRequest) -> Result<ApiRequest, Error> {
+pub(crate) fn subscribe_telemetry(
+    id: &ExtensionId,
+    body: &SubscribeRequest,
+) -> Result<ApiRequest, Error> {
     body.validate(Api::Telemetry)
         .map_err(|e| Error::Config(format!("telemetry subscription: {e}")))?;
     Ok(ApiRequest {
@@ -186,13 +157,13 @@ pub enum SubscribeOutcome {
     NotSupported(String),
 }
 
-/// Interprets the answer to a telemetry subscription (public for extensions
-/// that run their own listener and send [`subscribe_telemetry`] themselves).
+/// Interprets the answer to a telemetry subscription sent with
+/// [`subscribe_telemetry`].
 ///
 /// # Errors
 /// [`Error::Api`] for a refusal (400 `ValidationError`, 403
 /// `Telemetry.SubscriptionClosed`, 500).
-pub fn subscribed(response: &ApiResponse) -> Result<SubscribeOutcome, Error> {
+pub(crate) fn subscribed(response: &ApiResponse) -> Result<SubscribeOutcome, Error> {
     match response.status {
         202 => {
             let message = serde_json::from_slice::<ErrorResponse>(&response.body)
@@ -273,18 +244,15 @@ pub(crate) fn next_event_response(response: &ApiResponse) -> Result<NextEvent, E
     })
 }
 
-/// The report of a handler failure in `phase` (`init/error` during init,
+/// The report of a handler failure to `endpoint` (`init/error` during init,
 /// `exit/error` after) and the call it is, logged as a warning. Both
 /// flavours send it, then build their result with [`failure_reported`].
 pub(crate) fn failure_report(
     id: &ExtensionId,
-    phase: Phase,
+    endpoint: ErrorEndpoint,
     error: &HandlerError,
 ) -> (Op, ApiRequest) {
-    let (op, req) = match phase {
-        Phase::Init => (Op::InitError, init_error(id, error)),
-        Phase::Exit => (Op::ExitError, exit_error(id, error)),
-    };
+    let (op, req) = (endpoint.op(), error_report(endpoint, id, error));
     tracing::warn!(%op, error_type = error.error_type(), message = error.message(), "reporting extension failure");
     (op, req)
 }
@@ -293,14 +261,13 @@ pub(crate) fn failure_report(
 /// `sent` is what the transport got back, and a report that did not reach
 /// Lambda is kept in the error.
 pub(crate) fn failure_reported(
-    op: Op,
-    phase: Phase,
+    endpoint: ErrorEndpoint,
     error: &HandlerError,
     sent: Result<ApiResponse, Error>,
 ) -> Error {
-    let outcome = sent.and_then(|r| error_reported(op, &r));
+    let outcome = sent.and_then(|r| error_reported(endpoint.op(), &r));
     Error::Handler {
-        phase,
+        endpoint,
         error_type: error.error_type().to_owned(),
         message: error.message().to_owned(),
         report_failed: outcome.err().map(Box::new),
@@ -374,8 +341,14 @@ mod tests {
 
         let err = HandlerError::new("Bad Config!\n", "line1\nline2");
         for (req, path) in [
-            (init_error(&id, &err), "/2020-01-01/extension/init/error"),
-            (exit_error(&id, &err), "/2020-01-01/extension/exit/error"),
+            (
+                error_report(ErrorEndpoint::InitError, &id, &err),
+                "/2020-01-01/extension/init/error",
+            ),
+            (
+                error_report(ErrorEndpoint::ExitError, &id, &err),
+                "/2020-01-01/extension/exit/error",
+            ),
         ] {
             assert_eq!(req.path, path);
             assert_eq!(
@@ -534,27 +507,6 @@ mod tests {
                 assert_eq!(error_type, "Telemetry.SubscriptionClosed")
             }
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn error_type_header_is_always_a_token() {
-        for raw in [
-            "",
-            "a b",
-            "Extension.Extension.X",
-            "\u{1F600}",
-            "x\0y",
-            &"z".repeat(500),
-        ] {
-            let h = error_type_header(raw);
-            assert!(h.starts_with("Extension."));
-            assert!(h.len() <= 128);
-            assert!(
-                h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
-                "{h}"
-            );
         }
     }
 }

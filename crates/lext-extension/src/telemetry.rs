@@ -2,27 +2,10 @@
 //!
 //! This module owns the subscription settings ([`TelemetryConfig`]), the
 //! batch type extensions receive ([`TelemetryBatch`]), the subscribe request
-//! and the reading of its answer, and turning a delivered body into a batch. The listeners themselves live with their
-//! flavour: `blocking::telemetry` (a std thread) and `tokio::telemetry`
-//! (hyper). Both follow the same rules:
-//!
-//! - bind first (by default to the address `sandbox.localdomain` resolves
-//!   to, as AWS's samples do: Lambda delivers to that name, and binding it
-//!   rather than `0.0.0.0` keeps the port off other interfaces; where the
-//!   name does not resolve, as on a development machine, 127.0.0.1), start
-//!   serving, and only then subscribe with the URI
-//!   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
-//!   (the init replay) find a listener, and a port clash is an error returned
-//!   to the caller before anything is subscribed;
-//! - decode each batch into lext-protocol's typed events (unknown event types
-//!   are kept by the protocol's catch-all);
-//! - answer 200 once the batch is handed over, even when it could not be
-//!   parsed: a non-2xx answer makes Lambda redeliver the same batch again and
-//!   again (the official crate answers 400 here). An unparsable batch is not
-//!   dropped silently; it arrives as [`TelemetryBatch::Unparsed`];
-//! - hand batches over through a bounded channel: while the extension is not
-//!   reading, the answer waits, and Lambda's own buffering and drop reporting
-//!   (`platform.logsDropped`) take over, as AWS designed it.
+//! and the reading of its answer, and turning a delivered body into a batch.
+//! The listeners themselves live with their flavour: `blocking::telemetry`
+//! (std threads) and `tokio::telemetry` (hyper). Both follow the rules listed
+//! on [`TelemetryConfig`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -40,6 +23,30 @@ use crate::request::{self, ExtensionId, SubscribeOutcome};
 pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// What to subscribe to and where to listen.
+///
+/// Given to `subscribe_telemetry` of either flavour
+/// ([`Registered::subscribe_telemetry`](crate::Registered::subscribe_telemetry)
+/// or `tokio::AsyncRegistered::subscribe_telemetry`), whose listeners follow
+/// the same rules:
+///
+/// - bind first (by default to the address `sandbox.localdomain` resolves
+///   to, as AWS's samples do: Lambda delivers to that name, and binding it
+///   rather than `0.0.0.0` keeps the port off other interfaces; where the
+///   name does not resolve, as on a development machine, 127.0.0.1), start
+///   serving, and only then subscribe with the URI
+///   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
+///   (the init replay) find a listener, and a port clash is an error returned
+///   to the caller before anything is subscribed;
+/// - decode each batch into lext-protocol's typed events (unknown event types
+///   are kept by the protocol's catch-all);
+/// - answer 200 once the batch is handed over, even when it could not be
+///   parsed: a non-2xx answer makes Lambda redeliver the same batch again and
+///   again (the official crate answers 400 here). An unparsable batch is not
+///   dropped silently; it arrives as [`TelemetryBatch::Unparsed`];
+/// - hand batches over through a bounded channel (see
+///   [`TelemetryConfig::capacity`]): while the extension is not reading, the
+///   answer waits, and Lambda's own buffering and drop reporting
+///   (`platform.logsDropped`) take over, as AWS designed it.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
     types: Vec<LogType>,

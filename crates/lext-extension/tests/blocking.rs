@@ -7,7 +7,7 @@ mod common;
 
 use common::{lifecycle_script, registered_then, FakeApi, Recorded, Reply, ID, REGISTER_BODY};
 use lext_extension::{
-    Error, EventType, Extension, HandlerError, NextEvent, Op, Phase, RunEnd, ShutdownReason,
+    Error, ErrorEndpoint, EventType, Extension, HandlerError, NextEvent, Op, RunEnd, ShutdownReason,
 };
 
 fn builder(api: &FakeApi) -> lext_extension::Builder {
@@ -198,7 +198,7 @@ fn init_error_is_reported_before_the_first_event() {
     let err = registered.init_error(HandlerError::new("ConfigMissing", "API_KEY is not set"));
     match err {
         Error::Handler {
-            phase: Phase::Init,
+            endpoint: ErrorEndpoint::InitError,
             error_type,
             report_failed: None,
             ..
@@ -238,7 +238,7 @@ fn handler_error_after_the_first_event_uses_exit_error() {
         .unwrap_err();
     match err {
         Error::Handler {
-            phase: Phase::Exit,
+            endpoint: ErrorEndpoint::ExitError,
             error_type,
             report_failed: None,
             ..

@@ -15,7 +15,7 @@ use common::{
 use lext_extension::lext_protocol::telemetry::{LogType, Record};
 use lext_extension::tokio::{TelemetryBatch, TelemetryConfig};
 use lext_extension::{
-    Error, Extension, HandlerError, NextEvent, Op, Phase, RunEnd, SubscribeOutcome,
+    Error, ErrorEndpoint, Extension, HandlerError, NextEvent, Op, RunEnd, SubscribeOutcome,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -65,7 +65,7 @@ async fn errors_are_typed_and_reported_in_the_right_phase() {
         matches!(
             err,
             Error::Handler {
-                phase: Phase::Init,
+                endpoint: ErrorEndpoint::InitError,
                 report_failed: None,
                 ..
             }
@@ -86,7 +86,7 @@ async fn errors_are_typed_and_reported_in_the_right_phase() {
         matches!(
             err,
             Error::Handler {
-                phase: Phase::Exit,
+                endpoint: ErrorEndpoint::ExitError,
                 ..
             }
         ),

@@ -2,12 +2,17 @@
 //! found before upload. [`check`] is a pure function over a [`Listing`]; each
 //! [`Problem`] prints as one line, `path: what is wrong: how to fix it`.
 //!
-//! What Lambda does with a layer (lambda-api-contract §4.4, §6): it unpacks
-//! the zip under `/opt`, then starts every file in `/opt/extensions/` as a
-//! program, as a user that is neither the owner nor in the group. So each
-//! such file needs the others-execute bit (and others-read for a script),
-//! must be an ELF for the function's architecture whose glibc needs the
-//! runtime satisfies, or a script whose interpreter exists there.
+//! What Lambda does with a layer: it unpacks the zip under `/opt`, then
+//! starts every file in `/opt/extensions/` as a program, as a user that is
+//! neither the owner nor in the group. So each such file needs the
+//! others-execute bit (and others-read for a script), must be an ELF for the
+//! function's architecture whose glibc needs the runtime satisfies, or a
+//! script whose interpreter exists there. Sources for where a layer lands
+//! and which files are started, AWS:
+//! <https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html> and
+//! <https://docs.aws.amazon.com/lambda/latest/dg/extensions-configuration.html>;
+//! RIE: internal/lambda/agents/agent.go (every file of the directory is
+//! started) in github.com/aws/aws-lambda-runtime-interface-emulator.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

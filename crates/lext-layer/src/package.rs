@@ -1,8 +1,10 @@
 //! `lext package`: the layer zip, byte-for-byte reproducible.
 //!
-//! Layout (lambda-api-contract §6): an `extensions/` directory entry at the
-//! root, each extension at `extensions/<name>` with mode 0755, then any
-//! `--include`d files under their chosen paths (they land in `/opt/<path>`).
+//! Layout: an `extensions/` directory entry at the root, each extension at
+//! `extensions/<name>` with mode 0755, then any `--include`d files under
+//! their chosen paths (they land in `/opt/<path>`). Sources: the README and
+//! Makefile of aws-samples/aws-lambda-extensions' go-example-extension, and
+//! AWS: <https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html>.
 //!
 //! Reproducibility comes from removing every input that is not content:
 //! entries are written in byte order of their names, every timestamp is the

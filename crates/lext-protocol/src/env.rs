@@ -1,6 +1,13 @@
 //! Names of the environment variables Lambda sets in an execution
-//! environment (contract section 4.5), and the lists that decide which of
-//! them an extension sees.
+//! environment, and the lists that decide which of them an extension sees.
+//!
+//! Sources: the variables, AWS:
+//! <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>
+//! and RIE: internal/lambda/rapidcore/env/constants.go; the ones hidden from
+//! extensions, AWS:
+//! <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html>
+//! and RIE: internal/lambda/rapidcore/env/environment.go (`AgentExecEnv`), in
+//! github.com/aws/aws-lambda-runtime-interface-emulator.
 
 /// `host:port` of the Runtime, Extensions and Telemetry APIs.
 pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";

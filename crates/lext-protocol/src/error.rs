@@ -3,9 +3,22 @@
 //! Lambda's API server (rapid) answers every client error with a JSON body
 //! `{"errorMessage": "...", "errorType": "..."}` followed by a newline, and
 //! acknowledges the error-report endpoints with `202 {"status":"OK"}`.
-//! The constants in [`error_type`] are the exact `errorType` strings of the
-//! contract's error tables, so that the sandbox answers with them and the SDK
-//! can match on them.
+//! The constants in [`error_type`] are the exact `errorType` strings the
+//! APIs answer and the platform records, so that the sandbox answers with
+//! them and the SDK can match on them. Where they come from, in AWS's
+//! runtime interface emulator (RIE,
+//! github.com/aws/aws-lambda-runtime-interface-emulator) and AWS's
+//! documentation:
+//!
+//! - Extensions API: RIE: internal/lambda/rapi/handler/constants.go;
+//! - Runtime API: RIE: internal/lambda/rapi/rendering/rendering.go and
+//!   internal/lambda/rapi/rendering/render_error.go;
+//! - Telemetry and Logs APIs: AWS:
+//!   <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api-reference.html>
+//!   and <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-logs-api.html>;
+//!   RIE: internal/lambda/rapi/handler/runtimelogs.go and
+//!   internal/lambda/rapi/handler/runtimelogs_stub.go (the local 202 stub);
+//! - platform error types: RIE: internal/lambda/fatalerror/fatalerror.go.
 
 use serde::{Deserialize, Serialize};
 

@@ -165,7 +165,10 @@ open_enum! {
 mod tests {
     use super::*;
 
-    // Payloads quoted in the contract (section 1.2 and the sample README).
+    // Payloads from AWS's Extensions API reference
+    // (AWS: https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html)
+    // and the README of aws-samples/aws-lambda-extensions'
+    // go-example-extension.
     const INVOKE: &str = r#"{"eventType":"INVOKE","deadlineMs":1654469121614,"requestId":"3da1f2dc-3222-475e-9205-e2e6c6318895","invokedFunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:ExtensionTest","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-5f35ae12-0c0fec141ab77a00bc047aa2;Parent=2be948a625588e32;Sampled=1"}}"#;
     const SHUTDOWN: &str =
         r#"{"eventType":"SHUTDOWN","deadlineMs":1654470414327,"shutdownReason":"spindown"}"#;

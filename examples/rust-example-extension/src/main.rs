@@ -48,7 +48,7 @@ use serde::Serialize;
 fn main() -> ExitCode {
     // Lambda requires the name of the executable's file; the SDK uses it by
     // default, and the prefix shows the same name, as the Go sample does.
-    let name = match lext_extension::extension::default_name() {
+    let name = match lext_extension::default_name() {
         Ok(name) => name,
         Err(err) => {
             eprintln!("[rust-example-extension] Error: {err}");

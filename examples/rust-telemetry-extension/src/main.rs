@@ -47,12 +47,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lext_extension::lext_protocol::telemetry::{
-    Buffering, LogRecord, LogType, Record, TelemetryEvent,
-};
 use lext_extension::{
-    Error, EventType, Extension, NextEvent, RunEnd, SubscribeOutcome, TelemetryBatch,
-    TelemetryConfig,
+    Buffering, Error, EventType, Extension, LogRecord, LogType, NextEvent, Record, RunEnd,
+    SubscribeOutcome, TelemetryBatch, TelemetryConfig, TelemetryEvent,
 };
 
 /// The shortest batching window Lambda accepts (milliseconds).
@@ -67,7 +64,7 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
 const TELEMETRY_TAG: &str = "telemetry: ";
 
 fn main() -> ExitCode {
-    let name = match lext_extension::extension::default_name() {
+    let name = match lext_extension::default_name() {
         Ok(name) => name,
         Err(err) => {
             eprintln!("[rust-telemetry-extension] Error: {err}");

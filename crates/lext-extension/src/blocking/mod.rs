@@ -1,43 +1,34 @@
 //! The blocking flavour: a `std::net` transport, the event loop, and a
-//! threaded Telemetry API listener ([`telemetry`]).
+//! threaded Telemetry API listener ([`TelemetrySubscription`]).
 //!
 //! This module owns the smallest, fastest-starting way to run an extension:
 //! one thread, one keep-alive TCP connection to the Extensions API, no async
 //! runtime. [`Builder::register`] returns a [`Registered`] extension; its
 //! [`Registered::run`] loop calls the handler for every event and returns
-//! after SHUTDOWN or on SIGTERM/SIGINT (see [`crate::signal`] for how a
-//! blocked long poll is interrupted).
+//! after SHUTDOWN or on SIGTERM/SIGINT (the crate-private `signal` module
+//! explains how a blocked long poll is interrupted).
 //!
-//! The transport only moves bytes: requests come from [`crate::request`] and
-//! responses are read by `crate::http::ResponseReader`, exactly as in the
-//! tokio flavour.
+//! The transport only moves bytes: requests come from the crate-private
+//! `request` module and responses are read by `http::ResponseReader`,
+//! exactly as in the tokio flavour.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
-use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse, ShutdownEvent};
+use lext_protocol::extensions::NextEvent;
 
 use crate::endpoint::Endpoint;
-use crate::error::{Error, HandlerError, Op, Phase};
-use crate::extension::{Builder, Registration};
+use crate::error::{Error, ErrorEndpoint, HandlerError, Op};
+use crate::extension::{Builder, Registration, RunEnd};
 use crate::http::{is_stale, ApiRequest, ApiResponse, ReadStep, ResponseReader};
 use crate::request::{self, ExtensionId};
-use crate::signal::{self, ActiveSocket, Signal};
+use crate::signal::{self, ActiveSocket};
 use crate::telemetry::TelemetryConfig;
 
-pub mod telemetry;
+mod telemetry;
 
 pub use telemetry::TelemetrySubscription;
-
-/// Why [`Registered::run`] returned without an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunEnd {
-    /// The SHUTDOWN event was received and handled.
-    Shutdown(ShutdownEvent),
-    /// SIGTERM or SIGINT arrived.
-    Signal(Signal),
-}
 
 /// A blocking HTTP/1.1 client for one API endpoint, reusing one connection.
 #[derive(Debug)]
@@ -256,33 +247,24 @@ impl Builder {
 /// or enter the event loop with [`Registered::run`]. Both consume the value:
 /// once the loop has asked for the first event, `init/error` is no longer
 /// the right endpoint, and the types make that mistake impossible.
+///
+/// It dereferences to its [`Registration`]: `id()`, `response()`, `name()`
+/// and `events()` are that type's.
 #[derive(Debug)]
 pub struct Registered {
     transport: BlockingTransport,
     registration: Registration,
 }
 
+impl std::ops::Deref for Registered {
+    type Target = Registration;
+
+    fn deref(&self) -> &Registration {
+        &self.registration
+    }
+}
+
 impl Registered {
-    /// The identifier Lambda assigned.
-    pub fn id(&self) -> &ExtensionId {
-        &self.registration.id
-    }
-
-    /// The register response (function name, version, handler, account id).
-    pub fn response(&self) -> &RegisterResponse {
-        &self.registration.response
-    }
-
-    /// The name the extension registered with.
-    pub fn name(&self) -> &str {
-        &self.registration.name
-    }
-
-    /// The events the extension registered for.
-    pub fn events(&self) -> &[EventType] {
-        &self.registration.events
-    }
-
     /// Binds a telemetry listener (std threads), then subscribes to the
     /// Telemetry API with a `http://sandbox.localdomain:<port>` destination.
     /// Only possible here, in the init phase: [`Registered::run`] consumes
@@ -312,7 +294,7 @@ impl Registered {
         &mut self,
         config: TelemetryConfig,
     ) -> Result<TelemetrySubscription, Error> {
-        telemetry::subscribe(&mut self.transport, &self.registration.id, config)
+        telemetry::subscribe(&mut self.transport, self.registration.id(), config)
     }
 
     /// Reports an init failure with `init/error` and returns the
@@ -320,8 +302,8 @@ impl Registered {
     pub fn init_error(mut self, error: HandlerError) -> Error {
         report(
             &mut self.transport,
-            &self.registration.id,
-            Phase::Init,
+            self.registration.id(),
+            ErrorEndpoint::InitError,
             error,
         )
     }
@@ -356,7 +338,7 @@ impl Registered {
         // The poll never changes: encode it once, not once per event.
         let next = self
             .transport
-            .encode(&request::next_event(&self.registration.id));
+            .encode(&request::next_event(self.registration.id()));
         loop {
             let response = match self.transport.send_bytes(Op::Next, &next) {
                 Ok(r) => r,
@@ -371,8 +353,8 @@ impl Registered {
             if let Err(error) = handler(&event) {
                 return Err(report(
                     &mut self.transport,
-                    &self.registration.id,
-                    Phase::Exit,
+                    self.registration.id(),
+                    ErrorEndpoint::ExitError,
                     error,
                 ));
             }
@@ -391,13 +373,13 @@ impl Registered {
 fn report(
     transport: &mut BlockingTransport,
     id: &ExtensionId,
-    phase: Phase,
+    endpoint: ErrorEndpoint,
     error: HandlerError,
 ) -> Error {
-    let (op, req) = request::failure_report(id, phase, &error);
+    let (op, req) = request::failure_report(id, endpoint, &error);
     // Report even if a signal is pending: the failure must reach Lambda.
     let signals = std::mem::replace(&mut transport.signals, false);
     let sent = transport.send(op, &req);
     transport.signals = signals;
-    request::failure_reported(op, phase, &error, sent)
+    request::failure_reported(endpoint, &error, sent)
 }

@@ -2,7 +2,7 @@
 //!
 //! This module owns serving deliveries in the blocking flavour, for
 //! extensions that forward telemetry and want the small footprint of
-//! `std::net`. It follows the rules described in [`crate::telemetry`]: bind
+//! `std::net`. It follows the rules listed on [`TelemetryConfig`]: bind
 //! before subscribing, 200 for every batch, unparsable batches reported, and
 //! a bounded hand-over (`sync_channel`) for backpressure.
 //!
@@ -29,11 +29,15 @@ use crate::telemetry::{
 };
 
 /// How long a delivery connection may stay idle before it is closed.
-pub const IDLE: Duration = Duration::from_secs(60);
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
 
 /// A live subscription in the blocking flavour: the listener threads and
 /// the receiving end of their batches. Keep it until the final batches have
 /// been drained after SHUTDOWN; dropping it stops the listener.
+///
+/// The listener runs one accept thread plus one thread per delivery
+/// connection (Lambda keeps one delivery in flight per subscriber); a
+/// connection idle for 60 seconds is closed.
 #[derive(Debug)]
 pub struct TelemetrySubscription {
     receiver: Receiver<TelemetryBatch>,

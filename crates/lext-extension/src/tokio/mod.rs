@@ -10,7 +10,7 @@
 //!
 //! Runtimes: [`runtime`] builds the current-thread runtime an extension
 //! needs (one thread, the smallest footprint); the `multi-thread` feature
-//! adds [`multi_thread_runtime`] for extensions with CPU-heavy work.
+//! adds `multi_thread_runtime` for extensions with CPU-heavy work.
 
 mod telemetry;
 mod transport;
@@ -18,11 +18,10 @@ mod transport;
 use std::future::Future;
 
 use ::tokio::signal::unix::{signal, SignalKind};
-use lext_protocol::extensions::{EventType, NextEvent, RegisterResponse};
+use lext_protocol::extensions::NextEvent;
 
-use crate::blocking::RunEnd;
-use crate::error::{Error, HandlerError, Op, Phase};
-use crate::extension::{Builder, Registration};
+use crate::error::{Error, ErrorEndpoint, HandlerError, Op};
+use crate::extension::{Builder, Registration, RunEnd};
 use crate::request::{self, ExtensionId};
 use crate::signal::Signal;
 
@@ -58,6 +57,7 @@ pub fn runtime() -> std::io::Result<::tokio::runtime::Runtime> {
 /// # Errors
 /// The OS error if the runtime cannot be created.
 #[cfg(feature = "multi-thread")]
+#[cfg_attr(docsrs, doc(cfg(feature = "multi-thread")))]
 pub fn multi_thread_runtime() -> std::io::Result<::tokio::runtime::Runtime> {
     ::tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,6 +84,10 @@ impl Builder {
 }
 
 /// An extension registered through the tokio flavour, in the init phase.
+///
+/// It dereferences to its [`Registration`], as the blocking
+/// [`Registered`](crate::Registered) does: `id()`, `response()`, `name()`
+/// and `events()` are that type's.
 #[derive(Debug)]
 pub struct AsyncRegistered {
     transport: AsyncTransport,
@@ -91,27 +95,15 @@ pub struct AsyncRegistered {
     handle_signals: bool,
 }
 
+impl std::ops::Deref for AsyncRegistered {
+    type Target = Registration;
+
+    fn deref(&self) -> &Registration {
+        &self.registration
+    }
+}
+
 impl AsyncRegistered {
-    /// The identifier Lambda assigned.
-    pub fn id(&self) -> &ExtensionId {
-        &self.registration.id
-    }
-
-    /// The register response.
-    pub fn response(&self) -> &RegisterResponse {
-        &self.registration.response
-    }
-
-    /// The name the extension registered with.
-    pub fn name(&self) -> &str {
-        &self.registration.name
-    }
-
-    /// The events the extension registered for.
-    pub fn events(&self) -> &[EventType] {
-        &self.registration.events
-    }
-
     /// Binds the telemetry listener, then subscribes to the Telemetry API
     /// with a `http://sandbox.localdomain:<port>` destination. Batches arrive
     /// on the returned subscription's receiver.
@@ -145,7 +137,7 @@ impl AsyncRegistered {
         &mut self,
         config: TelemetryConfig,
     ) -> Result<TelemetrySubscription, Error> {
-        telemetry::subscribe(&mut self.transport, &self.registration.id, config).await
+        telemetry::subscribe(&mut self.transport, self.registration.id(), config).await
     }
 
     /// Reports an init failure with `init/error` and returns the
@@ -153,14 +145,15 @@ impl AsyncRegistered {
     pub async fn init_error(mut self, error: HandlerError) -> Error {
         report(
             &mut self.transport,
-            &self.registration.id,
-            Phase::Init,
+            self.registration.id(),
+            ErrorEndpoint::InitError,
             error,
         )
         .await
     }
 
-    /// Runs the event loop; see [`crate::Registered::run`] for the contract.
+    /// Runs the event loop; see [`crate::Registered::run`] for when it
+    /// returns and what it reports.
     /// The handler is async; SIGTERM/SIGINT are watched while waiting for an
     /// event, and a signal that arrives during the handler ends the loop
     /// after it returns.
@@ -184,7 +177,7 @@ impl AsyncRegistered {
         } else {
             None
         };
-        let next = request::next_event(&self.registration.id);
+        let next = request::next_event(self.registration.id());
         loop {
             let response = match signals.as_mut() {
                 Some((term, int)) => {
@@ -206,8 +199,8 @@ impl AsyncRegistered {
             if let Err(error) = handler(event).await {
                 return Err(report(
                     &mut self.transport,
-                    &self.registration.id,
-                    Phase::Exit,
+                    self.registration.id(),
+                    ErrorEndpoint::ExitError,
                     error,
                 )
                 .await);
@@ -223,10 +216,10 @@ impl AsyncRegistered {
 async fn report(
     transport: &mut AsyncTransport,
     id: &ExtensionId,
-    phase: Phase,
+    endpoint: ErrorEndpoint,
     error: HandlerError,
 ) -> Error {
-    let (op, req) = request::failure_report(id, phase, &error);
+    let (op, req) = request::failure_report(id, endpoint, &error);
     let sent = transport.send(op, &req).await;
-    request::failure_reported(op, phase, &error, sent)
+    request::failure_reported(endpoint, &error, sent)
 }

@@ -3,7 +3,7 @@
 //!
 //! This module owns serving deliveries in the async flavour; the rules it
 //! follows (bind before subscribing, 200 for every batch, unparsable batches
-//! reported, bounded hand-over) are described in [`crate::telemetry`].
+//! reported, bounded hand-over) are listed on [`TelemetryConfig`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

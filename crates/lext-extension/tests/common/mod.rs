@@ -18,15 +18,15 @@ use std::time::Duration;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct Recorded {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -36,7 +36,7 @@ impl Recorded {
 
 /// What to answer.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Status, extra headers, body (Content-Length framed).
     Status(u16, Vec<(&'static str, String)>, String),
     /// Bytes written as they are, then the connection is closed.
@@ -46,13 +46,13 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn json(status: u16, body: &str) -> Self {
+    pub(crate) fn json(status: u16, body: &str) -> Self {
         Reply::Status(status, vec![], body.to_owned())
     }
 
     /// Lambda's answer to a successful register: 200, the identifier
     /// header ([`ID`]) and [`REGISTER_BODY`].
-    pub fn registered() -> Self {
+    pub(crate) fn registered() -> Self {
         Reply::Status(
             200,
             vec![("Lambda-Extension-Identifier", ID.to_owned())],
@@ -63,15 +63,15 @@ impl Reply {
 
 type Script = dyn FnMut(&Recorded) -> Reply + Send;
 
-pub struct FakeApi {
-    pub addr: SocketAddr,
+pub(crate) struct FakeApi {
+    pub(crate) addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
 
 impl FakeApi {
-    pub fn start(script: impl FnMut(&Recorded) -> Reply + Send + 'static) -> Self {
+    pub(crate) fn start(script: impl FnMut(&Recorded) -> Reply + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake API");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -98,20 +98,20 @@ impl FakeApi {
         }
     }
 
-    pub fn api(&self) -> String {
+    pub(crate) fn api(&self) -> String {
         self.addr.to_string()
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
-    pub fn paths(&self) -> Vec<String> {
+    pub(crate) fn paths(&self) -> Vec<String> {
         self.requests().into_iter().map(|r| r.path).collect()
     }
 
     /// Waits until `n` requests have arrived (at most 10 s).
-    pub fn wait_for(&self, n: usize) {
+    pub(crate) fn wait_for(&self, n: usize) {
         for _ in 0..1000 {
             if self.requests.lock().unwrap().len() >= n {
                 return;
@@ -217,16 +217,16 @@ fn serve(
     }
 }
 
-pub const REGISTER_PATH: &str = "/2020-01-01/extension/register";
-pub const ID: &str = "6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a";
-pub const REGISTER_BODY: &str =
+pub(crate) const REGISTER_PATH: &str = "/2020-01-01/extension/register";
+pub(crate) const ID: &str = "6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a";
+pub(crate) const REGISTER_BODY: &str =
     r#"{"functionName":"my-function","functionVersion":"$LATEST","handler":"function.handler"}"#;
-pub const INVOKE: &str = r#"{"eventType":"INVOKE","deadlineMs":1654469121614,"requestId":"3da1f2dc-3222-475e-9205-e2e6c6318895","invokedFunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:ExtensionTest","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-5f35ae12-0c0fec141ab77a00bc047aa2;Parent=2be948a625588e32;Sampled=1"}}"#;
-pub const SHUTDOWN: &str =
+pub(crate) const INVOKE: &str = r#"{"eventType":"INVOKE","deadlineMs":1654469121614,"requestId":"3da1f2dc-3222-475e-9205-e2e6c6318895","invokedFunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:ExtensionTest","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-5f35ae12-0c0fec141ab77a00bc047aa2;Parent=2be948a625588e32;Sampled=1"}}"#;
+pub(crate) const SHUTDOWN: &str =
     r#"{"eventType":"SHUTDOWN","deadlineMs":1654470414327,"shutdownReason":"spindown"}"#;
 
 /// The happy path: register, then INVOKE, then SHUTDOWN, then holds.
-pub fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
+pub(crate) fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
     let mut nexts = 0;
     move |req: &Recorded| match req.path.as_str() {
         REGISTER_PATH => Reply::registered(),
@@ -248,11 +248,12 @@ pub fn lifecycle_script() -> impl FnMut(&Recorded) -> Reply + Send + 'static {
     }
 }
 
-// Payloads in the shapes the contract quotes (section 3.3), one of each
-// kind an extension sees: platform init and invoke records, plain and JSON
-// function logs, an extension log line, a drop report, and a type this
-// version does not know.
-pub const BATCH: &str = r#"[
+// Payloads in the shapes of AWS's Telemetry API schema reference (AWS:
+// https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html),
+// one of each kind an extension sees: platform init and invoke records,
+// plain and JSON function logs, an extension log line, a drop report, and a
+// type this version does not know.
+pub(crate) const BATCH: &str = r#"[
  {"time":"2022-10-12T00:00:15.064Z","type":"platform.initStart","record":{"initializationType":"on-demand","phase":"init","runtimeVersion":"nodejs-14.v3","runtimeVersionArn":"arn:aws:lambda:us-east-1::runtime:1234567890abcdef"}},
  {"time":"2022-10-12T00:00:15.065Z","type":"extension","record":"[rust-example-extension] Registering..."},
  {"time":"2022-10-12T00:00:15.513Z","type":"platform.extension","record":{"name":"async-ext","state":"Ready","events":["INVOKE","SHUTDOWN"]}},
@@ -266,7 +267,7 @@ pub const BATCH: &str = r#"[
 ]"#;
 
 /// The expected event types of [`BATCH`], in order.
-pub const BATCH_TYPES: [&str; 10] = [
+pub(crate) const BATCH_TYPES: [&str; 10] = [
     "platform.initStart",
     "extension",
     "platform.extension",
@@ -281,7 +282,7 @@ pub const BATCH_TYPES: [&str; 10] = [
 
 /// A fake API that accepts the register request and answers every other
 /// request with `rest`.
-pub fn registered_then(rest: Reply) -> FakeApi {
+pub(crate) fn registered_then(rest: Reply) -> FakeApi {
     FakeApi::start(move |req: &Recorded| {
         if req.path == REGISTER_PATH {
             Reply::registered()
@@ -293,7 +294,7 @@ pub fn registered_then(rest: Reply) -> FakeApi {
 
 /// A fake API that registers and answers telemetry subscriptions with
 /// `status` and `body`; event polls are held.
-pub fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
+pub(crate) fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
     FakeApi::start(move |req: &Recorded| match req.path.as_str() {
         REGISTER_PATH => Reply::registered(),
         "/2022-07-01/telemetry" => Reply::json(status, body),
@@ -303,7 +304,7 @@ pub fn telemetry_api(status: u16, body: &'static str) -> FakeApi {
 
 /// The telemetry subscription the fake API received, checked to be a `PUT`
 /// with the extension's identifier; returns its JSON body.
-pub fn subscription_request(api: &FakeApi) -> serde_json::Value {
+pub(crate) fn subscription_request(api: &FakeApi) -> serde_json::Value {
     let put = api
         .requests()
         .into_iter()

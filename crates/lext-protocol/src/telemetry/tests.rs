@@ -1,8 +1,12 @@
 use super::*;
 use serde_json::json;
 
-/// A batch shaped like those Lambda delivers (fields as in the contract's
-/// section 3.3 and the payloads decoded by the official crate and Datadog).
+/// A batch shaped like those Lambda delivers: fields as in AWS's Telemetry
+/// API schema reference
+/// (AWS: <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html>)
+/// and in the payloads decoded by the official crate
+/// (aws/aws-lambda-rust-runtime, `lambda-extension/src/telemetry.rs`) and by
+/// Datadog's extension.
 const BATCH: &str = r#"[
 {"time":"2022-10-12T00:00:15.064Z","type":"platform.initStart","record":{"initializationType":"on-demand","phase":"init","runtimeVersion":"nodejs-14.v3","runtimeVersionArn":"arn:aws:lambda:us-east-1::runtime:1234567890abcdef"}},
 {"time":"2022-10-12T00:00:15.064Z","type":"extension","record":"[rust-example-extension] Registering..."},
