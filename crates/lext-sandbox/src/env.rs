@@ -1,7 +1,11 @@
 //! The environment variables of the runtime and of the extensions.
 //!
 //! This module owns the translation of a function's configuration into the
-//! exact variable lists Lambda gives its processes (contract section 4.5):
+//! exact variable lists Lambda gives its processes (AWS: Using Lambda
+//! environment variables,
+//! <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>;
+//! RIE, github.com/aws/aws-lambda-runtime-interface-emulator:
+//! `internal/lambda/rapidcore/env/constants.go`):
 //! the reserved variables (`AWS_LAMBDA_RUNTIME_API`, `_HANDLER`, region,
 //! function name, version and memory, log group and stream, task and runtime
 //! directories, initialization type), the unreserved defaults (`LANG`,
@@ -23,29 +27,30 @@ use std::time::SystemTime;
 use lext_protocol::env as names;
 
 /// `LANG` in Lambda.
-pub const DEFAULT_LANG: &str = "en_US.UTF-8";
-/// `PATH` in Lambda (D-VARS; the `/usr/bin/` with a trailing slash is
-/// Lambda's own spelling).
-pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin/:/bin:/opt/bin";
-/// `TZ` in Lambda. The exact value is UNCONFIRMED in the contract; `:UTC`
-/// is what Lambda's own runtimes report and what glibc reads as UTC.
-pub const DEFAULT_TZ: &str = ":UTC";
+pub(crate) const DEFAULT_LANG: &str = "en_US.UTF-8";
+/// `PATH` in Lambda (AWS: Using Lambda environment variables,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>;
+/// the `/usr/bin/` with a trailing slash is Lambda's own spelling).
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin/:/bin:/opt/bin";
+/// `TZ` in Lambda. AWS documents the time zone as UTC but not the exact
+/// value (AWS: Using Lambda environment variables,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>);
+/// `:UTC` is what Lambda's own runtimes report and what glibc reads as UTC.
+pub(crate) const DEFAULT_TZ: &str = ":UTC";
 /// `LAMBDA_TASK_ROOT` in Lambda.
-pub const DEFAULT_TASK_ROOT: &str = "/var/task";
+pub(crate) const DEFAULT_TASK_ROOT: &str = "/var/task";
 /// `LAMBDA_RUNTIME_DIR` in Lambda.
-pub const DEFAULT_RUNTIME_DIR: &str = "/var/runtime";
+pub(crate) const DEFAULT_RUNTIME_DIR: &str = "/var/runtime";
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` of an on-demand function.
-pub const INITIALIZATION_TYPE_ON_DEMAND: &str = "on-demand";
+pub(crate) const INITIALIZATION_TYPE_ON_DEMAND: &str = "on-demand";
 
-/// The unreserved variables a user may override with `--env`; every other
-/// variable this module sets is reserved by Lambda.
-pub const UNRESERVED: &[&str] = &["LANG", "PATH", "LD_LIBRARY_PATH", "TZ"];
-
-/// Reserved keys AWS refuses in a function's configuration (D-VARS), except
-/// the execution-role credentials: a local sandbox has no execution role, so
-/// `--env AWS_ACCESS_KEY_ID=...` is how a user hands credentials to the
-/// function, and it is accepted.
-pub const RESERVED: &[&str] = &[
+/// Reserved keys AWS refuses in a function's configuration (AWS: Using
+/// Lambda environment variables,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>),
+/// except the execution-role credentials: a local sandbox has no execution
+/// role, so `--env AWS_ACCESS_KEY_ID=...` is how a user hands credentials to
+/// the function, and it is accepted.
+pub(crate) const RESERVED: &[&str] = &[
     names::HANDLER,
     "_X_AMZN_TRACE_ID",
     names::AWS_DEFAULT_REGION,
@@ -64,7 +69,7 @@ pub const RESERVED: &[&str] = &[
 
 /// The configuration the variable lists are built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvConfig {
+pub(crate) struct EnvConfig {
     /// `host:port` of the sandbox's API server (`AWS_LAMBDA_RUNTIME_API`).
     pub runtime_api: String,
     /// The handler (`_HANDLER`, runtime only).
@@ -92,7 +97,7 @@ pub struct EnvConfig {
 impl EnvConfig {
     /// A configuration with Lambda's defaults for everything but the API
     /// address, the function name and the log stream name.
-    pub fn new(runtime_api: impl Into<String>, function_name: impl Into<String>) -> Self {
+    pub(crate) fn new(runtime_api: impl Into<String>, function_name: impl Into<String>) -> Self {
         let function_version = "$LATEST".to_owned();
         Self {
             runtime_api: runtime_api.into(),
@@ -109,7 +114,7 @@ impl EnvConfig {
     }
 
     /// `AWS_LAMBDA_LOG_GROUP_NAME`: `/aws/lambda/<function>`.
-    pub fn log_group_name(&self) -> String {
+    pub(crate) fn log_group_name(&self) -> String {
         format!("/aws/lambda/{}", self.function_name)
     }
 }
@@ -134,7 +139,7 @@ pub enum EnvError {
 /// Check the user's variables as Lambda checks a function's configuration:
 /// names must match `[a-zA-Z]([a-zA-Z0-9_])+`, and reserved keys are
 /// refused (see [`RESERVED`]).
-pub fn validate_user_env(user: &[(String, String)]) -> Result<(), EnvError> {
+pub(crate) fn validate_user_env(user: &[(String, String)]) -> Result<(), EnvError> {
     for (key, _) in user {
         let mut chars = key.chars();
         let valid = key.len() >= 2
@@ -163,7 +168,7 @@ pub fn validate_user_env(user: &[(String, String)]) -> Result<(), EnvError> {
 /// A user variable replaces an unreserved default (`PATH`, ...) in place; a
 /// user variable with a reserved name is ignored here (call
 /// [`validate_user_env`] first to refuse it with AWS's message).
-pub fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
+pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
     let task = &config.task_root;
     let rt = &config.runtime_dir;
     let platform: Vec<(&str, String)> = vec![
@@ -223,7 +228,7 @@ pub fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
 /// directories, X-Ray, `AWS_EXECUTION_ENV`), per the Extensions API
 /// documentation. User variables with those names are hidden too, since the
 /// rule is by name.
-pub fn extension_env(config: &EnvConfig) -> Vec<(String, String)> {
+pub(crate) fn extension_env(config: &EnvConfig) -> Vec<(String, String)> {
     runtime_env(config)
         .into_iter()
         .filter(|(key, _)| names::visible_to_extensions(key))
@@ -232,7 +237,7 @@ pub fn extension_env(config: &EnvConfig) -> Vec<(String, String)> {
 
 /// `YYYY/MM/DD/[<version>]<32 hex>`, Lambda's log stream name, for the UTC
 /// date of `now` and a fresh random id.
-pub fn new_log_stream_name(now: SystemTime, version: &str) -> String {
+pub(crate) fn new_log_stream_name(now: SystemTime, version: &str) -> String {
     // std's RandomState is seeded from the OS's randomness once per process
     // and then per instance: enough for a name that only has to differ
     // between runs, without a dependency on a random-number crate.
@@ -250,7 +255,7 @@ pub fn new_log_stream_name(now: SystemTime, version: &str) -> String {
 }
 
 /// `YYYY/MM/DD/[<version>]<id as 32 hex digits>` for a given date and id.
-pub fn log_stream_name(now: SystemTime, version: &str, id: u128) -> String {
+pub(crate) fn log_stream_name(now: SystemTime, version: &str, id: u128) -> String {
     let (year, month, day) = crate::logline::utc_date(now);
     format!("{year:04}/{month:02}/{day:02}/[{version}]{id:032x}")
 }

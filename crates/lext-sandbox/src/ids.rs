@@ -31,7 +31,7 @@ fn next_u64() -> u64 {
 }
 
 /// A random (version 4) UUID.
-pub fn uuid() -> uuid::Uuid {
+pub(crate) fn uuid() -> uuid::Uuid {
     let hi = next_u64().to_be_bytes();
     let lo = next_u64().to_be_bytes();
     let mut bytes = [0u8; 16];
@@ -41,7 +41,7 @@ pub fn uuid() -> uuid::Uuid {
 }
 
 /// `n` random lowercase hex digits (at most 32).
-pub fn hex(n: usize) -> String {
+pub(crate) fn hex(n: usize) -> String {
     let mut s = uuid().simple().to_string();
     s.truncate(n.min(32));
     s

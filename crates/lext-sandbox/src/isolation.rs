@@ -40,15 +40,15 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 use rustix::thread::UnshareFlags;
 
 /// The mount point of the layers inside the sandbox.
-pub const OPT: &str = "/opt";
+pub(crate) const OPT: &str = "/opt";
 /// The hosts file replaced inside the sandbox.
-pub const ETC_HOSTS: &str = "/etc/hosts";
+pub(crate) const ETC_HOSTS: &str = "/etc/hosts";
 /// The generated hosts file: loopback names plus Lambda's sandbox names.
-pub const HOSTS_CONTENT: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tsandbox.localdomain sandbox\n";
+pub(crate) const HOSTS_CONTENT: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tsandbox.localdomain sandbox\n";
 
 /// How the private mount namespace is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A user namespace plus a mount namespace (unprivileged, like
     /// `unshare -Urm`), the process keeping its uid and gid.
     UserNamespace,
@@ -59,7 +59,7 @@ pub enum Mode {
 impl Mode {
     /// The mode for the current user: a mount namespace alone as root, a
     /// user namespace otherwise.
-    pub fn for_current_user() -> Self {
+    pub(crate) fn for_current_user() -> Self {
         if rustix::process::geteuid().is_root() {
             Mode::MountNamespace
         } else {
@@ -71,7 +71,7 @@ impl Mode {
 /// What the sandbox does about `/opt` and `sandbox.localdomain`, decided
 /// once at start-up by [`detect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Isolation works: processes get `/opt` and `/etc/hosts` through a
     /// private mount namespace.
     Isolate(Mode),
@@ -88,7 +88,7 @@ pub enum Decision {
 impl Decision {
     /// The one line to print when falling back to rewriting; `None` when
     /// isolation works.
-    pub fn fallback_line(&self) -> Option<String> {
+    pub(crate) fn fallback_line(&self) -> Option<String> {
         match self {
             Decision::Isolate(_) => None,
             Decision::Rewrite { reason, fix } => Some(format!(
@@ -129,10 +129,8 @@ pub enum IsolationError {
 /// A prepared isolation: the layers directory to show at `/opt` and the
 /// generated hosts file, ready to be applied to any number of processes.
 #[derive(Debug, Clone)]
-pub struct Isolation {
+pub(crate) struct Isolation {
     plan: Arc<Plan>,
-    layers_dir: PathBuf,
-    hosts_file: PathBuf,
 }
 
 /// Everything the child needs, computed before the fork so that the hook
@@ -156,7 +154,11 @@ impl Isolation {
     ///
     /// `/opt` must exist on the host as a mount point; as root it is created
     /// when missing, otherwise that is [`IsolationError::MissingMountPoint`].
-    pub fn new(mode: Mode, layers_dir: &Path, state_dir: &Path) -> Result<Self, IsolationError> {
+    pub(crate) fn new(
+        mode: Mode,
+        layers_dir: &Path,
+        state_dir: &Path,
+    ) -> Result<Self, IsolationError> {
         ensure_mount_points()?;
         let hosts_file = state_dir.join("hosts");
         std::fs::write(&hosts_file, HOSTS_CONTENT).map_err(|source| IsolationError::Io {
@@ -196,30 +198,31 @@ impl Isolation {
         };
         Ok(Self {
             plan: Arc::new(plan),
-            layers_dir: layers_dir.to_owned(),
-            hosts_file,
         })
     }
 
     /// The mode in use.
-    pub fn mode(&self) -> Mode {
+    #[cfg(test)]
+    pub(crate) fn mode(&self) -> Mode {
         self.plan.mode
     }
 
     /// The host directory shown at `/opt`.
-    pub fn layers_dir(&self) -> &Path {
-        &self.layers_dir
+    #[cfg(test)]
+    pub(crate) fn layers_dir(&self) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(self.plan.layers.as_bytes()))
     }
 
     /// The generated hosts file shown at `/etc/hosts`.
-    pub fn hosts_file(&self) -> &Path {
-        &self.hosts_file
+    #[cfg(test)]
+    pub(crate) fn hosts_file(&self) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(self.plan.hosts.as_bytes()))
     }
 
     /// Make `command`'s child enter the private namespace before exec.
     /// A failure in the child makes the spawn fail with the errno of the
     /// step that failed.
-    pub fn install(&self, command: &mut tokio::process::Command) {
+    pub(crate) fn install(&self, command: &mut tokio::process::Command) {
         let plan = self.plan.clone();
         // SAFETY: `Plan::apply` only makes system calls on data prepared
         // before the fork; it neither allocates nor takes locks, so it is
@@ -304,20 +307,10 @@ fn ensure_mount_points() -> Result<(), IsolationError> {
     }
 }
 
-/// Where a path inside the sandbox is on the host when there is no
-/// isolation (the rewriting fallback): `/opt/...` maps into `layers_dir`,
-/// anything else is the same path.
-pub fn host_path(sandbox_path: &Path, layers_dir: &Path) -> PathBuf {
-    match sandbox_path.strip_prefix(OPT) {
-        Ok(rest) => layers_dir.join(rest),
-        Err(_) => sandbox_path.to_owned(),
-    }
-}
-
 /// Decide at start-up whether isolation works, by applying it once in a
 /// throwaway child (with an empty layers directory) that exits right after
 /// the mounts, without exec.
-pub async fn detect() -> Decision {
+pub(crate) async fn detect() -> Decision {
     let mode = Mode::for_current_user();
     match probe(mode).await {
         Ok(()) => Decision::Isolate(mode),
@@ -418,69 +411,5 @@ fn namespace_fix(mode: Mode) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fallback_line_names_reason_and_fix() {
-        assert_eq!(Decision::Isolate(Mode::UserNamespace).fallback_line(), None);
-        let line = Decision::Rewrite {
-            reason: "no user namespaces".into(),
-            fix: "sudo sysctl -w kernel.unprivileged_userns_clone=1".into(),
-        }
-        .fallback_line()
-        .unwrap();
-        assert!(line.contains("(no user namespaces)"), "{line}");
-        assert!(
-            line.ends_with("Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1"),
-            "{line}"
-        );
-        assert!(!line.contains('\n'));
-    }
-
-    #[test]
-    fn preparation_writes_the_hosts_file_and_rejects_nul() {
-        let dir = tempfile::tempdir().unwrap();
-        let iso = Isolation::new(Mode::MountNamespace, dir.path(), dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(iso.hosts_file()).unwrap(),
-            HOSTS_CONTENT
-        );
-        assert!(HOSTS_CONTENT.contains("127.0.0.1\tsandbox.localdomain sandbox\n"));
-        assert_eq!(iso.layers_dir(), dir.path());
-        assert_eq!(iso.mode(), Mode::MountNamespace);
-        let bad = PathBuf::from(std::ffi::OsStr::from_bytes(b"a\0b"));
-        assert!(matches!(
-            Isolation::new(Mode::MountNamespace, &bad, dir.path()),
-            Err(IsolationError::Io { .. }) | Err(IsolationError::NulInPath(_))
-        ));
-    }
-
-    #[test]
-    fn host_paths_for_the_rewriting_fallback() {
-        let layers = Path::new("/tmp/layers");
-        assert_eq!(
-            host_path(Path::new("/opt/extensions/x"), layers),
-            Path::new("/tmp/layers/extensions/x")
-        );
-        assert_eq!(host_path(Path::new("/opt"), layers), layers);
-        assert_eq!(
-            host_path(Path::new("/optional/x"), layers),
-            Path::new("/optional/x")
-        );
-        assert_eq!(
-            host_path(Path::new("/usr/bin/x"), layers),
-            Path::new("/usr/bin/x")
-        );
-    }
-
-    #[test]
-    fn mode_follows_the_effective_user() {
-        let want = if rustix::process::geteuid().is_root() {
-            Mode::MountNamespace
-        } else {
-            Mode::UserNamespace
-        };
-        assert_eq!(Mode::for_current_user(), want);
-    }
-}
+#[path = "isolation_tests.rs"]
+mod tests;

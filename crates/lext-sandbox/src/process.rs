@@ -6,8 +6,8 @@
 //! host environment may hold secrets and is never passed through), capturing
 //! its stdout and stderr line by line into a [`LineSink`], signalling the
 //! whole group (terminate, kill, freeze with SIGSTOP, thaw with SIGCONT),
-//! waiting for its exit, mapping launch failures to the contract's
-//! `LaunchError` types, and measuring the peak memory of the process tree.
+//! waiting for its exit, mapping launch failures to Lambda's `LaunchError`
+//! error types, and measuring the peak memory of the process tree.
 //!
 //! No zombie and no orphan may outlive the sandbox, so three mechanisms
 //! overlap on purpose:
@@ -43,7 +43,7 @@ use crate::isolation::Isolation;
 /// longer line (or binary data without newlines) is cut into chunks of this
 /// size, so one line can never make the sandbox's memory grow without
 /// bound. 256 KiB is CloudWatch's limit for one log event.
-pub const MAX_LINE_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 256 * 1024;
 
 /// How long [`Process::wait`] waits, after the process exited, for its
 /// output pipes to drain. A grandchild that inherited the pipes can keep
@@ -53,7 +53,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Who wrote a line: the function (runtime process) or an extension.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Source {
+pub(crate) enum Source {
     /// The runtime and the function code in it (`function` telemetry records).
     Function,
     /// An external extension, by name (`extension` telemetry records).
@@ -62,7 +62,7 @@ pub enum Source {
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -71,7 +71,7 @@ pub enum Stream {
 
 /// One line of a process's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputLine {
+pub(crate) struct OutputLine {
     /// When the sandbox read the line (wall clock, for the telemetry `time`).
     pub time: SystemTime,
     /// Who wrote it.
@@ -86,11 +86,11 @@ pub struct OutputLine {
 /// Where output lines go. It is called from the reader tasks, once per line,
 /// in order per pipe; it must not block for long (push into a channel or the
 /// telemetry hub).
-pub type LineSink = Arc<dyn Fn(OutputLine) + Send + Sync>;
+pub(crate) type LineSink = Arc<dyn Fn(OutputLine) + Send + Sync>;
 
 /// What to launch.
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// The executable. A path containing `/` is executed as is; a bare name
     /// is searched on the `PATH` given in [`Spec::env`] (inside the sandbox's
     /// view of the file system), never the host's.
@@ -111,7 +111,11 @@ pub struct Spec {
 
 impl Spec {
     /// A spec with no arguments, no working directory and no isolation.
-    pub fn new(program: impl Into<PathBuf>, env: Vec<(String, String)>, source: Source) -> Self {
+    pub(crate) fn new(
+        program: impl Into<PathBuf>,
+        env: Vec<(String, String)>,
+        source: Source,
+    ) -> Self {
         Self {
             program: program.into(),
             args: Vec::new(),
@@ -123,10 +127,13 @@ impl Spec {
     }
 }
 
-/// The contract's `LaunchError` error types (`EXTENSION ... State:
-/// LaunchError ... Error Type: <type>`).
+/// The error types of an extension Lambda could not launch (`EXTENSION ...
+/// State: LaunchError ... Error Type: <type>`), as RIE maps a failed spawn
+/// (github.com/aws/aws-lambda-runtime-interface-emulator,
+/// `internal/lambda/core/registrations.go`,
+/// `MapErrorToAgentInfoErrorType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LaunchErrorType {
+pub(crate) enum LaunchErrorType {
     /// The file is not executable (EACCES).
     PermissionDenied,
     /// Anything else, including a wrong architecture (`exec format error`)
@@ -136,7 +143,8 @@ pub enum LaunchErrorType {
 
 impl LaunchErrorType {
     /// `PermissionDenied` or `UnknownError`, as in the log line.
-    pub fn as_str(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LaunchErrorType::PermissionDenied => "PermissionDenied",
             LaunchErrorType::UnknownError => "UnknownError",
@@ -147,8 +155,8 @@ impl LaunchErrorType {
 /// A process could not be started.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct LaunchError {
-    /// The contract's error type.
+pub(crate) struct LaunchError {
+    /// The error type, as the `EXTENSION` log line prints it.
     pub error_type: LaunchErrorType,
     /// Lambda's (Go's) wording: `fork/exec /opt/extensions/x: exec format error`.
     pub message: String,
@@ -194,7 +202,7 @@ fn go_error_text(error: &io::Error) -> String {
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
+pub(crate) struct ExitInfo {
     /// The exit code, when it exited by itself.
     pub code: Option<i32>,
     /// The signal that killed it, otherwise.
@@ -211,12 +219,13 @@ impl ExitInfo {
     }
 
     /// Exit code 0.
-    pub fn success(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 
     /// Go's wording, as rapid logs it: `exit status 1`, `signal: killed`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         crate::logline::describe_exit(self.code, self.signal)
     }
 }
@@ -241,7 +250,7 @@ fn unregister_group(pgid: i32) {
 ///
 /// For a Ctrl-C handler that exits without dropping the [`Process`]
 /// handles. Returns how many groups were signalled.
-pub fn kill_all() -> usize {
+pub(crate) fn kill_all() -> usize {
     let groups: Vec<i32> = {
         let guard = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
         guard.iter().flatten().copied().collect()
@@ -258,7 +267,7 @@ pub fn kill_all() -> usize {
 /// Send `signal` to every process of the group `pgid`.
 ///
 /// An error of kind `NotFound` (ESRCH) means the group no longer exists.
-pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     let pid = i32::try_from(pgid)
         .ok()
         .and_then(Pid::from_raw)
@@ -270,7 +279,7 @@ pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
 ///
 /// Dropping it SIGKILLs the whole group.
 #[derive(Debug)]
-pub struct Process {
+pub(crate) struct Process {
     child: tokio::process::Child,
     pid: u32,
     readers: Vec<JoinHandle<()>>,
@@ -282,7 +291,7 @@ pub struct Process {
 /// The process gets its own process group, stdin from `/dev/null`, exactly
 /// `spec.env`, and `PR_SET_PDEATHSIG = SIGKILL`. See the module
 /// documentation for the thread it must be called from.
-pub fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> {
+pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> {
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -446,32 +455,37 @@ impl DirectExec {
 
 impl Process {
     /// The process id, which is also its process group id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Send `signal` to the process's whole group.
-    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
         signal_group(self.pid, signal)
     }
 
     /// SIGTERM to the group.
-    pub fn terminate(&self) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn terminate(&self) -> io::Result<()> {
         self.signal(Signal::TERM)
     }
 
     /// SIGKILL to the group.
-    pub fn kill(&self) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn kill(&self) -> io::Result<()> {
         self.signal(Signal::KILL)
     }
 
     /// Freeze the group (SIGSTOP), as Lambda freezes an idle environment.
-    pub fn freeze(&self) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn freeze(&self) -> io::Result<()> {
         self.signal(Signal::STOP)
     }
 
     /// Thaw the group (SIGCONT).
-    pub fn thaw(&self) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn thaw(&self) -> io::Result<()> {
         self.signal(Signal::CONT)
     }
 
@@ -479,7 +493,7 @@ impl Process {
     /// its output to be fully read, so that every line it wrote reached the
     /// sink before the exit is reported. Cancel-safe; calling it again after
     /// the exit returns the same result at once.
-    pub async fn wait(&mut self) -> io::Result<ExitInfo> {
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitInfo> {
         if let Some(exit) = self.exit {
             return Ok(exit);
         }
@@ -501,14 +515,6 @@ impl Process {
         }
         tracing::debug!(pid = self.pid, exit = %exit.describe(), "process exited");
         Ok(exit)
-    }
-
-    /// The exit, if the process has exited (does not wait for output).
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitInfo>> {
-        if let Some(exit) = self.exit {
-            return Ok(Some(exit));
-        }
-        Ok(self.child.try_wait()?.map(ExitInfo::from_status))
     }
 }
 
@@ -595,30 +601,31 @@ async fn read_lines<R: AsyncRead + Unpin>(pipe: R, source: Source, stream: Strea
 /// Like Lambda's, the figure is the environment's peak so far, so it never
 /// decreases between invokes of one environment.
 #[derive(Debug, Default, Clone)]
-pub struct PeakMemory {
+pub(crate) struct PeakMemory {
     peak_bytes: u64,
 }
 
 impl PeakMemory {
     /// A tracker with no sample yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Sample the trees under `roots` and return the peak so far, in bytes.
-    pub fn sample(&mut self, roots: &[u32]) -> u64 {
+    pub(crate) fn sample(&mut self, roots: &[u32]) -> u64 {
         self.peak_bytes = self.peak_bytes.max(tree_peak_rss_bytes(roots));
         self.peak_bytes
     }
 
     /// The peak so far in bytes.
-    pub fn peak_bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn peak_bytes(&self) -> u64 {
         self.peak_bytes
     }
 
     /// The peak so far in whole MB (MiB), rounded up, as `maxMemoryUsedMB`
     /// and `Max Memory Used` print it.
-    pub fn peak_mb(&self) -> u64 {
+    pub(crate) fn peak_mb(&self) -> u64 {
         self.peak_bytes.div_ceil(1024 * 1024)
     }
 }
@@ -626,7 +633,7 @@ impl PeakMemory {
 /// Sum of `VmHWM` over the live processes in the trees rooted at `roots`
 /// (see [`PeakMemory`] for what this measures). Processes that vanish while
 /// being read are skipped.
-pub fn tree_peak_rss_bytes(roots: &[u32]) -> u64 {
+pub(crate) fn tree_peak_rss_bytes(roots: &[u32]) -> u64 {
     let mut seen = HashSet::new();
     let mut stack: Vec<u32> = roots.to_vec();
     let mut total = 0;
@@ -703,165 +710,5 @@ fn push_children(pid: u32, threads: u64, buf: &mut String, out: &mut Vec<u32>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex as StdMutex;
-
-    fn collect() -> (LineSink, Arc<StdMutex<Vec<OutputLine>>>) {
-        let lines = Arc::new(StdMutex::new(Vec::new()));
-        let sink_lines = lines.clone();
-        let sink: LineSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
-        (sink, lines)
-    }
-
-    fn sh(script: &str, env: Vec<(String, String)>) -> Spec {
-        let mut spec = Spec::new("/bin/sh", env, Source::Extension("ext".into()));
-        spec.args = vec!["-c".into(), script.into()];
-        spec
-    }
-
-    #[tokio::test]
-    async fn lines_are_split_tagged_and_capped() {
-        let (sink, lines) = collect();
-        // A CRLF line, an empty line, an over-long line, and a last line
-        // without newline.
-        let script = "printf 'a\\r\\n\\n'; head -c 300000 /dev/zero | tr '\\0' x; printf '\\nlast'; echo err >&2";
-        let mut process = spawn(sh(script, vec![]), sink).unwrap();
-        let exit = process.wait().await.unwrap();
-        assert!(exit.success());
-        let lines = lines.lock().unwrap();
-        let stdout: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.stream == Stream::Stdout)
-            .map(|l| l.line.as_str())
-            .collect();
-        assert_eq!(
-            stdout.len(),
-            5,
-            "{:?}",
-            stdout.iter().map(|l| l.len()).collect::<Vec<_>>()
-        );
-        assert_eq!(stdout[0], "a");
-        assert_eq!(stdout[1], "");
-        assert_eq!(stdout[2].len(), MAX_LINE_BYTES);
-        assert_eq!(stdout[3].len(), 300_000 - MAX_LINE_BYTES);
-        assert_eq!(stdout[4], "last");
-        let stderr: Vec<&OutputLine> = lines
-            .iter()
-            .filter(|l| l.stream == Stream::Stderr)
-            .collect();
-        assert_eq!(stderr.len(), 1);
-        assert_eq!(stderr[0].line, "err");
-        assert!(lines
-            .iter()
-            .all(|l| l.source == Source::Extension("ext".into())));
-    }
-
-    #[tokio::test]
-    async fn the_environment_is_exactly_the_given_one() {
-        std::env::set_var("LEXT_SECRET_FROM_HOST", "leaked");
-        let (sink, lines) = collect();
-        let env = vec![("ONLY".to_owned(), "this".to_owned())];
-        let mut process = spawn(sh("env", env), sink).unwrap();
-        process.wait().await.unwrap();
-        let lines: Vec<String> = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.line.clone())
-            .collect();
-        // sh itself adds PWD (and possibly SHLVL/_); nothing from the host.
-        assert!(lines.contains(&"ONLY=this".to_owned()), "{lines:?}");
-        assert!(
-            !lines.iter().any(|l| l.starts_with("LEXT_SECRET_FROM_HOST")),
-            "{lines:?}"
-        );
-        assert!(!lines.iter().any(|l| l.starts_with("HOME=")), "{lines:?}");
-    }
-
-    #[tokio::test]
-    async fn launch_errors_map_to_the_contract_types() {
-        let dir = tempfile::tempdir().unwrap();
-        let (sink, _) = collect();
-        let not_exec = dir.path().join("not-exec");
-        std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
-        let err = spawn(Spec::new(&not_exec, vec![], Source::Function), sink.clone()).unwrap_err();
-        assert_eq!(err.error_type, LaunchErrorType::PermissionDenied);
-        assert_eq!(
-            err.message,
-            format!("fork/exec {}: permission denied", not_exec.display())
-        );
-
-        let garbage = dir.path().join("garbage");
-        std::fs::write(&garbage, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let err = spawn(Spec::new(&garbage, vec![], Source::Function), sink.clone()).unwrap_err();
-        assert_eq!(err.error_type, LaunchErrorType::UnknownError);
-        assert_eq!(
-            err.message,
-            format!("fork/exec {}: exec format error", garbage.display())
-        );
-
-        let mut in_missing_dir = Spec::new("/bin/sh", vec![], Source::Function);
-        in_missing_dir.cwd = Some(dir.path().join("no-such-dir"));
-        let err = spawn(in_missing_dir, sink.clone()).unwrap_err();
-        assert_eq!(
-            err.message,
-            format!(
-                "chdir {}: no such file or directory",
-                dir.path().join("no-such-dir").display()
-            )
-        );
-
-        let missing = dir.path().join("missing");
-        let err = spawn(Spec::new(&missing, vec![], Source::Function), sink).unwrap_err();
-        assert_eq!(err.error_type, LaunchErrorType::UnknownError);
-        assert!(
-            err.message.ends_with(": no such file or directory"),
-            "{}",
-            err.message
-        );
-        assert_eq!(
-            LaunchErrorType::PermissionDenied.as_str(),
-            "PermissionDenied"
-        );
-    }
-
-    #[tokio::test]
-    async fn exit_codes_and_signals_are_reported() {
-        let (sink, _) = collect();
-        let mut p = spawn(sh("exit 3", vec![]), sink.clone()).unwrap();
-        let exit = p.wait().await.unwrap();
-        assert_eq!(
-            exit,
-            ExitInfo {
-                code: Some(3),
-                signal: None
-            }
-        );
-        assert_eq!(exit.describe(), "exit status 3");
-        assert_eq!(p.wait().await.unwrap(), exit, "wait is idempotent");
-
-        let mut p = spawn(sh("sleep 30", vec![]), sink).unwrap();
-        p.kill().unwrap();
-        let exit = p.wait().await.unwrap();
-        assert_eq!(exit.signal, Some(9));
-        assert_eq!(exit.describe(), "signal: killed");
-    }
-
-    #[test]
-    fn peak_memory_rounds_up_and_never_decreases() {
-        let mut peak = PeakMemory::new();
-        let me = std::process::id();
-        let first = peak.sample(&[me]);
-        assert!(
-            first > 1024 * 1024,
-            "a test process uses more than 1 MiB: {first}"
-        );
-        assert_eq!(peak.peak_mb(), first.div_ceil(1024 * 1024));
-        // A tree that no longer exists adds nothing and lowers nothing.
-        assert_eq!(peak.sample(&[u32::MAX - 1]), first.max(peak.peak_bytes()));
-        assert_eq!(tree_peak_rss_bytes(&[u32::MAX - 1]), 0);
-    }
-}
+#[path = "process_tests.rs"]
+mod tests;

@@ -1,21 +1,64 @@
-//! Isolation on this machine: a process launched through it sees the layer
-//! at /opt (read-only) and resolves sandbox.localdomain and sandbox to
-//! 127.0.0.1 (getent and Python), in both modes, without touching the host.
-
-// Test helpers: a failed unwrap is the test failing, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Unit tests of [`crate::isolation`]: the fallback line, the prepared
+//! plan, host paths; and isolation on this machine: a process launched
+//! through it sees the layer at /opt (read-only) and resolves
+//! sandbox.localdomain and sandbox to 127.0.0.1 (getent and Python), in
+//! both modes, without touching the host.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use lext_sandbox::isolation::{self, Decision, Isolation, Mode};
-use lext_sandbox::process::{self, LineSink, Source, Spec};
+use super::*;
+use crate::process::{self, LineSink, Source, Spec};
 
-mod support_common;
+#[test]
+fn fallback_line_names_reason_and_fix() {
+    assert_eq!(Decision::Isolate(Mode::UserNamespace).fallback_line(), None);
+    let line = Decision::Rewrite {
+        reason: "no user namespaces".into(),
+        fix: "sudo sysctl -w kernel.unprivileged_userns_clone=1".into(),
+    }
+    .fallback_line()
+    .unwrap();
+    assert!(line.contains("(no user namespaces)"), "{line}");
+    assert!(
+        line.ends_with("Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+}
+
+#[test]
+fn preparation_writes_the_hosts_file_and_rejects_nul() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = Isolation::new(Mode::MountNamespace, dir.path(), dir.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(iso.hosts_file()).unwrap(),
+        HOSTS_CONTENT
+    );
+    assert!(HOSTS_CONTENT.contains("127.0.0.1\tsandbox.localdomain sandbox\n"));
+    assert_eq!(iso.layers_dir(), dir.path());
+    assert_eq!(iso.mode(), Mode::MountNamespace);
+    let bad = PathBuf::from(std::ffi::OsStr::from_bytes(b"a\0b"));
+    assert!(matches!(
+        Isolation::new(Mode::MountNamespace, &bad, dir.path()),
+        Err(IsolationError::Io { .. }) | Err(IsolationError::NulInPath(_))
+    ));
+}
+
+#[test]
+fn mode_follows_the_effective_user() {
+    let want = if rustix::process::geteuid().is_root() {
+        Mode::MountNamespace
+    } else {
+        Mode::UserNamespace
+    };
+    assert_eq!(Mode::for_current_user(), want);
+}
+
+// ----- Isolation on this machine -----
 
 async fn run_isolated(mode: Mode) -> Vec<String> {
-    let python = support_common::python();
+    let python = crate::test_support::python();
     let layers = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     // A layer as `lext run --layer` unpacks it: a file under its own
@@ -92,7 +135,7 @@ fn rustix_uid() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detect_finds_isolation_on_this_machine() {
-    let decision = isolation::detect().await;
+    let decision = detect().await;
     assert_eq!(
         decision,
         Decision::Isolate(Mode::for_current_user()),

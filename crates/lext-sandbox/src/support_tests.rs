@@ -5,20 +5,17 @@
 //! hub delivers to it. What the listener receives comes back as its output
 //! lines, through the same hub.
 
-// Test helpers: a failed unwrap is the test failing, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lext_protocol::telemetry::{Api, Buffering, LogRecord, LogType, Record, SubscribeRequest};
-use lext_sandbox::env::{extension_env, EnvConfig};
-use lext_sandbox::isolation::{self, Decision, Isolation};
-use lext_sandbox::process::{self, LineSink, OutputLine, Source, Spec};
-use lext_sandbox::telemetry::{Hub, HubConfig};
 
-mod support_common;
+use crate::env::{extension_env, EnvConfig};
+use crate::isolation::{self, Decision, Isolation};
+use crate::process::{self, LineSink, OutputLine, Source, Spec};
+use crate::sink::Fanout;
+use crate::telemetry::{Hub, HubConfig};
 
 /// A minimal Telemetry API listener in Python, bound like AWS's sample:
 /// `sandbox.localdomain:0`; prints its port, then every record it receives.
@@ -43,7 +40,7 @@ server.serve_forever()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_extension_listening_on_sandbox_localdomain_receives_telemetry() {
-    let python = support_common::python();
+    let python = crate::test_support::python();
     let mode = match isolation::detect().await {
         Decision::Isolate(mode) => mode,
         rewrite => panic!("isolation is needed here: {:?}", rewrite.fallback_line()),
@@ -66,7 +63,8 @@ async fn a_layer_extension_listening_on_sandbox_localdomain_receives_telemetry()
     .unwrap();
     std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let hub = Hub::new(HubConfig::default()).unwrap();
+    // No --telemetry-out: a sink that wants no events.
+    let hub = Hub::new(HubConfig::default(), Arc::new(Fanout::new(Vec::new())));
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink_lines = lines.clone();
     let sink_hub = hub.clone();

@@ -2,9 +2,6 @@
 //! batching limits, 100,000 lines with none lost, logsDropped with exact
 //! counts, Init replay, Logs API shapes, TCP destinations, --telemetry-out.
 
-// Test helpers: a failed unwrap is the test failing, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -17,12 +14,14 @@ use lext_protocol::telemetry::{
     Api, Buffering, End, InitStart, InitializationType, LogRecord, LogType, Phase, Record, Report,
     ReportMetrics, Start, Status, SubscribeRequest, TraceContext,
 };
-use lext_sandbox::process::{self, Source, Spec};
-use lext_sandbox::telemetry::{FlushReport, Hub, HubConfig, SubscribeError};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+
+use crate::process::{self, Source, Spec};
+use crate::sink::{Fanout, JsonLinesSink, Sink};
+use crate::telemetry::{FlushReport, Hub, HubConfig, SubscribeError};
 
 /// One POST the test subscriber received.
 #[derive(Debug)]
@@ -179,8 +178,18 @@ async fn next_batch(sub: &mut TestSubscriber) -> Received {
         .expect("the subscriber stopped")
 }
 
+/// A sink that wants no events, as `lext run` without `--telemetry-out`.
+fn no_sink() -> Arc<dyn Sink> {
+    Arc::new(Fanout::new(Vec::new()))
+}
+
+/// A sink writing every event to `path` as JSON lines (`--telemetry-out`).
+fn json_lines(path: &std::path::Path) -> Arc<dyn Sink> {
+    Arc::new(JsonLinesSink::create(path).unwrap())
+}
+
 fn hub() -> Hub {
-    Hub::new(HubConfig::default()).unwrap()
+    Hub::new(HubConfig::default(), no_sink())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,12 +351,14 @@ async fn a_stalled_subscriber_gets_logs_dropped_with_exact_counts() {
     .unwrap()
     .len();
     let capacity = 10;
-    let hub = Hub::new(HubConfig {
-        queue_limit_bytes: capacity * sample,
-        post_timeout: Duration::from_secs(30),
-        ..HubConfig::default()
-    })
-    .unwrap();
+    let hub = Hub::new(
+        HubConfig {
+            queue_limit_bytes: capacity * sample,
+            post_timeout: Duration::from_secs(30),
+            ..HubConfig::default()
+        },
+        no_sink(),
+    );
     subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("first-rec"));
     // The first batch is now in flight and stalled at the subscriber.
@@ -400,11 +411,7 @@ async fn a_subscriber_that_is_down_is_reported_never_silent() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("telemetry.jsonl");
-    let hub = Hub::new(HubConfig {
-        telemetry_out: Some(out.clone()),
-        ..HubConfig::default()
-    })
-    .unwrap();
+    let hub = Hub::new(HubConfig::default(), json_lines(&out));
     subscribe_function_logs(&hub, "down", port);
     for i in 0..5 {
         hub.record(line(format!("r{i}")));
@@ -654,11 +661,7 @@ async fn tcp_destinations_get_newline_delimited_json() {
 async fn telemetry_out_holds_every_event_as_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");
-    let hub = Hub::new(HubConfig {
-        telemetry_out: Some(out.clone()),
-        ..HubConfig::default()
-    })
-    .unwrap();
+    let hub = Hub::new(HubConfig::default(), json_lines(&out));
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_666_361_103_165);
     hub.record_at(t, line("fn line"));
     hub.record_at(t, Record::ExtensionLog(LogRecord::Text("ext line".into())));
@@ -678,17 +681,10 @@ async fn telemetry_out_holds_every_event_as_json_lines() {
     let report: Value = serde_json::from_str(lines[2]).unwrap();
     assert_eq!(report["type"], "platform.report");
     assert_eq!(report["record"]["metrics"]["billedDurationMs"], 13);
-    // An unwritable path is a clear error.
-    let err = Hub::new(HubConfig {
-        telemetry_out: Some(dir.path().join("no/such/dir/x")),
-        ..HubConfig::default()
-    })
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("cannot open the telemetry output file"),
-        "{err}"
-    );
+    // An unwritable path is a clear error, now the sink's to report (the
+    // CLI adds "cannot open the telemetry output file <path>").
+    let err = JsonLinesSink::create(dir.path().join("no/such/dir/x")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,11 +718,13 @@ async fn delivery_waits_while_the_environment_is_frozen() {
     // A frozen listener cannot answer: the POST in flight must not time
     // out, and nothing new is sent until the thaw.
     let mut sub = subscriber_server(false).await;
-    let hub = Hub::new(HubConfig {
-        post_timeout: Duration::from_millis(200),
-        ..HubConfig::default()
-    })
-    .unwrap();
+    let hub = Hub::new(
+        HubConfig {
+            post_timeout: Duration::from_millis(200),
+            ..HubConfig::default()
+        },
+        no_sink(),
+    );
     subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("before freeze"));
     let first = next_batch(&mut sub).await;
@@ -755,11 +753,13 @@ async fn delivery_waits_while_the_environment_is_frozen() {
 
     // The control: without a freeze the same stall is a failed delivery.
     let mut sub = subscriber_server(false).await;
-    let hub = Hub::new(HubConfig {
-        post_timeout: Duration::from_millis(200),
-        ..HubConfig::default()
-    })
-    .unwrap();
+    let hub = Hub::new(
+        HubConfig {
+            post_timeout: Duration::from_millis(200),
+            ..HubConfig::default()
+        },
+        no_sink(),
+    );
     subscribe_function_logs(&hub, "ext", sub.port);
     hub.record(line("stalled"));
     sub.batches.recv().await.unwrap();

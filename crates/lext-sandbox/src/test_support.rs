@@ -1,4 +1,7 @@
-//! Helpers shared by the support_* integration tests.
+//! Helpers shared by the crate's tests that run real processes.
+//!
+//! Also home of `support_tests`, the test of the support modules together,
+//! declared here so that it is compiled for tests only.
 
 use std::path::PathBuf;
 
@@ -9,7 +12,7 @@ use std::path::PathBuf;
 /// The path returned is the interpreter itself (`sys.executable`), not a
 /// wrapper such as a pyenv shim, because the sandboxed processes get a clean
 /// environment in which such wrappers do not work.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let venv = std::env::var_os("LEXT_TEST_VENV")
         .map(|venv| PathBuf::from(venv).join("bin/python"))
         .filter(|p| p.exists());
@@ -34,3 +37,6 @@ pub fn python() -> PathBuf {
     );
     PathBuf::from(executable)
 }
+
+#[path = "support_tests.rs"]
+mod support_tests;

@@ -1,0 +1,762 @@
+//! Delivery to one subscriber: its queue, the batches taken off it, and the
+//! task that sends them over a kept-alive connection.
+//!
+//! Each subscriber has a [`Queue`] that the hub fills as events are
+//! recorded and a delivery task ([`deliver`]) that drains it: it waits until
+//! a batch is due (`maxItems` or `maxBytes` reached, `timeoutMs` passed
+//! since the oldest queued event, a flush asked for, or the environment
+//! shutting down), takes the batch ([`take_batch`]) and sends it through a
+//! [`Sender`], one batch in flight at a time. Lambda delivers HTTP batches
+//! as a JSON array and TCP ones as one JSON event a line (AWS: Telemetry
+//! API, <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>;
+//! one batch in flight, as RIE's Managed Instances telemetry does:
+//! github.com/aws/aws-lambda-runtime-interface-emulator,
+//! `internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/subscriber.go`
+//! and `batch.go`).
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use lext_protocol::telemetry::{
+    parse_uri, Api, BufferingLimits, LogType, LogsDropped, Protocol, Record, SubscribeRequest,
+    TelemetryEvent,
+};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{lock, logs_api, Recorded, SubscribeError};
+use crate::logline::iso8601_ms;
+
+/// `reason` of a `platform.logsDropped` for records a slow subscriber's
+/// queue could not hold (the Logs API documentation's wording).
+const REASON_SLOW_CONSUMER: &str =
+    "Consumer seems to have fallen behind as it has not acknowledged receipt of logs.";
+/// `reason` of a `platform.logsDropped` for batches the subscriber did not
+/// accept (connection refused, error status, no answer in time).
+const REASON_DELIVERY_FAILED: &str =
+    "Some logs were dropped because the subscriber could not be reached or refused them.";
+
+/// Whether the environment's processes are frozen. While they are, their
+/// listeners cannot answer, so delivery waits instead of failing: Lambda
+/// delivers what an invoke produced after the freeze at the next thaw.
+#[derive(Debug, Default)]
+pub(super) struct Freeze {
+    frozen: AtomicBool,
+    /// Incremented at every freeze and thaw, so that a send that lived
+    /// through either gets a fresh timeout (the listener just woke up).
+    epoch: AtomicU64,
+}
+
+impl Freeze {
+    /// The processes are about to be frozen.
+    pub(super) fn freeze(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.frozen.store(true, Ordering::Release);
+    }
+
+    /// The processes were thawed.
+    pub(super) fn thaw(&self) {
+        self.frozen.store(false, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+}
+
+/// Where a subscriber's events go.
+#[derive(Debug, Clone)]
+pub(super) enum Target {
+    Http {
+        addr: SocketAddr,
+        host: String,
+        path: String,
+        /// POST, or PUT for a Logs API subscriber that asked for it.
+        put: bool,
+    },
+    Tcp {
+        addr: SocketAddr,
+    },
+}
+
+impl Target {
+    pub(super) fn from_request(
+        api: Api,
+        request: &SubscribeRequest,
+    ) -> Result<Self, SubscribeError> {
+        match &request.destination.protocol {
+            Protocol::Http => {
+                let uri = request.destination.uri.as_deref().ok_or_else(|| {
+                    SubscribeError::Destination("destination.URI is required".into())
+                })?;
+                let parsed = parse_uri(uri).map_err(SubscribeError::Destination)?;
+                Ok(Target::Http {
+                    // sandbox.localdomain and sandbox are loopback inside
+                    // the environment; connect there directly.
+                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, parsed.port)),
+                    host: format!("{}:{}", parsed.host, parsed.port),
+                    path: parsed.path,
+                    put: api == Api::Logs && logs_api::delivers_with_put(request),
+                })
+            }
+            Protocol::Tcp => match request.destination.port {
+                Some(port) if port != 0 => Ok(Target::Tcp {
+                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                }),
+                _ => Err(SubscribeError::Destination(
+                    "destination.port is required for TCP".into(),
+                )),
+            },
+            Protocol::Other(raw) => Err(SubscribeError::Destination(format!(
+                "destination.protocol {raw:?} is not supported"
+            ))),
+        }
+    }
+}
+
+/// One subscription: what it wants, where it goes, and its queue.
+#[derive(Debug)]
+pub(super) struct Subscriber {
+    /// The extension's name.
+    pub(super) name: String,
+    pub(super) api: Api,
+    types: Vec<LogType>,
+    /// Logs API schema 2021-03-18: `platform.runtimeDone` is delivered.
+    runtime_done: bool,
+    limits: BufferingLimits,
+    target: Target,
+    pub(super) queue: Mutex<Queue>,
+    /// Wakes the delivery task; `notify_one` keeps a permit, so a wake-up
+    /// sent while the task is busy is not lost.
+    pub(super) notify: Notify,
+    freeze: Arc<Freeze>,
+}
+
+/// A subscriber's pending events and drop counts.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    pub(super) items: VecDeque<Bytes>,
+    pub(super) bytes: usize,
+    /// When the oldest queued item arrived: the batch's `timeoutMs` runs
+    /// from there.
+    pub(super) first_at: Option<Instant>,
+    /// Drops not yet announced to the subscriber.
+    pub(super) dropped_records: u64,
+    pub(super) dropped_bytes: u64,
+    drop_reason: &'static str,
+    /// Every drop over the subscription's life.
+    pub(super) total_dropped_records: u64,
+    pub(super) total_dropped_bytes: u64,
+    /// The batch being sent: records and bytes, plus the drop notice it
+    /// carries, so that an abort at the shutdown deadline still counts them.
+    in_flight: Option<InFlight>,
+    pub(super) flush_requested: bool,
+    pub(super) closing: bool,
+    pub(super) replaced: bool,
+}
+
+/// What the batch being sent holds (see `Queue::in_flight`).
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    records: u64,
+    bytes: u64,
+    /// Records and bytes the batch's drop notice announces.
+    notice: Option<(u64, u64)>,
+}
+
+impl Queue {
+    pub(super) fn add_drops(&mut self, records: u64, bytes: u64, reason: &'static str) {
+        if self.dropped_records == 0 {
+            self.drop_reason = reason;
+        }
+        self.dropped_records += records;
+        self.dropped_bytes += bytes;
+        self.total_dropped_records += records;
+        self.total_dropped_bytes += bytes;
+    }
+
+    /// A repeated subscription replaces `old`: its undelivered events and
+    /// drop counts move over here, and its task ends when it sees the
+    /// `replaced` flag.
+    pub(super) fn take_over(&mut self, old: &mut Queue) {
+        old.replaced = true;
+        self.items = std::mem::take(&mut old.items);
+        self.bytes = std::mem::take(&mut old.bytes);
+        self.dropped_records = std::mem::take(&mut old.dropped_records);
+        self.dropped_bytes = std::mem::take(&mut old.dropped_bytes);
+        self.total_dropped_records = old.total_dropped_records;
+        self.total_dropped_bytes = old.total_dropped_bytes;
+    }
+
+    /// At the shutdown deadline: whatever is still queued or in flight is
+    /// lost too (an announced drop whose notice was in flight is still
+    /// unannounced). Counts it into the totals and returns its records and
+    /// bytes.
+    pub(super) fn abandon(&mut self) -> (u64, u64) {
+        let (mut records, mut bytes) = (self.items.len() as u64, self.bytes as u64);
+        if let Some(in_flight) = self.in_flight.take() {
+            records += in_flight.records;
+            bytes += in_flight.bytes;
+            if let Some((notice_records, notice_bytes)) = in_flight.notice {
+                self.dropped_records += notice_records;
+                self.dropped_bytes += notice_bytes;
+            }
+        }
+        self.items.clear();
+        self.bytes = 0;
+        self.total_dropped_records += records;
+        self.total_dropped_bytes += bytes;
+        (records, bytes)
+    }
+}
+
+impl Subscriber {
+    /// A subscriber of `api` named `name`, for a request the core has
+    /// validated, delivering to `target`.
+    pub(super) fn new(
+        name: &str,
+        api: Api,
+        request: &SubscribeRequest,
+        target: Target,
+        freeze: Arc<Freeze>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            api,
+            types: request.types.clone(),
+            runtime_done: logs_api::delivers_runtime_done(request),
+            limits: request
+                .buffering
+                .as_ref()
+                .map_or(lext_protocol::telemetry::Buffering::DEFAULT, |b| b.limits()),
+            target,
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            freeze,
+        }
+    }
+
+    /// Queue `recorded` if this subscriber wants it.
+    pub(super) fn offer(&self, recorded: &Recorded, limit: usize) {
+        let mut queue = lock(&self.queue);
+        self.push(&mut queue, recorded, limit);
+    }
+
+    pub(super) fn push(&self, queue: &mut Queue, recorded: &Recorded, limit: usize) {
+        if !self.types.contains(&recorded.log_type) {
+            return;
+        }
+        let Some(json) = self.shape(recorded) else {
+            return;
+        };
+        if queue.bytes + json.len() > limit {
+            if queue.dropped_records == 0 {
+                tracing::warn!(
+                    extension = %self.name,
+                    "telemetry subscriber is not keeping up; dropping records"
+                );
+            }
+            queue.add_drops(1, json.len() as u64, REASON_SLOW_CONSUMER);
+            return;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.bytes += json.len();
+        queue.items.push_back(json);
+        if was_empty {
+            queue.first_at = Some(Instant::now());
+        }
+        // Wake the task when a batch can start or is full; in between it
+        // sleeps until the batch's timeout.
+        if was_empty
+            || queue.items.len() >= self.limits.max_items as usize
+            || queue.bytes >= self.limits.max_bytes as usize
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The event as this subscriber's API shapes it, or `None` when the API
+    /// does not deliver it.
+    fn shape(&self, recorded: &Recorded) -> Option<Bytes> {
+        match self.api {
+            Api::Telemetry => {
+                if logs_api::logs_only(&recorded.event.record) {
+                    None
+                } else {
+                    Some(recorded.json.clone())
+                }
+            }
+            Api::Logs => logs_api::encode(&recorded.event, self.runtime_done),
+        }
+    }
+}
+
+/// One subscriber's delivery loop: wait for a batch to fill or time out,
+/// send it, repeat; one batch in flight at a time.
+pub(super) async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
+    let mut sender = Sender::new(subscriber.target.clone());
+    let timeout = Duration::from_millis(u64::from(subscriber.limits.timeout_ms));
+    loop {
+        match next_batch(&subscriber, timeout).await {
+            Due::Batch(batch) => send_batch(&subscriber, &mut sender, batch, post_timeout).await,
+            Due::Nothing => {}
+            Due::Done => return,
+        }
+    }
+}
+
+/// What [`next_batch`] found.
+enum Due {
+    /// A batch to send.
+    Batch(Batch),
+    /// Woken with nothing to send (the queue emptied, or was taken).
+    Nothing,
+    /// The subscription ended (replaced, or closed with nothing left).
+    Done,
+}
+
+/// Waits until a batch is due: `maxItems` or `maxBytes` reached, its
+/// `timeoutMs` up, a flush asked for, or the hub closing; never while the
+/// environment is frozen.
+async fn next_batch(subscriber: &Subscriber, timeout: Duration) -> Due {
+    loop {
+        let due_at = {
+            let mut queue = lock(&subscriber.queue);
+            if queue.replaced {
+                return Due::Done;
+            }
+            let due = queue.items.len() >= subscriber.limits.max_items as usize
+                || queue.bytes >= subscriber.limits.max_bytes as usize
+                || queue.closing
+                || queue.flush_requested;
+            // At shutdown a drop notice alone is not sent: if the
+            // subscriber is down it would be retried forever, and the
+            // shutdown report carries the counts anyway.
+            if queue.items.is_empty() && (queue.dropped_records == 0 || queue.closing) {
+                if queue.closing {
+                    return Due::Done;
+                }
+                queue.flush_requested = false;
+                None
+            } else if subscriber.freeze.is_frozen() && !queue.closing {
+                // Frozen: wait for the thaw's wake-up. (At shutdown the
+                // core thaws first; closing delivers regardless.)
+                None
+            } else if due {
+                queue.flush_requested = false;
+                return take_batch(subscriber, &mut queue).map_or(Due::Nothing, Due::Batch);
+            } else {
+                Some(queue.first_at.unwrap_or_else(Instant::now) + timeout)
+            }
+        };
+        match due_at {
+            Some(at) if at <= Instant::now() => {
+                let mut queue = lock(&subscriber.queue);
+                return take_batch(subscriber, &mut queue).map_or(Due::Nothing, Due::Batch);
+            }
+            Some(at) => {
+                tokio::select! {
+                    () = subscriber.notify.notified() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => subscriber.notify.notified().await,
+        }
+    }
+}
+
+/// Sends one batch within `post_timeout` (time spent frozen does not
+/// count); a batch that fails is dropped and counted, to be announced in
+/// the next one.
+async fn send_batch(
+    subscriber: &Subscriber,
+    sender: &mut Sender,
+    batch: Batch,
+    post_timeout: Duration,
+) {
+    lock(&subscriber.queue).in_flight = Some(InFlight {
+        records: batch.records,
+        bytes: batch.record_bytes,
+        notice: batch.notice.map(|(records, bytes, _)| (records, bytes)),
+    });
+    let (result, timed_out) = {
+        let send = sender.send(&batch);
+        tokio::pin!(send);
+        let mut epoch = subscriber.freeze.epoch();
+        loop {
+            tokio::select! {
+                result = &mut send => break (result, false),
+                () = tokio::time::sleep(post_timeout) => {
+                    // Time spent frozen does not count: the listener
+                    // could not answer.
+                    if subscriber.freeze.is_frozen() || subscriber.freeze.epoch() != epoch {
+                        epoch = subscriber.freeze.epoch();
+                        continue;
+                    }
+                    break (Err(format!("no answer within {post_timeout:?}")), true);
+                }
+            }
+        }
+    };
+    if timed_out {
+        sender.reset();
+    }
+    lock(&subscriber.queue).in_flight = None;
+    if let Err(error) = result {
+        let mut queue = lock(&subscriber.queue);
+        // The notice (if any) was not delivered: its counts go back, and
+        // the batch's own records are now dropped too.
+        queue.add_drops(batch.records, batch.record_bytes, REASON_DELIVERY_FAILED);
+        if let Some((records, bytes, reason)) = batch.notice {
+            queue.dropped_records += records;
+            queue.dropped_bytes += bytes;
+            queue.drop_reason = reason;
+        }
+        tracing::warn!(
+            extension = %subscriber.name,
+            records = batch.records,
+            %error,
+            "telemetry batch not delivered; records dropped"
+        );
+    } else if let Some((records, bytes, _)) = batch.notice {
+        tracing::warn!(
+            extension = %subscriber.name,
+            dropped_records = records,
+            dropped_bytes = bytes,
+            "platform.logsDropped sent to the subscriber"
+        );
+    }
+}
+
+/// A batch ready to send.
+struct Batch {
+    /// Events, each already encoded, in order (the logsDropped notice first
+    /// when there is one).
+    events: Vec<Bytes>,
+    /// Records of the batch (not counting the notice) and their bytes.
+    records: u64,
+    record_bytes: u64,
+    /// The drops the notice announces, to restore if it is not delivered.
+    notice: Option<(u64, u64, &'static str)>,
+}
+
+/// Take the next batch off the queue: at most `maxItems` events and at most
+/// `maxBytes` of JSON array (an event larger than that goes alone), with
+/// the pending `platform.logsDropped` notice in front.
+fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
+    let max_items = subscriber.limits.max_items as usize;
+    let max_bytes = subscriber.limits.max_bytes as usize;
+    let mut events = Vec::new();
+    let mut body_bytes = 2; // the array's brackets
+    let mut notice = None;
+    if queue.dropped_records > 0 {
+        let record = Record::LogsDropped(LogsDropped {
+            reason: queue.drop_reason.to_owned(),
+            dropped_records: queue.dropped_records,
+            dropped_bytes: queue.dropped_bytes,
+            extra: Default::default(),
+        });
+        let event = TelemetryEvent::new(iso8601_ms(SystemTime::now()), record);
+        if let Ok(json) = serde_json::to_vec(&event) {
+            body_bytes += json.len();
+            events.push(Bytes::from(json));
+            notice = Some((
+                queue.dropped_records,
+                queue.dropped_bytes,
+                queue.drop_reason,
+            ));
+            queue.dropped_records = 0;
+            queue.dropped_bytes = 0;
+        }
+    }
+    let mut records = 0;
+    let mut record_bytes = 0;
+    while let Some(next) = queue.items.front() {
+        let added = next.len() + usize::from(!events.is_empty());
+        if events.len() >= max_items || (!events.is_empty() && body_bytes + added > max_bytes) {
+            break;
+        }
+        body_bytes += added;
+        let item = queue.items.pop_front().unwrap_or_default();
+        queue.bytes -= item.len();
+        records += 1;
+        record_bytes += item.len() as u64;
+        events.push(item);
+    }
+    queue.first_at = if queue.items.is_empty() {
+        None
+    } else {
+        Some(Instant::now())
+    };
+    if events.is_empty() {
+        return None;
+    }
+    Some(Batch {
+        events,
+        records,
+        record_bytes,
+        notice,
+    })
+}
+
+/// Sends batches to one destination over one kept-alive connection,
+/// reconnecting after any failure.
+struct Sender {
+    target: Target,
+    http: Option<http1::SendRequest<Full<Bytes>>>,
+    tcp: Option<TcpStream>,
+}
+
+impl Sender {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            http: None,
+            tcp: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.http = None;
+        self.tcp = None;
+    }
+
+    async fn send(&mut self, batch: &Batch) -> Result<(), String> {
+        let result = match self.target.clone() {
+            Target::Http {
+                addr,
+                host,
+                path,
+                put,
+            } => self.post(addr, &host, &path, put, batch).await,
+            Target::Tcp { addr } => self.write_lines(addr, batch).await,
+        };
+        if result.is_err() {
+            self.reset();
+        }
+        result
+    }
+
+    async fn post(
+        &mut self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        put: bool,
+        batch: &Batch,
+    ) -> Result<(), String> {
+        let mut body =
+            Vec::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, event) in batch.events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(event);
+        }
+        body.push(b']');
+        if self.http.as_ref().is_none_or(|s| s.is_closed()) {
+            self.http = Some(connect_http(addr).await?);
+        }
+        let Some(sender) = self.http.as_mut() else {
+            return Err("no connection".to_owned());
+        };
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let method = if put {
+            hyper::Method::PUT
+        } else {
+            hyper::Method::POST
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        // Read the answer to the end so the connection can be reused.
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the subscriber answered {status}"))
+        }
+    }
+
+    async fn write_lines(&mut self, addr: SocketAddr, batch: &Batch) -> Result<(), String> {
+        if self.tcp.is_none() {
+            let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            self.tcp = Some(stream);
+        }
+        let Some(stream) = self.tcp.as_mut() else {
+            return Err("no connection".to_owned());
+        };
+        let mut body = Vec::new();
+        for event in &batch.events {
+            body.extend_from_slice(event);
+            body.push(b'\n');
+        }
+        stream.write_all(&body).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())
+    }
+}
+
+async fn connect_http(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "telemetry connection closed");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use lext_protocol::telemetry::LogRecord;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn subscriber(max_items: u32, max_bytes: u32) -> Subscriber {
+        Subscriber {
+            name: "ext".into(),
+            api: Api::Telemetry,
+            types: vec![LogType::Function],
+            runtime_done: false,
+            limits: BufferingLimits {
+                max_items,
+                max_bytes,
+                timeout_ms: 1000,
+            },
+            target: Target::Tcp {
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
+            },
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            freeze: Arc::default(),
+        }
+    }
+
+    fn recorded(text: &str) -> Recorded {
+        let event = TelemetryEvent::new(
+            "2022-10-21T14:05:03.165Z",
+            Record::Function(LogRecord::Text(text.into())),
+        );
+        let json = Bytes::from(serde_json::to_vec(&event).unwrap());
+        Recorded {
+            log_type: LogType::Function,
+            event,
+            json,
+        }
+    }
+
+    #[test]
+    fn batches_stop_at_max_items_and_max_bytes() {
+        let sub = subscriber(3, 1_000_000);
+        let mut queue = Queue::default();
+        for i in 0..7 {
+            sub.push(&mut queue, &recorded(&format!("{i}")), usize::MAX);
+        }
+        let sizes: Vec<usize> = std::iter::from_fn(|| take_batch(&sub, &mut queue))
+            .map(|b| b.events.len())
+            .collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        assert_eq!(queue.bytes, 0);
+
+        let one = recorded("x").json.len();
+        // Room for exactly two events: brackets + 2 events + 1 comma.
+        let sub = subscriber(10_000, (2 + 2 * one + 1) as u32);
+        let mut queue = Queue::default();
+        for _ in 0..5 {
+            sub.push(&mut queue, &recorded("x"), usize::MAX);
+        }
+        let batch = take_batch(&sub, &mut queue).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!((batch.records, batch.record_bytes), (2, 2 * one as u64));
+    }
+
+    #[test]
+    fn an_event_larger_than_max_bytes_goes_alone() {
+        let sub = subscriber(10_000, 10);
+        let mut queue = Queue::default();
+        sub.push(&mut queue, &recorded("big"), usize::MAX);
+        sub.push(&mut queue, &recorded("big"), usize::MAX);
+        assert_eq!(take_batch(&sub, &mut queue).unwrap().events.len(), 1);
+        assert_eq!(take_batch(&sub, &mut queue).unwrap().events.len(), 1);
+        assert!(take_batch(&sub, &mut queue).is_none());
+    }
+
+    #[test]
+    fn drops_are_counted_and_announced_first() {
+        let sub = subscriber(10_000, 1_000_000);
+        let one = recorded("r").json.len();
+        let mut queue = Queue::default();
+        for _ in 0..5 {
+            // Room for two.
+            sub.push(&mut queue, &recorded("r"), 2 * one);
+        }
+        assert_eq!(queue.items.len(), 2);
+        assert_eq!(
+            (queue.dropped_records, queue.dropped_bytes),
+            (3, 3 * one as u64)
+        );
+        let batch = take_batch(&sub, &mut queue).unwrap();
+        assert_eq!(
+            batch.notice,
+            Some((3, 3 * one as u64, REASON_SLOW_CONSUMER))
+        );
+        let first: Value = serde_json::from_slice(&batch.events[0]).unwrap();
+        assert_eq!(first["type"], "platform.logsDropped");
+        assert_eq!(first["record"]["droppedRecords"], 3);
+        assert_eq!(first["record"]["droppedBytes"], 3 * one as u64);
+        assert_eq!(batch.records, 2, "the notice is not a record of the batch");
+        assert_eq!(queue.dropped_records, 0, "announced once");
+        assert_eq!(queue.total_dropped_records, 3, "but remembered");
+    }
+
+    #[test]
+    fn unwanted_types_are_not_queued() {
+        let sub = subscriber(10, 1_000_000);
+        let mut queue = Queue::default();
+        let event = TelemetryEvent::new("t", Record::ExtensionLog(LogRecord::Text("e".into())));
+        let json = Bytes::from(serde_json::to_vec(&event).unwrap());
+        let ext = Recorded {
+            log_type: LogType::Extension,
+            event,
+            json,
+        };
+        sub.push(&mut queue, &ext, usize::MAX);
+        assert!(queue.items.is_empty());
+    }
+}

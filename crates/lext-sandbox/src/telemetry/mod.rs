@@ -1,0 +1,527 @@
+//! The Telemetry API and Logs API delivery engine.
+//!
+//! This module owns what happens to every telemetry event after the sandbox
+//! produced it: the [`Hub`] records each event (`platform.*` records from the
+//! core, `function` and `extension` lines from [`crate::process`]), stamps it
+//! with an ISO-8601 UTC millisecond time, hands it to the environment's
+//! [`Sink`] (`--telemetry-out` is a [`JsonLinesSink`](crate::sink::JsonLinesSink)),
+//! keeps the Init-phase events for replay to subscribers that join during
+//! Init, and hands it to every subscriber whose types match. Each subscriber
+//! has its own delivery task ([`delivery`]) that batches events into JSON
+//! arrays and POSTs them (or writes them as newline-delimited JSON for a TCP
+//! destination) with one batch in flight at a time, honouring the
+//! subscription's `maxItems`, `maxBytes` and `timeoutMs` (AWS: Telemetry
+//! API, <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>).
+//!
+//! Nothing is lost without being reported. A subscriber that is slow lets
+//! its queue fill up to [`HubConfig::queue_limit_bytes`]; records beyond are
+//! dropped and counted. A batch that cannot be delivered (connection
+//! refused, a non-2xx answer, no answer within [`HubConfig::post_timeout`])
+//! is dropped and counted too: like the Managed Instances telemetry of RIE
+//! (github.com/aws/aws-lambda-runtime-interface-emulator,
+//! `internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/subscriber.go`),
+//! and unlike real Lambda, which retries with a backoff the Telemetry API
+//! page does not specify, the sandbox does not retry. Counted drops are
+//! announced to that subscriber as a `platform.logsDropped` event at the
+//! head of its next batch, logged as a `tracing` warning, given to the sink,
+//! and whatever is still undelivered at shutdown is returned in the
+//! [`FlushReport`] of [`Hub::shutdown`].
+//!
+//! Logs API subscribers get the Logs API's shapes ([`logs_api`]):
+//! `platform.start`, `platform.end`, `platform.report` (metrics only),
+//! `platform.fault`, `platform.extension`, `platform.logsSubscription`,
+//! `platform.logsDropped`, `platform.runtimeDone` (schema `2021-03-18` only)
+//! and the log lines; Telemetry API subscribers get every other platform
+//! event but not the Logs-only ones (`platform.end`, `platform.fault`,
+//! `platform.logsSubscription`). The core records both kinds; the hub routes.
+//!
+//! While the environment is frozen ([`Hub::freeze`] .. [`Hub::thaw`]) no
+//! batch is started and the batch in flight does not time out: a frozen
+//! listener cannot answer, and Lambda likewise delivers what an invoke
+//! produced after the freeze at the next thaw.
+//!
+//! Destinations must be `sandbox.localdomain` or `sandbox` (checked by
+//! [`SubscribeRequest::validate`]); the hub connects to `127.0.0.1` instead,
+//! so delivery works whether or not the name resolves on the host.
+
+mod delivery;
+mod logs_api;
+#[cfg(test)]
+mod tests_delivery;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use lext_protocol::telemetry::{
+    Api, LogRecord, LogType, LogsDropped, Record, SubscribeRequest, Subscription, TelemetryEvent,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::logline::iso8601_ms;
+use crate::process::{OutputLine, Source};
+use crate::sink::Sink;
+use delivery::{deliver, Freeze, Subscriber, Target};
+
+/// `reason` of a `platform.logsDropped` for Init events that did not fit in
+/// the replay buffer before this subscriber joined.
+const REASON_REPLAY_OVERFLOW: &str =
+    "Some logs produced before the subscription were dropped because the init buffer was full.";
+
+/// Settings of the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct HubConfig {
+    /// Bytes of encoded events one subscriber may have waiting (beyond the
+    /// batch in flight) before new records are dropped. The default, 64 MiB,
+    /// holds a few hundred thousand log lines, so only a stalled or
+    /// vanished subscriber loses records.
+    pub(crate) queue_limit_bytes: usize,
+    /// Bytes of Init events kept for replay (default 16 MiB).
+    pub(crate) replay_limit_bytes: usize,
+    /// How long one batch delivery may take before it counts as failed
+    /// (default 5 s). Real Lambda's value is not documented.
+    pub(crate) post_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue_limit_bytes: 64 * 1024 * 1024,
+            replay_limit_bytes: 16 * 1024 * 1024,
+            post_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A subscription the hub refuses. Validation errors (400) are the core's
+/// to detect with [`SubscribeRequest::validate`] before calling
+/// [`Hub::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SubscribeError {
+    /// Init is over; the APIs answer 403 `Telemetry.SubscriptionClosed` /
+    /// `Logs.SubscriptionClosed`.
+    #[error("{} API subscription is closed already", api_name(*.0))]
+    Closed(Api),
+    /// The extension already subscribed through the other API. The
+    /// Telemetry API page says only that this is an error, not with which
+    /// status Lambda answers (AWS: Telemetry API,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>).
+    #[error("extension {0} already subscribed through the other API")]
+    MixedApis(String),
+    /// The destination is unusable (only possible with an unvalidated
+    /// request).
+    #[error("invalid destination: {0}")]
+    Destination(String),
+    /// `subscribe` was called outside a tokio runtime, so no delivery task
+    /// can run.
+    #[error("telemetry subscriptions need a tokio runtime")]
+    NoRuntime,
+}
+
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::Telemetry => "Telemetry",
+        Api::Logs => "Logs",
+    }
+}
+
+/// What one subscriber did not get, reported at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Undelivered {
+    /// The extension's name.
+    pub(crate) extension: String,
+    /// Records dropped over the subscription's life, announced or not.
+    pub(crate) dropped_records: u64,
+    /// Their encoded size.
+    pub(crate) dropped_bytes: u64,
+}
+
+/// The outcome of [`Hub::shutdown`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FlushReport {
+    /// Every subscriber that lost records, with its totals (including what
+    /// was still queued at the deadline).
+    pub(crate) undelivered: Vec<Undelivered>,
+    /// Whether every subscriber finished within the deadline.
+    pub(crate) completed: bool,
+}
+
+/// One recorded event, encoded once for every Telemetry API subscriber.
+#[derive(Debug)]
+struct Recorded {
+    event: TelemetryEvent,
+    log_type: LogType,
+    json: Bytes,
+}
+
+/// The telemetry hub. Cloning it is cheap; all clones share one hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: HubConfig,
+    /// A std mutex: it is never held across an `await`, and `record` is
+    /// called from synchronous contexts (the output line sink).
+    state: Mutex<State>,
+    /// Where every recorded event goes besides the subscribers.
+    sink: Arc<dyn Sink>,
+    /// `sink.wants_events()`, asked once.
+    wants_events: bool,
+    freeze: Arc<Freeze>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .field("wants_events", &self.wants_events)
+            .field("freeze", &self.freeze)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Subscriptions are accepted (Init phase).
+    open: bool,
+    /// Init events kept for late subscribers, while `open`.
+    replay: VecDeque<Arc<Recorded>>,
+    replay_bytes: usize,
+    replay_dropped_records: u64,
+    replay_dropped_bytes: u64,
+    subscribers: Vec<Arc<Subscriber>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep going
+    // rather than losing telemetry.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    /// A hub in the Init phase (subscriptions open, replay recording) that
+    /// gives every recorded event to `sink` as well.
+    pub(crate) fn new(config: HubConfig, sink: Arc<dyn Sink>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State {
+                    open: true,
+                    ..State::default()
+                }),
+                wants_events: sink.wants_events(),
+                sink,
+                freeze: Arc::default(),
+            }),
+        }
+    }
+
+    /// Record an event stamped with the current time.
+    pub(crate) fn record(&self, record: Record) {
+        self.record_at(SystemTime::now(), record);
+    }
+
+    /// Record an event that happened at `time`.
+    pub(crate) fn record_at(&self, time: SystemTime, record: Record) {
+        // Nobody can ever see the event (no sink wants it, no subscriber,
+        // Init over so no future subscriber either): skip the encoding,
+        // which is most of the cost of an event on the invoke path.
+        if !self.inner.wants_events {
+            let state = lock(&self.inner.state);
+            if !state.open && state.subscribers.is_empty() {
+                return;
+            }
+        }
+        let event = TelemetryEvent::new(iso8601_ms(time), record);
+        let json = match serde_json::to_vec(&event) {
+            Ok(json) => Bytes::from(json),
+            Err(error) => {
+                // Records are plain data; this cannot happen, but a lost
+                // event must still be visible.
+                tracing::warn!(%error, "telemetry event could not be encoded; dropped");
+                return;
+            }
+        };
+        let recorded = Arc::new(Recorded {
+            log_type: event.record.log_type(),
+            event,
+            json,
+        });
+        self.inner.sink.event(&recorded.event, &recorded.json);
+        let mut state = lock(&self.inner.state);
+        for subscriber in &state.subscribers {
+            subscriber.offer(&recorded, self.inner.config.queue_limit_bytes);
+        }
+        if state.open {
+            let size = recorded.json.len();
+            if state.replay_bytes + size <= self.inner.config.replay_limit_bytes {
+                state.replay_bytes += size;
+                state.replay.push_back(recorded);
+            } else {
+                state.replay_dropped_records += 1;
+                state.replay_dropped_bytes += size as u64;
+            }
+        }
+    }
+
+    /// Record one output line as a `function` or `extension` event.
+    pub(crate) fn record_line(&self, line: &OutputLine) {
+        let text = LogRecord::Text(line.line.clone());
+        let record = match line.source {
+            Source::Function => Record::Function(text),
+            Source::Extension(_) => Record::ExtensionLog(text),
+        };
+        self.record_at(line.time, record);
+    }
+
+    /// Subscribe `extension` through `api` with a request the core has
+    /// validated. Starts its delivery task (call within a tokio runtime),
+    /// replays the Init events recorded so far that match its types, and
+    /// records `platform.telemetrySubscription` or
+    /// `platform.logsSubscription`.
+    ///
+    /// A repeated subscription by the same extension replaces the previous
+    /// one, and pending events move over. The Logs API is documented as
+    /// idempotent (AWS: Lambda Logs API,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-logs-api.html>);
+    /// the Telemetry API page does not say.
+    pub(crate) fn subscribe(
+        &self,
+        api: Api,
+        extension: &str,
+        request: &SubscribeRequest,
+    ) -> Result<(), SubscribeError> {
+        let target = Target::from_request(api, request)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
+        let subscriber;
+        {
+            let mut state = lock(&self.inner.state);
+            if !state.open {
+                return Err(SubscribeError::Closed(api));
+            }
+            if state
+                .subscribers
+                .iter()
+                .any(|s| s.name == extension && s.api != api)
+            {
+                return Err(SubscribeError::MixedApis(extension.to_owned()));
+            }
+            let previous = state
+                .subscribers
+                .iter()
+                .position(|s| s.name == extension && s.api == api)
+                .map(|i| state.subscribers.remove(i));
+            subscriber = Arc::new(Subscriber::new(
+                extension,
+                api,
+                request,
+                target,
+                self.inner.freeze.clone(),
+            ));
+            {
+                let mut queue = lock(&subscriber.queue);
+                match &previous {
+                    // The old subscription's undelivered events move over;
+                    // its task ends when it sees the `replaced` flag.
+                    Some(old) => {
+                        let mut old_queue = lock(&old.queue);
+                        queue.take_over(&mut old_queue);
+                        old.notify.notify_one();
+                    }
+                    None => {
+                        if state.replay_dropped_records > 0 {
+                            queue.add_drops(
+                                state.replay_dropped_records,
+                                state.replay_dropped_bytes,
+                                REASON_REPLAY_OVERFLOW,
+                            );
+                        }
+                        let limit = self.inner.config.queue_limit_bytes;
+                        for recorded in &state.replay {
+                            subscriber.push(&mut queue, recorded, limit);
+                        }
+                    }
+                }
+                if !queue.items.is_empty() {
+                    queue.first_at = Some(Instant::now());
+                    subscriber.notify.notify_one();
+                }
+            }
+            state.subscribers.push(subscriber.clone());
+            let task = runtime.spawn(deliver(subscriber.clone(), self.inner.config.post_timeout));
+            state.tasks.push(task);
+        }
+        let names: Vec<String> = request
+            .types
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        let record = Subscription {
+            name: extension.to_owned(),
+            state: "Subscribed".to_owned(),
+            types: names,
+            extra: Default::default(),
+        };
+        self.record(match api {
+            Api::Telemetry => Record::TelemetrySubscription(record),
+            Api::Logs => Record::LogsSubscription(record),
+        });
+        tracing::debug!(extension, api = api_name(api), "telemetry subscriber added");
+        Ok(())
+    }
+
+    /// End of Init: later subscriptions are refused with
+    /// [`SubscribeError::Closed`], and the replay buffer is released.
+    pub(crate) fn close_subscriptions(&self) {
+        let mut state = lock(&self.inner.state);
+        state.open = false;
+        state.replay.clear();
+        state.replay_bytes = 0;
+        state.replay_dropped_records = 0;
+        state.replay_dropped_bytes = 0;
+    }
+
+    /// Start a new Init after a reset: subscriptions open again and Init
+    /// events are kept for replay. Subscribers of the previous environment
+    /// should have been flushed with [`Hub::shutdown`] first; any left are
+    /// kept.
+    pub(crate) fn begin_init(&self) {
+        let mut state = lock(&self.inner.state);
+        state.open = true;
+        state.replay.clear();
+        state.replay_bytes = 0;
+        state.replay_dropped_records = 0;
+        state.replay_dropped_bytes = 0;
+    }
+
+    /// The environment's processes are about to be frozen (SIGSTOP): hold
+    /// deliveries until [`Hub::thaw`]. Events are still recorded and queued;
+    /// a batch already in flight waits for its answer without timing out.
+    pub(crate) fn freeze(&self) {
+        self.inner.freeze.freeze();
+    }
+
+    /// The processes were thawed (SIGCONT): deliver what is due.
+    pub(crate) fn thaw(&self) {
+        self.inner.freeze.thaw();
+        let state = lock(&self.inner.state);
+        for subscriber in &state.subscribers {
+            subscriber.notify.notify_one();
+        }
+    }
+
+    /// Send what every subscriber has queued now, without waiting for
+    /// `timeoutMs` (for example before a SHUTDOWN event, so the extension
+    /// gets its last logs while it can still process them).
+    pub(crate) fn flush_now(&self) {
+        let state = lock(&self.inner.state);
+        for subscriber in &state.subscribers {
+            lock(&subscriber.queue).flush_requested = true;
+            subscriber.notify.notify_one();
+        }
+    }
+
+    /// Deliver everything pending to every subscriber within `deadline`,
+    /// then remove all subscribers and flush the sink. What could not be
+    /// delivered is logged as a warning, given to the sink as
+    /// `platform.logsDropped`, and returned.
+    pub(crate) async fn shutdown(&self, deadline: Duration) -> FlushReport {
+        let (subscribers, tasks) = {
+            let mut state = lock(&self.inner.state);
+            (
+                std::mem::take(&mut state.subscribers),
+                std::mem::take(&mut state.tasks),
+            )
+        };
+        for subscriber in &subscribers {
+            lock(&subscriber.queue).closing = true;
+            subscriber.notify.notify_one();
+        }
+        let mut completed = true;
+        let until = Instant::now() + deadline;
+        for mut task in tasks {
+            match tokio::time::timeout_at(until, &mut task).await {
+                Ok(_) => {}
+                Err(_) => {
+                    completed = false;
+                    task.abort();
+                }
+            }
+        }
+        let mut report = FlushReport {
+            undelivered: Vec::new(),
+            completed,
+        };
+        for subscriber in &subscribers {
+            let mut queue = lock(&subscriber.queue);
+            if queue.replaced {
+                continue;
+            }
+            let (records, bytes) = queue.abandon();
+            if queue.total_dropped_records > 0 {
+                tracing::warn!(
+                    extension = %subscriber.name,
+                    dropped_records = queue.total_dropped_records,
+                    dropped_bytes = queue.total_dropped_bytes,
+                    "telemetry subscriber did not receive every record"
+                );
+                if records > 0 || queue.dropped_records > 0 {
+                    let notice = Record::LogsDropped(LogsDropped {
+                        reason: format!(
+                            "{} undelivered when the environment shut down",
+                            subscriber.name
+                        ),
+                        dropped_records: records + queue.dropped_records,
+                        dropped_bytes: bytes + queue.dropped_bytes,
+                        extra: Default::default(),
+                    });
+                    let event = TelemetryEvent::new(iso8601_ms(SystemTime::now()), notice);
+                    if let Ok(json) = serde_json::to_vec(&event) {
+                        self.inner.sink.event(&event, &json);
+                    }
+                }
+                report.undelivered.push(Undelivered {
+                    extension: subscriber.name.clone(),
+                    dropped_records: queue.total_dropped_records,
+                    dropped_bytes: queue.total_dropped_bytes,
+                });
+            }
+        }
+        self.inner.sink.flush();
+        report
+    }
+
+    /// The number of current subscribers.
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self) -> usize {
+        lock(&self.inner.state).subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Capture;
+
+    #[test]
+    fn subscribe_needs_a_runtime_and_errors_read_like_aws() {
+        let hub = Hub::new(HubConfig::default(), Arc::new(Capture::new()));
+        let request = SubscribeRequest::http(vec![LogType::Platform], 4243);
+        assert_eq!(
+            hub.subscribe(Api::Telemetry, "x", &request),
+            Err(SubscribeError::NoRuntime)
+        );
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(
+            SubscribeError::Closed(Api::Logs).to_string(),
+            "Logs API subscription is closed already"
+        );
+    }
+}
