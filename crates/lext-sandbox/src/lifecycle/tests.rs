@@ -1,9 +1,19 @@
-//! Unit tests of the lifecycle: every refusal of the contract's tables that
-//! depends on state, and every timeout and deadline, with injected time.
+//! Unit tests of the lifecycle: every refusal that depends on state, and
+//! every timeout and deadline, with injected time.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lext_protocol::extensions::{EventType, ShutdownReason};
+use lext_protocol::telemetry::{Api, LogType, Phase, Status, SubscribeRequest};
 
 use super::*;
 
 const T0_EPOCH: u64 = 1_700_000_000_000;
+
+/// Lambda's Init limit for on-demand functions (AWS: Lambda execution
+/// environment lifecycle, "Init phase"), the driver's default.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn id(n: u128) -> ExtensionId {
     ExtensionId(uuid::Uuid::from_u128(n))
@@ -47,8 +57,12 @@ impl H {
         }
     }
 
+    /// Moves both clocks `d` on.
     fn advance(&mut self, d: Duration) {
-        self.now = self.now.after(d);
+        self.now = Now {
+            instant: self.now.instant + d,
+            epoch_ms: self.now.epoch_ms + d.as_millis() as u64,
+        };
     }
 
     /// Moves time to the next deadline and ticks.
@@ -60,11 +74,7 @@ impl H {
     }
 
     fn register(&mut self, n: u128, name: &str, events: &[EventType]) -> Vec<Effect> {
-        self.ok(Input::Register {
-            id: id(n),
-            name: name.into(),
-            events: events.to_vec(),
-        })
+        self.ok(register(n, name, events))
     }
 
     fn exit(&mut self, proc: Proc, status: ExitStatus) -> Vec<Effect> {
@@ -99,7 +109,67 @@ impl H {
     fn invoke(&mut self, rid: &str) -> Vec<Effect> {
         self.ok(Input::Invoke {
             request_id: rid.into(),
+            payload: Bytes::new(),
+            client_context: None,
         })
+    }
+}
+
+/// `POST /extension/register` without the `accountId` feature.
+fn register(n: u128, name: &str, events: &[EventType]) -> Input {
+    Input::Register {
+        id: id(n),
+        name: name.into(),
+        events: events.to_vec(),
+        account_id: false,
+    }
+}
+
+fn init_error(n: u128) -> Input {
+    Input::ExtensionInitError {
+        id: id(n),
+        error_type: "Extension.TestFailure".into(),
+    }
+}
+
+fn exit_error(n: u128) -> Input {
+    Input::ExtensionExitError {
+        id: id(n),
+        error_type: "Extension.TestFailure".into(),
+    }
+}
+
+/// A valid Telemetry or Logs API subscription.
+fn subscription() -> Box<SubscribeRequest> {
+    Box::new(SubscribeRequest::http(vec![LogType::Platform], 9999))
+}
+
+fn subscribe(n: u128, api: Api) -> Input {
+    Input::Subscribe {
+        id: id(n),
+        api,
+        request: subscription(),
+    }
+}
+
+const BODY: &[u8] = br#"{"ok":true}"#;
+
+/// The runtime's `/response` for `rid`, with a JSON body.
+fn response(rid: &str) -> Input {
+    Input::RuntimeResponse {
+        request_id: rid.into(),
+        body: Bytes::from_static(BODY),
+        content_type: Some("application/json".into()),
+        too_large: false,
+    }
+}
+
+/// The runtime's `/error` for `rid`.
+fn runtime_error(rid: &str, error_type: Option<&str>) -> Input {
+    Input::RuntimeError {
+        request_id: rid.into(),
+        error_type: error_type.map(str::to_owned),
+        body: Bytes::from_static(BODY),
     }
 }
 
@@ -138,9 +208,7 @@ fn init_launches_in_order_and_starts_runtime_after_all_register() {
     assert_eq!(
         fx,
         vec![
-            Effect::InitStarted {
-                phase: InitPhase::Init
-            },
+            Effect::InitStarted { phase: Phase::Init },
             Effect::LaunchExtension { index: 0 },
             Effect::LaunchExtension { index: 1 }
         ]
@@ -186,9 +254,7 @@ fn no_extensions_starts_runtime_at_once() {
     assert_eq!(
         fx,
         vec![
-            Effect::InitStarted {
-                phase: InitPhase::Init
-            },
+            Effect::InitStarted { phase: Phase::Init },
             Effect::StartRuntime
         ]
     );
@@ -211,14 +277,14 @@ fn init_times_out_after_ten_seconds() {
     match &fx[0] {
         Effect::InitFailed {
             phase,
-            status,
-            error_type,
+            fault,
             duration,
             ..
         } => {
-            assert_eq!(*phase, InitPhase::Init);
-            assert_eq!(*status, Status::Timeout);
-            assert_eq!(*error_type, None);
+            assert_eq!(*phase, Phase::Init);
+            assert_eq!(fault.status(), Status::Timeout);
+            // A timeout is reported without an error type.
+            assert_eq!(*fault, Fault::Timeout);
             assert_eq!(*duration, INIT_TIMEOUT);
         }
         other => panic!("{other:?}"),
@@ -241,11 +307,9 @@ fn launch_error_permission_denied_fails_init() {
     });
     match &fx[0] {
         Effect::InitFailed {
-            error_type,
-            extensions,
-            ..
+            fault, extensions, ..
         } => {
-            assert_eq!(error_type.as_deref(), Some("Extension.LaunchError"));
+            assert_eq!(fault.error_type(), "Extension.LaunchError");
             assert_eq!(extensions[1].state, ExtensionState::LaunchError);
             assert_eq!(extensions[1].error_type, Some("PermissionDenied"));
             assert_eq!(extensions[0].state, ExtensionState::Started);
@@ -292,7 +356,7 @@ fn runtime_init_error_fails_init_with_sanitized_type() {
     });
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::InitFailed { error_type: Some(t), status: Status::Error, .. } if t == "Runtime.ImportModuleError")
+        |e| matches!(e, Effect::InitFailed { fault, .. } if fault.error_type() == "Runtime.ImportModuleError" && fault.status() == Status::Error)
     ));
     let mut h = H::new(&[]);
     h.ok(Input::Init);
@@ -301,7 +365,7 @@ fn runtime_init_error_fails_init_with_sanitized_type() {
     });
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Runtime.Unknown")
+        |e| matches!(e, Effect::InitFailed { fault, .. } if fault.error_type() == "Runtime.Unknown")
     ));
     // After init/error the runtime's /next is refused.
     assert!(matches!(
@@ -330,7 +394,7 @@ fn extension_crash_during_init() {
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(2));
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.Crash")
+        |e| matches!(e, Effect::InitFailed { fault, .. } if fault.error_type() == "Extension.Crash")
     ));
     let (reason, stopped) = shutdown_done(&fx);
     assert_eq!(reason, ShutdownReason::Failure);
@@ -344,14 +408,14 @@ fn first_fatal_error_wins() {
     h.ok(Input::Init);
     h.register(1, "a", BOTH);
     h.register(2, "b", BOTH);
-    let fx = h.ok(Input::ExtensionInitError { id: id(1) });
+    let fx = h.ok(init_error(1));
     let fails: Vec<_> = fx
         .iter()
         .filter(|e| matches!(e, Effect::InitFailed { .. }))
         .collect();
     assert_eq!(fails.len(), 1);
     assert!(
-        matches!(fails[0], Effect::InitFailed { error_type: Some(t), .. } if t == "Extension.InitError")
+        matches!(fails[0], Effect::InitFailed { fault, .. } if fault.error_type() == "Extension.InitError")
     );
     // b crashes afterwards: no second INIT_REPORT, no other error type.
     let fx = h.exit(Proc::Extension(1), ExitStatus::Code(1));
@@ -363,7 +427,7 @@ fn extension_init_error_rules() {
     let mut h = H::new(&["a"]);
     h.ok(Input::Init);
     h.register(1, "a", BOTH);
-    h.ok(Input::ExtensionInitError { id: id(1) });
+    h.ok(init_error(1));
     // The environment is resetting; the id is gone with it.
     let mut h = H::new(&["a", "b"]);
     h.ok(Input::Init);
@@ -371,7 +435,7 @@ fn extension_init_error_rules() {
     h.register(2, "b", BOTH);
     h.ok(Input::ExtensionNext { id: id(1) });
     // init/error after the first next: from Ready.
-    let r = h.refused(Input::ExtensionInitError { id: id(1) });
+    let r = h.refused(init_error(1));
     assert_eq!(
         r.to_string(),
         format!(
@@ -382,10 +446,10 @@ fn extension_init_error_rules() {
     assert_eq!(r.error_type(), "Extension.InvalidExtensionState");
     assert_eq!(r.status(), 403);
     // Unknown id on init/error has its own message.
-    let r = h.refused(Input::ExtensionInitError { id: id(99) });
+    let r = h.refused(init_error(99));
     assert_eq!(r.to_string(), "Unknown Lambda-Extension-Identifier");
     assert_eq!(r.error_type(), "Extension.UnknownExtensionIdentifier");
-    let r = h.refused(Input::ExtensionExitError { id: id(99) });
+    let r = h.refused(exit_error(99));
     assert_eq!(r.to_string(), "Unknown Lambda-Extension-Identifier");
 }
 
@@ -396,11 +460,11 @@ fn repeated_init_error_is_a_no_op_and_exit_error_after_it_is_refused() {
     h.register(1, "a", BOTH);
     // b has not registered: Init keeps waiting, so state stays observable.
     // Keep the environment in Init by making the fatal path visible:
-    let fx = h.ok(Input::ExtensionInitError { id: id(1) });
+    let fx = h.ok(init_error(1));
     assert!(has(&fx, |e| matches!(e, Effect::InitFailed { .. })));
     // The reset is still running (b alive): a's calls still resolve.
-    assert_eq!(h.ok(Input::ExtensionInitError { id: id(1) }), vec![]);
-    let r = h.refused(Input::ExtensionExitError { id: id(1) });
+    assert_eq!(h.ok(init_error(1)), vec![]);
+    let r = h.refused(exit_error(1));
     assert_eq!(
         r.to_string(),
         format!(
@@ -420,22 +484,18 @@ fn register_refusals() {
     h.ok(Input::Init);
     h.register(1, "ext", BOTH);
     // An external extension registering twice.
-    let r = h.refused(Input::Register {
-        id: id(2),
-        name: "ext".into(),
-        events: vec![],
-    });
+    let r = h.refused(register(2, "ext", &[]));
     assert_eq!(r.error_type(), "Extension.InvalidExtensionState");
     assert_eq!(
         r.to_string(),
         "State transition from Registered to Registered failed for extension ext. Error: State transition is not allowed"
     );
     // An internal one (unknown file name) asking for SHUTDOWN.
-    let r = h.refused(Input::Register {
-        id: id(3),
-        name: "inner".into(),
-        events: vec![EventType::Invoke, EventType::Shutdown],
-    });
+    let r = h.refused(register(
+        3,
+        "inner",
+        &[EventType::Invoke, EventType::Shutdown],
+    ));
     assert_eq!(r.error_type(), "Extension.InvalidEventType");
     assert_eq!(
         r.to_string(),
@@ -443,20 +503,12 @@ fn register_refusals() {
     );
     // Internal with INVOKE only is accepted, and its name is then taken.
     h.register(4, "inner", &[EventType::Invoke]);
-    let r = h.refused(Input::Register {
-        id: id(5),
-        name: "inner".into(),
-        events: vec![],
-    });
+    let r = h.refused(register(5, "inner", &[]));
     assert_eq!(r.error_type(), "Extension.InvalidExtensionState");
     assert_eq!(r.to_string(), "Extension with this name already registered");
     // Registration closes at the runtime's first /next.
     h.ok(Input::RuntimeNext);
-    let r = h.refused(Input::Register {
-        id: id(6),
-        name: "late".into(),
-        events: vec![EventType::Invoke],
-    });
+    let r = h.refused(register(6, "late", &[EventType::Invoke]));
     assert_eq!(r.error_type(), "Extension.RegistrationClosed");
     assert_eq!(r.to_string(), "Extension registration closed already");
 }
@@ -468,11 +520,7 @@ fn eleventh_internal_extension_is_refused() {
     for i in 0..10 {
         h.register(i + 1, &format!("int{i}"), &[EventType::Invoke]);
     }
-    let r = h.refused(Input::Register {
-        id: id(50),
-        name: "int10".into(),
-        events: vec![EventType::Invoke],
-    });
+    let r = h.refused(register(50, "int10", &[EventType::Invoke]));
     assert_eq!(r.error_type(), "Extension.TooManyExtensions");
     assert_eq!(r.to_string(), "Extension limit (10) reached");
 }
@@ -481,11 +529,7 @@ fn eleventh_internal_extension_is_refused() {
 fn late_register_of_external_after_init() {
     let mut h = H::new(&["ext"]);
     h.init_all();
-    let r = h.refused(Input::Register {
-        id: id(9),
-        name: "ext".into(),
-        events: vec![],
-    });
+    let r = h.refused(register(9, "ext", &[]));
     assert_eq!(r.error_type(), "Extension.InvalidExtensionState");
     assert!(r
         .to_string()
@@ -516,33 +560,22 @@ fn next_refusals() {
 fn subscriptions_open_during_init_only() {
     let mut h = H::new(&["ext"]);
     h.ok(Input::Init);
-    let r = h.refused(Input::Subscribe {
-        id: id(1),
-        api: Api::Telemetry,
-    });
+    let r = h.refused(subscribe(1, Api::Telemetry));
     assert_eq!(r.error_type(), "Extension.UnknownExtensionIdentifier");
     h.register(1, "ext", BOTH);
     assert_eq!(
-        h.ok(Input::Subscribe {
-            id: id(1),
-            api: Api::Telemetry
-        }),
-        vec![Effect::Subscribed {
+        h.ok(subscribe(1, Api::Telemetry)),
+        vec![Effect::Subscribe {
             name: "ext".into(),
-            api: Api::Telemetry
+            api: Api::Telemetry,
+            request: subscription(),
         }]
     );
     h.ok(Input::RuntimeNext);
     // Still Init until the extension's next: subscriptions still open.
-    h.ok(Input::Subscribe {
-        id: id(1),
-        api: Api::Logs,
-    });
+    h.ok(subscribe(1, Api::Logs));
     h.ok(Input::ExtensionNext { id: id(1) });
-    let r = h.refused(Input::Subscribe {
-        id: id(1),
-        api: Api::Telemetry,
-    });
+    let r = h.refused(subscribe(1, Api::Telemetry));
     assert_eq!(r.status(), 403);
     assert_eq!(r.error_type(), "Telemetry.SubscriptionClosed");
     assert_eq!(
@@ -579,31 +612,27 @@ fn invoke_happy_path_and_post_runtime_wait() {
             },
             Effect::DeliverToRuntime {
                 request_id: "r1".into(),
-                deadline_ms
+                deadline_ms,
+                payload: Bytes::new(),
+                client_context: None,
             },
         ]
     );
     assert!(!h.lc.accepts_invoke());
     h.advance(Duration::from_millis(5));
-    let fx = h.ok(Input::RuntimeResponse {
-        request_id: "r1".into(),
-        too_large: false,
-    });
+    let fx = h.ok(response("r1"));
     assert_eq!(
         fx,
         vec![Effect::Respond {
             request_id: "r1".into(),
-            outcome: Outcome::Response
+            outcome: Outcome::Response {
+                body: Bytes::from_static(BODY),
+                content_type: Some("application/json".into()),
+            }
         }]
     );
     let fx = h.ok(Input::RuntimeNext);
-    assert!(matches!(
-        &fx[0],
-        Effect::RuntimeDone {
-            status: Status::Success,
-            ..
-        }
-    ));
+    assert!(matches!(&fx[0], Effect::RuntimeDone { fault: None, .. }));
     assert_eq!(
         fx.len(),
         1,
@@ -618,14 +647,11 @@ fn invoke_happy_path_and_post_runtime_wait() {
         "post-runtime time counts"
     );
     assert_eq!(r.init_duration, Some(Duration::from_millis(40)));
-    assert_eq!(r.status, Status::Success);
+    assert_eq!(r.status(), Status::Success);
     assert_eq!(fx.last(), Some(&Effect::Freeze));
     // The second invoke is warm: no Init Duration.
     h.invoke("r2");
-    h.ok(Input::RuntimeResponse {
-        request_id: "r2".into(),
-        too_large: false,
-    });
+    h.ok(response("r2"));
     h.ok(Input::RuntimeNext);
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
     assert_eq!(report(&fx).init_duration, None);
@@ -635,10 +661,7 @@ fn invoke_happy_path_and_post_runtime_wait() {
 fn runtime_api_refusals_during_invoke() {
     let mut h = H::new(&[]);
     h.init_all();
-    let r = h.refused(Input::RuntimeResponse {
-        request_id: "x".into(),
-        too_large: false,
-    });
+    let r = h.refused(response("x"));
     assert_eq!(r.status(), 403);
     assert_eq!(
         r.to_string(),
@@ -647,17 +670,11 @@ fn runtime_api_refusals_during_invoke() {
     let r = h.refused(Input::RuntimeNext);
     assert_eq!(r.to_string(), "State transition from Ready to Ready failed for runtime. Error: State transition is not allowed");
     h.invoke("r1");
-    let r = h.refused(Input::RuntimeResponse {
-        request_id: "other".into(),
-        too_large: false,
-    });
+    let r = h.refused(response("other"));
     assert_eq!(r, Refusal::InvalidRequestId);
     assert_eq!(r.status(), 400);
     assert_eq!(r.error_type(), "InvalidRequestID");
-    let r = h.refused(Input::RuntimeError {
-        request_id: "other".into(),
-        error_type: None,
-    });
+    let r = h.refused(runtime_error("other", None));
     assert_eq!(r, Refusal::InvalidRequestId);
     let r = h.refused(Input::RuntimeNext);
     assert_eq!(
@@ -667,23 +684,14 @@ fn runtime_api_refusals_during_invoke() {
             to: RuntimeState::Ready
         }
     );
-    h.ok(Input::RuntimeResponse {
-        request_id: "r1".into(),
-        too_large: false,
-    });
+    h.ok(response("r1"));
     // A second answer for the same invocation.
-    let r = h.refused(Input::RuntimeResponse {
-        request_id: "r1".into(),
-        too_large: false,
-    });
+    let r = h.refused(response("r1"));
     assert_eq!(
         r.to_string(),
         "State transition from RuntimeResponseSentState to InvocationResponse failed for runtime. Error: State transition is not allowed"
     );
-    let r = h.refused(Input::RuntimeError {
-        request_id: "r1".into(),
-        error_type: None,
-    });
+    let r = h.refused(runtime_error("r1", None));
     assert_eq!(r.error_type(), "InvalidStateTransition");
 }
 
@@ -694,6 +702,8 @@ fn oversized_response_fails_the_invoke_for_the_caller() {
     h.invoke("r1");
     let fx = h.ok(Input::RuntimeResponse {
         request_id: "r1".into(),
+        body: Bytes::new(),
+        content_type: None,
         too_large: true,
     });
     assert_eq!(
@@ -701,7 +711,7 @@ fn oversized_response_fails_the_invoke_for_the_caller() {
         vec![Effect::Respond {
             request_id: "r1".into(),
             outcome: Outcome::PlatformError {
-                error_type: "Function.ResponseSizeTooLarge".into(),
+                fault: Fault::ResponseTooLarge,
                 message:
                     "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
                         .into()
@@ -710,11 +720,8 @@ fn oversized_response_fails_the_invoke_for_the_caller() {
     );
     let fx = h.ok(Input::RuntimeNext);
     let r = report(&fx);
-    assert_eq!(r.status, Status::Error);
-    assert_eq!(
-        r.error_type.as_deref(),
-        Some("Function.ResponseSizeTooLarge")
-    );
+    assert_eq!(r.status(), Status::Error);
+    assert_eq!(r.error_type(), Some("Function.ResponseSizeTooLarge"));
 }
 
 #[test]
@@ -722,25 +729,24 @@ fn function_error_is_not_a_reset() {
     let mut h = H::new(&["e"]);
     h.init_all();
     h.invoke("r1");
-    let fx = h.ok(Input::RuntimeError {
-        request_id: "r1".into(),
-        error_type: Some("unhandled".into()),
-    });
+    let fx = h.ok(runtime_error("r1", Some("unhandled")));
     assert_eq!(
         fx,
         vec![Effect::Respond {
             request_id: "r1".into(),
             outcome: Outcome::FunctionError {
-                error_type: Some("unhandled".into())
+                body: Bytes::from_static(BODY)
             }
         }]
     );
     let fx = h.ok(Input::RuntimeNext);
     assert!(
-        matches!(&fx[0], Effect::RuntimeDone { status: Status::Error, error_type: Some(t), .. } if t == "Runtime.Unknown")
+        matches!(&fx[0], Effect::RuntimeDone { fault: Some(f), .. } if f.status() == Status::Error && f.error_type() == "Runtime.Unknown")
     );
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
-    assert_eq!(report(&fx).status, Status::Error);
+    let r = report(&fx);
+    assert_eq!(r.status(), Status::Error);
+    assert_eq!(r.error_type(), Some("Runtime.Unknown"));
     assert!(
         !has(&fx, |e| matches!(e, Effect::Signal { .. })),
         "no reset"
@@ -772,12 +778,12 @@ fn function_timeout_resets_with_reason_timeout() {
         == Effect::Respond {
             request_id: "r1".into(),
             outcome: Outcome::PlatformError {
-                error_type: "Sandbox.Timedout".into(),
+                fault: Fault::Timeout,
                 message: "RequestId: r1 Error: Task timed out after 3.00 seconds".into()
             }
         }));
     let r = report(&fx);
-    assert_eq!(r.status, Status::Timeout);
+    assert_eq!(r.status(), Status::Timeout);
     assert_eq!(r.duration, Duration::from_secs(3));
     // Shutdown: SIGTERM to the runtime, then 300 ms later SIGKILL and the
     // SHUTDOWN event (the extension is still busy with INVOKE, so it is due
@@ -838,7 +844,7 @@ fn reset_then_reinit_inside_the_next_invoke() {
     assert_eq!(
         fx[0],
         Effect::InitStarted {
-            phase: InitPhase::Invoke
+            phase: Phase::Invoke
         }
     );
     assert!(has(&fx, |e| *e == Effect::LaunchExtension { index: 0 }));
@@ -856,10 +862,7 @@ fn reset_then_reinit_inside_the_next_invoke() {
         &fx,
         |e| matches!(e, Effect::DeliverToRuntime { request_id, .. } if request_id == "r2")
     ));
-    h.ok(Input::RuntimeResponse {
-        request_id: "r2".into(),
-        too_large: false,
-    });
+    h.ok(response("r2"));
     h.ok(Input::RuntimeNext);
     let fx = h.ok(Input::ExtensionNext { id: id(11) });
     assert_eq!(report(&fx).init_duration, Some(Duration::from_millis(20)));
@@ -872,18 +875,17 @@ fn runtime_crash_during_invoke() {
     h.invoke("r1");
     let fx = h.exit(Proc::Runtime, ExitStatus::Code(1));
     assert!(has(&fx, |e| *e
-        == Effect::Fault {
-            request_id: Some("r1".into()),
+        == Effect::FaultLine {
             message: "RequestId: r1 Error: Runtime exited with error: exit status 1".into(),
-            error_type: "Runtime.ExitError".into()
+            fault: Fault::RuntimeExit,
         }));
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Runtime.ExitError")
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { fault, .. }, .. } if fault.error_type() == "Runtime.ExitError")
     ));
     let r = report(&fx);
     assert_eq!(
-        (r.status, r.error_type.as_deref()),
+        (r.status(), r.error_type()),
         (Status::Error, Some("Runtime.ExitError"))
     );
     // No extensions: budget 0, the (dead) runtime is not signalled; done.
@@ -896,17 +898,14 @@ fn extension_crash_during_invoke_fails_it_even_after_the_response() {
     let mut h = H::new(&["ext"]);
     h.init_all();
     h.invoke("r1");
-    h.ok(Input::RuntimeResponse {
-        request_id: "r1".into(),
-        too_large: false,
-    });
+    h.ok(response("r1"));
     let fx = h.exit(Proc::Extension(0), ExitStatus::Signal(11));
     assert!(
         !has(&fx, |e| matches!(e, Effect::Respond { .. })),
         "the caller already has its answer"
     );
     let r = report(&fx);
-    assert_eq!(r.error_type.as_deref(), Some("Extension.Crash"));
+    assert_eq!(r.error_type(), Some("Extension.Crash"));
     assert!(has(&fx, |e| *e
         == Effect::Signal {
             proc: Proc::Runtime,
@@ -919,11 +918,8 @@ fn exit_error_during_invoke_is_a_failure() {
     let mut h = H::new(&["ext"]);
     h.init_all();
     h.invoke("r1");
-    let fx = h.ok(Input::ExtensionExitError { id: id(1) });
-    assert_eq!(
-        report(&fx).error_type.as_deref(),
-        Some("Extension.ExitError")
-    );
+    let fx = h.ok(exit_error(1));
+    assert_eq!(report(&fx).error_type(), Some("Extension.ExitError"));
     // The extension's own exit afterwards is not a second error.
     h.tick_to_deadline();
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(1));
@@ -938,14 +934,11 @@ fn extension_that_never_calls_next_times_the_invoke_out() {
     let mut h = H::new(&["lazy"]);
     h.init_all();
     h.invoke("r1");
-    h.ok(Input::RuntimeResponse {
-        request_id: "r1".into(),
-        too_large: false,
-    });
+    h.ok(response("r1"));
     h.ok(Input::RuntimeNext);
     let fx = h.tick_to_deadline();
     let r = report(&fx);
-    assert_eq!(r.status, Status::Timeout);
+    assert_eq!(r.status(), Status::Timeout);
     // The caller was already answered: no second answer.
     assert!(!has(&fx, |e| matches!(e, Effect::Respond { .. })));
     // The runtime had already finished: no second runtimeDone.
@@ -959,23 +952,23 @@ fn phase_invoke_init_failure_answers_the_invoke() {
     assert_eq!(
         fx[0],
         Effect::InitStarted {
-            phase: InitPhase::Invoke
+            phase: Phase::Invoke
         }
     );
     let fx = h.exit(Proc::Extension(0), ExitStatus::Code(1));
     assert!(has(&fx, |e| matches!(
         e,
         Effect::InitFailed {
-            phase: InitPhase::Invoke,
+            phase: Phase::Invoke,
             ..
         }
     )));
     assert!(has(&fx, |e| matches!(e, Effect::InvokeStarted { .. })));
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Extension.Crash")
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { fault, .. }, .. } if fault.error_type() == "Extension.Crash")
     ));
-    assert_eq!(report(&fx).status, Status::Error);
+    assert_eq!(report(&fx).status(), Status::Error);
 }
 
 #[test]
@@ -990,8 +983,8 @@ fn phase_invoke_init_is_bounded_by_the_function_timeout() {
     assert!(has(&fx, |e| matches!(
         e,
         Effect::InitFailed {
-            status: Status::Timeout,
-            phase: InitPhase::Invoke,
+            fault: Fault::Timeout,
+            phase: Phase::Invoke,
             ..
         }
     )));
@@ -999,6 +992,26 @@ fn phase_invoke_init_is_bounded_by_the_function_timeout() {
         &fx,
         |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { message, .. }, .. } if message == "RequestId: r1 Error: Task timed out after 2.00 seconds")
     ));
+}
+
+#[test]
+fn phase_invoke_runtime_init_error_is_shown_on_the_report_line() {
+    // A runtime /init/error during an Init re-run inside an invoke fails the
+    // invoke with the runtime's Init fault, which resets the environment and
+    // so is named on the REPORT line, unlike a handled /invocation/error.
+    let mut h = H::new(&[]);
+    let fx = h.invoke("r1");
+    assert!(has(&fx, |e| *e == Effect::StartRuntime));
+    let fx = h.ok(Input::RuntimeInitError {
+        error_type: Some("Runtime.ImportModuleError".into()),
+    });
+    let r = report(&fx);
+    assert_eq!(
+        r.fault,
+        Some(Fault::RuntimeInit("Runtime.ImportModuleError".into()))
+    );
+    assert!(r.fault.as_ref().is_some_and(Fault::shown_on_report_line));
+    assert!(!Fault::Function("Runtime.Unknown".into()).shown_on_report_line());
 }
 
 #[test]
@@ -1204,7 +1217,7 @@ fn spindown_during_invoke_answers_the_caller() {
     let fx = h.ok(Input::Shutdown);
     assert!(has(
         &fx,
-        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { error_type, .. }, .. } if error_type == "Sandbox.Failure")
+        |e| matches!(e, Effect::Respond { outcome: Outcome::PlatformError { fault, .. }, .. } if fault.error_type() == "Sandbox.Failure")
     ));
 }
 
@@ -1226,34 +1239,26 @@ mod property {
         ]);
         prop_oneof![
             Just(Input::Init),
-            (ids.clone(), names, events).prop_map(|(n, name, events)| Input::Register {
-                id: id(n),
-                name: name.to_owned(),
-                events
-            }),
+            (ids.clone(), names, events).prop_map(|(n, name, events)| register(n, name, &events)),
             ids.clone().prop_map(|n| Input::ExtensionNext { id: id(n) }),
-            ids.clone()
-                .prop_map(|n| Input::ExtensionInitError { id: id(n) }),
-            ids.clone()
-                .prop_map(|n| Input::ExtensionExitError { id: id(n) }),
-            ids.prop_map(|n| Input::Subscribe {
-                id: id(n),
-                api: Api::Telemetry
-            }),
+            ids.clone().prop_map(init_error),
+            ids.clone().prop_map(exit_error),
+            ids.prop_map(|n| subscribe(n, Api::Telemetry)),
             Just(Input::RuntimeNext),
             (rids.clone(), any::<bool>()).prop_map(|(r, too_large)| Input::RuntimeResponse {
                 request_id: r.to_owned(),
+                body: Bytes::new(),
+                content_type: None,
                 too_large
             }),
-            rids.clone().prop_map(|r| Input::RuntimeError {
-                request_id: r.to_owned(),
-                error_type: None
-            }),
+            rids.clone().prop_map(|r| runtime_error(r, None)),
             Just(Input::RuntimeInitError {
                 error_type: Some("Runtime.X".into())
             }),
             rids.prop_map(|r| Input::Invoke {
-                request_id: r.to_owned()
+                request_id: r.to_owned(),
+                payload: Bytes::new(),
+                client_context: None,
             }),
             (0usize..3, any::<bool>(), 0i32..3).prop_map(|(i, runtime, code)| Input::Exited {
                 generation: u64::MAX, // replaced by the current generation

@@ -3,18 +3,26 @@
 //! Bad input from the code under test is the sandbox's expected traffic, so
 //! every refused call is a [`Refusal`] variant that knows its HTTP status,
 //! its `errorType` (from [`lext_protocol::error::error_type`]) and the exact
-//! message rapid writes (contract sections 1.3, 2.2 and 3.1). The lifecycle
-//! returns them; the HTTP layer renders them with
+//! message rapid writes. The messages and statuses are those of the AWS
+//! Lambda Runtime Interface Emulator (RIE,
+//! github.com/aws/aws-lambda-runtime-interface-emulator):
+//! internal/lambda/rapi/handler/constants.go and the handlers beside it
+//! (`agentregister.go`, `agentnext.go`, `agentiniterror.go`,
+//! `agentexiterror.go`, `invocationresponse.go`, `runtimelogs.go`), and
+//! internal/lambda/rapi/rendering/render_error.go; the Telemetry API's closed
+//! answer is AWS's (AWS: Telemetry API,
+//! <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>). The
+//! lifecycle returns them; the HTTP layer renders them with
 //! [`ErrorResponse::to_body`](lext_protocol::error::ErrorResponse::to_body).
 
 use lext_protocol::error::{error_type, ErrorResponse};
 use lext_protocol::telemetry::Api;
 
-use crate::lifecycle::{ExtensionId, ExtensionState, RuntimeState};
+use super::{ExtensionId, ExtensionState, RuntimeState};
 
 /// A call the sandbox refuses, as AWS refuses it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     // --- Extensions API: all 403 ---
     /// `Lambda-Extension-Name` missing or empty.
     #[error("Empty extension name")]
@@ -121,7 +129,7 @@ fn api_name(api: Api) -> &'static str {
 
 impl Refusal {
     /// The HTTP status AWS answers with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Self::InvalidRequestId | Self::InvalidResponseMode | Self::Truncated => 400,
             Self::Validation { .. } => 400,
@@ -132,7 +140,7 @@ impl Refusal {
     }
 
     /// The `errorType` of the body.
-    pub fn error_type(&self) -> &'static str {
+    pub(crate) fn error_type(&self) -> &'static str {
         use error_type as t;
         match self {
             Self::EmptyExtensionName => t::INVALID_EXTENSION_NAME,
@@ -160,7 +168,7 @@ impl Refusal {
     }
 
     /// The JSON body, as [`ErrorResponse`].
-    pub fn to_response(&self) -> ErrorResponse {
+    pub(crate) fn to_response(&self) -> ErrorResponse {
         ErrorResponse::new(self.error_type(), self.to_string())
     }
 }
