@@ -1,12 +1,14 @@
 //! The HTTP server of `AWS_LAMBDA_RUNTIME_API`: Runtime, Extensions,
 //! Telemetry and Logs APIs on one listener.
 //!
-//! Handlers are thin (style practice 4): each parses headers and body into
-//! an [`ApiRequest`], refusing malformed input with the exact status,
-//! `errorType` and message AWS uses (contract 1.3, 2.2, 3.1), sends it to
-//! the driver, and renders the driver's [`ApiReply`]. All state lives in the
-//! driver's [`Lifecycle`](crate::lifecycle::Lifecycle); a long poll
-//! (`/event/next`, `/invocation/next`) is simply a reply that comes later.
+//! Handlers are thin: each parses headers and body into the lifecycle's
+//! [`Input`], refusing malformed input with the exact status, `errorType`
+//! and message AWS uses (rapid's handlers in RIE `internal/lambda/rapi/handler/`),
+//! sends it to the driver, and renders the driver's [`ApiReply`]. A refusal
+//! renders itself ([`Refusal`] is `IntoResponse`), so handlers use `?`. All
+//! state lives in the driver's [`Lifecycle`](crate::lifecycle::Lifecycle);
+//! a long poll (`/event/next`, `/invocation/next`) is simply a reply that
+//! comes later.
 //! No header is required that AWS does not require: in particular
 //! `Content-Type` never is, since AWS's own Go sample registers without one.
 
@@ -30,76 +32,11 @@ use lext_protocol::telemetry::{Api, SubscribeRequest};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::lifecycle::ExtensionId;
-use crate::refusal::Refusal;
-
-/// A parsed, well-formed API call, for the driver.
-#[derive(Debug)]
-pub enum ApiRequest {
-    /// `POST /extension/register`.
-    Register {
-        /// `Lambda-Extension-Name`.
-        name: String,
-        /// The events (INVOKE/SHUTDOWN only).
-        events: Vec<EventType>,
-        /// `Lambda-Extension-Accept-Feature` contains `accountId`.
-        account_id: bool,
-    },
-    /// `GET /extension/event/next`.
-    ExtensionNext {
-        /// The caller.
-        id: ExtensionId,
-    },
-    /// `POST /extension/init/error` or `/exit/error`.
-    ExtensionError {
-        /// The caller.
-        id: ExtensionId,
-        /// `init/error` (true) or `exit/error`.
-        init: bool,
-        /// `Lambda-Extension-Function-Error-Type`.
-        error_type: String,
-    },
-    /// `PUT /telemetry` or `PUT /logs`, validated.
-    Subscribe {
-        /// The caller.
-        id: ExtensionId,
-        /// Which API.
-        api: Api,
-        /// The request.
-        request: Box<SubscribeRequest>,
-    },
-    /// `GET /runtime/invocation/next`.
-    RuntimeNext,
-    /// `POST /runtime/invocation/{id}/response`.
-    RuntimeResponse {
-        /// The id in the path.
-        request_id: String,
-        /// The body (empty when too large).
-        body: Bytes,
-        /// Its content type, passed on to the caller.
-        content_type: Option<HeaderValue>,
-        /// The body was over the payload limit.
-        too_large: bool,
-    },
-    /// `POST /runtime/invocation/{id}/error`.
-    RuntimeError {
-        /// The id in the path.
-        request_id: String,
-        /// `Lambda-Runtime-Function-Error-Type`.
-        error_type: Option<String>,
-        /// The body, passed on to the caller unchanged.
-        body: Bytes,
-    },
-    /// `POST /runtime/init/error`.
-    RuntimeInitError {
-        /// `Lambda-Runtime-Function-Error-Type`.
-        error_type: Option<String>,
-    },
-}
+use crate::lifecycle::{ExtensionId, Input, Refusal};
 
 /// The metadata of an invocation, as the runtime's `/next` headers carry it.
 #[derive(Debug, Clone, Default)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     /// `Lambda-Runtime-Aws-Request-Id`.
     pub request_id: String,
     /// `Lambda-Runtime-Deadline-Ms`.
@@ -114,9 +51,9 @@ pub struct Invocation {
     pub payload: Bytes,
 }
 
-/// The driver's answer to an [`ApiRequest`].
+/// The driver's answer to an API call.
 #[derive(Debug)]
-pub enum ApiReply {
+pub(crate) enum ApiReply {
     /// 200 to register, with the identifier header.
     Registered {
         /// The new identifier.
@@ -137,11 +74,11 @@ pub enum ApiReply {
 }
 
 /// What the router sends to the driver: a request and where to answer.
-pub type ApiCall = (ApiRequest, oneshot::Sender<ApiReply>);
+pub(crate) type ApiCall = (Input, oneshot::Sender<ApiReply>);
 
 /// Builds the router of the Runtime, Extensions, Telemetry and Logs APIs.
 /// Requests go to `driver`.
-pub fn router(driver: mpsc::Sender<ApiCall>) -> Router {
+pub(crate) fn router(driver: mpsc::Sender<ApiCall>) -> Router {
     Router::new()
         .route(ext::REGISTER_PATH, post(register))
         .route(ext::NEXT_EVENT_PATH, get(extension_next))
@@ -174,7 +111,7 @@ pub fn router(driver: mpsc::Sender<ApiCall>) -> Router {
 /// `Lambda-Runtime-Aws-Request-Id`): a client that looks headers up
 /// case-sensitively works here as it does in Lambda. `TCP_NODELAY` is set,
 /// since every answer is one small write on a latency-bound path.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -209,17 +146,17 @@ pub async fn serve(
 
 type Driver = State<mpsc::Sender<ApiCall>>;
 
-/// Sends a request to the driver and renders its reply. A driver that is
-/// gone (the environment stopped) is a 500, as rapid answers when it cannot
+/// Sends a call to the driver and renders its reply. A driver that is gone
+/// (the environment stopped) is a 500, as rapid answers when it cannot
 /// serve.
-async fn call(driver: &mpsc::Sender<ApiCall>, request: ApiRequest) -> Response {
+async fn call(driver: &mpsc::Sender<ApiCall>, input: Input) -> Response {
     let (tx, rx) = oneshot::channel();
-    if driver.send((request, tx)).await.is_err() {
-        return refused(Refusal::Internal);
+    if driver.send((input, tx)).await.is_err() {
+        return Refusal::Internal.into_response();
     }
     match rx.await {
         Ok(reply) => render(reply),
-        Err(_) => refused(Refusal::Internal),
+        Err(_) => Refusal::Internal.into_response(),
     }
 }
 
@@ -232,17 +169,19 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// Renders a refusal: its status and `{"errorMessage","errorType"}\n`.
-pub fn refused(refusal: Refusal) -> Response {
-    tracing::debug!(error_type = refusal.error_type(), message = %refusal, "refused");
-    let status =
-        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(status, refusal.to_response().to_body())
+impl IntoResponse for Refusal {
+    /// Its status and `{"errorMessage","errorType"}\n`, as rapid writes it.
+    fn into_response(self) -> Response {
+        tracing::debug!(error_type = self.error_type(), message = %self, "refused");
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, self.to_response().to_body())
+    }
 }
 
 fn render(reply: ApiReply) -> Response {
     match reply {
-        ApiReply::Refused(r) => refused(r),
+        ApiReply::Refused(r) => r.into_response(),
         ApiReply::Accepted => {
             // Go's json.Encoder, like every rapid body, ends with a newline.
             let mut body = serde_json::to_vec(&StatusResponse::ok()).unwrap_or_default();
@@ -331,87 +270,70 @@ fn identifier(headers: &HeaderMap) -> Result<ExtensionId, Refusal> {
         .map_err(|_| Refusal::InvalidIdentifier)
 }
 
-async fn register(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
-    let parsed = async {
-        let name = header_str(&headers, ext::HEADER_EXTENSION_NAME)
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .ok_or(Refusal::EmptyExtensionName)?
-            .to_owned();
-        let body = small_body(body).await?;
-        // An empty body is not JSON: rapid refuses it too.
-        let request: RegisterRequest = serde_json::from_slice(&body)
-            .map_err(|e| Refusal::InvalidRequestFormat(e.to_string()))?;
-        if !request.configuration_keys.is_empty() {
-            return Err(Refusal::ConfigurationKeys);
-        }
-        if let Some(EventType::Other(bad)) = request
-            .events
-            .iter()
-            .find(|e| matches!(e, EventType::Other(_)))
-        {
-            return Err(Refusal::InvalidEventType(bad.clone()));
-        }
-        let account_id = header_str(&headers, ext::HEADER_ACCEPT_FEATURE)
-            .is_some_and(|v| v.split(',').any(|f| f.trim() == ext::FEATURE_ACCOUNT_ID));
-        Ok(ApiRequest::Register {
-            name,
-            events: request.events,
-            account_id,
-        })
+/// What every handler returns: the driver's answer, or a refusal of
+/// malformed input made before the driver sees it.
+type Answer = Result<Response, Refusal>;
+
+async fn register(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
+    let name = header_str(&headers, ext::HEADER_EXTENSION_NAME)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or(Refusal::EmptyExtensionName)?
+        .to_owned();
+    let body = small_body(body).await?;
+    // An empty body is not JSON: rapid refuses it too.
+    let request: RegisterRequest =
+        serde_json::from_slice(&body).map_err(|e| Refusal::InvalidRequestFormat(e.to_string()))?;
+    if !request.configuration_keys.is_empty() {
+        return Err(Refusal::ConfigurationKeys);
     }
-    .await;
-    match parsed {
-        Ok(request) => call(&driver, request).await,
-        Err(r) => refused(r),
+    if let Some(EventType::Other(bad)) = request
+        .events
+        .iter()
+        .find(|e| matches!(e, EventType::Other(_)))
+    {
+        return Err(Refusal::InvalidEventType(bad.clone()));
     }
+    let account_id = header_str(&headers, ext::HEADER_ACCEPT_FEATURE)
+        .is_some_and(|v| v.split(',').any(|f| f.trim() == ext::FEATURE_ACCOUNT_ID));
+    let input = Input::Register {
+        id: ExtensionId(crate::ids::uuid()),
+        name,
+        events: request.events,
+        account_id,
+    };
+    Ok(call(&driver, input).await)
 }
 
-async fn extension_next(State(driver): Driver, headers: HeaderMap) -> Response {
-    match identifier(&headers) {
-        Ok(id) => call(&driver, ApiRequest::ExtensionNext { id }).await,
-        Err(r) => refused(r),
-    }
+async fn extension_next(State(driver): Driver, headers: HeaderMap) -> Answer {
+    let id = identifier(&headers)?;
+    Ok(call(&driver, Input::ExtensionNext { id }).await)
 }
 
+/// `init/error` and `exit/error`: the identifier, then the error type
+/// header; the body is optional and, as in RIE, not interpreted (it is read
+/// so that the connection can be reused).
 async fn extension_error(
-    driver: &mpsc::Sender<ApiCall>,
     headers: &HeaderMap,
     body: Body,
-    init: bool,
-) -> Response {
-    let id = match identifier(headers) {
-        Ok(id) => id,
-        Err(r) => return refused(r),
-    };
-    let Some(error_type) =
-        header_str(headers, ext::HEADER_FUNCTION_ERROR_TYPE).filter(|t| !t.is_empty())
-    else {
-        return refused(Refusal::MissingErrorType);
-    };
-    let error_type = error_type.to_owned();
-    // The body is optional and, as in RIE, not interpreted; read it so that
-    // the connection can be reused.
-    if let Err(r) = small_body(body).await {
-        return refused(r);
-    }
-    call(
-        driver,
-        ApiRequest::ExtensionError {
-            id,
-            init,
-            error_type,
-        },
-    )
-    .await
+) -> Result<(ExtensionId, String), Refusal> {
+    let id = identifier(headers)?;
+    let error_type = header_str(headers, ext::HEADER_FUNCTION_ERROR_TYPE)
+        .filter(|t| !t.is_empty())
+        .ok_or(Refusal::MissingErrorType)?
+        .to_owned();
+    small_body(body).await?;
+    Ok((id, error_type))
 }
 
-async fn extension_init_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
-    extension_error(&driver, &headers, body, true).await
+async fn extension_init_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
+    let (id, error_type) = extension_error(&headers, body).await?;
+    Ok(call(&driver, Input::ExtensionInitError { id, error_type }).await)
 }
 
-async fn extension_exit_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
-    extension_error(&driver, &headers, body, false).await
+async fn extension_exit_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
+    let (id, error_type) = extension_error(&headers, body).await?;
+    Ok(call(&driver, Input::ExtensionExitError { id, error_type }).await)
 }
 
 async fn subscribe(
@@ -419,48 +341,35 @@ async fn subscribe(
     headers: &HeaderMap,
     body: Body,
     api: Api,
-) -> Response {
-    let id = match identifier(headers) {
-        Ok(id) => id,
-        Err(r) => return refused(r),
-    };
-    let body = match small_body(body).await {
-        Ok(b) => b,
-        Err(r) => return refused(r),
-    };
-    let request: SubscribeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return refused(Refusal::Validation {
-                api,
-                message: e.to_string(),
-            })
-        }
-    };
-    if let Err(e) = request.validate(api) {
-        return refused(Refusal::Validation { api, message: e.0 });
-    }
-    call(
-        driver,
-        ApiRequest::Subscribe {
-            id,
+) -> Answer {
+    let id = identifier(headers)?;
+    let body = small_body(body).await?;
+    let request: SubscribeRequest =
+        serde_json::from_slice(&body).map_err(|e| Refusal::Validation {
             api,
-            request: Box::new(request),
-        },
-    )
-    .await
+            message: e.to_string(),
+        })?;
+    request
+        .validate(api)
+        .map_err(|e| Refusal::Validation { api, message: e.0 })?;
+    let input = Input::Subscribe {
+        id,
+        api,
+        request: Box::new(request),
+    };
+    Ok(call(driver, input).await)
 }
 
-async fn telemetry_subscribe(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
+async fn telemetry_subscribe(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
     subscribe(&driver, &headers, body, Api::Telemetry).await
 }
 
-async fn logs_subscribe(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
+async fn logs_subscribe(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
     subscribe(&driver, &headers, body, Api::Logs).await
 }
 
 async fn runtime_next(State(driver): Driver) -> Response {
-    call(&driver, ApiRequest::RuntimeNext).await
+    call(&driver, Input::RuntimeNext).await
 }
 
 async fn runtime_response(
@@ -468,7 +377,7 @@ async fn runtime_response(
     Path(request_id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     if let Some(mode) = headers.get(rt::HEADER_RESPONSE_MODE) {
         // Streaming responses are accepted and buffered (docs/fidelity.md);
         // any other value is refused as rapid does.
@@ -476,31 +385,21 @@ async fn runtime_response(
             .as_bytes()
             .eq_ignore_ascii_case(rt::RESPONSE_MODE_STREAMING.as_bytes())
         {
-            return refused(Refusal::InvalidResponseMode);
+            return Err(Refusal::InvalidResponseMode);
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE).cloned();
-    let (body, too_large) = match read_body(body, lext_protocol::MAX_PAYLOAD_SIZE).await {
-        Ok(Some(b)) => (b, false),
-        Ok(None) => (Bytes::new(), true),
-        Err(r) => return refused(r),
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_owned);
+    let (body, too_large) = match read_body(body, lext_protocol::MAX_PAYLOAD_SIZE).await? {
+        Some(b) => (b, false),
+        None => (Bytes::new(), true),
     };
-    let response = call(
-        &driver,
-        ApiRequest::RuntimeResponse {
-            request_id,
-            body,
-            content_type,
-            too_large,
-        },
-    )
-    .await;
-    // The lifecycle has recorded the failure (the caller gets
-    // Function.ResponseSizeTooLarge); the runtime itself gets 413.
-    if too_large && response.status() == StatusCode::ACCEPTED {
-        return refused(Refusal::PayloadTooLarge);
-    }
-    response
+    let input = Input::RuntimeResponse {
+        request_id,
+        body,
+        content_type,
+        too_large,
+    };
+    Ok(call(&driver, input).await)
 }
 
 async fn runtime_error(
@@ -508,27 +407,19 @@ async fn runtime_error(
     Path(request_id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     let error_type = header_str(&headers, rt::HEADER_FUNCTION_ERROR_TYPE).map(str::to_owned);
-    let body = match small_body(body).await {
-        Ok(b) => b,
-        Err(r) => return refused(r),
+    let body = small_body(body).await?;
+    let input = Input::RuntimeError {
+        request_id,
+        error_type,
+        body,
     };
-    call(
-        &driver,
-        ApiRequest::RuntimeError {
-            request_id,
-            error_type,
-            body,
-        },
-    )
-    .await
+    Ok(call(&driver, input).await)
 }
 
-async fn runtime_init_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Response {
+async fn runtime_init_error(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
     let error_type = header_str(&headers, rt::HEADER_FUNCTION_ERROR_TYPE).map(str::to_owned);
-    if let Err(r) = small_body(body).await {
-        return refused(r);
-    }
-    call(&driver, ApiRequest::RuntimeInitError { error_type }).await
+    small_body(body).await?;
+    Ok(call(&driver, Input::RuntimeInitError { error_type }).await)
 }

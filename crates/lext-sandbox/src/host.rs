@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::process::Signal as OsSignal;
 
-use crate::driver::{Exits, Host};
 use crate::isolation::Isolation;
 use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
+use crate::ports::{Exits, Host};
 use crate::process::{self, LaunchErrorType, LineSink, PeakMemory, Source, Spec};
 
 /// An external extension to launch.
 #[derive(Debug, Clone)]
-pub struct ExtensionSpec {
+pub(crate) struct ExtensionSpec {
     /// Its name: the executable's file name.
     pub name: String,
     /// The path to execute (inside the sandbox's view of the file system).
@@ -31,7 +31,7 @@ pub struct ExtensionSpec {
 
 /// The runtime to start.
 #[derive(Debug, Clone)]
-pub struct RuntimeSpec {
+pub(crate) struct RuntimeSpec {
     /// The program.
     pub program: PathBuf,
     /// Its arguments.
@@ -44,7 +44,7 @@ pub struct RuntimeSpec {
 type Groups = Arc<Mutex<HashMap<Proc, (u64, u32)>>>;
 
 /// Runs the environment's processes for the driver.
-pub struct ProcessHost {
+pub(crate) struct ProcessHost {
     extensions: Vec<ExtensionSpec>,
     runtime: RuntimeSpec,
     runtime_env: Vec<(String, String)>,
@@ -69,7 +69,7 @@ impl std::fmt::Debug for ProcessHost {
 
 impl ProcessHost {
     /// A host for these processes. `sink` receives every output line.
-    pub fn new(
+    pub(crate) fn new(
         extensions: Vec<ExtensionSpec>,
         runtime: RuntimeSpec,
         runtime_env: Vec<(String, String)>,

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,20 +21,21 @@ use axum::Router;
 use http_body_util::BodyExt as _;
 use lext_protocol::runtime::invoke as inv;
 
-use crate::driver::{InvokeRequest, InvokeResult, SandboxHandle};
+use crate::driver::Handle;
+use crate::invocation::{InvokeRequest, InvokeResult};
 
 /// The largest synchronous request payload the Invoke API takes (6 MB).
-pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+pub(crate) const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
 
 /// What the endpoint needs to know about the function.
 #[derive(Debug, Clone)]
-pub struct InvokeTarget {
+pub(crate) struct InvokeTarget {
     /// The function's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its unqualified ARN.
-    pub arn: String,
+    pub(crate) arn: String,
     /// `$LATEST` or a number, for `X-Amz-Executed-Version`.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 impl InvokeTarget {
@@ -53,12 +54,12 @@ impl InvokeTarget {
 
 #[derive(Clone)]
 struct Ctx {
-    handle: SandboxHandle,
+    handle: Handle,
     target: Arc<InvokeTarget>,
 }
 
 /// The router of the Invoke API for one function.
-pub fn router(handle: SandboxHandle, target: InvokeTarget) -> Router {
+pub(crate) fn router(handle: Handle, target: InvokeTarget) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .with_state(Ctx {
@@ -80,6 +81,15 @@ fn service_error(status: StatusCode, error_type: &str, message: &str) -> Respons
         h.insert("x-amzn-ErrorType", v);
     }
     r
+}
+
+/// The environment stopped under the request.
+fn stopped() -> Response {
+    service_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ServiceException",
+        "the execution environment has stopped",
+    )
 }
 
 async fn invoke(
@@ -130,11 +140,7 @@ async fn invoke(
         Some("Event") => {
             return match ctx.handle.invoke_async(request) {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
-                Err(e) => service_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ServiceException",
-                    &e.to_string(),
-                ),
+                Err(_) => stopped(),
             }
         }
         // Validates the request and runs nothing.
@@ -149,29 +155,13 @@ async fn invoke(
     }
     let reply = match ctx.handle.invoke(request).await {
         Ok(reply) => reply,
-        Err(e) => {
-            return service_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                &e.to_string(),
-            )
-        }
+        Err(_) => return stopped(),
     };
-    let (body, content_type, failed) = match reply.result {
-        InvokeResult::Response { body, content_type } => (body, content_type, false),
-        InvokeResult::FunctionError { body } => (body, None, true),
-        InvokeResult::PlatformError {
-            error_type,
-            message,
-        } => {
-            // errorType first, as Lambda writes these bodies.
-            let body = format!(
-                "{{\"errorType\":{},\"errorMessage\":{}}}",
-                serde_json::Value::String(error_type),
-                serde_json::Value::String(message)
-            );
-            (Bytes::from(body), None, true)
-        }
+    let body = reply.payload();
+    let failed = reply.function_error().is_some();
+    let content_type = match reply.result {
+        InvokeResult::Response { content_type, .. } => content_type,
+        _ => None,
     };
     // A failed function is still a 200 for the Invoke API: the failure is
     // told by X-Amz-Function-Error, and the body is the error document.

@@ -2,11 +2,13 @@
 //!
 //! This module owns the text of every line the platform (not the function)
 //! writes to the function's log: `EXTENSION`, `TELEMETRY`, `LOGS`, `START`,
-//! `END`, `REPORT`, `INIT_START`, `INIT_REPORT`, the runtime-exit fault and
-//! `Task timed out after N.NN seconds` (contract section 5). It is pure: each
-//! function takes the figures and returns the line, with no trailing newline,
-//! so that the sandbox core decides where lines go and the formats are
-//! table-tested against the contract's observed lines. It also owns the
+//! `END`, `REPORT`, `INIT_REPORT` and
+//! `Task timed out after N.NN seconds`, as AWS documents them ("Working with
+//! Lambda function logs", <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html>)
+//! and as real CloudWatch logs show them. It is pure: each function takes
+//! the figures and returns the line, with no trailing newline, so that the
+//! sandbox core decides where lines go and the formats are table-tested
+//! against observed lines. It also owns the
 //! ISO-8601 millisecond timestamp used by the telemetry envelope, because
 //! both must agree on the clock format.
 //!
@@ -19,12 +21,20 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lext_protocol::telemetry::Phase;
+
 /// `EXTENSION\tName: <name>\tState: <state>\tEvents: [INVOKE, SHUTDOWN]`,
 /// with `\tError Type: <type>` appended when the extension failed.
 ///
 /// `events` are written in the order given (Lambda's own order is not stable,
-/// see the contract), joined by `", "`; `[]` when empty.
-pub fn extension(name: &str, state: &str, events: &[&str], error_type: Option<&str>) -> String {
+/// rapid builds the list from a Go map in RIE `internal/lambda/core/externalagent.go`),
+/// joined by `", "`; `[]` when empty.
+pub(crate) fn extension(
+    name: &str,
+    state: &str,
+    events: &[&str],
+    error_type: Option<&str>,
+) -> String {
     let mut line = format!(
         "EXTENSION\tName: {name}\tState: {state}\tEvents: [{}]",
         events.join(", ")
@@ -39,7 +49,7 @@ pub fn extension(name: &str, state: &str, events: &[&str], error_type: Option<&s
 ///
 /// The Telemetry API line capitalises each type (`platform` -> `Platform`),
 /// as observed in CloudWatch.
-pub fn telemetry_subscription(extension: &str, types: &[&str]) -> String {
+pub(crate) fn telemetry_subscription(extension: &str, types: &[&str]) -> String {
     let types: Vec<String> = types.iter().map(|t| capitalize(t)).collect();
     format!(
         "TELEMETRY\tName: {extension}\tState: Subscribed\tTypes: [{}]",
@@ -51,7 +61,7 @@ pub fn telemetry_subscription(extension: &str, types: &[&str]) -> String {
 ///
 /// Unlike the Telemetry API line, the Logs API line keeps the types as the
 /// extension sent them (lowercase in the observed output).
-pub fn logs_subscription(extension: &str, types: &[&str]) -> String {
+pub(crate) fn logs_subscription(extension: &str, types: &[&str]) -> String {
     format!(
         "LOGS\tName: {extension}\tState: Subscribed\tTypes: [{}]",
         types.join(", ")
@@ -60,26 +70,18 @@ pub fn logs_subscription(extension: &str, types: &[&str]) -> String {
 
 /// `START RequestId: <id> Version: <version>` (a single space, no TAB,
 /// before `Version`).
-pub fn start(request_id: &str, version: &str) -> String {
+pub(crate) fn start(request_id: &str, version: &str) -> String {
     format!("START RequestId: {request_id} Version: {version}")
 }
 
 /// `END RequestId: <id>`.
-pub fn end(request_id: &str) -> String {
+pub(crate) fn end(request_id: &str) -> String {
     format!("END RequestId: {request_id}")
-}
-
-/// `INIT_START Runtime Version: <v>\tRuntime Version ARN: <arn>`; managed
-/// runtimes only (a custom runtime has no runtime version to print).
-pub fn init_start(runtime_version: &str, runtime_version_arn: &str) -> String {
-    format!(
-        "INIT_START Runtime Version: {runtime_version}\tRuntime Version ARN: {runtime_version_arn}"
-    )
 }
 
 /// How an invoke ended, as the `REPORT` and `INIT_REPORT` lines print it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Success: no `Status` field at all.
     Success,
     /// `Status: timeout` (never with an error type).
@@ -87,8 +89,6 @@ pub enum Outcome {
     /// `Status: error\tError Type: <type>`, for example `Runtime.ExitError`
     /// or `Extension.Crash`.
     Error(String),
-    /// `Status: failure\tError Type: <type>`: a platform (`Sandbox.*`) error.
-    Failure(String),
 }
 
 impl Outcome {
@@ -99,29 +99,26 @@ impl Outcome {
             Outcome::Success => None,
             Outcome::Timeout => Some("Status: timeout".to_owned()),
             Outcome::Error(error_type) => Some(format!("Status: error\tError Type: {error_type}")),
-            Outcome::Failure(error_type) => {
-                Some(format!("Status: failure\tError Type: {error_type}"))
-            }
         }
     }
 }
 
 /// The figures of one `REPORT` line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     /// The invoke's request id.
-    pub request_id: &'a str,
+    pub(crate) request_id: &'a str,
     /// Invoke duration in milliseconds (printed with 2 decimals).
-    pub duration_ms: f64,
+    pub(crate) duration_ms: f64,
     /// Configured memory in MB.
-    pub memory_size_mb: u32,
+    pub(crate) memory_size_mb: u32,
     /// Peak memory of the environment in MB.
-    pub max_memory_used_mb: u64,
+    pub(crate) max_memory_used_mb: u64,
     /// Init duration in milliseconds; `Some` only on the invoke after a cold
     /// start. It is printed after `Max Memory Used` and billed.
-    pub init_duration_ms: Option<f64>,
+    pub(crate) init_duration_ms: Option<f64>,
     /// How the invoke ended.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 /// `Billed Duration` in ms: `ceil(duration + init duration)`.
@@ -129,12 +126,13 @@ pub struct Report<'a> {
 /// Lambda bills in 1 ms increments, rounding up (38.66 -> 39). The init
 /// duration is billed for custom runtimes (`provided.*`), which is what a
 /// local sandbox runs, and since 2025-08-01 for every on-demand function
-/// (contract section 5: Duration 600000.00 + Init 476.75 -> 600477).
+/// (AWS Compute Blog, "AWS Lambda standardizes billing for INIT Phase",
+/// effective 2025-08-01; observed: Duration 600000.00 + Init 476.75 -> 600477).
 ///
 /// The sum is rounded to whole microseconds before the ceiling so that a
 /// binary fraction such as `38.000000001` (from `f64` arithmetic on a
 /// duration that was really 38 ms) does not bill an extra millisecond.
-pub fn billed_duration_ms(duration_ms: f64, init_duration_ms: Option<f64>) -> u64 {
+pub(crate) fn billed_duration_ms(duration_ms: f64, init_duration_ms: Option<f64>) -> u64 {
     let total_ms = duration_ms.max(0.0) + init_duration_ms.unwrap_or(0.0).max(0.0);
     // Rounding to µs first: see the doc comment. `as u64` saturates, so an
     // absurd input cannot wrap around.
@@ -148,7 +146,7 @@ pub fn billed_duration_ms(duration_ms: f64, init_duration_ms: Option<f64>) -> u6
 /// (trailing TAB; after a cold start `Init Duration: 203.69 ms\t` follows
 /// `Max Memory Used`). On failure the `Status` (and `Error Type`) fields
 /// end the line without a trailing TAB.
-pub fn report(report: &Report<'_>) -> String {
+pub(crate) fn report(report: &Report<'_>) -> String {
     let billed = billed_duration_ms(report.duration_ms, report.init_duration_ms);
     let mut line = format!(
         "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
@@ -163,32 +161,12 @@ pub fn report(report: &Report<'_>) -> String {
     line
 }
 
-/// The phase an `INIT_REPORT` line names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitPhase {
-    /// The regular Init phase.
-    Init,
-    /// A "suppressed" init re-run during the first invoke after an Init
-    /// failure or timeout.
-    Invoke,
-}
-
-impl InitPhase {
-    /// `init` or `invoke`, as in the line and in telemetry's `phase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InitPhase::Init => "init",
-            InitPhase::Invoke => "invoke",
-        }
-    }
-}
-
 /// `INIT_REPORT Init Duration: 154.03 ms\tPhase: init\tStatus: error\tError Type: Runtime.ExitError`.
 ///
 /// Lambda writes it only when Init fails (for on-demand functions), so a
 /// success outcome prints no `Status` field; a timeout prints
 /// `Status: timeout` with no error type.
-pub fn init_report(init_duration_ms: f64, phase: InitPhase, outcome: &Outcome) -> String {
+pub(crate) fn init_report(init_duration_ms: f64, phase: &Phase, outcome: &Outcome) -> String {
     let mut line = format!(
         "INIT_REPORT Init Duration: {init_duration_ms:.2} ms\tPhase: {}",
         phase.as_str()
@@ -202,7 +180,7 @@ pub fn init_report(init_duration_ms: f64, phase: InitPhase, outcome: &Outcome) -
 
 /// `<ISO ts> <requestId> Task timed out after 45.05 seconds`, the line
 /// written to the function's log when an invoke exceeds its timeout.
-pub fn task_timed_out(time: SystemTime, request_id: &str, elapsed_seconds: f64) -> String {
+pub(crate) fn task_timed_out(time: SystemTime, request_id: &str, elapsed_seconds: f64) -> String {
     format!(
         "{} {request_id} {}",
         iso8601_ms(time),
@@ -213,20 +191,8 @@ pub fn task_timed_out(time: SystemTime, request_id: &str, elapsed_seconds: f64) 
 /// `Task timed out after 3.00 seconds`: the part shared by the log line and
 /// the `Sandbox.Timedout` error message
 /// (`RequestId: <id> Error: Task timed out after 3.00 seconds`).
-pub fn task_timed_out_message(elapsed_seconds: f64) -> String {
+pub(crate) fn task_timed_out_message(elapsed_seconds: f64) -> String {
     format!("Task timed out after {elapsed_seconds:.2} seconds")
-}
-
-/// The two lines Lambda writes when the runtime process exits during an
-/// invoke: `RequestId: <id> Error: Runtime exited with error: exit status 1`
-/// and `Runtime.ExitError`.
-///
-/// `exit` is the Go-style description from [`describe_exit`].
-pub fn runtime_exit_fault(request_id: &str, exit: &str) -> [String; 2] {
-    [
-        format!("RequestId: {request_id} Error: Runtime exited with error: {exit}"),
-        "Runtime.ExitError".to_owned(),
-    ]
 }
 
 /// Describe how a process ended the way Go's `os.ProcessState` does, which
@@ -234,7 +200,7 @@ pub fn runtime_exit_fault(request_id: &str, exit: &str) -> [String; 2] {
 ///
 /// `code` is the exit code, `signal` the terminating signal number; when
 /// both are `None` (status unknown) the text is `exit status unknown`.
-pub fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+pub(crate) fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
     match (code, signal) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("signal: {}", signal_name(signal)),
@@ -269,7 +235,7 @@ fn signal_name(signal: i32) -> String {
 /// `2006-01-02T15:04:05.000Z`). A time before 1970 (a broken clock) is
 /// printed as the epoch rather than failing: a log line must not be lost
 /// over its timestamp.
-pub fn iso8601_ms(time: SystemTime) -> String {
+pub(crate) fn iso8601_ms(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let millis = since_epoch.subsec_millis();
@@ -321,7 +287,7 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 
 /// The UTC calendar date `(year, month, day)` of a time, for names such as
 /// the log stream's `YYYY/MM/DD` prefix.
-pub fn utc_date(time: SystemTime) -> (i64, u32, u32) {
+pub(crate) fn utc_date(time: SystemTime) -> (i64, u32, u32) {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -362,7 +328,7 @@ mod tests {
     type ExtensionCase<'a> = (&'a str, &'a str, &'a [&'a str], Option<&'a str>, &'a str);
 
     #[test]
-    fn extension_lines_match_the_contract() {
+    fn extension_lines_match_observed_lines() {
         let table: &[ExtensionCase<'_>] = &[
             (
                 "go-example-extension",
@@ -399,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn subscription_lines_match_the_contract() {
+    fn subscription_lines_match_observed_lines() {
         assert_eq!(
             telemetry_subscription("ext", &["platform", "function", "extension"]),
             "TELEMETRY\tName: ext\tState: Subscribed\tTypes: [Platform, Function, Extension]"
@@ -411,20 +377,16 @@ mod tests {
     }
 
     #[test]
-    fn start_end_and_init_start() {
+    fn start_and_end() {
         assert_eq!(
             start("6f7f0961f83442118a7af6fe80b88d56", "$LATEST"),
             "START RequestId: 6f7f0961f83442118a7af6fe80b88d56 Version: $LATEST"
         );
         assert_eq!(end("abc"), "END RequestId: abc");
-        assert_eq!(
-            init_start("python:3.13.v43", "arn:aws:lambda:eu-west-2::runtime:ab"),
-            "INIT_START Runtime Version: python:3.13.v43\tRuntime Version ARN: arn:aws:lambda:eu-west-2::runtime:ab"
-        );
     }
 
     #[test]
-    fn report_lines_match_the_contract() {
+    fn report_lines_match_observed_lines() {
         let base = Report {
             request_id: "id",
             duration_ms: 38.66,
@@ -492,17 +454,17 @@ mod tests {
     }
 
     #[test]
-    fn init_report_lines_match_the_contract() {
+    fn init_report_lines_match_observed_lines() {
         assert_eq!(
-            init_report(154.03, InitPhase::Init, &Outcome::Error("Runtime.ExitError".into())),
+            init_report(154.03, &Phase::Init, &Outcome::Error("Runtime.ExitError".into())),
             "INIT_REPORT Init Duration: 154.03 ms\tPhase: init\tStatus: error\tError Type: Runtime.ExitError"
         );
         assert_eq!(
-            init_report(10_000.12, InitPhase::Init, &Outcome::Timeout),
+            init_report(10_000.12, &Phase::Init, &Outcome::Timeout),
             "INIT_REPORT Init Duration: 10000.12 ms\tPhase: init\tStatus: timeout"
         );
         assert_eq!(
-            init_report(1236.04, InitPhase::Invoke, &Outcome::Error("Extension.Crash".into())),
+            init_report(1236.04, &Phase::Invoke, &Outcome::Error("Extension.Crash".into())),
             "INIT_REPORT Init Duration: 1236.04 ms\tPhase: invoke\tStatus: error\tError Type: Extension.Crash"
         );
     }
@@ -518,13 +480,7 @@ mod tests {
             task_timed_out_message(3.0),
             "Task timed out after 3.00 seconds"
         );
-        assert_eq!(
-            runtime_exit_fault("r", &describe_exit(Some(1), None)),
-            [
-                "RequestId: r Error: Runtime exited with error: exit status 1".to_owned(),
-                "Runtime.ExitError".to_owned()
-            ]
-        );
+        assert_eq!(describe_exit(Some(1), None), "exit status 1");
         assert_eq!(describe_exit(None, Some(9)), "signal: killed");
         assert_eq!(describe_exit(None, Some(64)), "signal: signal 64");
         assert_eq!(describe_exit(None, None), "exit status unknown");

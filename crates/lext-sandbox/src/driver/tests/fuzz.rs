@@ -5,16 +5,17 @@
 //! each sequence the environment must still answer, and must still shut
 //! down on request.
 
-#![allow(clippy::unwrap_used)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::FunctionConfig;
+use crate::driver::{Engine, EngineConfig};
+use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
+use crate::ports::{Exits, Host, NoTelemetry};
+use crate::sink::Capture;
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt as _;
-use lext_sandbox::driver::{Exits, FunctionConfig, Host, NoTelemetry, Output, Sandbox};
-use lext_sandbox::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
 use proptest::prelude::*;
 use tower::ServiceExt as _;
 
@@ -143,22 +144,18 @@ fn function() -> FunctionConfig {
         account_id: "123456789012".into(),
         handler: "h".into(),
         init_timeout: Duration::from_secs(10),
-        freeze: true,
     }
 }
 
 async fn run_case(reqs: Vec<Req>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let output: Output = Arc::new(|_| {});
-    let sandbox = Sandbox::start(
-        listener,
-        function(),
-        vec!["ext".into()],
-        FakeHost::default(),
-        NoTelemetry,
-        output,
-    )
-    .unwrap();
+    let config = EngineConfig {
+        function: function(),
+        extensions: vec!["ext".into()],
+        freeze: true,
+    };
+    let sink = Arc::new(Capture::new());
+    let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
     let router = sandbox.api_router();
     for r in reqs {
         let mut builder = Request::builder().method(r.method).uri(r.path);

@@ -2,21 +2,19 @@
 //! (sections 1.3, 2.2, 3.1), sent with `tower::ServiceExt::oneshot` to the
 //! router of a real driver whose processes are fakes.
 
-// A failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::FunctionConfig;
+use crate::driver::{Engine, EngineConfig};
+use crate::invocation::{InvokeRequest, InvokeResponse, InvokeResult};
+use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
+use crate::ports::{Exits, Host, NoTelemetry};
+use crate::sink::Capture;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
-use lext_sandbox::driver::{
-    Exits, FunctionConfig, Host, InvokeReply, InvokeRequest, InvokeResult, NoTelemetry, Output,
-    Sandbox,
-};
-use lext_sandbox::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
 use tower::ServiceExt as _;
 
 /// Processes that exist only as entries: they "die" when signalled.
@@ -58,7 +56,7 @@ impl Host for FakeHost {
 }
 
 struct Env {
-    sandbox: Sandbox,
+    sandbox: Engine,
     router: Router,
 }
 
@@ -72,22 +70,18 @@ fn function() -> FunctionConfig {
         account_id: "123456789012".into(),
         handler: "h".into(),
         init_timeout: Duration::from_secs(10),
-        freeze: true,
     }
 }
 
 async fn env(extensions: &[&str]) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let output: Output = Arc::new(|_| {});
-    let sandbox = Sandbox::start(
-        listener,
-        function(),
-        extensions.iter().map(|s| s.to_string()).collect(),
-        FakeHost::default(),
-        NoTelemetry,
-        output,
-    )
-    .unwrap();
+    let config = EngineConfig {
+        function: function(),
+        extensions: extensions.iter().map(|s| s.to_string()).collect(),
+        freeze: true,
+    };
+    let sink = Arc::new(Capture::new());
+    let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
     let router = sandbox.api_router();
     Env { sandbox, router }
 }
@@ -548,7 +542,7 @@ async fn init_runtime_only(r: &Router) -> tokio::task::JoinHandle<Answer> {
 async fn invoke_to_runtime(
     e: &Env,
     rt: tokio::task::JoinHandle<Answer>,
-) -> (tokio::task::JoinHandle<InvokeReply>, String) {
+) -> (tokio::task::JoinHandle<InvokeResponse>, String) {
     let handle = e.sandbox.handle();
     let invoke =
         tokio::spawn(async move { handle.invoke(InvokeRequest::default()).await.unwrap() });
@@ -646,7 +640,7 @@ async fn runtime_api_refusals_and_invoke() {
     .await;
     assert_eq!(ok.status, 202);
     assert_eq!(ok.body, "{\"status\":\"OK\"}\n");
-    let reply: InvokeReply = invoke.await.unwrap();
+    let reply: InvokeResponse = invoke.await.unwrap();
     assert_eq!(reply.request_id, rid);
     assert_eq!(
         reply.result,

@@ -1,0 +1,340 @@
+//! Carrying out the lifecycle's effects: one small function per family.
+//!
+//! - processes: launch, start, signal, freeze and thaw, through the
+//!   [`Host`];
+//! - answers: the extensions' and the runtime's long polls, and the caller
+//!   of the invoke;
+//! - telling: every lifecycle event as its platform line and its telemetry
+//!   record, through [`crate::events`];
+//! - the end of a shutdown: forget the old processes' long polls, flush
+//!   telemetry.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lext_protocol::error::error_type;
+use lext_protocol::extensions::{InvokeEvent, NextEvent, ShutdownEvent, ShutdownReason, Tracing};
+use lext_protocol::telemetry::{Phase, Record};
+
+use super::{Driver, FREEZE_DELAY};
+use crate::api::{ApiReply, Invocation};
+use crate::events::{self, Emit};
+use crate::invocation::{InvokeResponse, InvokeResult};
+use crate::lifecycle::{Effect, ExtensionId, ExtensionSummary, Fault, Input, Outcome, Report};
+use crate::ports::{Host, Telemetry};
+use crate::sink::{LineSource, LogLine, Sink};
+
+/// The driver's two outputs, for [`events`]: lines to the sink, records to
+/// telemetry.
+pub(super) struct Out<'a, T> {
+    sink: &'a dyn Sink,
+    telemetry: &'a mut T,
+}
+
+impl<T: Telemetry> Emit for Out<'_, T> {
+    fn line(&mut self, text: String) {
+        self.sink.line(LogLine {
+            time: SystemTime::now(),
+            source: LineSource::Platform,
+            text,
+        });
+    }
+
+    fn record(&mut self, record: Record) {
+        self.telemetry.record(record);
+    }
+}
+
+/// Where events are told. A function of the two fields rather than a
+/// method, so that the rest of the driver stays borrowable beside it.
+pub(super) fn out<'a, T>(sink: &'a Arc<dyn Sink>, telemetry: &'a mut T) -> Out<'a, T> {
+    Out {
+        sink: &**sink,
+        telemetry,
+    }
+}
+
+impl<H: Host, T: Telemetry> Driver<H, T> {
+    /// Carries out one effect. A launch that fails becomes a follow-up
+    /// input, fed after the current batch.
+    pub(super) fn apply(&mut self, effect: Effect, followups: &mut VecDeque<Input>) {
+        match effect {
+            Effect::InitStarted { phase } => {
+                self.inits_started();
+                tracing::info!(phase = phase.as_str(), "init started");
+                let out = &mut out(&self.sink, &mut self.telemetry);
+                events::init_started(out, &self.function, phase);
+            }
+            Effect::LaunchExtension { index } => {
+                let generation = self.lc.generation();
+                if let Err(failure) = self.host.launch_extension(index, generation, &self.exits) {
+                    followups.push_back(Input::LaunchFailed { index, failure });
+                }
+            }
+            Effect::StartRuntime => {
+                let generation = self.lc.generation();
+                if let Err(message) = self.host.start_runtime(generation, &self.exits) {
+                    followups.push_back(Input::RuntimeLaunchFailed { message });
+                }
+            }
+            Effect::Subscribe { name, .. } => {
+                // Only an API call makes this effect, and `calls` carries it
+                // out where it can still refuse the call.
+                tracing::warn!(extension = %name, "subscription outside an API call ignored");
+            }
+            Effect::InitDone {
+                duration,
+                extensions,
+            } => self.init_done(duration, &extensions),
+            Effect::InitFailed {
+                phase,
+                duration,
+                fault,
+                extensions,
+            } => self.init_failed(phase, duration, &fault, &extensions),
+            other => self.apply_invoke_or_shutdown(other),
+        }
+    }
+
+    /// The effects of an invoke and of a shutdown.
+    fn apply_invoke_or_shutdown(&mut self, effect: Effect) {
+        match effect {
+            Effect::InvokeStarted { request_id } => {
+                let trace = self.trace();
+                let out = &mut out(&self.sink, &mut self.telemetry);
+                events::invoke_started(out, &request_id, &self.function.version, trace);
+            }
+            Effect::DeliverInvoke {
+                id,
+                request_id,
+                deadline_ms,
+            } => self.deliver_invoke(id, request_id, deadline_ms),
+            Effect::DeliverToRuntime {
+                request_id,
+                deadline_ms,
+                payload,
+                client_context,
+            } => self.deliver_to_runtime(Invocation {
+                request_id,
+                deadline_ms,
+                invoked_function_arn: self.arn.clone(),
+                trace_id: self.trace(),
+                client_context,
+                payload,
+            }),
+            Effect::Respond {
+                request_id,
+                outcome,
+            } => self.respond(request_id, outcome),
+            Effect::RuntimeDone {
+                request_id,
+                fault,
+                duration,
+            } => {
+                let trace = self.trace();
+                let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
+                let out = &mut out(&self.sink, &mut self.telemetry);
+                events::runtime_done(out, &request_id, fault.as_ref(), trace, duration, produced);
+            }
+            Effect::TimedOut { request_id, after } => {
+                let _ = self.host.peak_memory_mb();
+                let out = &mut out(&self.sink, &mut self.telemetry);
+                events::timed_out(out, &request_id, after);
+            }
+            Effect::FaultLine { message, fault } => {
+                events::fault(&mut out(&self.sink, &mut self.telemetry), message, &fault);
+            }
+            Effect::InvokeEnded(report) => self.invoke_ended(report),
+            Effect::Freeze => self.schedule_freeze(),
+            Effect::Thaw => self.thaw(),
+            Effect::Signal { proc, signal } => self.host.signal(proc, signal),
+            Effect::DeliverShutdown {
+                id,
+                reason,
+                deadline_ms,
+            } => {
+                // Last records first, while the extension still listens.
+                self.telemetry.flush_now();
+                let event = NextEvent::Shutdown(ShutdownEvent {
+                    deadline_ms,
+                    shutdown_reason: reason,
+                });
+                self.answer_extension(id, event);
+            }
+            Effect::ShutdownDone {
+                reason,
+                stopped,
+                unreaped,
+            } => self.shutdown_done(reason, stopped, unreaped),
+            // The Init effects are `apply`'s.
+            other => tracing::warn!(effect = ?other, "effect out of place"),
+        }
+    }
+
+    fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
+        self.inits += 1;
+        events::init_done(
+            &mut out(&self.sink, &mut self.telemetry),
+            duration,
+            extensions,
+        );
+        self.telemetry.close_subscriptions();
+    }
+
+    fn init_failed(
+        &mut self,
+        phase: Phase,
+        duration: Duration,
+        fault: &Fault,
+        extensions: &[ExtensionSummary],
+    ) {
+        self.summary.init_failures += 1;
+        // Before the reset's signals take the processes away.
+        let _ = self.host.peak_memory_mb();
+        let out = &mut out(&self.sink, &mut self.telemetry);
+        events::init_failed(out, phase, duration, fault, extensions);
+    }
+
+    fn deliver_to_runtime(&mut self, invocation: Invocation) {
+        match self.runtime_waiter.take() {
+            Some(w) => {
+                let _ = w.send(ApiReply::Invocation(invocation));
+            }
+            None => tracing::warn!("the runtime is not waiting in /next"),
+        }
+    }
+
+    fn schedule_freeze(&mut self) {
+        if self.freeze {
+            // Lambda freezes at once. SIGSTOP and SIGCONT cost two context
+            // switches per process, which would halve the invoke rate of
+            // back-to-back invokes, so the freeze lands FREEZE_DELAY later
+            // and is cancelled if the next event comes first
+            // (docs/fidelity.md).
+            self.freeze_at = Some(tokio::time::Instant::now() + FREEZE_DELAY);
+        }
+    }
+
+    fn thaw(&mut self) {
+        // A pending freeze never happened: nothing to thaw.
+        if self.freeze_at.take().is_none() && self.frozen {
+            self.frozen = false;
+            self.host.freeze(false);
+            self.telemetry.freeze(false);
+        }
+    }
+
+    /// A new Init: after a reset, telemetry opens its subscriptions again.
+    fn inits_started(&mut self) {
+        if self.lc.generation() > 1 {
+            self.telemetry.begin_init();
+        }
+    }
+
+    /// The current invoke's trace header.
+    fn trace(&self) -> Option<String> {
+        self.current.as_ref().map(|c| c.trace.clone())
+    }
+
+    /// Carries out a pending freeze (its delay ran out with no new event).
+    pub(super) fn freeze_now(&mut self) {
+        if self.freeze_at.take().is_some() && !self.frozen {
+            self.frozen = true;
+            self.telemetry.freeze(true);
+            self.host.freeze(true);
+        }
+    }
+
+    fn deliver_invoke(&mut self, id: ExtensionId, request_id: String, deadline_ms: u64) {
+        let tracing = self.trace().map(|value| Tracing {
+            kind: "X-Amzn-Trace-Id".to_owned(),
+            value,
+        });
+        let event = NextEvent::Invoke(InvokeEvent {
+            deadline_ms,
+            request_id,
+            invoked_function_arn: self.arn.clone(),
+            tracing,
+        });
+        self.answer_extension(id, event);
+    }
+
+    fn answer_extension(&mut self, id: ExtensionId, event: NextEvent) {
+        match self.ext_waiters.remove(&id) {
+            Some(w) => {
+                let _ = w.send(ApiReply::Event(event));
+            }
+            None => tracing::warn!(extension = %id, "the extension is not waiting in /event/next"),
+        }
+    }
+
+    /// Answers the caller of the invoke.
+    fn respond(&mut self, request_id: String, outcome: Outcome) {
+        let result = match outcome {
+            Outcome::Response { body, content_type } => {
+                if let Some(c) = self.current.as_mut() {
+                    c.produced_bytes = Some(body.len() as u64);
+                }
+                InvokeResult::Response { body, content_type }
+            }
+            Outcome::FunctionError { body } => InvokeResult::FunctionError { body },
+            Outcome::PlatformError { fault, message } => InvokeResult::PlatformError {
+                error_type: fault.error_type().to_owned(),
+                message,
+            },
+        };
+        if let Some(reply) = self.current.as_mut().and_then(|c| c.reply.take()) {
+            let _ = reply.send(InvokeResponse { request_id, result });
+        }
+    }
+
+    fn invoke_ended(&mut self, report: Report) {
+        self.summary.invokes += 1;
+        let max_memory = self.host.peak_memory_mb();
+        let trace = self.trace();
+        let memory_mb = self.function.memory_mb;
+        events::invoke_ended(
+            &mut out(&self.sink, &mut self.telemetry),
+            &report,
+            memory_mb,
+            max_memory,
+            trace,
+        );
+        // The invoke ended before the runtime answered (a phase-invoke Init
+        // that failed is answered by its own Respond effect).
+        self.answer_unanswered("The invoke ended without an answer");
+    }
+
+    /// Answers the current invoke's caller, if nobody has yet, with a
+    /// `Sandbox.Failure`, and forgets the invoke.
+    fn answer_unanswered(&mut self, message: &str) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        if let Some(reply) = current.reply {
+            let _ = reply.send(InvokeResponse {
+                request_id: current.request_id,
+                result: InvokeResult::PlatformError {
+                    error_type: error_type::SANDBOX_FAILURE.into(),
+                    message: message.into(),
+                },
+            });
+        }
+    }
+
+    fn shutdown_done(&mut self, reason: ShutdownReason, stopped: bool, unreaped: usize) {
+        tracing::info!(%reason, stopped, unreaped, "shutdown done");
+        self.summary.unreaped += unreaped;
+        if !stopped {
+            self.summary.resets += 1;
+        }
+        // The old processes are gone; so are their long polls.
+        self.freeze_at = None;
+        self.frozen = false;
+        self.ext_waiters.clear();
+        self.runtime_waiter = None;
+        self.finishing = Some(self.telemetry.finish(Duration::ZERO));
+        self.answer_unanswered("The execution environment shut down");
+    }
+}

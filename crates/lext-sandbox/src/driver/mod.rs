@@ -1,0 +1,468 @@
+//! The driver: one task that owns the [`Lifecycle`] and carries out its
+//! effects.
+//!
+//! Everything that can change the environment's state arrives here as a
+//! message: API calls from the [`api`](crate::api) router ([`calls`]),
+//! invokes and shutdown requests from a [`Handle`], process exits from the
+//! [`Host`], and the lifecycle's next deadline as a timer. The driver feeds
+//! each one to [`Lifecycle::transition`], then carries out the effects in
+//! order ([`effects`]): answering long polls, launching and signalling
+//! processes through the [`Host`], and telling each event as a platform line
+//! and a telemetry record ([`crate::events`]). Because one task owns the
+//! state there are no locks on the hot path: an invoke is a handful of
+//! channel hops and no timer polling (the only timers are the lifecycle's
+//! next deadline and a pending freeze).
+//!
+//! Follow-up inputs produced while carrying out effects (a launch that
+//! failed) are queued and fed after the current batch, never re-entrantly,
+//! so a batch of effects is always carried out as the lifecycle ordered it.
+//!
+//! After every message the driver publishes a [`Progress`] snapshot on a
+//! watch channel: the environment's waits (`ready`, `idle`, `stopped`) read
+//! it, and a watch channel cannot miss a wake-up (a waiter checks the
+//! current value before it sleeps).
+
+mod calls;
+mod effects;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiCall, ApiReply};
+use crate::config::FunctionConfig;
+use crate::invocation::{InvokeRequest, InvokeResponse};
+use crate::lifecycle::{ExtensionId, Input, Lifecycle, LifecycleConfig, Now};
+use crate::ports::{Exited, Exits, Host, Telemetry};
+use crate::sink::Sink;
+
+/// How long after an invoke (or Init) ends the processes are frozen, unless
+/// the next event comes first (docs/fidelity.md).
+pub(crate) const FREEZE_DELAY: Duration = Duration::from_millis(2);
+
+/// How many API calls may wait for the driver before the router's senders
+/// wait too: back-pressure against a flood of requests.
+const API_QUEUE: usize = 1024;
+
+/// Messages to the driver other than API calls and process exits.
+#[derive(Debug)]
+enum Control {
+    /// An invoke; `reply` is `None` for an asynchronous (`Event`) invoke.
+    Invoke(InvokeRequest, Option<oneshot::Sender<InvokeResponse>>),
+    /// Spindown and stop.
+    Shutdown,
+}
+
+/// What happened during the environment's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Invokes that ended (with any status).
+    pub invokes: u64,
+    /// Inits that failed.
+    pub init_failures: u64,
+    /// Resets (shutdowns after a timeout or a failure).
+    pub resets: u64,
+    /// Processes that were still alive 2 s after SIGKILL.
+    pub unreaped: usize,
+}
+
+/// Where the environment is, published after every message the driver
+/// handles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Inits that completed.
+    pub(crate) inits: u64,
+    /// The counts so far.
+    pub(crate) summary: Summary,
+    /// Nothing runs and nothing waits: no Init, invoke or shutdown, and no
+    /// invoke queued.
+    pub(crate) quiet: bool,
+    /// Stopped for good.
+    pub(crate) stopped: bool,
+}
+
+/// The environment cannot take the request any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped;
+
+/// A cloneable handle to invoke the environment and to stop it.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    ctl: mpsc::UnboundedSender<Control>,
+    progress: watch::Receiver<Progress>,
+}
+
+impl Handle {
+    /// Invokes the function and waits for its answer. Invokes queue: one
+    /// runs at a time, as in Lambda.
+    pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl
+            .send(Control::Invoke(request, Some(tx)))
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Queues an asynchronous invoke (invocation type `Event`).
+    pub(crate) fn invoke_async(&self, request: InvokeRequest) -> Result<(), Stopped> {
+        self.ctl
+            .send(Control::Invoke(request, None))
+            .map_err(|_| Stopped)
+    }
+
+    /// Asks for a spindown shutdown.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.ctl.send(Control::Shutdown);
+    }
+
+    /// Waits until `done` holds for the environment's progress, and returns
+    /// the progress then. Returns at once when it already holds.
+    pub(crate) async fn wait_for(&self, done: impl FnMut(&Progress) -> bool) -> Progress {
+        let mut progress = self.progress.clone();
+        let waited = progress.wait_for(done).await.map(|p| *p);
+        // The driver is gone: it published `stopped` before it ended.
+        waited.unwrap_or_else(|_| *progress.borrow())
+    }
+}
+
+/// A running environment's engine: the API server and the driver task.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    api_addr: SocketAddr,
+    #[cfg(test)]
+    router: axum::Router,
+    handle: Handle,
+    driver: JoinHandle<Summary>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// What the engine needs to start, besides its host and telemetry.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    /// The function.
+    pub(crate) function: FunctionConfig,
+    /// External extension names, in launch (name) order.
+    pub(crate) extensions: Vec<String>,
+    /// Freeze the processes between invokes.
+    pub(crate) freeze: bool,
+}
+
+impl Engine {
+    /// Starts an environment: serves the APIs on `listener`, runs Init at
+    /// once, and returns. `host` runs the processes, `telemetry` delivers
+    /// records, `sink` receives the platform lines.
+    pub(crate) fn start(
+        listener: TcpListener,
+        config: EngineConfig,
+        host: impl Host,
+        telemetry: impl Telemetry,
+        sink: Arc<dyn Sink>,
+    ) -> std::io::Result<Self> {
+        let api_addr = listener.local_addr()?;
+        // The bounded API channel gives back-pressure against a flood of
+        // requests; control messages (exits, invokes) must never be lost.
+        let (api_tx, api_rx) = mpsc::channel::<ApiCall>(API_QUEUE);
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let router = api::router(api_tx);
+        let server = tokio::spawn(api::serve(listener, router.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        let lifecycle = Lifecycle::new(LifecycleConfig {
+            extensions: config.extensions,
+            function_timeout: config.function.timeout,
+            init_timeout: config.function.init_timeout,
+        });
+        let driver = Driver {
+            arn: config.function.arn(),
+            function: config.function,
+            freeze: config.freeze,
+            lc: lifecycle,
+            host,
+            telemetry,
+            sink,
+            exits: Exits(exit_tx),
+            ext_waiters: HashMap::new(),
+            runtime_waiter: None,
+            queue: VecDeque::new(),
+            current: None,
+            summary: Summary::default(),
+            inits: 0,
+            finishing: None,
+            stop_requested: false,
+            freeze_at: None,
+            frozen: false,
+            progress: progress_tx,
+        };
+        let driver = tokio::spawn(driver.run(api_rx, ctl_rx, exit_rx, stop_tx));
+        Ok(Self {
+            api_addr,
+            #[cfg(test)]
+            router,
+            handle: Handle {
+                ctl: ctl_tx,
+                progress: progress_rx,
+            },
+            driver,
+            server,
+        })
+    }
+
+    /// The address of the Runtime API (`AWS_LAMBDA_RUNTIME_API`).
+    pub(crate) fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The API router, wired to this environment's driver: requests sent
+    /// to it with `tower::ServiceExt::oneshot` are served exactly as over
+    /// the listener.
+    #[cfg(test)]
+    pub(crate) fn api_router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// A handle to invoke and stop the environment.
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Waits until the environment has stopped (after
+    /// [`Handle::shutdown`]) and the API server has closed.
+    pub(crate) async fn wait(self) -> std::io::Result<Summary> {
+        let summary = self.driver.await.unwrap_or_default();
+        match self.server.await {
+            Ok(Err(error)) => Err(error),
+            _ => Ok(summary),
+        }
+    }
+}
+
+/// The invoke being served: who to answer, and its trace header.
+#[derive(Debug)]
+struct Current {
+    request_id: String,
+    /// The X-Ray trace header of this invoke (the caller's, or a new one).
+    trace: String,
+    /// Size of the runtime's response, for `platform.runtimeDone`.
+    produced_bytes: Option<u64>,
+    reply: Option<oneshot::Sender<InvokeResponse>>,
+}
+
+type Queued = (InvokeRequest, Option<oneshot::Sender<InvokeResponse>>);
+
+struct Driver<H, T> {
+    function: FunctionConfig,
+    arn: String,
+    freeze: bool,
+    lc: Lifecycle,
+    host: H,
+    telemetry: T,
+    sink: Arc<dyn Sink>,
+    exits: Exits,
+    /// Long polls waiting for their answer.
+    ext_waiters: HashMap<ExtensionId, oneshot::Sender<ApiReply>>,
+    runtime_waiter: Option<oneshot::Sender<ApiReply>>,
+    queue: VecDeque<Queued>,
+    current: Option<Current>,
+    summary: Summary,
+    inits: u64,
+    /// A spindown was asked for; it runs once no invoke or Init is running.
+    stop_requested: bool,
+    /// When the pending freeze lands (see `Effect::Freeze`).
+    freeze_at: Option<tokio::time::Instant>,
+    /// The processes are stopped (SIGSTOP sent, no SIGCONT yet).
+    frozen: bool,
+    /// The telemetry flush of a finished shutdown, awaited by the loop.
+    finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    progress: watch::Sender<Progress>,
+}
+
+/// The current time on both clocks the lifecycle needs.
+fn now() -> Now {
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Now {
+        // tokio's clock, so that tests with paused time drive deadlines.
+        instant: tokio::time::Instant::now().into_std(),
+        epoch_ms,
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<H: Host, T: Telemetry> Driver<H, T> {
+    async fn run(
+        mut self,
+        mut api_rx: mpsc::Receiver<ApiCall>,
+        mut ctl_rx: mpsc::UnboundedReceiver<Control>,
+        mut exit_rx: mpsc::UnboundedReceiver<Exited>,
+        stop_server: oneshot::Sender<()>,
+    ) -> Summary {
+        self.feed(Input::Init);
+        while !self.lc.is_stopped() {
+            let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                Some((input, reply)) = api_rx.recv() => self.api(input, reply),
+                Some(exit) = exit_rx.recv() => self.feed(Input::Exited {
+                    generation: exit.generation,
+                    proc: exit.proc,
+                    status: exit.status,
+                }),
+                msg = ctl_rx.recv() => self.control(msg),
+                () = sleep_until(deadline) => self.feed(Input::Tick),
+                () = sleep_until(self.freeze_at) => self.freeze_now(),
+            }
+            if let Some(finishing) = self.finishing.take() {
+                // Subscribers of the old environment get what is left
+                // before a new Init may record anything.
+                finishing.await;
+            }
+            self.pump();
+            self.publish();
+        }
+        // Long polls still open get a 500 from the router when their
+        // senders drop here; then the server stops.
+        self.ext_waiters.clear();
+        self.runtime_waiter = None;
+        if let Some(finishing) = self.finishing.take() {
+            finishing.await;
+        }
+        self.sink.flush();
+        self.publish();
+        let _ = stop_server.send(());
+        self.summary
+    }
+
+    fn control(&mut self, msg: Option<Control>) {
+        match msg {
+            Some(Control::Invoke(request, reply)) => self.queue.push_back((request, reply)),
+            Some(Control::Shutdown) => {
+                // Invokes still queued will never run. The one running
+                // finishes first (its timeout bounds it): Lambda never
+                // spins an environment down mid-invoke.
+                self.queue.clear();
+                self.stop_requested = true;
+            }
+            // Every handle is gone: nobody can invoke or stop us any more,
+            // so stop now.
+            None => self.feed(Input::Shutdown),
+        }
+    }
+
+    /// Publishes where the environment is, if that changed.
+    fn publish(&self) {
+        let progress = Progress {
+            inits: self.inits,
+            summary: self.summary,
+            quiet: self.lc.is_quiet() && self.current.is_none() && self.queue.is_empty(),
+            stopped: self.lc.is_stopped(),
+        };
+        self.progress.send_if_modified(|p| {
+            let changed = *p != progress;
+            *p = progress;
+            changed
+        });
+    }
+
+    /// Feeds the next queued invoke when the environment can take it.
+    fn pump(&mut self) {
+        if self.stop_requested {
+            // Only a running invoke defers the spindown (its timeout
+            // bounds the wait); an Init without an invoke is cut short.
+            if self.current.is_none() && !self.lc.is_stopped() {
+                self.feed(Input::Shutdown);
+            }
+            return;
+        }
+        while self.lc.accepts_invoke() && self.current.is_none() {
+            let Some((request, reply)) = self.queue.pop_front() else {
+                return;
+            };
+            if reply.as_ref().is_some_and(|r| r.is_closed()) {
+                // The caller went away while queued.
+                continue;
+            }
+            let request_id = crate::ids::uuid().to_string();
+            let trace = request.trace_id.unwrap_or_else(new_trace_id);
+            self.current = Some(Current {
+                request_id: request_id.clone(),
+                trace,
+                produced_bytes: None,
+                reply,
+            });
+            self.feed(Input::Invoke {
+                request_id,
+                payload: request.payload,
+                client_context: request.client_context,
+            });
+        }
+    }
+
+    /// Feeds one input and carries out its effects. A refusal here is a
+    /// driver-made input the lifecycle did not want; it is logged.
+    fn feed(&mut self, input: Input) {
+        match self.lc.transition(input, now()) {
+            Ok(effects) => self.apply_all(effects),
+            Err(refusal) => tracing::debug!(%refusal, "internal input refused"),
+        }
+    }
+
+    /// Carries out a batch of effects, then the follow-up inputs they
+    /// produced, each batch in the lifecycle's order.
+    fn apply_all(&mut self, effects: Vec<crate::lifecycle::Effect>) {
+        let mut followups = VecDeque::new();
+        for effect in effects {
+            self.apply(effect, &mut followups);
+        }
+        while let Some(input) = followups.pop_front() {
+            match self.lc.transition(input, now()) {
+                Ok(effects) => {
+                    for effect in effects {
+                        self.apply(effect, &mut followups);
+                    }
+                }
+                Err(refusal) => tracing::debug!(%refusal, "follow-up input refused"),
+            }
+        }
+    }
+}
+
+/// A new X-Ray trace header, as Lambda makes one for every invoke (not
+/// sampled): `Root=1-<epoch s, 8 hex>-<24 hex>;Parent=<16 hex>;Sampled=0`.
+fn new_trace_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        crate::ids::hex(24),
+        crate::ids::hex(16)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against fake processes, through its API router with no
+    //! socket: every row of the refusal tables, and no request sequence
+    //! that panics it or wedges it.
+    mod fuzz;
+    mod router;
+}
