@@ -1,53 +1,142 @@
-//! A local AWS Lambda execution environment.
+//! A local AWS Lambda execution environment, to run and test extensions.
 //!
 //! `lext-sandbox` runs a function runtime and its extensions the way Lambda
 //! does: it launches the extensions, serves the Runtime, Extensions,
 //! Telemetry and Logs APIs on one HTTP listener, runs the Init / Invoke /
-//! Shutdown lifecycle with Lambda's timings, delivers telemetry to
-//! subscribers, and prints CloudWatch's platform lines. It depends on
-//! `lext-protocol` for every wire type and never on the SDK, so a bug in the
-//! SDK cannot be hidden by the same bug here.
+//! Shutdown lifecycle with Lambda's timings, errors and limits, delivers
+//! telemetry to subscribers for real, and writes CloudWatch's platform
+//! lines. The processes are real: an extension under test is the binary you
+//! ship.
+//!
+//! [`Environment`] is the front door, and all of it: `lext run` is a thin
+//! client of it, and so is a test.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let layer = dir.path().join("layer");
+//! # std::fs::create_dir_all(layer.join("extensions"))?;
+//! # let extension = layer.join("extensions/quiet-extension");
+//! # // An external extension that registers, then waits for events.
+//! # std::fs::write(&extension, QUIET_EXTENSION)?;
+//! # std::fs::set_permissions(&extension, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+//! use lext_protocol::telemetry::Record;
+//! use lext_sandbox::{Capture, Environment, InvokeRequest};
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let capture = Capture::new();
+//!     // A layer (zip or directory) with the extension under test, and the
+//!     // built-in echo runtime as the function.
+//!     let env = Environment::new()
+//!         .layer(&layer)
+//!         .sink(capture.clone())
+//!         .start()
+//!         .await?;
+//!     env.ready().await?;
+//!     for n in 0..2 {
+//!         let response = env.invoke(InvokeRequest::new(format!(r#"{{"n":{n}}}"#))).await?;
+//!         assert_eq!(response.payload(), format!(r#"{{"n":{n}}}"#));
+//!     }
+//!     // REPORT comes once every extension is done with the invoke.
+//!     env.idle().await;
+//!     let reports = capture.records("platform.report");
+//!     assert_eq!(reports.len(), 2);
+//!     for report in &reports {
+//!         let Record::Report(report) = report else { unreachable!() };
+//!         assert!(report.metrics.duration_ms >= 0.0);
+//!     }
+//!     assert!(capture.platform_lines()[0].starts_with("EXTENSION\tName: quiet-extension\tState: Ready"));
+//!     let summary = env.stop().await?;
+//!     assert_eq!(summary.invokes, 2);
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
+//! # }
+//! # const QUIET_EXTENSION: &str = r#"#!/usr/bin/env python3
+//! # import json, os, urllib.request
+//! # api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2020-01-01/extension"
+//! # request = urllib.request.Request(api + "/register", method="POST",
+//! #     data=json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode(),
+//! #     headers={"Lambda-Extension-Name": "quiet-extension"})
+//! # with urllib.request.urlopen(request) as answer:
+//! #     id = answer.headers["Lambda-Extension-Identifier"]
+//! # while True:
+//! #     next = urllib.request.Request(api + "/event/next", headers={"Lambda-Extension-Identifier": id})
+//! #     with urllib.request.urlopen(next) as answer:
+//! #         if json.load(answer)["eventType"] == "SHUTDOWN":
+//! #             break
+//! # "#;
+//! ```
+//!
+//! The test harness guide (`docs/harness.md` in the repository) shows the
+//! same from an extension's own `cargo test`.
+//!
+//! It depends on `lext-protocol` for every wire type and never on the SDK,
+//! so a bug in the SDK cannot be hidden by the same bug here.
 //!
 //! # Layout
 //!
-//! - [`lifecycle`]: the pure state machine (`transition(input, now) ->
-//!   effects | refusal`); every rule of the lifecycle lives here.
-//! - [`refusal`]: every refused request, with its AWS status, `errorType`
-//!   and message.
-//! - [`api`]: the HTTP server (axum) of the Runtime, Extensions, Telemetry
-//!   and Logs APIs; thin handlers that parse, refuse bad input as AWS does,
-//!   and hand well-formed calls to the driver.
-//! - [`driver`]: the one task that owns the lifecycle, feeds it API calls,
-//!   invokes, process exits and deadlines, and carries out its effects;
-//!   [`driver::Sandbox`] is the entry point.
-//! - [`host`]: the driver's processes, through [`process`] and [`env`](mod@env).
-//! - [`platform`]: the `platform.*` telemetry records with real figures.
-//! - [`invoke`]: the Lambda Invoke API endpoint (`--serve`), compatible with
-//!   `aws lambda invoke --endpoint-url` and the SDKs.
-//! - [`echo`]: the built-in echo runtime (a separate process).
-//! - [`ids`]: fresh request, extension, event and trace ids without a
-//!   system call each.
-//! - [`process`]: launching the runtime and extensions in their own process
-//!   groups with a clean environment, output captured line by line, signals
-//!   (terminate, kill, freeze, thaw), exit status, peak memory.
-//! - [`env`](mod@env): the runtime's and the extensions' environment variables.
-//! - [`isolation`]: the private mount namespace that shows the layers at
-//!   `/opt` and resolves `sandbox.localdomain` to loopback.
-//! - [`telemetry`]: the Telemetry and Logs API delivery engine (batching,
-//!   init replay, `platform.logsDropped`, `--telemetry-out`).
-//! - [`logline`]: the CloudWatch text platform lines (`START`, `REPORT`, ...).
+//! The public face: [`Environment`] (the builder) and
+//! [`RunningEnvironment`]; [`FunctionConfig`]; [`InvokeRequest`] and
+//! [`InvokeResponse`], shared with the Invoke API; the [`Sink`]s. Inside:
+//!
+//! - `environment`: the front door; it assembles the parts below.
+//! - `config`, `invocation`, `sink`: the leaf vocabulary of the face.
+//! - `lifecycle`: the pure state machine (`transition(input, now) ->
+//!   effects | refusal`) with every rule of Init, Invoke and Shutdown, and
+//!   its typed refusals.
+//! - `driver`: the one task that owns the lifecycle, feeds it API calls,
+//!   invokes, process exits and deadlines, and carries out its effects.
+//! - `ports`: the traits the driver needs from the host and from
+//!   telemetry.
+//! - `events`: each lifecycle event as its platform line (`logline`) and
+//!   its telemetry record (`platform`).
+//! - `api`: the HTTP server of the Runtime, Extensions, Telemetry and Logs
+//!   APIs; thin handlers that parse and refuse bad input as AWS does.
+//! - `invoke`: the Lambda Invoke API endpoint.
+//! - `host`, `process`, `env`, `isolation`: the real processes, in their
+//!   own process groups, with a clean environment, output captured line by
+//!   line, inside a private mount namespace that shows the layers at `/opt`.
+//! - `telemetry`: the Telemetry and Logs API delivery engine.
+//! - `echo`: the built-in echo runtime (also built as its own program).
+//! - `ids`: fresh ids without a system call each.
 
-pub mod api;
-pub mod driver;
-pub mod echo;
-pub mod env;
-pub mod host;
-pub mod ids;
-pub mod invoke;
-pub mod isolation;
-pub mod lifecycle;
-pub mod logline;
-pub mod platform;
-pub mod process;
-pub mod refusal;
-pub mod telemetry;
+mod api;
+mod config;
+mod driver;
+#[path = "../echo/runtime.rs"]
+mod echo;
+mod env;
+mod environment;
+mod events;
+mod host;
+mod ids;
+mod invocation;
+mod invoke;
+mod isolation;
+mod lifecycle;
+mod logline;
+mod platform;
+mod ports;
+mod process;
+mod sink;
+mod telemetry;
+#[cfg(test)]
+mod test_support;
+
+pub use config::FunctionConfig;
+pub use driver::Summary;
+pub use environment::{
+    kill_all_processes, Environment, EnvironmentError, EnvironmentHandle, RunningEnvironment,
+    Runtime,
+};
+pub use invocation::{InvokeRequest, InvokeResponse, InvokeResult};
+pub use sink::{Capture, ConsoleSink, JsonLinesSink, LineSource, LogLine, Sink};
+
+/// Runs the built-in echo runtime in this process until its Runtime API
+/// connection ends (for a binary's hidden subcommand; environments run it
+/// as a program of its own).
+pub fn run_echo_runtime() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    echo::run().map_err(Into::into)
+}

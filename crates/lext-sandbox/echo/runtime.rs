@@ -1,36 +1,68 @@
 //! The built-in function runtime: an echo handler.
 //!
-//! `lext run` without `--function` runs this in a separate process (the
-//! `lext` binary re-executed with a hidden subcommand), so that signals,
-//! timeouts, freezing and output capture behave exactly as for a real
-//! runtime. It speaks the Runtime API over one kept-alive HTTP/1.1
-//! connection with `std::net` (no async runtime: it starts in about a
-//! millisecond), and answers each invocation with its payload unchanged.
-//! Nothing is written to stdout, as a quiet handler would.
+//! Without a runtime of its own, an environment runs this one in a separate
+//! process, so that signals, timeouts, freezing and output capture behave
+//! exactly as for a real runtime. It speaks the Runtime API over one
+//! kept-alive HTTP/1.1 connection with `std::net` (no async runtime, no
+//! dependency: it starts in about a millisecond), and answers each
+//! invocation with its payload unchanged. Nothing is written to stdout, as
+//! a quiet handler would.
+//!
+//! This file is compiled twice: by `build.rs` as a small program of its own
+//! (`echo/main.rs`), which the sandbox embeds and runs, and into the
+//! library, whose tests check its constants against `lext-protocol`'s and
+//! which `lext` runs in-process for its hidden `__echo-runtime` command. It
+//! therefore uses the standard library only.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-use lext_protocol::runtime as rt;
+/// `AWS_LAMBDA_RUNTIME_API`.
+pub(crate) const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+/// `GET` for the next invocation.
+pub(crate) const NEXT_INVOCATION_PATH: &str = "/2018-06-01/runtime/invocation/next";
+/// The request id header of `/next`.
+pub(crate) const HEADER_REQUEST_ID: &str = "Lambda-Runtime-Aws-Request-Id";
+
+/// `POST` for an invocation's response.
+pub(crate) fn response_path(request_id: &str) -> String {
+    format!("/2018-06-01/runtime/invocation/{request_id}/response")
+}
 
 /// Why the echo runtime stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum EchoError {
+#[derive(Debug)]
+pub(crate) enum EchoError {
     /// `AWS_LAMBDA_RUNTIME_API` is missing.
-    #[error("AWS_LAMBDA_RUNTIME_API is not set")]
     MissingApi,
     /// The connection to the Runtime API failed.
-    #[error("Runtime API at {addr}: {source}")]
     Io {
         /// The API address.
         addr: String,
         /// The error.
-        #[source]
         source: io::Error,
     },
     /// The Runtime API answered something unexpected.
-    #[error("unexpected answer from the Runtime API: {0}")]
     Protocol(String),
+}
+
+impl fmt::Display for EchoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingApi => f.write_str("AWS_LAMBDA_RUNTIME_API is not set"),
+            Self::Io { addr, source } => write!(f, "Runtime API at {addr}: {source}"),
+            Self::Protocol(what) => write!(f, "unexpected answer from the Runtime API: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for EchoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// One HTTP response: status, request id header, body.
@@ -102,7 +134,7 @@ impl Conn {
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse().map_err(|_| bad("bad content-length"))?;
-            } else if name.eq_ignore_ascii_case(rt::HEADER_REQUEST_ID) {
+            } else if name.eq_ignore_ascii_case(HEADER_REQUEST_ID) {
                 request_id = Some(value.to_owned());
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(bad("chunked answers are not expected from the Runtime API"));
@@ -120,9 +152,8 @@ impl Conn {
 
 /// Runs the echo runtime until the connection closes or a call fails.
 /// The sandbox ends it with SIGTERM or SIGKILL, like any runtime.
-pub fn run() -> Result<(), EchoError> {
-    let addr = std::env::var(lext_protocol::env::AWS_LAMBDA_RUNTIME_API)
-        .map_err(|_| EchoError::MissingApi)?;
+pub(crate) fn run() -> Result<(), EchoError> {
+    let addr = std::env::var(RUNTIME_API_VAR).map_err(|_| EchoError::MissingApi)?;
     // Some clients accept an `http://` prefix; so do we.
     let addr = addr.trim_start_matches("http://").to_owned();
     let io_err = |source| EchoError::Io {
@@ -132,7 +163,7 @@ pub fn run() -> Result<(), EchoError> {
     let mut conn = Conn::open(&addr).map_err(io_err)?;
     loop {
         let next = conn
-            .request("GET", rt::NEXT_INVOCATION_PATH, b"")
+            .request("GET", NEXT_INVOCATION_PATH, b"")
             .map_err(io_err)?;
         if next.status != 200 {
             return Err(EchoError::Protocol(format!(
@@ -145,7 +176,7 @@ pub fn run() -> Result<(), EchoError> {
             .request_id
             .ok_or_else(|| EchoError::Protocol("no Lambda-Runtime-Aws-Request-Id".into()))?;
         let answer = conn
-            .request("POST", &rt::response_path(&request_id), &next.body)
+            .request("POST", &response_path(&request_id), &next.body)
             .map_err(io_err)?;
         if answer.status != 202 {
             return Err(EchoError::Protocol(format!(

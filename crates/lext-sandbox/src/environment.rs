@@ -1,0 +1,639 @@
+//! The front door: [`Environment`] builds an execution environment from
+//! layers, extensions, a runtime and the function's settings, and
+//! [`RunningEnvironment`] is the environment once started.
+//!
+//! Everything between the two is here, so that no caller has to know the
+//! parts: layers are unpacked into a directory of the environment's own
+//! (removed when it ends), extensions are listed in name order as Lambda
+//! launches them and refused when two share a name, the private mount
+//! namespace is set up when the kernel allows it, every process's output is
+//! routed to the telemetry hub and to the sinks, and the Invoke API is
+//! served when asked for.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::FunctionConfig;
+use crate::driver::{Engine, EngineConfig, Handle, Summary};
+use crate::env::{self, EnvConfig, EnvError};
+use crate::host::{ExtensionSpec, ProcessHost, RuntimeSpec};
+use crate::invocation::{InvokeRequest, InvokeResponse};
+use crate::isolation::{self, Decision, Isolation, IsolationError};
+use crate::process::{OutputLine, Source};
+use crate::sink::{Fanout, LineSource, LogLine, Sink};
+use crate::telemetry::{Hub, HubConfig};
+
+/// The echo runtime, compiled by `build.rs` from `echo/main.rs`.
+const ECHO_RUNTIME: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/echo-runtime"));
+
+/// The function runtime of an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// The built-in echo runtime: a small program of its own that answers
+    /// every invoke with its payload.
+    #[default]
+    Echo,
+    /// A shell command, run with `/bin/sh -c` (`lext run --function CMD`).
+    Shell(String),
+    /// A program and its arguments, run directly.
+    Program {
+        /// The executable.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<OsString>,
+    },
+}
+
+/// An execution environment to start: the builder.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), lext_sandbox::EnvironmentError> {
+/// use lext_sandbox::{ConsoleSink, Environment, InvokeRequest};
+///
+/// let env = Environment::new()
+///     .layer("extension.zip")
+///     .sink(ConsoleSink::new())
+///     .start()
+///     .await?;
+/// let response = env.invoke(InvokeRequest::new(r#"{"hello":"world"}"#)).await?;
+/// assert!(response.is_success());
+/// env.stop().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Environment {
+    layers: Vec<PathBuf>,
+    extensions: Vec<PathBuf>,
+    runtime: Runtime,
+    function: FunctionConfig,
+    env: Vec<(String, String)>,
+    freeze: bool,
+    api_addr: SocketAddr,
+    invoke_api: Option<SocketAddr>,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("layers", &self.layers)
+            .field("extensions", &self.extensions)
+            .field("runtime", &self.runtime)
+            .field("function", &self.function)
+            .field("freeze", &self.freeze)
+            .field("api_addr", &self.api_addr)
+            .field("invoke_api", &self.invoke_api)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The environment could not be started, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvironmentError {
+    /// A function environment variable Lambda would refuse.
+    #[error("--env: {0}")]
+    Env(#[from] EnvError),
+    /// The environment's own temporary directory.
+    #[error("creating a temporary directory: {0}")]
+    TempDir(#[source] io::Error),
+    /// A layer could not be read or unpacked.
+    #[error("{what} {}: {source}", path.display())]
+    Layer {
+        /// `unpacking the layer` or `copying the layer directory`.
+        what: &'static str,
+        /// The layer.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An extension path that is not a file.
+    #[error("--extension {}: {reason}", path.display())]
+    Extension {
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Two extensions with one name (in `/opt/extensions` two files cannot
+    /// share a name; a direct extension can collide with a layer's, and the
+    /// second would never register).
+    #[error("two extensions are named {name:?} ({} and {}); names must be unique, as file names in /opt/extensions are", first.display(), second.display())]
+    DuplicateExtension {
+        /// The name.
+        name: String,
+        /// One path.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+    /// A listener could not be bound.
+    #[error("binding the {api} on {addr}: {source}")]
+    Bind {
+        /// `Runtime API` or `Invoke API`.
+        api: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The private `/opt` could not be prepared.
+    #[error("preparing the sandbox's /opt: {0}")]
+    Isolation(#[from] IsolationError),
+    /// The echo runtime could not be written to the environment's directory.
+    #[error("writing the echo runtime: {0}")]
+    EchoRuntime(#[source] io::Error),
+    /// The environment has stopped.
+    #[error("the execution environment has stopped")]
+    Stopped,
+    /// The first Init failed (its `INIT_REPORT` line and
+    /// `platform.initReport` say why).
+    #[error("Init failed")]
+    InitFailed,
+    /// Serving the Runtime API failed.
+    #[error("serving the Runtime API: {0}")]
+    Serve(#[source] io::Error),
+}
+
+impl Environment {
+    /// An environment with Lambda's defaults: the echo runtime, no
+    /// extensions, [`FunctionConfig::default`], processes frozen between
+    /// invokes, the APIs on `127.0.0.1` on a free port, and no sink.
+    pub fn new() -> Self {
+        Self {
+            layers: Vec::new(),
+            extensions: Vec::new(),
+            runtime: Runtime::Echo,
+            function: FunctionConfig::default(),
+            env: Vec::new(),
+            freeze: true,
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            invoke_api: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Adds a layer (a zip file or a directory), unpacked at `/opt`. Later
+    /// layers overwrite earlier ones, as in Lambda. Executables in its
+    /// `extensions/` are launched as external extensions.
+    pub fn layer(mut self, path: impl Into<PathBuf>) -> Self {
+        self.layers.push(path.into());
+        self
+    }
+
+    /// Adds an extension executable; its file name is its name.
+    pub fn extension(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extensions.push(path.into());
+        self
+    }
+
+    /// Sets the function runtime (default: [`Runtime::Echo`]).
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Sets the function's settings.
+    pub fn function(mut self, function: FunctionConfig) -> Self {
+        self.function = function;
+        self
+    }
+
+    /// Adds a function environment variable. Reserved keys are refused at
+    /// [`start`](Self::start), as Lambda refuses them.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Whether to freeze the processes between invokes, as Lambda does
+    /// (default `true`).
+    pub fn freeze(mut self, freeze: bool) -> Self {
+        self.freeze = freeze;
+        self
+    }
+
+    /// The address of the Runtime, Extensions, Telemetry and Logs APIs
+    /// (`AWS_LAMBDA_RUNTIME_API`); default `127.0.0.1:0`, a free port.
+    pub fn api_addr(mut self, addr: SocketAddr) -> Self {
+        self.api_addr = addr;
+        self
+    }
+
+    /// Also serve the Lambda Invoke API on `addr`, for `aws lambda invoke
+    /// --endpoint-url` and the SDKs, until the environment stops.
+    pub fn serve_invoke_api(mut self, addr: SocketAddr) -> Self {
+        self.invoke_api = Some(addr);
+        self
+    }
+
+    /// Adds a sink for the log lines and telemetry events. Every sink gets
+    /// everything.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Starts the environment: checks the configuration, unpacks the
+    /// layers, binds the APIs, and begins Init (the extensions are launched
+    /// at once). Returns as soon as the environment runs; await
+    /// [`RunningEnvironment::ready`] for the end of Init.
+    ///
+    /// Must be called within a tokio runtime with I/O and time enabled.
+    pub async fn start(self) -> Result<RunningEnvironment, EnvironmentError> {
+        env::validate_user_env(&self.env)?;
+        let state = tempfile::Builder::new()
+            .prefix("lext-run-")
+            .tempdir()
+            .map_err(EnvironmentError::TempDir)?;
+        let layers_dir = state.path().join("opt");
+        std::fs::create_dir_all(&layers_dir).map_err(EnvironmentError::TempDir)?;
+        for layer in &self.layers {
+            add_layer(layer, &layers_dir)?;
+        }
+        let listener = bind("Runtime API", self.api_addr).await?;
+        let api_addr = listener.local_addr().map_err(EnvironmentError::Serve)?;
+        let invoke_listener = match self.invoke_api {
+            Some(addr) => Some(bind("Invoke API", addr).await?),
+            None => None,
+        };
+        let mut notices = Vec::new();
+        let isolation = match isolation::detect().await {
+            Decision::Isolate(mode) => {
+                Some(Arc::new(Isolation::new(mode, &layers_dir, state.path())?))
+            }
+            decision @ Decision::Rewrite { .. } => {
+                notices.extend(decision.fallback_line());
+                None
+            }
+        };
+        let opt_root = match isolation {
+            Some(_) => PathBuf::from(isolation::OPT),
+            None => layers_dir.clone(),
+        };
+        let extensions = list_extensions(&layers_dir, &opt_root, &self.extensions)?;
+        let runtime = runtime_spec(&self.runtime, state.path())?;
+
+        let mut env = EnvConfig::new(api_addr.to_string(), self.function.name.clone());
+        env.handler = self.function.handler.clone();
+        env.region = self.function.region.clone();
+        env.memory_mb = self.function.memory_mb;
+        env.user = self.env;
+        let runtime_env = env::runtime_env(&env);
+        let extension_env = env::extension_env(&env);
+
+        let sink: Arc<dyn Sink> = Arc::new(Fanout::new(self.sinks));
+        let hub = Hub::new(HubConfig::default(), sink.clone());
+        let lines = output_lines(hub.clone(), sink.clone());
+        let names = extensions.iter().map(|e| e.name.clone()).collect();
+        let host = ProcessHost::new(
+            extensions,
+            runtime,
+            runtime_env,
+            extension_env,
+            isolation,
+            lines,
+        );
+        let config = EngineConfig {
+            function: self.function.clone(),
+            extensions: names,
+            freeze: self.freeze,
+        };
+        let engine =
+            Engine::start(listener, config, host, hub, sink).map_err(EnvironmentError::Serve)?;
+        let handle = engine.handle();
+        tracing::info!(api = %api_addr, "Runtime API listening");
+        let (invoke_addr, invoke_server) = match invoke_listener {
+            Some(listener) => {
+                let (addr, server) = serve_invoke_api(listener, &handle, &self.function)?;
+                (Some(addr), Some(server))
+            }
+            None => (None, None),
+        };
+        Ok(RunningEnvironment {
+            engine,
+            handle: EnvironmentHandle { inner: handle },
+            invoke_addr,
+            invoke_server,
+            notices,
+            _state: state,
+        })
+    }
+}
+
+async fn bind(api: &'static str, addr: SocketAddr) -> Result<TcpListener, EnvironmentError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| EnvironmentError::Bind { api, addr, source })
+}
+
+/// Unpacks (zip) or copies (directory) one layer into `dest`, with
+/// lext-layer's path-safety rules (no traversal, no link out of the layer).
+fn add_layer(layer: &Path, dest: &Path) -> Result<(), EnvironmentError> {
+    let meta = std::fs::metadata(layer).map_err(|source| EnvironmentError::Layer {
+        what: "--layer",
+        path: layer.to_owned(),
+        source: Box::new(source),
+    })?;
+    let (what, result) = if meta.is_dir() {
+        (
+            "copying the layer directory",
+            lext_layer::copy_layer_dir(layer, dest).map(drop),
+        )
+    } else {
+        (
+            "unpacking the layer",
+            lext_layer::extract(layer, dest).map(drop),
+        )
+    };
+    result.map_err(|source| EnvironmentError::Layer {
+        what,
+        path: layer.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// The external extensions, in the order Lambda launches them: the files
+/// of the layers' `extensions/` (seen at `opt_root`) and the extensions
+/// given directly, sorted by name. Two with one name are refused.
+fn list_extensions(
+    layers_dir: &Path,
+    opt_root: &Path,
+    direct: &[PathBuf],
+) -> Result<Vec<ExtensionSpec>, EnvironmentError> {
+    let mut extensions = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(layers_dir.join("extensions")) {
+        for entry in entries.flatten() {
+            // Directories are skipped, as rapid does; every file is an
+            // extension (no exec-bit check at listing time).
+            if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = opt_root.join("extensions").join(&name);
+                extensions.push(ExtensionSpec { name, path });
+            }
+        }
+    }
+    for path in direct {
+        let name = path
+            .file_name()
+            .ok_or_else(|| EnvironmentError::Extension {
+                path: path.clone(),
+                reason: "not a file path".to_owned(),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let path = std::fs::canonicalize(path).map_err(|_| EnvironmentError::Extension {
+            path: path.clone(),
+            reason: "no such file".to_owned(),
+        })?;
+        extensions.push(ExtensionSpec { name, path });
+    }
+    // Lambda starts them in name order.
+    extensions.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = extensions.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(EnvironmentError::DuplicateExtension {
+            name: pair[0].name.clone(),
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
+    Ok(extensions)
+}
+
+/// What to start as the runtime. The echo runtime is written into the
+/// environment's own directory first.
+fn runtime_spec(runtime: &Runtime, state: &Path) -> Result<RuntimeSpec, EnvironmentError> {
+    Ok(match runtime {
+        Runtime::Echo => {
+            let program = state.join("echo-runtime");
+            std::fs::write(&program, ECHO_RUNTIME)
+                .and_then(|()| {
+                    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+                })
+                .map_err(EnvironmentError::EchoRuntime)?;
+            RuntimeSpec {
+                program,
+                args: Vec::new(),
+                cwd: None,
+            }
+        }
+        Runtime::Shell(command) => RuntimeSpec {
+            program: PathBuf::from("/bin/sh"),
+            args: vec![OsString::from("-c"), OsString::from(command)],
+            cwd: None,
+        },
+        Runtime::Program { program, args } => RuntimeSpec {
+            program: program.clone(),
+            args: args.clone(),
+            cwd: None,
+        },
+    })
+}
+
+/// Where the processes' output lines go: to the telemetry hub (`function`
+/// and `extension` records) and to the sinks.
+fn output_lines(hub: Hub, sink: Arc<dyn Sink>) -> crate::process::LineSink {
+    Arc::new(move |line: OutputLine| {
+        hub.record_line(&line);
+        let source = match line.source {
+            Source::Function => LineSource::Function,
+            Source::Extension(name) => LineSource::Extension(name),
+        };
+        sink.line(LogLine {
+            time: line.time,
+            source,
+            text: line.line,
+        });
+    })
+}
+
+/// Serves the Invoke API until the environment stops.
+fn serve_invoke_api(
+    listener: TcpListener,
+    handle: &Handle,
+    function: &FunctionConfig,
+) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), EnvironmentError> {
+    let addr = listener.local_addr().map_err(EnvironmentError::Serve)?;
+    let target = crate::invoke::InvokeTarget {
+        name: function.name.clone(),
+        arn: function.arn(),
+        version: function.version.clone(),
+    };
+    let router = crate::invoke::router(handle.clone(), target);
+    let stopped = handle.clone();
+    let server = tokio::spawn(crate::api::serve(listener, router, async move {
+        stopped.wait_for(|p| p.stopped).await;
+    }));
+    Ok((addr, server))
+}
+
+/// A started execution environment.
+///
+/// Invoke it, wait for it, and stop it. Dropping it without
+/// [`stop`](Self::stop) or [`stopped`](Self::stopped) leaves its tasks to
+/// stop the processes as the runtime shuts down; await one of them for an
+/// orderly spindown.
+#[derive(Debug)]
+pub struct RunningEnvironment {
+    engine: Engine,
+    handle: EnvironmentHandle,
+    invoke_addr: Option<SocketAddr>,
+    invoke_server: Option<JoinHandle<io::Result<()>>>,
+    notices: Vec<String>,
+    /// Unpacked layers, the hosts file, the echo runtime: removed when the
+    /// environment is dropped.
+    _state: tempfile::TempDir,
+}
+
+/// A cloneable handle to a running environment: invoke it, wait for it,
+/// shut it down. (For a task that handles Ctrl-C, say.)
+#[derive(Debug, Clone)]
+pub struct EnvironmentHandle {
+    inner: Handle,
+}
+
+impl EnvironmentHandle {
+    /// Invokes the function and waits for its answer. Invokes queue: one
+    /// runs at a time, as in Lambda.
+    pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, EnvironmentError> {
+        self.inner
+            .invoke(request)
+            .await
+            .map_err(|_| EnvironmentError::Stopped)
+    }
+
+    /// Queues an asynchronous invoke (invocation type `Event`).
+    pub fn invoke_async(&self, request: InvokeRequest) -> Result<(), EnvironmentError> {
+        self.inner
+            .invoke_async(request)
+            .map_err(|_| EnvironmentError::Stopped)
+    }
+
+    /// Asks for a spindown shutdown: invokes still queued are dropped, the
+    /// running one finishes, then SHUTDOWN goes to the extensions. Returns
+    /// at once; [`stopped`](Self::stopped) waits for the end.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Waits for the end of the first Init: `Ok` when it succeeded (the
+    /// environment is ready for invokes), [`EnvironmentError::InitFailed`]
+    /// when it failed (the next invoke re-runs it, as Lambda does), and
+    /// [`EnvironmentError::Stopped`] when the environment stopped first.
+    pub async fn ready(&self) -> Result<(), EnvironmentError> {
+        let p = self
+            .inner
+            .wait_for(|p| p.inits > 0 || p.summary.init_failures > 0 || p.stopped)
+            .await;
+        if p.inits > 0 {
+            Ok(())
+        } else if p.summary.init_failures > 0 {
+            Err(EnvironmentError::InitFailed)
+        } else {
+            Err(EnvironmentError::Stopped)
+        }
+    }
+
+    /// Waits until nothing runs and nothing waits: no Init, invoke or
+    /// shutdown, and no invoke queued. After an invoke returns, its `END`,
+    /// `REPORT` and `platform.report` come when every extension is done
+    /// with it; after `idle`, they have been emitted.
+    pub async fn idle(&self) {
+        self.inner.wait_for(|p| p.quiet || p.stopped).await;
+    }
+
+    /// Waits until the environment has stopped, and returns what happened.
+    pub async fn stopped(&self) -> Summary {
+        self.inner.wait_for(|p| p.stopped).await.summary
+    }
+}
+
+impl RunningEnvironment {
+    /// The address of the Runtime API (`AWS_LAMBDA_RUNTIME_API`).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.engine.api_addr()
+    }
+
+    /// The address of the Invoke API, when it is served.
+    pub fn invoke_api_addr(&self) -> Option<SocketAddr> {
+        self.invoke_addr
+    }
+
+    /// What the environment could not do as Lambda does on this machine,
+    /// one line each, for the user (for example no private `/opt`).
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// A cloneable handle.
+    pub fn handle(&self) -> EnvironmentHandle {
+        self.handle.clone()
+    }
+
+    /// Invokes the function; see [`EnvironmentHandle::invoke`].
+    pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, EnvironmentError> {
+        self.handle.invoke(request).await
+    }
+
+    /// Queues an asynchronous invoke; see [`EnvironmentHandle::invoke_async`].
+    pub fn invoke_async(&self, request: InvokeRequest) -> Result<(), EnvironmentError> {
+        self.handle.invoke_async(request)
+    }
+
+    /// Asks for a spindown; see [`EnvironmentHandle::shutdown`].
+    pub fn shutdown(&self) {
+        self.handle.shutdown();
+    }
+
+    /// Waits for the end of the first Init; see [`EnvironmentHandle::ready`].
+    pub async fn ready(&self) -> Result<(), EnvironmentError> {
+        self.handle.ready().await
+    }
+
+    /// Waits until nothing runs; see [`EnvironmentHandle::idle`].
+    pub async fn idle(&self) {
+        self.handle.idle().await;
+    }
+
+    /// Waits until the environment has stopped (after a
+    /// [`shutdown`](Self::shutdown) from anywhere), then releases it: the
+    /// servers are closed and its directory removed.
+    pub async fn stopped(self) -> Result<Summary, EnvironmentError> {
+        let summary = self.engine.wait().await.map_err(EnvironmentError::Serve)?;
+        if let Some(server) = self.invoke_server {
+            server.abort();
+        }
+        Ok(summary)
+    }
+
+    /// Shuts the environment down (spindown) and waits until it has
+    /// stopped.
+    pub async fn stop(self) -> Result<Summary, EnvironmentError> {
+        self.shutdown();
+        self.stopped().await
+    }
+}
+
+/// Kills every process every environment of this process has started
+/// (SIGKILL to each process group), at once. For a second Ctrl-C: nothing
+/// is waited for. Returns how many groups were signalled.
+pub fn kill_all_processes() -> usize {
+    crate::process::kill_all()
+}

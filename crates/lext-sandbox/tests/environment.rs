@@ -1,0 +1,276 @@
+//! The front door, as a user's `cargo test` sees it: only the crate's
+//! public face, real processes, sockets on 127.0.0.1.
+//!
+//! The extensions here are small Python programs (standard library only,
+//! `python3` from the sandbox's `PATH`), written into a layer directory.
+
+// A failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lext_protocol::telemetry::Record;
+use lext_sandbox::{
+    Capture, Environment, EnvironmentError, FunctionConfig, InvokeRequest, InvokeResult,
+    JsonLinesSink, LineSource, Runtime,
+};
+
+/// Registers for INVOKE and SHUTDOWN; with `SUBSCRIBE=1` it first binds a
+/// Telemetry API listener on `sandbox.localdomain:0` (as AWS's Python
+/// samples do) and subscribes to platform and function records, printing
+/// `got <type> <requestId>` for each platform record it receives. It exits
+/// on SHUTDOWN.
+const EXTENSION: &str = r#"#!/usr/bin/env python3
+import http.server, json, os, sys, threading, urllib.request
+name = os.path.basename(sys.argv[0])
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
+def call(path, body=None, method="GET", headers={}):
+    request = urllib.request.Request(api + path, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(request) as answer:
+        return answer.headers, answer.read()
+headers, _ = call("/2020-01-01/extension/register", json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode(),
+                  "POST", {"Lambda-Extension-Name": name})
+ext = {"Lambda-Extension-Identifier": headers["Lambda-Extension-Identifier"]}
+if os.environ.get("SUBSCRIBE") == "1":
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            for event in json.loads(self.rfile.read(int(self.headers["Content-Length"]))):
+                if event["type"].startswith("platform."):
+                    print("got", event["type"], event["record"].get("requestId", "-"), flush=True)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("sandbox.localdomain", 0), Listener)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    subscription = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
+                    "buffering": {"timeoutMs": 25},
+                    "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:%d" % server.server_address[1]}}
+    call("/2022-07-01/telemetry", json.dumps(subscription).encode(), "PUT", ext)
+while True:
+    _, body = call("/2020-01-01/extension/event/next", headers=ext)
+    if json.loads(body)["eventType"] == "SHUTDOWN":
+        break
+"#;
+
+/// A layer directory holding the extension under `names`.
+fn layer(dir: &Path, names: &[&str]) -> PathBuf {
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    for name in names {
+        let path = layer.join("extensions").join(name);
+        std::fs::write(&path, EXTENSION).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    layer
+}
+
+/// Polls `capture` until `done` holds (bounded: 10 s).
+async fn eventually(capture: &Capture, what: &str, done: impl Fn(&Capture) -> bool) {
+    for _ in 0..500 {
+        if done(capture) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: {:#?}", capture.lines());
+}
+
+#[tokio::test]
+async fn a_layer_extension_gets_the_telemetry_of_its_invokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::new();
+    // Not frozen between invokes: batches then go out when their 25 ms are
+    // up, instead of at the next thaw as in Lambda.
+    let env = Environment::new()
+        .layer(layer(dir.path(), &["observer"]))
+        .env("SUBSCRIBE", "1")
+        .freeze(false)
+        .sink(capture.clone())
+        .start()
+        .await
+        .unwrap();
+    env.ready().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = env.invoke(InvokeRequest::new("{}")).await.unwrap();
+        assert!(response.is_success(), "{response:?}");
+        ids.push(response.request_id);
+    }
+    env.idle().await;
+    // What the extension received comes back as its own output lines.
+    eventually(&capture, "the extension's reports", |c| {
+        let got: Vec<String> = c
+            .lines()
+            .into_iter()
+            .filter(|l| l.source == LineSource::Extension("observer".into()))
+            .map(|l| l.text)
+            .collect();
+        ids.iter()
+            .all(|id| got.contains(&format!("got platform.report {id}")))
+    })
+    .await;
+    let lines = capture.platform_lines();
+    assert_eq!(
+        lines[0],
+        "TELEMETRY\tName: observer\tState: Subscribed\tTypes: [Platform, Function]"
+    );
+    assert_eq!(
+        lines[1],
+        "EXTENSION\tName: observer\tState: Ready\tEvents: [INVOKE, SHUTDOWN]"
+    );
+    let summary = env.stop().await.unwrap();
+    assert_eq!(summary.invokes, 2);
+    assert_eq!(summary.unreaped, 0);
+}
+
+#[tokio::test]
+async fn the_capture_and_the_json_lines_file_hold_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("telemetry.jsonl");
+    let capture = Capture::new();
+    let env = Environment::new()
+        .sink(capture.clone())
+        .sink(JsonLinesSink::create(&file).unwrap())
+        .start()
+        .await
+        .unwrap();
+    env.invoke(InvokeRequest::new("[1]")).await.unwrap();
+    env.stop().await.unwrap();
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let captured = capture.events();
+    assert_eq!(written.len(), captured.len());
+    let types: Vec<&str> = written
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "platform.initStart",
+            "platform.initRuntimeDone",
+            "platform.initReport",
+            "platform.start",
+            "platform.runtimeDone",
+            "platform.report",
+            "platform.end"
+        ]
+    );
+    for (w, c) in written.iter().zip(&captured) {
+        assert_eq!(w["type"], c.record.event_type());
+        assert_eq!(w["time"], c.time);
+    }
+    let Record::Report(report) = &capture.records("platform.report")[0] else {
+        panic!("no report")
+    };
+    assert_eq!(report.metrics.memory_size_mb, Some(128));
+}
+
+#[tokio::test]
+async fn waits_tell_init_failures_and_the_end() {
+    // A runtime that exits during Init: ready() says so rather than hang.
+    let env = Environment::new()
+        .runtime(Runtime::Shell("exit 3".into()))
+        .start()
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.ready().await,
+        Err(EnvironmentError::InitFailed)
+    ));
+    let handle = env.handle();
+    // The next invoke re-runs Init inside the invoke and fails with it.
+    let response = env.invoke(InvokeRequest::new("{}")).await.unwrap();
+    assert!(
+        matches!(&response.result, InvokeResult::PlatformError { error_type, .. } if error_type == "Runtime.ExitError"),
+        "{response:?}"
+    );
+    handle.shutdown();
+    let summary = handle.stopped().await;
+    assert_eq!(summary.init_failures, 2);
+    assert!(matches!(
+        handle.invoke(InvokeRequest::new("{}")).await,
+        Err(EnvironmentError::Stopped)
+    ));
+    env.stopped().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_invoke_api_is_served_until_the_environment_stops() {
+    let env = Environment::new()
+        .function(FunctionConfig {
+            name: "echo".into(),
+            ..FunctionConfig::default()
+        })
+        .serve_invoke_api("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let addr = env.invoke_api_addr().unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"a":1}"#;
+        write!(
+            stream,
+            "POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("X-Amz-Executed-Version: $LATEST"),
+        "{answer}"
+    );
+    assert!(answer.ends_with(r#"{"a":1}"#), "{answer}");
+    env.stop().await.unwrap();
+    // The server closed with the environment.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[tokio::test]
+async fn bad_configurations_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = layer(dir.path(), &["twin"]);
+    let twin = layer.join("extensions/twin");
+    let err = Environment::new()
+        .layer(&layer)
+        .extension(&twin)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("two extensions are named \"twin\""),
+        "{err}"
+    );
+    let err = Environment::new()
+        .env("AWS_REGION", "eu-west-1")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnvironmentError::Env(_)), "{err}");
+    assert!(err
+        .to_string()
+        .contains("Reserved keys used in this request: AWS_REGION"));
+    let err = Environment::new()
+        .layer(dir.path().join("no-such-layer.zip"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("--layer "), "{err}");
+}
