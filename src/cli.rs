@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 /// project to a published layer.
 #[derive(Debug, Parser)]
 #[command(name = "lext", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// More log output from lext itself (-v info, -vv debug, -vvv trace).
     /// `RUST_LOG` overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -23,7 +23,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     // Each subcommand's arguments live in its own module under `cmd/`.
     // Add new subcommands here, one line each.
     /// Build the project's extension binaries for Lambda (release, glibc 2.26,

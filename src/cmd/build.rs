@@ -11,7 +11,7 @@ use lext_layer::Arch;
 
 /// Arguments of `lext build`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Path to the project's Cargo.toml [default: the nearest Cargo.toml at or
     /// above the current directory].
     #[arg(long, value_name = "PATH")]
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Builds, then prints each extension's path on stdout.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = BuildOptions {
         manifest_path: args.manifest_path,
         bins: args.bins,

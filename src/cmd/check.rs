@@ -10,7 +10,7 @@ use lext_layer::{check, Arch, CheckOptions, Listing, Runtime};
 
 /// Arguments of `lext check`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The layer: a zip, or a directory laid out as /opt [default:
     /// target/lambda/extension.zip].
     #[arg(value_name = "ZIP|DIR")]
@@ -32,7 +32,7 @@ pub struct Args {
 }
 
 /// Prints each problem on stdout; exits 1 if there is any.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let layer = match args.layer {
         Some(path) => path,
         None => Project::load(args.manifest_path.as_deref())?.default_zip(),

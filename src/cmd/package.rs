@@ -12,7 +12,7 @@ use lext_layer::project::Project;
 
 /// Arguments of `lext package`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Path to the project's Cargo.toml, to find its target directory
     /// [default: the nearest Cargo.toml].
     #[arg(long, value_name = "PATH")]
@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 /// Packages, then prints the zip's path on stdout.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let includes = args
         .includes
         .iter()

@@ -11,7 +11,7 @@ use lext_layer::publish::{self, AwsOptions, PublishError, PublishOptions};
 
 /// How to print the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     /// The LayerVersionArn alone.
     Text,
     /// The whole PublishLayerVersion response, as aws-cli prints it.
@@ -20,7 +20,7 @@ pub enum Output {
 
 /// Arguments of `lext publish`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The layer zip [default: target/lambda/extension.zip].
     #[arg(value_name = "ZIP")]
     pub zip: Option<PathBuf>,
@@ -74,7 +74,7 @@ pub struct Args {
 }
 
 /// Publishes; prints the ARN (or JSON) on stdout.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let zip = match args.zip {
         Some(path) => path,
         None => Project::load(args.manifest_path.as_deref())?.default_zip(),

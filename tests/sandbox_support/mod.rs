@@ -14,12 +14,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A temporary directory with scripts and their pid files.
-pub struct Scene {
+pub(crate) struct Scene {
     pub dir: tempfile::TempDir,
 }
 
 /// What `lext run` did.
-pub struct Run {
+pub(crate) struct Run {
     pub output: Output,
     pub stdout: String,
     pub stderr: String,
@@ -28,7 +28,7 @@ pub struct Run {
 
 impl Run {
     /// The log lines (stdout), without their timestamp.
-    pub fn lines(&self) -> Vec<&str> {
+    pub(crate) fn lines(&self) -> Vec<&str> {
         self.stdout
             .lines()
             .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
@@ -36,7 +36,7 @@ impl Run {
     }
 
     /// The first line starting with `prefix`; panics with the whole log.
-    pub fn line(&self, prefix: &str) -> &str {
+    pub(crate) fn line(&self, prefix: &str) -> &str {
         self.lines()
             .into_iter()
             .find(|l| l.starts_with(prefix))
@@ -49,7 +49,7 @@ impl Run {
     }
 
     /// Every line starting with `prefix`.
-    pub fn all(&self, prefix: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, prefix: &str) -> Vec<&str> {
         self.lines()
             .into_iter()
             .filter(|l| l.starts_with(prefix))
@@ -57,14 +57,14 @@ impl Run {
     }
 
     /// Whether some line contains `text`.
-    pub fn has(&self, text: &str) -> bool {
+    pub(crate) fn has(&self, text: &str) -> bool {
         self.stdout.contains(text)
     }
 
     /// The JSON `lext run` printed to stderr for invoke `n` after
     /// `lext: invoke <n>: <what> ` (`response` or `function error`);
     /// panics with the whole output when there is none.
-    pub fn invoke_json(&self, n: usize, what: &str) -> serde_json::Value {
+    pub(crate) fn invoke_json(&self, n: usize, what: &str) -> serde_json::Value {
         let prefix = format!("lext: invoke {n}: {what} ");
         let text = self
             .stderr
@@ -77,12 +77,12 @@ impl Run {
 
     /// Asserts that `lext run` failed and said `text` on stderr.
     #[track_caller]
-    pub fn assert_failed_with(&self, text: &str) {
+    pub(crate) fn assert_failed_with(&self, text: &str) {
         assert!(!self.output.status.success(), "{}", self.dump());
         assert!(self.stderr.contains(text), "{}", self.dump());
     }
 
-    pub fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
 }
@@ -107,18 +107,18 @@ def say(text):
 "#;
 
 impl Scene {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Writes an executable script.
-    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.path(name);
         fs::write(&path, body).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -128,7 +128,7 @@ impl Scene {
     /// A Python external extension. `mode` picks its misbehaviour:
     /// `ok`, `crash-init`, `init-error`, `crash-invoke`, `exit-error`,
     /// `never-next`, `crash-shutdown`, `ignore-shutdown`.
-    pub fn extension(&self, name: &str, mode: &str) -> PathBuf {
+    pub(crate) fn extension(&self, name: &str, mode: &str) -> PathBuf {
         let body = format!(
             r#"#!/usr/bin/env python3
 {PY_PRELUDE}
@@ -180,7 +180,7 @@ while True:
 
     /// A Python function runtime. `mode`: `echo`, `crash-invoke`, `sleep`,
     /// `init-error`, `error`.
-    pub fn runtime(&self, mode: &str) -> String {
+    pub(crate) fn runtime(&self, mode: &str) -> String {
         let body = format!(
             r#"#!/usr/bin/env python3
 {PY_PRELUDE}
@@ -223,7 +223,7 @@ while True:
     }
 
     /// Pids written by the script `name` (one per start).
-    pub fn pids(&self, name: &str) -> Vec<i32> {
+    pub(crate) fn pids(&self, name: &str) -> Vec<i32> {
         fs::read_to_string(self.path(&format!("{name}.pids")))
             .unwrap_or_default()
             .lines()
@@ -232,7 +232,7 @@ while True:
     }
 
     /// Runs `lext run ARGS` here and waits (at most 60 s).
-    pub fn lext(&self, args: &[&str]) -> Run {
+    pub(crate) fn lext(&self, args: &[&str]) -> Run {
         let start = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
             .arg("run")
@@ -268,7 +268,7 @@ while True:
     }
 
     /// Asserts that none of the processes the scripts recorded is alive.
-    pub fn assert_no_process_left(&self, names: &[&str]) {
+    pub(crate) fn assert_no_process_left(&self, names: &[&str]) {
         for name in names {
             for pid in self.pids(name) {
                 assert!(
@@ -283,7 +283,7 @@ while True:
 
 /// Whether `pid` is a live (not zombie) process, with a grace period for
 /// the kernel to finish tearing it down.
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -304,13 +304,13 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// The repository root (where Cargo.toml of the lext package is).
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A program of the test virtualenv (`$LEXT_TEST_VENV/bin`, else the
 /// repository's `.venv/bin`); panics with the fix when it is missing.
-pub fn venv_program(name: &str) -> PathBuf {
+pub(crate) fn venv_program(name: &str) -> PathBuf {
     let venv = std::env::var_os("LEXT_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv"));
@@ -326,7 +326,10 @@ pub fn venv_program(name: &str) -> PathBuf {
 
 /// `lext run --serve 127.0.0.1:0 ...` in the background; returns the child
 /// and the Invoke API address it printed.
-pub fn serve(scene: &Scene, args: &[&str]) -> (Lext, String, std::thread::JoinHandle<String>) {
+pub(crate) fn serve(
+    scene: &Scene,
+    args: &[&str],
+) -> (Lext, String, std::thread::JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lext"))
         .args(["run", "--serve", "127.0.0.1:0"])
         .args(args)
@@ -363,7 +366,7 @@ pub fn serve(scene: &Scene, args: &[&str]) -> (Lext, String, std::thread::JoinHa
 }
 
 /// One HTTP/1.1 request; returns status, headers (lowercase names), body.
-pub fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -401,14 +404,14 @@ pub fn http(
     (status, headers, body.to_owned())
 }
 
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
-pub fn interrupt(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn interrupt(child: &mut Child) -> std::process::ExitStatus {
     // SIGINT, as Ctrl-C sends it.
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -429,7 +432,7 @@ pub fn interrupt(child: &mut Child) -> std::process::ExitStatus {
 /// Builds workspace packages (test peers) and returns their executables by
 /// name. A separate target directory: the outer `cargo test` may hold the
 /// lock of the usual one.
-pub fn build_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
+pub(crate) fn build_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
     let target = std::env::temp_dir().join("lext-e2e-nested-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -456,7 +459,7 @@ pub fn build_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBu
 }
 
 /// A free TCP port on 127.0.0.1 (for peers that need a fixed port).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -466,7 +469,7 @@ pub fn free_port() -> u16 {
 
 /// A `lext run` child that is stopped when the test ends, even when the
 /// test panics first: SIGTERM (a spindown), then SIGKILL if it lingers.
-pub struct Lext(pub Child);
+pub(crate) struct Lext(pub Child);
 
 impl std::ops::Deref for Lext {
     type Target = Child;

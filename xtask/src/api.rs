@@ -16,18 +16,18 @@ use anyhow::{bail, Context, Result};
 
 /// One request as the benchmark needs it: when it was complete, and its path.
 #[derive(Debug)]
-pub struct Request {
+pub(crate) struct Request {
     pub at: Instant,
     pub path: String,
 }
 
 /// How long the benchmark waits for an extension to connect or to send its
 /// next request before it gives up (a dead or stuck binary must not hang it).
-pub const STALL: Duration = Duration::from_secs(10);
+pub(crate) const STALL: Duration = Duration::from_secs(10);
 
 /// The server end of the conversation with one extension process.
 #[derive(Debug)]
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     listener: &'a TcpListener,
     child: libc::pid_t,
     conn: Option<TcpStream>,
@@ -36,7 +36,7 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// A session with the extension process `child` (not reaped here).
-    pub fn new(listener: &'a TcpListener, child: libc::pid_t) -> Self {
+    pub(crate) fn new(listener: &'a TcpListener, child: libc::pid_t) -> Self {
         Self {
             listener,
             child,
@@ -47,7 +47,7 @@ impl<'a> Session<'a> {
 
     /// Waits for the next complete request, accepting a new connection if
     /// the client closed the previous one.
-    pub fn next_request(&mut self) -> Result<Request> {
+    pub(crate) fn next_request(&mut self) -> Result<Request> {
         loop {
             if self.conn.is_none() {
                 wait_for_connection(self.listener.as_raw_fd(), self.child, STALL)
@@ -118,7 +118,7 @@ impl<'a> Session<'a> {
 
     /// Writes a 200 answer with a JSON body and extra headers; returns the
     /// instant just before the write (when the answer is "delivered").
-    pub fn respond(&mut self, extra_headers: &str, body: &str) -> Result<Instant> {
+    pub(crate) fn respond(&mut self, extra_headers: &str, body: &str) -> Result<Instant> {
         let Some(stream) = self.conn.as_mut() else {
             bail!("no connection to answer on");
         };

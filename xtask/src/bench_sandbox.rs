@@ -82,7 +82,7 @@ struct Subject {
     rounds: Vec<f64>,
 }
 
-pub fn main(args: &[String]) -> Result<()> {
+pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut o = Options {
         invokes: 10_000,
         warmup: 1_000,

@@ -9,19 +9,19 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 
 /// The cargo that runs the xtask (`$CARGO`), else `cargo` from PATH.
-pub fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 /// The workspace root: xtask/ is one level below it.
-pub fn workspace_root() -> &'static Path {
+pub(crate) fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(Path::new("."))
 }
 
 /// The cargo target directory: `CARGO_TARGET_DIR`, else `cargo metadata`'s.
-pub fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }
@@ -39,7 +39,7 @@ pub fn target_dir() -> Result<PathBuf> {
 }
 
 /// `cargo build --release ARGS` in the workspace.
-pub fn build_release(args: &[&str]) -> Result<()> {
+pub(crate) fn build_release(args: &[&str]) -> Result<()> {
     let status = Command::new(cargo())
         .args(["build", "--release"])
         .args(args)
@@ -56,7 +56,7 @@ pub fn build_release(args: &[&str]) -> Result<()> {
 
 /// Builds a peer (`xtask/peers/<name>`, its own workspace) in release mode
 /// into `target_dir`.
-pub fn build_peer(name: &str, target_dir: &Path) -> Result<()> {
+pub(crate) fn build_peer(name: &str, target_dir: &Path) -> Result<()> {
     let manifest = workspace_root()
         .join("xtask/peers")
         .join(name)

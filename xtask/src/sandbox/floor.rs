@@ -30,11 +30,11 @@ use super::http::ServerConn;
 
 /// Message size of the round-trip floor: about an INVOKE event or a small
 /// request head.
-pub const MESSAGE: usize = 256;
+pub(crate) const MESSAGE: usize = 256;
 
 /// `chains` samples of `k` sequential round trips each (after a warm-up),
 /// in nanoseconds per chain.
-pub fn round_trips(chains: usize, k: usize) -> Result<Vec<u64>> {
+pub(crate) fn round_trips(chains: usize, k: usize) -> Result<Vec<u64>> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the echo floor")?;
     let addr = listener.local_addr()?;
     let server = thread::spawn(move || -> std::io::Result<()> {
@@ -94,7 +94,7 @@ impl Drop for Reap {
 /// One floor Init: spawn `extension`, answer its register call, spawn the
 /// runtime, wait for both long polls. Returns spawn of the extension →
 /// both in their long poll.
-pub fn init(extension: &Path, runtime: &Path, runtime_args: &[&str]) -> Result<Duration> {
+pub(crate) fn init(extension: &Path, runtime: &Path, runtime_args: &[&str]) -> Result<Duration> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the init floor")?;
     let api = listener.local_addr()?.to_string();
     let (tx, rx) = mpsc::channel::<Seen>();
@@ -193,7 +193,7 @@ fn serve_floor(stream: TcpStream, tx: &mpsc::Sender<Seen>) {
 /// <i>`, 64 KiB buffered) into the stdin pipe of `cat > /dev/null`, and
 /// returns the time until cat has read them all and exited: what writing
 /// them costs when the reader is as fast as a pipe allows.
-pub fn pipe(lines: u64) -> Result<Duration> {
+pub(crate) fn pipe(lines: u64) -> Result<Duration> {
     let t = Instant::now();
     let mut cat = Command::new("cat")
         .stdin(Stdio::piped())
@@ -215,7 +215,7 @@ pub fn pipe(lines: u64) -> Result<Duration> {
 
 /// Sends `total` bytes as `messages` equal messages over one loopback
 /// connection, each acknowledged by one byte; returns the wall time.
-pub fn bulk(messages: usize, total: usize) -> Result<Duration> {
+pub(crate) fn bulk(messages: usize, total: usize) -> Result<Duration> {
     let messages = messages.max(1);
     let size = total.div_ceil(messages).max(1);
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the bulk floor")?;

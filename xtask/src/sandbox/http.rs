@@ -20,14 +20,14 @@ fn bad(what: impl Into<String>) -> io::Error {
 
 /// A message head: the first line and the headers, names as sent.
 #[derive(Debug, Default)]
-pub struct Head {
+pub(crate) struct Head {
     pub first_line: String,
     pub headers: Vec<(String, String)>,
 }
 
 impl Head {
     /// A header's value (names compare case-insensitively).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -99,7 +99,7 @@ fn read_body(reader: &mut impl BufRead, head: &Head, line: &mut String) -> io::R
 
 /// A response as the client sees it.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub head: Head,
     pub body: Vec<u8>,
@@ -107,7 +107,7 @@ pub struct Response {
 
 /// One kept-alive client connection.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     host: String,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -118,7 +118,7 @@ pub struct Client {
 impl Client {
     /// Connects (TCP_NODELAY: requests are single small writes that must
     /// leave at once).
-    pub fn connect(addr: impl ToSocketAddrs + std::fmt::Display) -> io::Result<Self> {
+    pub(crate) fn connect(addr: impl ToSocketAddrs + std::fmt::Display) -> io::Result<Self> {
         let host = addr.to_string();
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
@@ -134,7 +134,7 @@ impl Client {
     }
 
     /// Sends one request (head and body in one write) and reads the answer.
-    pub fn send(
+    pub(crate) fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -169,7 +169,7 @@ impl Client {
 
 /// A request as a server sees it.
 #[derive(Debug)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     pub path: String,
     pub head: Head,
@@ -178,14 +178,14 @@ pub struct Request {
 
 /// The server side of one connection.
 #[derive(Debug)]
-pub struct ServerConn {
+pub(crate) struct ServerConn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     line: String,
 }
 
 impl ServerConn {
-    pub fn new(stream: TcpStream) -> io::Result<Self> {
+    pub(crate) fn new(stream: TcpStream) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         Ok(Self {
             reader: BufReader::with_capacity(256 * 1024, stream.try_clone()?),
@@ -195,7 +195,7 @@ impl ServerConn {
     }
 
     /// The next request; `Ok(None)` when the client closed the connection.
-    pub fn read(&mut self) -> io::Result<Option<Request>> {
+    pub(crate) fn read(&mut self) -> io::Result<Option<Request>> {
         let Some(head) = read_head(&mut self.reader, &mut self.line)? else {
             return Ok(None);
         };
@@ -212,7 +212,7 @@ impl ServerConn {
     }
 
     /// Writes a response with a `Content-Length` body, in one write.
-    pub fn respond(
+    pub(crate) fn respond(
         &mut self,
         status: u16,
         headers: &[(&str, &str)],

@@ -23,11 +23,11 @@ use super::http::Client;
 use super::stats::Series;
 
 /// The function name the benchmark gives `lext run`.
-pub const FUNCTION: &str = "bench";
+pub(crate) const FUNCTION: &str = "bench";
 
 /// A running `lext run --serve`.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     /// The last lines of its stderr, for error messages.
@@ -38,7 +38,7 @@ impl Server {
     /// Starts `lext run --serve 127.0.0.1:0 --extension EXT [extra...]` and
     /// waits until the Invoke API is bound (Init may still be running: the
     /// first invoke waits for it, and is part of the warm-up).
-    pub fn start(lext: &Path, extension: &Path, extra: &[&str]) -> Result<Self> {
+    pub(crate) fn start(lext: &Path, extension: &Path, extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(lext)
             .args(["run", "--serve", "127.0.0.1:0", "--function-name", FUNCTION])
             .arg("--extension")
@@ -89,13 +89,13 @@ impl Server {
         Ok(server)
     }
 
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     /// SIGTERM, then waits up to 10 s for the spindown; SIGKILL after that.
     /// Returns whether it exited by itself.
-    pub fn stop(mut self) -> Result<bool> {
+    pub(crate) fn stop(mut self) -> Result<bool> {
         let clean = terminate(&mut self.child, Duration::from_secs(10))?;
         Ok(clean)
     }
@@ -135,7 +135,7 @@ fn terminate(child: &mut Child, grace: Duration) -> Result<bool> {
 /// `warmup` then `n` sequential invokes of `{}` over one kept-alive
 /// connection, each sent `gap` after the previous answer (zero: at once);
 /// every answer is checked (200, no function error, the echo).
-pub fn invokes(addr: SocketAddr, warmup: usize, n: usize, gap: Duration) -> Result<Series> {
+pub(crate) fn invokes(addr: SocketAddr, warmup: usize, n: usize, gap: Duration) -> Result<Series> {
     let mut client = Client::connect(addr).context("connecting to lext's Invoke API")?;
     let path = format!("/2015-03-31/functions/{FUNCTION}/invocations");
     let headers = [("Content-Type", "application/json")];
@@ -172,7 +172,7 @@ pub fn invokes(addr: SocketAddr, warmup: usize, n: usize, gap: Duration) -> Resu
 
 /// Spawn of `lext run --serve` → its first invoke answered (lext's own
 /// start, Init, and one invoke), over a fresh connection.
-pub fn first_answer(lext: &Path, extension: &Path) -> Result<Duration> {
+pub(crate) fn first_answer(lext: &Path, extension: &Path) -> Result<Duration> {
     let t = Instant::now();
     let server = Server::start(lext, extension, &[])?;
     let series = invokes(server.addr, 0, 1, Duration::ZERO)?;
@@ -184,7 +184,7 @@ pub fn first_answer(lext: &Path, extension: &Path) -> Result<Duration> {
 
 /// One cold start: `lext run --invoke 1` with the extension; returns the
 /// REPORT line's Init Duration and the wall time of the whole command.
-pub fn cold_start(lext: &Path, extension: &Path) -> Result<(Duration, Duration)> {
+pub(crate) fn cold_start(lext: &Path, extension: &Path) -> Result<(Duration, Duration)> {
     let t = Instant::now();
     let out = Command::new(lext)
         .args(["run", "--invoke", "1", "--function-name", FUNCTION])

@@ -6,8 +6,8 @@
 //! - `telemetry`: the 100,000-line delivery figure and its two helper roles.
 //! - `stats`: percentiles.
 
-pub mod floor;
-pub mod http;
-pub mod lext;
-pub mod stats;
-pub mod telemetry;
+pub(crate) mod floor;
+pub(crate) mod http;
+pub(crate) mod lext;
+pub(crate) mod stats;
+pub(crate) mod telemetry;

@@ -4,34 +4,34 @@ use std::time::Duration;
 
 /// Latencies (ns) and the wall time they took.
 #[derive(Debug, Clone, Default)]
-pub struct Series {
+pub(crate) struct Series {
     pub latencies_ns: Vec<u64>,
     pub elapsed: Duration,
 }
 
 impl Series {
     /// Adds another round's samples; rates are then over the total.
-    pub fn extend(&mut self, other: Series) {
+    pub(crate) fn extend(&mut self, other: Series) {
         self.latencies_ns.extend(other.latencies_ns);
         self.elapsed += other.elapsed;
     }
 
     /// Invokes per second over the whole wall time.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.latencies_ns.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    pub fn median_us(&self) -> f64 {
+    pub(crate) fn median_us(&self) -> f64 {
         percentile(&self.latencies_ns, 50.0) as f64 / 1000.0
     }
 
-    pub fn p99_us(&self) -> f64 {
+    pub(crate) fn p99_us(&self) -> f64 {
         percentile(&self.latencies_ns, 99.0) as f64 / 1000.0
     }
 }
 
 /// The nearest-rank percentile `p` (0-100) of `samples`; 0 when empty.
-pub fn percentile(samples: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(samples: &[u64], p: f64) -> u64 {
     if samples.is_empty() {
         return 0;
     }
@@ -42,7 +42,7 @@ pub fn percentile(samples: &[u64], p: f64) -> u64 {
 }
 
 /// The median of durations.
-pub fn median(samples: &[Duration]) -> Duration {
+pub(crate) fn median(samples: &[Duration]) -> Duration {
     let ns: Vec<u64> = samples.iter().map(|d| d.as_nanos() as u64).collect();
     Duration::from_nanos(percentile(&ns, 50.0))
 }

@@ -60,7 +60,7 @@ fn value_of(args: &[String], flag: &str) -> Result<String> {
 }
 
 /// The log-writing runtime (`__sandbox-log-runtime --lines N`).
-pub fn log_runtime(args: &[String]) -> Result<()> {
+pub(crate) fn log_runtime(args: &[String]) -> Result<()> {
     let lines: u64 = value_of(args, "--lines")?.parse()?;
     let mut api = Client::connect(runtime_api()?).context("connect to the Runtime API")?;
     loop {
@@ -163,7 +163,7 @@ impl Counts {
 
 /// The subscribing extension (`__sandbox-telemetry-subscriber --expect N
 /// --out FILE`).
-pub fn subscriber(args: &[String]) -> Result<()> {
+pub(crate) fn subscriber(args: &[String]) -> Result<()> {
     let expect: u64 = value_of(args, "--expect")?.parse()?;
     let out = PathBuf::from(value_of(args, "--out")?);
     let counts = Arc::new(Mutex::new(Counts {
@@ -269,7 +269,7 @@ pub fn subscriber(args: &[String]) -> Result<()> {
 
 /// The figures of one telemetry run.
 #[derive(Debug)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub expect: u64,
     pub delivered: u64,
     pub missing: u64,
@@ -294,7 +294,7 @@ pub struct Figures {
 /// figure is `lext run --invoke 1`: one invoke, then the spindown shutdown,
 /// during which the sandbox must deliver everything before the extension
 /// exits.
-pub fn measure(
+pub(crate) fn measure(
     lext: &Path,
     xtask: &Path,
     lines: u64,

@@ -10,18 +10,23 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, System, ZipWriter};
 
 /// ELF machine numbers.
-pub const EM_386: u16 = 3;
-pub const EM_X86_64: u16 = 62;
-pub const EM_AARCH64: u16 = 183;
+pub(crate) const EM_386: u16 = 3;
+pub(crate) const EM_X86_64: u16 = 62;
+pub(crate) const EM_AARCH64: u16 = 183;
 
 /// The glibc dynamic loader of x86_64.
-pub const LD_X86_64: &str = "/lib64/ld-linux-x86-64.so.2";
+pub(crate) const LD_X86_64: &str = "/lib64/ld-linux-x86-64.so.2";
 
 /// A minimal little-endian ELF executable: the file header, an optional
 /// `PT_INTERP` program header, and, when `glibc` is not empty, a `.dynstr`
 /// string table plus a `.gnu.version_r` section needing those versions
 /// from libc.so.6, which is exactly what the dynamic loader checks.
-pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str>) -> Vec<u8> {
+pub(crate) fn fake_elf(
+    machine: u16,
+    class64: bool,
+    glibc: &[&str],
+    interp: Option<&str>,
+) -> Vec<u8> {
     if !class64 {
         // A bare 32-bit header (52 bytes) is enough for the machine check.
         let mut h = Vec::new();
@@ -148,7 +153,7 @@ pub fn fake_elf(machine: u16, class64: bool, glibc: &[&str], interp: Option<&str
 }
 
 /// A good x86_64 extension: glibc 2.2.5..2.18, the glibc loader.
-pub fn good_x86_64() -> Vec<u8> {
+pub(crate) fn good_x86_64() -> Vec<u8> {
     fake_elf(
         EM_X86_64,
         true,
@@ -159,7 +164,7 @@ pub fn good_x86_64() -> Vec<u8> {
 
 /// One entry of a hand-made zip.
 #[derive(Debug, Clone)]
-pub enum Item {
+pub(crate) enum Item {
     /// A directory entry (name ends with `/`).
     Dir(&'static str),
     /// A file with its unix mode.
@@ -171,18 +176,18 @@ pub enum Item {
 }
 
 /// A file item.
-pub fn file(name: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Item {
+pub(crate) fn file(name: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Item {
     Item::File(name.to_owned(), bytes.into(), mode)
 }
 
 /// A symlink item.
-pub fn link(name: &str, target: &str) -> Item {
+pub(crate) fn link(name: &str, target: &str) -> Item {
     Item::Link(name.to_owned(), target.to_owned())
 }
 
 /// Writes the items, in order and with names as given (unsanitized), to an
 /// in-memory zip. Stored (not deflated) so that big test files are cheap.
-pub fn zip_bytes(items: &[Item]) -> Vec<u8> {
+pub(crate) fn zip_bytes(items: &[Item]) -> Vec<u8> {
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     let base = SimpleFileOptions::default()
         .system(System::Unix)
