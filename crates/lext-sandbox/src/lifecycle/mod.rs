@@ -68,7 +68,7 @@ use lext_protocol::telemetry::Phase;
 mod failure;
 mod init;
 mod invoke;
-pub(crate) mod refusal;
+mod refusal;
 mod shutdown;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! Router tests without sockets: every row of the contract's error tables
-//! (sections 1.3, 2.2, 3.1), sent with `tower::ServiceExt::oneshot` to the
+//! Router tests without sockets: every refusal of the Extensions, Runtime
+//! and Telemetry APIs (the error bodies of RIE `internal/lambda/rapi/handler/`
+//! and AWS's API references), sent with `tower::ServiceExt::oneshot` to the
 //! router of a real driver whose processes are fakes.
 
 use std::sync::{Arc, Mutex};
