@@ -45,6 +45,11 @@ use crate::isolation::Isolation;
 /// bound. 256 KiB is CloudWatch's limit for one log event.
 pub(crate) const MAX_LINE_BYTES: usize = 256 * 1024;
 
+/// `ETXTBSY`, and how many times a spawn that meets it is retried (2 ms
+/// apart) before it counts as a launch error.
+const TEXT_BUSY: i32 = rustix::io::Errno::TXTBSY.raw_os_error();
+const TEXT_BUSY_RETRIES: u32 = 50;
+
 /// How long [`Process::wait`] waits, after the process exited, for its
 /// output pipes to drain. A grandchild that inherited the pipes can keep
 /// them open forever; its later lines still reach the sink, but the exit is
@@ -355,9 +360,22 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         }
     }
 
-    let mut child = command
-        .spawn()
-        .map_err(|e| LaunchError::new(&spec.program, e))?;
+    // A program written just before it runs (the environment's echo
+    // runtime) can be briefly "busy": a child that another thread forked
+    // while the file was open for writing holds that descriptor until it
+    // execs, and the kernel refuses to exec a file open for writing
+    // (ETXTBSY). It clears within moments, so wait a little, a bounded
+    // number of times.
+    let mut busy = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(TEXT_BUSY) && busy < TEXT_BUSY_RETRIES => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            spawned => break spawned.map_err(|e| LaunchError::new(&spec.program, e))?,
+        }
+    };
     // A spawned child always has a pid until it is reaped.
     let pid = child.id().unwrap_or_default();
     register_group(pid as i32);
