@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -270,9 +271,39 @@ fn identifier(headers: &HeaderMap) -> Result<ExtensionId, Refusal> {
         .map_err(|_| Refusal::InvalidIdentifier)
 }
 
+/// The request id of `/invocation/{id}/…`. One that is not UTF-8 once
+/// percent-decoded cannot be the current invocation's: rapid's answer to
+/// any id but the current one (RIE `internal/lambda/rapi/middleware/middleware.go`,
+/// `AwsRequestIDValidator`), rather than axum's plain-text 400.
+fn invocation_id(path: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    path.map(|Path(id)| id)
+        .map_err(|_| Refusal::InvalidRequestId)
+}
+
 /// What every handler returns: the driver's answer, or a refusal of
 /// malformed input made before the driver sees it.
 type Answer = Result<Response, Refusal>;
+
+/// The register body, read as rapid reads it: Go's `json.Unmarshal` into
+/// a struct (RIE `internal/lambda/rapi/handler/agentregister.go`
+/// `parseRegister`). An empty body is not JSON and is refused; `null`
+/// leaves the struct empty and is accepted; an array, string, number or
+/// boolean is refused with Go's message.
+fn register_request(body: &[u8]) -> Result<RegisterRequest, Refusal> {
+    let bad = |e: serde_json::Error| Refusal::InvalidRequestFormat(e.to_string());
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(bad)?;
+    let kind = match &value {
+        serde_json::Value::Null => return Ok(RegisterRequest::default()),
+        serde_json::Value::Object(_) => return serde_json::from_value(value).map_err(bad),
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::Bool(_) => "bool",
+    };
+    Err(Refusal::InvalidRequestFormat(format!(
+        "json: cannot unmarshal {kind} into Go value of type handler.RegisterRequest"
+    )))
+}
 
 async fn register(State(driver): Driver, headers: HeaderMap, body: Body) -> Answer {
     let name = header_str(&headers, ext::HEADER_EXTENSION_NAME)
@@ -281,9 +312,7 @@ async fn register(State(driver): Driver, headers: HeaderMap, body: Body) -> Answ
         .ok_or(Refusal::EmptyExtensionName)?
         .to_owned();
     let body = small_body(body).await?;
-    // An empty body is not JSON: rapid refuses it too.
-    let request: RegisterRequest =
-        serde_json::from_slice(&body).map_err(|e| Refusal::InvalidRequestFormat(e.to_string()))?;
+    let request = register_request(&body)?;
     if !request.configuration_keys.is_empty() {
         return Err(Refusal::ConfigurationKeys);
     }
@@ -344,19 +373,15 @@ async fn subscribe(
 ) -> Answer {
     let id = identifier(headers)?;
     let body = small_body(body).await?;
-    let request: SubscribeRequest =
-        serde_json::from_slice(&body).map_err(|e| Refusal::Validation {
-            api,
-            message: e.to_string(),
-        })?;
-    request
-        .validate(api)
-        .map_err(|e| Refusal::Validation { api, message: e.0 })?;
-    let input = Input::Subscribe {
-        id,
-        api,
-        request: Box::new(request),
-    };
+    // A bad body is refused by the lifecycle, after it has looked the
+    // caller up: an unknown identifier is a 403 whatever the body.
+    let request = serde_json::from_slice::<SubscribeRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| match request.validate(api) {
+            Ok(()) => Ok(Box::new(request)),
+            Err(e) => Err(e.0),
+        });
+    let input = Input::Subscribe { id, api, request };
     Ok(call(driver, input).await)
 }
 
@@ -374,10 +399,11 @@ async fn runtime_next(State(driver): Driver) -> Response {
 
 async fn runtime_response(
     State(driver): Driver,
-    Path(request_id): Path<String>,
+    request_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
+    let request_id = invocation_id(request_id)?;
     if let Some(mode) = headers.get(rt::HEADER_RESPONSE_MODE) {
         // Streaming responses are accepted and buffered (docs/fidelity.md);
         // any other value is refused as rapid does.
@@ -404,10 +430,11 @@ async fn runtime_response(
 
 async fn runtime_error(
     State(driver): Driver,
-    Path(request_id): Path<String>,
+    request_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
+    let request_id = invocation_id(request_id)?;
     let error_type = header_str(&headers, rt::HEADER_FUNCTION_ERROR_TYPE).map(str::to_owned);
     let body = small_body(body).await?;
     let input = Input::RuntimeError {

@@ -219,6 +219,14 @@ impl Lifecycle {
                     // The fatal error was stored by /init/error already:
                     // exiting after it is what the runtime should do.
                     None
+                } else if status.success() {
+                    // Exit code 0 is no error code to report: rapid says
+                    // so (RIE: internal/lambda/rapid/handlers.go
+                    // `watchEvents`).
+                    Some((
+                        Fault::RuntimeExit,
+                        "Runtime exited without providing a reason".to_owned(),
+                    ))
                 } else {
                     Some((
                         Fault::RuntimeExit,

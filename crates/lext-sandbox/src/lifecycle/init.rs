@@ -356,7 +356,7 @@ impl Lifecycle {
         &mut self,
         id: ExtensionId,
         api: Api,
-        request: Box<SubscribeRequest>,
+        request: Result<Box<SubscribeRequest>, String>,
     ) -> Step {
         let index = self.known(id)?;
         // Subscriptions are accepted during Init only (AWS: Telemetry API):
@@ -366,10 +366,12 @@ impl Lifecycle {
         if !matches!(self.stage, Stage::Init(_)) {
             return Err(Refusal::SubscriptionClosed(api));
         }
+        // Only then the body: a known caller in Init with a bad request
+        // gets the API's validation error.
         Ok(vec![Effect::Subscribe {
             name: self.extensions[index].name.clone(),
             api,
-            request,
+            request: request.map_err(|message| Refusal::Validation { api, message })?,
         }])
     }
 

@@ -148,7 +148,16 @@ fn subscribe(n: u128, api: Api) -> Input {
     Input::Subscribe {
         id: id(n),
         api,
-        request: subscription(),
+        request: Ok(subscription()),
+    }
+}
+
+/// A subscription whose body the router found invalid.
+fn bad_subscribe(n: u128, api: Api) -> Input {
+    Input::Subscribe {
+        id: id(n),
+        api,
+        request: Err("buffering.maxItems: 5 is below 1000".into()),
     }
 }
 
@@ -584,6 +593,21 @@ fn subscriptions_open_during_init_only() {
     );
 }
 
+#[test]
+fn a_bad_subscription_body_is_refused_after_the_caller_is_known() {
+    let mut h = H::new(&["ext"]);
+    h.ok(Input::Init);
+    // Unknown caller: 403 whatever the body.
+    let r = h.refused(bad_subscribe(1, Api::Telemetry));
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.error_type(), "Extension.UnknownExtensionIdentifier");
+    h.register(1, "ext", BOTH);
+    // Known caller in Init: the body's 400.
+    let r = h.refused(bad_subscribe(1, Api::Logs));
+    assert_eq!((r.status(), r.error_type()), (400, "Logs.ValidationError"));
+    assert_eq!(r.to_string(), "buffering.maxItems: 5 is below 1000");
+}
+
 // ----- Invoke ----------------------------------------------------------------
 
 #[test]
@@ -866,6 +890,22 @@ fn reset_then_reinit_inside_the_next_invoke() {
     h.ok(Input::RuntimeNext);
     let fx = h.ok(Input::ExtensionNext { id: id(11) });
     assert_eq!(report(&fx).init_duration, Some(Duration::from_millis(20)));
+}
+
+#[test]
+fn a_runtime_that_exits_0_gives_no_reason() {
+    let mut h = H::new(&[]);
+    h.init_all();
+    h.invoke("r1");
+    let fx = h.exit(Proc::Runtime, ExitStatus::Code(0));
+    assert!(
+        has(
+            &fx,
+            |e| matches!(e, Effect::FaultLine { message, fault: Fault::RuntimeExit }
+            if message == "RequestId: r1 Error: Runtime exited without providing a reason")
+        ),
+        "{fx:?}"
+    );
 }
 
 #[test]

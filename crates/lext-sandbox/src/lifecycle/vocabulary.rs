@@ -524,8 +524,11 @@ pub(crate) enum Input {
         id: ExtensionId,
         /// Which API.
         api: Api,
-        /// The request, already validated against the API's rules.
-        request: Box<SubscribeRequest>,
+        /// The request, validated against the API's rules by the router,
+        /// or why it is invalid: that 400 is answered only once the
+        /// extension is known and the API open, as rapid checks the caller
+        /// before the body.
+        request: Result<Box<SubscribeRequest>, String>,
     },
     /// `GET /runtime/invocation/next`.
     RuntimeNext,

@@ -808,3 +808,81 @@ async fn driver_enforces_the_init_limit_then_reinits_inside_the_invoke() {
     let summary = e.sandbox.wait().await.unwrap();
     assert_eq!(summary.init_failures, 2);
 }
+
+// ----- Bodies and ids rapid reads differently from serde -------------------
+
+#[tokio::test]
+async fn register_bodies_as_go_unmarshals_them() {
+    let e = env(&["ext", "ext2"]).await;
+    let r = &e.router;
+    for (body, kind) in [
+        ("[]", "array"),
+        ("\"x\"", "string"),
+        ("1", "number"),
+        ("true", "bool"),
+    ] {
+        send(
+            r,
+            "POST",
+            REGISTER,
+            &[("Lambda-Extension-Name", "ext")],
+            body,
+        )
+        .await
+        .error(
+            403,
+            "InvalidRequestFormat",
+            &format!("json: cannot unmarshal {kind} into Go value of type handler.RegisterRequest"),
+        );
+    }
+    // `null` leaves Go's struct empty: a registration for no events.
+    let a = send(
+        r,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "ext")],
+        "null",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    e.sandbox.handle().shutdown();
+}
+
+#[tokio::test]
+async fn an_unknown_subscriber_is_refused_before_its_body_is_read() {
+    let e = env(&["ext"]).await;
+    let r = &e.router;
+    let unknown = "3f1c3f7e-0000-4000-8000-000000000000";
+    for (path, body) in [(TELEMETRY, "not json"), (LOGS, r#"{"types":["platform"]}"#)] {
+        let a = send(
+            r,
+            "PUT",
+            path,
+            &[("Lambda-Extension-Identifier", unknown)],
+            body,
+        )
+        .await;
+        a.error(
+            403,
+            "Extension.UnknownExtensionIdentifier",
+            &format!("Unknown extension {unknown}"),
+        );
+    }
+    e.sandbox.handle().shutdown();
+}
+
+#[tokio::test]
+async fn a_request_id_that_is_not_utf8_is_an_invalid_request_id() {
+    let e = env(&[]).await;
+    for path in [
+        "/2018-06-01/runtime/invocation/%ff%fe/response",
+        "/2018-06-01/runtime/invocation/%ff%fe/error",
+    ] {
+        send(&e.router, "POST", path, &[], "{}").await.error(
+            400,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
+    }
+    e.sandbox.handle().shutdown();
+}
