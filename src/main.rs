@@ -12,6 +12,7 @@
 mod cli;
 mod cmd;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -51,10 +52,19 @@ fn init_tracing(verbose: u8) {
         default.to_owned()
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal, and never with NO_COLOR
+    // (https://no-color.org): a pipe or a file gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
+        // A write to a closed stderr (`lext ... 2>&1 | head -1`) must end
+        // nothing: by default the subscriber reports its failed write with
+        // `eprintln!`, which panics on the same closed stderr, and a panic
+        // aborts the release build.
+        .log_internal_errors(false)
         .init();
 }
 

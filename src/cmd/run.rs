@@ -1,12 +1,10 @@
 //! `lext run`: a local Lambda execution environment.
 //!
 //! A thin client of [`lext_sandbox::Environment`]: the flags become a
-//! [`Plan`] (payload read and checked, the environment configured) before
-//! anything starts, then [`execute`] starts the environment and either runs
-//! N invokes or serves the Invoke API until Ctrl-C; both end with a
-//! spindown shutdown, so no process is left behind. Without extensions or
-//! layers, inside this repository, the example extension is built first
-//! ([`super::example`]).
+//! [`Plan`] (payload checked, environment configured, the example extension
+//! built when none is given) before anything starts; [`execute`] starts it
+//! and runs N invokes or serves the Invoke API until Ctrl-C, then spins the
+//! environment down, so no process is left behind.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +24,13 @@ use lext_sandbox::{
 /// builds and runs examples/rust-example-extension. With no `--function`,
 /// the built-in echo runtime answers each invoke with its payload. With
 /// neither `--invoke` nor `--serve`, it runs one invoke of `{}`.
+///
+/// Exit codes: 0 when the Init and every invoke succeeded (with `--serve`:
+/// when it was stopped by Ctrl-C or SIGTERM); 1 when an Init or an invoke
+/// failed (a function error, a timeout, a crash: whatever REPORT shows as
+/// failed, even after the response was sent), or when the environment
+/// could not be started; 2 for a bad command line; 130 after a second
+/// Ctrl-C.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A layer (zip file or directory), unpacked at /opt. Repeatable; later
@@ -208,10 +213,12 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
             summary.unreaped
         );
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
+    // REPORT decides (`failed_invokes`), not only what the caller got.
+    let failed = failed > 0 || summary.failed_invokes > 0 || summary.init_failures > 0;
+    Ok(if failed && !plan.serve {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -39,17 +39,52 @@ pub(crate) struct InvokeTarget {
 }
 
 impl InvokeTarget {
-    /// Whether `name` (a name, an ARN, either with a `:qualifier`) names
-    /// this function. `function`, RIE's fixed name, is accepted too, so that
-    /// tools written for RIE work unchanged.
-    fn matches(&self, name: &str) -> bool {
+    /// Whether `name` (a name or an ARN, either with a `:qualifier`), with
+    /// the `Qualifier` query parameter if any, names this function. The
+    /// only version here is the function's own (`$LATEST`), so any other
+    /// qualifier names a version that does not exist, as it would in
+    /// Lambda. `function`, RIE's fixed name, is accepted too, so that tools
+    /// written for RIE work unchanged.
+    fn matches(&self, name: &str, qualifier: Option<&str>) -> bool {
+        let qualifier_ok = |q: &str| q == self.version;
+        if qualifier.is_some_and(|q| !qualifier_ok(q)) {
+            return false;
+        }
         let strip = |s: &'_ str, base: &str| -> bool {
             s == base
                 || s.strip_prefix(base)
-                    .is_some_and(|rest| rest.starts_with(':') && !rest[1..].contains(':'))
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(qualifier_ok)
         };
         name == "function" || strip(name, &self.name) || strip(name, &self.arn)
     }
+
+    /// The ARN the service names in its 404: the one asked for, qualified
+    /// as asked (`Function not found: arn:aws:lambda:…:function:other:2`).
+    fn asked_arn(&self, name: &str, qualifier: Option<&str>) -> String {
+        let base = if name.starts_with("arn:") {
+            name.to_owned()
+        } else {
+            // This function's ARN with the name asked for.
+            let prefix = self
+                .arn
+                .strip_suffix(self.name.as_str())
+                .unwrap_or(&self.arn);
+            format!("{prefix}{name}")
+        };
+        match qualifier {
+            Some(q) => format!("{base}:{q}"),
+            None => base,
+        }
+    }
+}
+
+/// The `Qualifier` query parameter (`aws lambda invoke --qualifier`).
+fn qualifier(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == "Qualifier").then(|| value.replace("%24", "$"))
+    })
 }
 
 #[derive(Clone)]
@@ -95,16 +130,19 @@ fn stopped() -> Response {
 async fn invoke(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // One environment serves one function: another name is the service's
-    // 404, which the SDKs map to ResourceNotFoundException.
-    if !ctx.target.matches(&name) {
+    // One environment serves one function: another name or version is the
+    // service's 404, which the SDKs map to ResourceNotFoundException.
+    let qualifier = qualifier(uri.query());
+    if !ctx.target.matches(&name, qualifier.as_deref()) {
+        let asked = ctx.target.asked_arn(&name, qualifier.as_deref());
         return service_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            &format!("Function not found: {}", ctx.target.arn),
+            &format!("Function not found: {asked}"),
         );
     }
     // The whole payload is read before the invoke is queued: the runtime
@@ -243,12 +281,34 @@ mod tests {
             "fn:$LATEST",
             "function",
             "arn:aws:lambda:us-east-1:123456789012:function:fn",
+            "arn:aws:lambda:us-east-1:123456789012:function:fn:$LATEST",
+        ] {
+            assert!(t.matches(ok, None), "{ok}");
+        }
+        assert!(t.matches("fn", Some("$LATEST")));
+        // Only $LATEST exists here: any other version is not found.
+        for bad in [
+            "other",
+            "fnx",
+            "fn:1",
+            "fn:1:2",
             "arn:aws:lambda:us-east-1:123456789012:function:fn:1",
         ] {
-            assert!(t.matches(ok), "{ok}");
+            assert!(!t.matches(bad, None), "{bad}");
         }
-        for bad in ["other", "fnx", "fn:1:2"] {
-            assert!(!t.matches(bad), "{bad}");
-        }
+        assert!(!t.matches("fn", Some("2")));
+        assert_eq!(
+            t.asked_arn("other", None),
+            "arn:aws:lambda:us-east-1:123456789012:function:other"
+        );
+        assert_eq!(
+            t.asked_arn("fn", Some("2")),
+            "arn:aws:lambda:us-east-1:123456789012:function:fn:2"
+        );
+        assert_eq!(
+            qualifier(Some("Qualifier=%24LATEST")).as_deref(),
+            Some("$LATEST")
+        );
+        assert_eq!(qualifier(Some("x=1")), None);
     }
 }

@@ -23,6 +23,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lext_protocol::telemetry::Phase;
 
+/// A name as lext prints it: control characters (a newline, a TAB, an
+/// escape sequence's ESC) written as Rust escapes (`\n`, `\t`, `\u{1b}`).
+/// An extension's name is its file name, which may hold anything but `/`
+/// and NUL; printed raw, a name with a newline would forge a line of the
+/// log, and escape codes would reach the terminal.
+pub(crate) fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `EXTENSION\tName: <name>\tState: <state>\tEvents: [INVOKE, SHUTDOWN]`,
 /// with `\tError Type: <type>` appended when the extension failed.
 ///
@@ -35,6 +55,7 @@ pub(crate) fn extension(
     events: &[&str],
     error_type: Option<&str>,
 ) -> String {
+    let name = printable(name);
     let mut line = format!(
         "EXTENSION\tName: {name}\tState: {state}\tEvents: [{}]",
         events.join(", ")
@@ -51,6 +72,7 @@ pub(crate) fn extension(
 /// as observed in CloudWatch.
 pub(crate) fn telemetry_subscription(extension: &str, types: &[&str]) -> String {
     let types: Vec<String> = types.iter().map(|t| capitalize(t)).collect();
+    let extension = printable(extension);
     format!(
         "TELEMETRY\tName: {extension}\tState: Subscribed\tTypes: [{}]",
         types.join(", ")
@@ -62,6 +84,7 @@ pub(crate) fn telemetry_subscription(extension: &str, types: &[&str]) -> String 
 /// Unlike the Telemetry API line, the Logs API line keeps the types as the
 /// extension sent them (lowercase in the observed output).
 pub(crate) fn logs_subscription(extension: &str, types: &[&str]) -> String {
+    let extension = printable(extension);
     format!(
         "LOGS\tName: {extension}\tState: Subscribed\tTypes: [{}]",
         types.join(", ")
@@ -374,6 +397,19 @@ mod tests {
             logs_subscription("ext", &["platform"]),
             "LOGS\tName: ext\tState: Subscribed\tTypes: [platform]"
         );
+    }
+
+    #[test]
+    fn names_cannot_forge_lines_or_reach_the_terminal() {
+        assert_eq!(
+            extension("x\nEXTENSION\tName: forged", "Ready", &[], None),
+            "EXTENSION\tName: x\\nEXTENSION\\tName: forged\tState: Ready\tEvents: []"
+        );
+        assert_eq!(
+            telemetry_subscription("e\u{1b}[31m", &["platform"]),
+            "TELEMETRY\tName: e\\u{1b}[31m\tState: Subscribed\tTypes: [Platform]"
+        );
+        assert_eq!(printable("plain-name"), "plain-name");
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl Telemetry for Hub {
             let report = hub.shutdown(deadline).await;
             for lost in &report.undelivered {
                 tracing::warn!(
-                    extension = %lost.extension,
+                    extension = ?lost.extension,
                     records = lost.dropped_records,
                     bytes = lost.dropped_bytes,
                     "telemetry not delivered"

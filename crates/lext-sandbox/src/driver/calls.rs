@@ -35,7 +35,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             | Input::ExtensionExitError { id, ref error_type } => {
                 let init = matches!(input, Input::ExtensionInitError { .. });
                 if let Some((_, name, _)) = self.lc.extension(id) {
-                    tracing::info!(extension = %name, %error_type, init, "extension reported an error");
+                    tracing::info!(extension = ?name, %error_type, init, "extension reported an error");
                 }
                 self.answer_now(input, reply, ApiReply::Accepted);
             }

@@ -81,7 +81,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::Subscribe { name, .. } => {
                 // Only an API call makes this effect, and `calls` carries it
                 // out where it can still refuse the call.
-                tracing::warn!(extension = %name, "subscription outside an API call ignored");
+                tracing::warn!(extension = ?name, "subscription outside an API call ignored");
             }
             Effect::InitDone {
                 duration,
@@ -291,6 +291,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
 
     fn invoke_ended(&mut self, report: Report) {
         self.summary.invokes += 1;
+        if report.fault.is_some() {
+            self.summary.failed_invokes += 1;
+        }
         let max_memory = self.host.peak_memory_mb();
         let trace = self.trace();
         let memory_mb = self.function.memory_mb;

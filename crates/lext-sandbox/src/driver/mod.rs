@@ -65,6 +65,10 @@ enum Control {
 pub struct Summary {
     /// Invokes that ended (with any status).
     pub invokes: u64,
+    /// Invokes that ended with an error or a timeout (their `REPORT` or
+    /// `platform.report` says so), whatever their caller got: an extension
+    /// that crashes after the response fails the invoke too.
+    pub failed_invokes: u64,
     /// Inits that failed.
     pub init_failures: u64,
     /// Resets (shutdowns after a timeout or a failure).

@@ -266,7 +266,7 @@ impl Subscriber {
         if queue.bytes + json.len() > limit {
             if queue.dropped_records == 0 {
                 tracing::warn!(
-                    extension = %self.name,
+                    extension = ?self.name,
                     "telemetry subscriber is not keeping up; dropping records"
                 );
             }
@@ -427,14 +427,14 @@ async fn send_batch(
             queue.drop_reason = reason;
         }
         tracing::warn!(
-            extension = %subscriber.name,
+            extension = ?subscriber.name,
             records = batch.records,
             %error,
             "telemetry batch not delivered; records dropped"
         );
     } else if let Some((records, bytes, _)) = batch.notice {
         tracing::warn!(
-            extension = %subscriber.name,
+            extension = ?subscriber.name,
             dropped_records = records,
             dropped_bytes = bytes,
             "platform.logsDropped sent to the subscriber"

@@ -467,7 +467,7 @@ impl Hub {
             let (records, bytes) = queue.abandon();
             if queue.total_dropped_records > 0 {
                 tracing::warn!(
-                    extension = %subscriber.name,
+                    extension = ?subscriber.name,
                     dropped_records = queue.total_dropped_records,
                     dropped_bytes = queue.total_dropped_bytes,
                     "telemetry subscriber did not receive every record"

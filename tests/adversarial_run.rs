@@ -1,0 +1,154 @@
+//! `lext run` attacked as an unlucky user or a hostile layer would: each
+//! test is a fault found that way, and asserts what the user sees (the exit
+//! code, the line printed, the answer). Real processes, sockets on
+//! 127.0.0.1, every wait bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sandbox_support;
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use sandbox_support::Scene;
+
+/// An extension (Python) that registers, and on its first INVOKE waits
+/// long enough for the echo runtime's response to reach the caller, then
+/// crashes: the invoke fails after its response was sent.
+const LATE_CRASH: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys, time
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return {k.lower(): v for k, v in r.getheaders()}, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({"events": ["INVOKE", "SHUTDOWN"]}),
+            {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+ext = {"Lambda-Extension-Identifier": h["lambda-extension-identifier"]}
+while True:
+    _, body = call("GET", "/2020-01-01/extension/event/next", headers=ext)
+    if json.loads(body)["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+    time.sleep(0.5)
+    os._exit(4)
+"#;
+
+#[test]
+fn an_invoke_that_fails_after_its_response_fails_the_run() {
+    let s = Scene::new();
+    let ext = s.script("late-crash", LATE_CRASH);
+    let r = s.lext(&["--extension", ext.to_str().unwrap(), "--invoke", "1"]);
+    // The caller got the echo.
+    assert!(
+        r.stderr.contains("lext: invoke 1: response {}"),
+        "{}",
+        r.dump()
+    );
+    // REPORT says the invoke failed, and so does the exit code.
+    assert!(
+        r.line("REPORT")
+            .ends_with("Status: error\tError Type: Extension.Crash"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.dump());
+}
+
+#[test]
+fn a_layer_file_name_cannot_forge_a_platform_line() {
+    let s = Scene::new();
+    let layer = s.path("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    // A name with a newline and a terminal escape; it is not executable,
+    // so it fails to launch and only its EXTENSION line is printed.
+    let name = "evil\nEXTENSION\tName: forged\tState: Ready\tEvents: [INVOKE]\u{1b}[31m";
+    let path = layer.join("extensions").join(name);
+    std::fs::write(&path, "not a program").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = s.lext(&["--layer", layer.to_str().unwrap(), "--invoke", "1"]);
+    // One EXTENSION line per Init (the failed one, and its re-run inside
+    // the invoke), each with the name escaped; no forged line.
+    let extension_lines = r.all("EXTENSION");
+    assert_eq!(extension_lines.len(), 2, "{}", r.dump());
+    for line in extension_lines {
+        assert!(
+            line.starts_with(
+                "EXTENSION\tName: evil\\nEXTENSION\\tName: forged\\tState: Ready\\tEvents: [INVOKE]\\u{1b}[31m\tState: LaunchError"
+            ),
+            "{}",
+            r.dump()
+        );
+    }
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("EXTENSION")),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.stdout.contains('\u{1b}'), "{}", r.dump());
+    assert!(!r.stderr.contains('\u{1b}'), "{}", r.dump());
+}
+
+#[test]
+fn lexts_own_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let s = Scene::new();
+    // -v: lext's own info lines, through the tracing subscriber.
+    let r = s.lext(&["--invoke", "1", "-v", "--function", "exit 3"]);
+    assert!(r.stderr.contains("INFO"), "{}", r.dump());
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+}
+
+#[test]
+fn a_runtime_that_exits_0_is_reported_as_rapid_reports_it() {
+    let s = Scene::new();
+    let r = s.lext(&["--invoke", "1", "--function", "exit 0"]);
+    assert!(
+        r.has("Runtime exited without providing a reason"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.has("exit status 0"), "{}", r.dump());
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.dump());
+}
+
+#[test]
+fn the_invoke_apis_404_names_the_function_asked_for() {
+    let s = Scene::new();
+    let (mut lext, addr, _stderr) = sandbox_support::serve(&s, &["--function-name", "mine"]);
+    for (path, arn) in [
+        (
+            "/2015-03-31/functions/other/invocations",
+            "arn:aws:lambda:us-east-1:123456789012:function:other",
+        ),
+        // Only $LATEST exists locally: version 2 is not found, as in Lambda.
+        (
+            "/2015-03-31/functions/mine:2/invocations",
+            "arn:aws:lambda:us-east-1:123456789012:function:mine:2",
+        ),
+        (
+            "/2015-03-31/functions/mine/invocations?Qualifier=7",
+            "arn:aws:lambda:us-east-1:123456789012:function:mine:7",
+        ),
+    ] {
+        let (status, headers, body) = sandbox_support::http(&addr, "POST", path, &[], b"{}");
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(
+            sandbox_support::header(&headers, "x-amzn-errortype"),
+            Some("ResourceNotFoundException")
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body["message"],
+            format!("Function not found: {arn}"),
+            "{path}"
+        );
+    }
+    let (status, _, body) = sandbox_support::http(
+        &addr,
+        "POST",
+        "/2015-03-31/functions/mine:$LATEST/invocations",
+        &[],
+        b"{}",
+    );
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    sandbox_support::interrupt(&mut lext);
+}
