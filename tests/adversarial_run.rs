@@ -152,3 +152,19 @@ fn the_invoke_apis_404_names_the_function_asked_for() {
     assert_eq!((status, body.as_str()), (200, "{}"));
     sandbox_support::interrupt(&mut lext);
 }
+
+#[test]
+fn a_sigkill_at_the_shutdown_deadline_is_reported() {
+    let s = Scene::new();
+    let stubborn = s.extension("stubborn", "ignore-shutdown");
+    let r = s.lext(&["--extension", stubborn.to_str().unwrap(), "--invoke", "1"]);
+    // Without -v: a warning names the process, its budget and the signal.
+    assert!(
+        r.stderr.contains(
+            "shutdown: extension stubborn did not exit within its 2000 ms; killing it (SIGKILL)"
+        ),
+        "{}",
+        r.dump()
+    );
+    s.assert_no_process_left(&["stubborn"]);
+}

@@ -148,6 +148,18 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InvokeEnded(report) => self.invoke_ended(report),
             Effect::Freeze => self.schedule_freeze(),
             Effect::Thaw => self.thaw(),
+            Effect::MissedDeadline { proc, name, budget } => {
+                let who = match proc {
+                    crate::lifecycle::Proc::Runtime => "the runtime".to_owned(),
+                    crate::lifecycle::Proc::Extension(_) => {
+                        format!("extension {}", crate::logline::printable(&name))
+                    }
+                };
+                tracing::warn!(
+                    "shutdown: {who} did not exit within its {} ms; killing it (SIGKILL)",
+                    budget.as_millis()
+                );
+            }
             Effect::Signal { proc, signal } => self.host.signal(proc, signal),
             Effect::DeliverShutdown {
                 id,

@@ -212,19 +212,27 @@ impl Lifecycle {
     /// does it in the standalone mode the emulator runs in, RIE:
     /// internal/lambda/rapid/shutdown.go `shutdownAgents`).
     fn kill_all(&mut self) -> Vec<Effect> {
+        let budget = self.budget().0;
         let mut fx = Vec::new();
-        if self.runtime_alive {
+        let mut kill = |proc: Proc, name: &str| {
+            // Each one named, with the time it had: a user sees what
+            // Lambda would have killed, and why.
+            fx.push(Effect::MissedDeadline {
+                proc,
+                name: name.to_owned(),
+                budget,
+            });
             fx.push(Effect::Signal {
-                proc: Proc::Runtime,
+                proc,
                 signal: Signal::Kill,
             });
+        };
+        if self.runtime_alive {
+            kill(Proc::Runtime, "runtime");
         }
         for (index, ext) in self.extensions.iter().enumerate() {
             if ext.alive {
-                fx.push(Effect::Signal {
-                    proc: Proc::Extension(index),
-                    signal: Signal::Kill,
-                });
+                kill(Proc::Extension(index), &ext.name);
             }
         }
         fx
@@ -286,10 +294,19 @@ impl Lifecycle {
         // The runtime's share is up: on to the extensions, which SIGKILLs
         // the runtime first.
         if let Some(at) = s.runtime_kill_at {
-            if t >= at {
-                return self.shutdown_extensions();
+            if t < at {
+                return Vec::new();
             }
-            return Vec::new();
+            let mut fx = Vec::new();
+            if self.runtime_alive {
+                fx.push(Effect::MissedDeadline {
+                    proc: Proc::Runtime,
+                    name: "runtime".to_owned(),
+                    budget: self.budget().1,
+                });
+            }
+            fx.extend(self.shutdown_extensions());
+            return fx;
         }
         // The deadline is up: SIGKILL to whatever is left.
         if !s.killed_all && t >= s.deadline {

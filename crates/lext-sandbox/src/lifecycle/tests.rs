@@ -820,12 +820,20 @@ fn function_timeout_resets_with_reason_timeout() {
     let shutdown_at = h.now;
     let fx = h.tick_to_deadline();
     assert_eq!(h.now.instant - shutdown_at.instant, RUNTIME_SHARE_EXTERNAL);
+    // Named, with the time it had, then killed.
     assert_eq!(
         fx,
-        vec![Effect::Signal {
-            proc: Proc::Runtime,
-            signal: Signal::Kill
-        }]
+        vec![
+            Effect::MissedDeadline {
+                proc: Proc::Runtime,
+                name: "runtime".into(),
+                budget: RUNTIME_SHARE_EXTERNAL,
+            },
+            Effect::Signal {
+                proc: Proc::Runtime,
+                signal: Signal::Kill
+            }
+        ]
     );
     let fx = h.ok(Input::ExtensionNext { id: id(1) });
     assert_eq!(
@@ -1112,10 +1120,17 @@ fn spindown_with_internal_extension_gives_runtime_500_ms() {
     let fx = h.tick_to_deadline();
     assert_eq!(
         fx,
-        vec![Effect::Signal {
-            proc: Proc::Runtime,
-            signal: Signal::Kill
-        }]
+        vec![
+            Effect::MissedDeadline {
+                proc: Proc::Runtime,
+                name: "runtime".into(),
+                budget: Duration::from_millis(500),
+            },
+            Effect::Signal {
+                proc: Proc::Runtime,
+                signal: Signal::Kill
+            }
+        ]
     );
     let fx = h.exit(Proc::Runtime, ExitStatus::Signal(9));
     assert_eq!(shutdown_done(&fx), (ShutdownReason::Spindown, true));
@@ -1174,10 +1189,17 @@ fn spindown_with_external_extensions() {
     assert_eq!(h.now.instant - start.instant, SHUTDOWN_BUDGET_EXTERNAL);
     assert_eq!(
         fx,
-        vec![Effect::Signal {
-            proc: Proc::Extension(2),
-            signal: Signal::Kill
-        }]
+        vec![
+            Effect::MissedDeadline {
+                proc: Proc::Extension(2),
+                name: "stubborn".into(),
+                budget: SHUTDOWN_BUDGET_EXTERNAL,
+            },
+            Effect::Signal {
+                proc: Proc::Extension(2),
+                signal: Signal::Kill
+            }
+        ]
     );
     let fx = h.exit(Proc::Extension(2), ExitStatus::Signal(9));
     assert_eq!(shutdown_done(&fx), (ShutdownReason::Spindown, true));
@@ -1201,14 +1223,21 @@ fn runtime_ignoring_sigterm_is_killed_after_its_share() {
     assert!(h.ok(Input::Tick).is_empty());
     h.advance(Duration::from_millis(1));
     let fx = h.ok(Input::Tick);
+    assert!(matches!(
+        &fx[0],
+        Effect::MissedDeadline {
+            proc: Proc::Runtime,
+            ..
+        }
+    ));
     assert_eq!(
-        fx[0],
+        fx[1],
         Effect::Signal {
             proc: Proc::Runtime,
             signal: Signal::Kill
         }
     );
-    assert!(matches!(fx[1], Effect::DeliverShutdown { .. }));
+    assert!(matches!(fx[2], Effect::DeliverShutdown { .. }));
 }
 
 #[test]

@@ -442,6 +442,19 @@ pub(crate) enum Effect {
     Freeze,
     /// Resume them (SIGCONT).
     Thaw,
+    /// A process did not exit within its share of the shutdown budget and
+    /// is about to be SIGKILLed: say which and why, as rapid warns
+    /// (`Deadline: the agent <name> did not exit after deadline ...;
+    /// Killing it.`, RIE `internal/lambda/rapid/shutdown.go`). The
+    /// [`Effect::Signal`] that kills it follows.
+    MissedDeadline {
+        /// Which process.
+        proc: Proc,
+        /// Its name: the extension's, or `runtime`.
+        name: String,
+        /// The time it had.
+        budget: Duration,
+    },
     /// Signal a process group.
     Signal {
         /// Which process.
