@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::elf::{Content, Interpreter};
-use crate::listing::{EntryKind, Listing};
+use crate::listing::{EntryKind, Listing, Special};
 use crate::platform::{Arch, GlibcVersion, Runtime};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
@@ -144,6 +144,12 @@ pub enum ProblemKind {
         /// The link target.
         target: String,
     },
+    /// A FIFO, socket or device in a directory layer: a zip cannot hold
+    /// one, and reading it could block forever.
+    SpecialFile {
+        /// What it is.
+        what: Special,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -260,6 +266,11 @@ impl fmt::Display for Problem {
                 "{p}: symlink to `{target}`, which is not in the layer: ship the target or \
                  replace the link with the file"
             ),
+            ProblemKind::SpecialFile { what } => write!(
+                f,
+                "{p}: {what}, not a regular file; Lambda layers are zip archives of regular \
+                 files and directories: remove it from the layer directory"
+            ),
         }
     }
 }
@@ -312,6 +323,14 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
         // that is a link is judged by what it points to.
         let (target_entry, shown) = match &entry.kind {
             EntryKind::Dir => continue,
+            EntryKind::Special(what) => {
+                // Meant as an extension, so not also "no extension".
+                if is_extension {
+                    extensions += 1;
+                }
+                push(path.as_str(), ProblemKind::SpecialFile { what: *what });
+                continue;
+            }
             EntryKind::File => (entry, path.as_str()),
             EntryKind::Symlink { target } => {
                 let resolved = match safepath::link_target(path, target) {

@@ -14,7 +14,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::listing::{zip_is_dir, zip_is_symlink, MAX_LINK_TARGET};
+use crate::listing::{zip_is_dir, zip_is_symlink, Special, MAX_LINK_TARGET};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
 /// Refuse to write more than this many bytes in total (four times Lambda's
@@ -44,6 +44,29 @@ pub enum ExtractError {
         path: PathBuf,
         /// The I/O error.
         source: io::Error,
+    },
+    /// The layer path is a FIFO, socket or device: not opened, since
+    /// opening a FIFO blocks until someone writes to it.
+    #[error("{} is {what}, not a zip file nor a directory", path.display())]
+    NotALayer {
+        /// The layer path.
+        path: PathBuf,
+        /// What it is.
+        what: Special,
+    },
+    /// A FIFO, socket or device inside a layer directory: a zip cannot
+    /// hold one, and copying it could block forever.
+    #[error(
+        "{name}: {what}, not a regular file; Lambda layers are zip archives of regular files \
+         and directories"
+    )]
+    Special {
+        /// The layer directory.
+        layer: PathBuf,
+        /// The entry's name in the layer.
+        name: String,
+        /// What it is.
+        what: Special,
     },
     /// The file is not a readable zip archive, or an entry is corrupt.
     #[error("{} is not a valid zip file: {source}", path.display())]
@@ -93,6 +116,16 @@ pub enum ExtractError {
 
 /// Extracts the layer zip at `zip` into `dest` (created if missing).
 pub fn extract(zip: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
+    let meta = fs::metadata(zip).map_err(|source| ExtractError::Open {
+        path: zip.to_owned(),
+        source,
+    })?;
+    if let Some(what) = Special::of(&meta.file_type()) {
+        return Err(ExtractError::NotALayer {
+            path: zip.to_owned(),
+            what,
+        });
+    }
     let file = File::open(zip).map_err(|source| ExtractError::Open {
         path: zip.to_owned(),
         source,
@@ -232,6 +265,14 @@ pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError
             };
             prepare_parents(dest, &path).map_err(conflict)?;
             let meta = fs::symlink_metadata(&from).map_err(io_err(&from))?;
+            if let Some(what) = Special::of(&meta.file_type()) {
+                // Never opened: reading a FIFO blocks until it has a writer.
+                return Err(ExtractError::Special {
+                    layer: src.to_owned(),
+                    name,
+                    what,
+                });
+            }
             if meta.file_type().is_symlink() {
                 let target = fs::read_link(&from).map_err(io_err(&from))?;
                 let target = target.to_string_lossy().into_owned();

@@ -39,5 +39,5 @@ pub mod safepath;
 
 pub use check::{check, CheckOptions, Problem, ProblemKind};
 pub use extract::{copy_layer_dir, extract, ExtractError, Extracted};
-pub use listing::{Entry, EntryKind, Listing, ListingError};
+pub use listing::{Entry, EntryKind, Listing, ListingError, Special};
 pub use platform::{Arch, GlibcVersion, Runtime};

@@ -82,6 +82,59 @@ pub enum EntryKind {
         /// The link target.
         target: String,
     },
+    /// A FIFO, socket or device (found in a directory layer only): never
+    /// opened, since reading a FIFO blocks until someone writes to it.
+    Special(Special),
+}
+
+/// A file that is neither regular, nor a directory, nor a symlink. A zip
+/// cannot carry one, so a directory layer that has one is not what Lambda
+/// would get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// A named pipe (`mkfifo`).
+    Fifo,
+    /// A unix socket.
+    Socket,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// Some other type the platform has.
+    Other,
+}
+
+impl Special {
+    /// What `file_type` is when it is special; `None` for a regular file,
+    /// a directory or a symlink.
+    pub fn of(file_type: &fs::FileType) -> Option<Special> {
+        use std::os::unix::fs::FileTypeExt;
+        Some(if file_type.is_fifo() {
+            Special::Fifo
+        } else if file_type.is_socket() {
+            Special::Socket
+        } else if file_type.is_char_device() {
+            Special::CharDevice
+        } else if file_type.is_block_device() {
+            Special::BlockDevice
+        } else if file_type.is_file() || file_type.is_dir() || file_type.is_symlink() {
+            return None;
+        } else {
+            Special::Other
+        })
+    }
+}
+
+impl std::fmt::Display for Special {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Special::Fifo => "a FIFO",
+            Special::Socket => "a socket",
+            Special::CharDevice => "a character device",
+            Special::BlockDevice => "a block device",
+            Special::Other => "a special file",
+        })
+    }
 }
 
 /// Why a layer could not be read.
@@ -102,6 +155,15 @@ pub enum ListingError {
         path: PathBuf,
         /// What the zip reader said.
         source: zip::result::ZipError,
+    },
+    /// The layer path is a FIFO, socket or device: not opened, since
+    /// opening a FIFO blocks until someone writes to it.
+    #[error("{} is {what}, not a zip file nor a directory", path.display())]
+    NotALayer {
+        /// The layer path.
+        path: PathBuf,
+        /// What it is.
+        what: Special,
     },
     /// An entry could not be read (corrupt data, bad CRC...).
     #[error("cannot read `{entry}` in {}: {source}", path.display())]
@@ -131,6 +193,16 @@ impl Listing {
 
     /// Reads a layer zip.
     pub fn from_zip(path: &Path) -> Result<Listing, ListingError> {
+        let meta = fs::metadata(path).map_err(|source| ListingError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        if let Some(what) = Special::of(&meta.file_type()) {
+            return Err(ListingError::NotALayer {
+                path: path.to_owned(),
+                what,
+            });
+        }
         let file = File::open(path).map_err(|source| ListingError::Open {
             path: path.to_owned(),
             source,
@@ -221,6 +293,8 @@ impl Listing {
                 } else if meta.is_dir() {
                     subdirs.push((abs, format!("{name}/")));
                     (EntryKind::Dir, Content::Other, format!("{name}/"))
+                } else if let Some(what) = Special::of(&meta.file_type()) {
+                    (EntryKind::Special(what), Content::Other, name)
                 } else {
                     let mut file = File::open(&abs).map_err(open_err(&abs))?;
                     let content = read_content(&mut file).map_err(open_err(&abs))?;

@@ -394,3 +394,50 @@ fn fake_elves_parse_as_intended() {
     );
     assert_eq!(info.interpreter.as_deref(), Some(LD_X86_64));
 }
+
+#[test]
+fn special_files_in_a_directory_layer_are_problems_never_opened() {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("extensions")).unwrap();
+    fs::create_dir_all(root.join("run")).unwrap();
+    fs::write(root.join("extensions/ok"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        root.join("extensions/ok"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("extensions/x"))
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("run/sock")).unwrap();
+
+    // Reading the FIFO would block this test forever: it must not be opened.
+    let listing = Listing::read(root).unwrap();
+    let lines: Vec<String> = check(&listing, &al2(None))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "extensions/x: a FIFO, not a regular file; Lambda layers are zip archives of \
+             regular files and directories: remove it from the layer directory",
+            "run/sock: a socket, not a regular file; Lambda layers are zip archives of \
+             regular files and directories: remove it from the layer directory",
+        ]
+    );
+
+    // A FIFO given as the layer itself is refused before it is opened.
+    let err = Listing::read(&root.join("extensions/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("x is a FIFO, not a zip file nor a directory"),
+        "{err}"
+    );
+}

@@ -229,3 +229,42 @@ fn files_without_unix_attributes_extract_as_0644() {
     .unwrap();
     assert_eq!(mode(&dest.join("extensions/win")), 0o644);
 }
+
+#[test]
+fn special_files_are_refused_never_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("layer");
+    fs::create_dir_all(src.join("extensions")).unwrap();
+    fs::write(src.join("extensions/a"), b"#!/bin/sh\n").unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.join("extensions/x"))
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+
+    // Copying the FIFO would block this test forever.
+    let err = lext_layer::copy_layer_dir(&src, &tmp.path().join("opt")).unwrap_err();
+    assert!(
+        matches!(&err, ExtractError::Special { name, what: lext_layer::Special::Fifo, .. } if name == "extensions/x"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "extensions/x: a FIFO, not a regular file; Lambda layers are zip archives of regular \
+         files and directories"
+    );
+    assert!(!tmp.path().join("opt/extensions/x").exists());
+
+    // A FIFO named as the zip itself is refused before it is opened.
+    let err = extract(&src.join("extensions/x"), &tmp.path().join("opt2")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExtractError::NotALayer {
+                what: lext_layer::Special::Fifo,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
