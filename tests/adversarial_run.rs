@@ -168,3 +168,31 @@ fn a_sigkill_at_the_shutdown_deadline_is_reported() {
     );
     s.assert_no_process_left(&["stubborn"]);
 }
+
+#[test]
+fn two_extensions_that_fail_to_launch_do_not_stall_the_reset() {
+    let s = Scene::new();
+    let layer = s.path("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    for name in ["a", "b"] {
+        let path = layer.join("extensions").join(name);
+        std::fs::write(&path, "not a program").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let r = s.lext(&["--layer", layer.to_str().unwrap(), "--invoke", "1"]);
+    assert!(r.has("Error Type: Extension.LaunchError"), "{}", r.dump());
+    // Two resets (the Init and its re-run), neither waiting for processes
+    // that never started: it used to take over 8 s and end with "2
+    // process(es) did not exit after SIGKILL".
+    assert!(
+        !r.stderr.contains("did not exit after SIGKILL"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.elapsed < std::time::Duration::from_secs(3),
+        "{:?}\n{}",
+        r.elapsed,
+        r.dump()
+    );
+}

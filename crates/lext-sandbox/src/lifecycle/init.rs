@@ -128,16 +128,22 @@ impl Lifecycle {
         let Some(ext) = self.extensions.get_mut(index) else {
             return Vec::new();
         };
-        // A report that comes too late (the Init it belongs to has already
-        // failed, or the extension did start and register) has nothing
-        // left to fail.
-        if !matches!(self.stage, Stage::Init(_)) || ext.state != ExtensionState::Started {
+        if ext.state != ExtensionState::Started {
+            // It did start and register: the report is stale.
             return Vec::new();
         }
         ext.state = ExtensionState::LaunchError;
         ext.launch_failure = Some(failure);
+        // No process was ever started: nothing to wait for or to kill.
         ext.alive = false;
-        self.fatal_error(Fault::ExtensionLaunch, now)
+        match self.stage {
+            Stage::Init(_) => self.fatal_error(Fault::ExtensionLaunch, now),
+            // A second extension that failed to launch, reported after the
+            // first one's failure started the reset: that reset must not
+            // wait for a process that never existed.
+            Stage::Shutdown(_) => self.maybe_finish_shutdown(),
+            _ => Vec::new(),
+        }
     }
 
     /// The runtime could not be started (no bootstrap, or not executable):

@@ -336,7 +336,7 @@ impl Lifecycle {
     }
 
     /// Ends the shutdown once every process has exited.
-    fn maybe_finish_shutdown(&mut self) -> Vec<Effect> {
+    pub(super) fn maybe_finish_shutdown(&mut self) -> Vec<Effect> {
         let Stage::Shutdown(s) = &self.stage else {
             return Vec::new();
         };

@@ -1400,3 +1400,32 @@ mod property {
         }
     }
 }
+
+#[test]
+fn two_extensions_that_fail_to_launch_leave_nothing_to_wait_for() {
+    let mut h = H::new(&["a", "b"]);
+    h.ok(Input::Init);
+    // The driver reports both launch failures after the batch of launches.
+    let fx = h.ok(Input::LaunchFailed {
+        index: 0,
+        failure: LaunchFailure::UnknownError,
+    });
+    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { .. })));
+    let fx = h.ok(Input::LaunchFailed {
+        index: 1,
+        failure: LaunchFailure::UnknownError,
+    });
+    // The reset is over at once: no process existed, none is unreaped.
+    assert!(
+        has(&fx, |e| matches!(
+            e,
+            Effect::ShutdownDone {
+                unreaped: 0,
+                stopped: false,
+                ..
+            }
+        )),
+        "{fx:?}"
+    );
+    assert_eq!(h.lc.next_deadline(), None);
+}
