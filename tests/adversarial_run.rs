@@ -196,3 +196,22 @@ fn two_extensions_that_fail_to_launch_do_not_stall_the_reset() {
         r.dump()
     );
 }
+
+#[test]
+fn telemetry_out_holds_what_a_telemetry_api_subscriber_gets() {
+    let s = Scene::new();
+    let out = s.path("telemetry.jsonl");
+    let r = s.lext(&["--invoke", "1", "--telemetry-out", out.to_str().unwrap()]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let types: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+        .collect();
+    assert!(
+        types.iter().any(|t| t == "\"platform.report\""),
+        "{types:?}"
+    );
+    // platform.end is the Logs API's alone.
+    assert!(!types.iter().any(|t| t == "\"platform.end\""), "{types:?}");
+}

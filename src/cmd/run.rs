@@ -73,8 +73,8 @@ pub(crate) struct Args {
     /// A function environment variable. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// Write every telemetry event (platform, function, extension) to FILE
-    /// as JSON lines.
+    /// Write every event a Telemetry API subscriber to all types receives
+    /// (platform, function, extension) to FILE, as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub telemetry_out: Option<PathBuf>,
     /// Address of the Runtime/Extensions/Telemetry APIs

@@ -467,6 +467,19 @@ impl Record {
         }
     }
 
+    /// Whether only the Logs API delivers this record (`platform.end`,
+    /// `platform.fault`, `platform.logsSubscription`): a Telemetry API
+    /// subscriber never gets it (AWS: Lambda Logs API,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-logs-api.html>,
+    /// and the Telemetry API's event list,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html>).
+    pub fn is_logs_api_only(&self) -> bool {
+        matches!(
+            self,
+            Self::End(_) | Self::Fault(_) | Self::LogsSubscription(_)
+        )
+    }
+
     /// The stream this record belongs to, for subscription filtering.
     pub fn log_type(&self) -> LogType {
         match self {

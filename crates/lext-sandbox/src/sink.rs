@@ -212,8 +212,11 @@ impl Sink for ConsoleSink {
 
 // ----- JSON lines ------------------------------------------------------------
 
-/// Writes every telemetry event to a file, one JSON document a line, exactly
-/// as encoded for the subscribers (`lext run --telemetry-out FILE`).
+/// Writes the telemetry events a Telemetry API subscriber to every type
+/// receives to a file, one JSON document a line, exactly as encoded for the
+/// subscribers (`lext run --telemetry-out FILE`). The Logs API's own
+/// records (`platform.end`, `platform.fault`, `platform.logsSubscription`)
+/// are not written: no Telemetry API subscriber gets them.
 #[derive(Debug)]
 pub struct JsonLinesSink {
     path: PathBuf,
@@ -234,7 +237,10 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
-    fn event(&self, _event: &TelemetryEvent, json: &[u8]) {
+    fn event(&self, event: &TelemetryEvent, json: &[u8]) {
+        if event.record.is_logs_api_only() {
+            return;
+        }
         let mut out = lock(&self.out);
         if let Some(writer) = out.as_mut() {
             let result = writer

@@ -38,10 +38,7 @@ pub(super) fn delivers_with_put(request: &SubscribeRequest) -> bool {
 /// The types only the Logs API delivers (`platform.end`, `platform.fault`,
 /// `platform.logsSubscription`): a Telemetry API subscriber never gets them.
 pub(super) fn logs_only(record: &Record) -> bool {
-    matches!(
-        record,
-        Record::End(_) | Record::Fault(_) | Record::LogsSubscription(_)
-    )
+    record.is_logs_api_only()
 }
 
 /// `event` as a Logs API subscriber receives it, encoded; `None` when the
