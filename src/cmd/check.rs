@@ -37,7 +37,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => path,
         None => Project::load(args.manifest_path.as_deref())?.default_zip(),
     };
-    let listing = Listing::read(&layer)?;
+    let listing = Listing::read(&layer).map_err(|err| anyhow::anyhow!(each_cause_once(&err)))?;
     let options = CheckOptions {
         runtime: args.runtime,
         arch: args.arch,
@@ -69,4 +69,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         layer.display()
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// An error and its causes on one line, each once: a `ListingError` names
+/// its cause in its own message and also returns it as `source()`, which
+/// `{:#}` would print a second time. A cause already contained in the text
+/// so far is left out.
+fn each_cause_once(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !line.contains(&message) {
+            line = format!("{line}: {message}");
+        }
+        source = cause.source();
+    }
+    line
 }

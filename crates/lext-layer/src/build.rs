@@ -48,7 +48,8 @@ pub struct BuiltBinary {
     pub max_glibc: Option<GlibcVersion>,
 }
 
-/// Why a build failed.
+/// Why a build failed. A variant that wraps an error says only what was
+/// being done; the cause is its `source()`, so `{:#}` prints each once.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The project could not be read.
@@ -95,7 +96,7 @@ pub enum BuildError {
         dir: PathBuf,
     },
     /// A tool could not be run.
-    #[error("cannot run `{tool}`: {source}")]
+    #[error("cannot run `{tool}`")]
     Spawn {
         /// The command.
         tool: String,
@@ -137,7 +138,7 @@ pub enum BuildError {
         needed: GlibcVersion,
     },
     /// Copying the binary failed.
-    #[error("copying {} to {}: {source}", from.display(), to.display())]
+    #[error("copying {} to {}", from.display(), to.display())]
     Copy {
         /// Source.
         from: PathBuf,

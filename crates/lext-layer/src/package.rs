@@ -94,7 +94,8 @@ pub struct Packaged {
     pub bytes: u64,
 }
 
-/// Why packaging failed.
+/// Why packaging failed. A variant that wraps an error says only what was
+/// being done; the cause is its `source()`, so `{:#}` prints each once.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// No extension to package.
@@ -138,7 +139,7 @@ pub enum PackageError {
         value: String,
     },
     /// Reading an input failed.
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         /// The input.
         path: PathBuf,
@@ -146,7 +147,7 @@ pub enum PackageError {
         source: io::Error,
     },
     /// Writing the zip failed.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Write {
         /// The output.
         path: PathBuf,
@@ -154,7 +155,7 @@ pub enum PackageError {
         source: io::Error,
     },
     /// The zip writer failed.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Zip {
         /// The output.
         path: PathBuf,

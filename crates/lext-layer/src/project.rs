@@ -41,12 +41,14 @@ pub enum ProjectError {
         dir: PathBuf,
     },
     /// `cargo metadata` failed.
-    #[error("reading the Cargo project {}: {source}", manifest.display())]
+    #[error("reading the Cargo project {}: {detail}", manifest.display())]
     Metadata {
         /// The manifest.
         manifest: PathBuf,
-        /// The error from `cargo metadata`.
-        source: cargo_metadata::Error,
+        /// What `cargo metadata` said, on one line. (A string rather than
+        /// the error itself: its message is cargo's whole stderr, lines and
+        /// trailing newline included.)
+        detail: String,
     },
     /// The working directory is unreadable.
     #[error("cannot read the current directory: {0}")]
@@ -65,9 +67,9 @@ impl Project {
             .manifest_path(&manifest)
             .no_deps()
             .exec()
-            .map_err(|source| ProjectError::Metadata {
+            .map_err(|err| ProjectError::Metadata {
                 manifest: manifest.clone(),
-                source,
+                detail: metadata_detail(&err),
             })?;
         // Compare canonical paths: the user may pass a relative or `./` path.
         let wanted = manifest.canonicalize().unwrap_or_else(|_| manifest.clone());
@@ -118,6 +120,18 @@ impl Project {
     pub fn default_zip(&self) -> PathBuf {
         self.target_dir.join("lambda").join("extension.zip")
     }
+}
+
+/// A `cargo metadata` failure on one line: cargo's own stderr (`error:
+/// manifest path ... does not exist`) when it ran, else the error.
+fn metadata_detail(err: &cargo_metadata::Error) -> String {
+    let text = match err {
+        cargo_metadata::Error::CargoMetadata { stderr } => {
+            format!("cargo metadata failed: {stderr}")
+        }
+        other => other.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The nearest `Cargo.toml` at or above the current directory.

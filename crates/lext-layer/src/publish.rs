@@ -160,9 +160,11 @@ pub struct Published {
 /// Why a publish failed. Every variant displays as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// The zip could not be read.
-    #[error(transparent)]
-    Listing(#[from] ListingError),
+    /// The zip could not be read. Displayed as the listing error and its
+    /// causes on one line, each once (a [`ListingError`] names its cause in
+    /// its own message too), so it is not also exposed as `source()`.
+    #[error("{}", error_chain(.0))]
+    Listing(ListingError),
     /// The zip failed `lext check`; nothing was uploaded.
     #[error("{} failed lext check with {} problem(s); not publishing", zip.display(), problems.len())]
     CheckFailed {
@@ -181,7 +183,7 @@ pub enum PublishError {
     )]
     NoRegion,
     /// The zip could not be read for upload.
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         /// The zip.
         path: PathBuf,
@@ -229,6 +231,12 @@ pub enum PublishError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl From<ListingError> for PublishError {
+    fn from(err: ListingError) -> PublishError {
+        PublishError::Listing(err)
+    }
 }
 
 /// Runs [`publish`] on a current-thread tokio runtime made for the call,
