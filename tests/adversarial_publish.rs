@@ -20,6 +20,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+const INSTALL_HINT: &str = "run scripts/install-test-deps (it installs moto[server], ziglang and \
+                            cargo-zigbuild) and make sure LEXT_TEST_VENV points at its .venv";
+
 // --- helpers ----------------------------------------------------------------
 
 /// `$LEXT_TEST_VENV/bin`, else the repository's `.venv/bin`.
@@ -110,6 +113,119 @@ fn packaged_layer(dir: &Path) -> PathBuf {
         .arg(&zip));
     assert!(out.status.success(), "package: {}", text(&out.stderr));
     zip
+}
+
+/// The entry names of a zip.
+fn zip_names(path: &Path) -> Vec<String> {
+    let mut zip = zip::ZipArchive::new(fs::File::open(path).unwrap()).unwrap();
+    (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+        .collect()
+}
+
+/// A dependency-free Cargo project whose binaries are `bins`.
+fn project(dir: &Path, package: &str, bins: &[&str]) -> PathBuf {
+    fs::create_dir_all(dir.join("src/bin")).unwrap();
+    let mut manifest = format!(
+        "[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         autobins = false\n\n[profile.release]\nopt-level = 1\n\n[workspace]\n"
+    );
+    for bin in bins {
+        manifest.push_str(&format!(
+            "\n[[bin]]\nname = \"{bin}\"\npath = \"src/bin/{bin}.rs\"\n"
+        ));
+        fs::write(dir.join(format!("src/bin/{bin}.rs")), "fn main() {}\n").unwrap();
+    }
+    fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    dir.join("Cargo.toml")
+}
+
+// --- 1. lext build / package: only this build's binaries ----------------------
+
+/// Two projects built into one target directory, as the README's flow does
+/// in a workspace: the zip holds the last build's extensions only, and a
+/// file that no build wrote is refused by name.
+#[test]
+fn package_zips_only_what_the_last_build_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let first = project(&tmp.path().join("first"), "first", &["old-ext", "tool"]);
+    let second = project(&tmp.path().join("second"), "second", &["new-ext"]);
+    let build = |manifest: &Path| {
+        let out = run(lext()
+            .args(["build", "--manifest-path"])
+            .arg(manifest)
+            .env("CARGO_TARGET_DIR", &target));
+        assert!(
+            out.status.success(),
+            "lext build (needs cargo-zigbuild and zig: {INSTALL_HINT}):\n{}",
+            text(&out.stderr)
+        );
+    };
+    build(&first);
+    build(&second);
+
+    let extensions = target.join("lambda/extensions");
+    let mut names: Vec<_> = fs::read_dir(&extensions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["new-ext"],
+        "what lext build left in {extensions:?}"
+    );
+
+    let package = || {
+        run(lext()
+            .args(["package", "--manifest-path"])
+            .arg(&second)
+            .env("CARGO_TARGET_DIR", &target))
+    };
+    let out = package();
+    assert!(out.status.success(), "package: {}", text(&out.stderr));
+    let zip = target.join("lambda/extension.zip");
+    assert_eq!(zip_names(&zip), vec!["extensions/", "extensions/new-ext"]);
+
+    // A file put there by hand (here: a copy of another program) is not
+    // zipped silently: package refuses and names it.
+    fs::copy(env!("CARGO_BIN_EXE_lext"), extensions.join("lext")).unwrap();
+    let out = package();
+    let stderr = failed_stderr(&out);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "error: {} holds files the last lext build did not write: lext",
+            extensions.display()
+        )),
+        "{stderr}"
+    );
+    // The refused run left the previous zip alone.
+    assert_eq!(zip_names(&zip), vec!["extensions/", "extensions/new-ext"]);
+
+    // Building again puts the directory back to that build's output.
+    build(&second);
+    let out = package();
+    assert!(out.status.success(), "package: {}", text(&out.stderr));
+    assert_eq!(zip_names(&zip), vec!["extensions/", "extensions/new-ext"]);
+
+    // Extra files go in with --include, which package zips as asked.
+    let script = tmp.path().join("helper.sh");
+    fs::write(&script, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(lext()
+        .args(["package", "--manifest-path"])
+        .arg(&second)
+        .arg("--include")
+        .arg(format!("{}:extensions/helper.sh", script.display()))
+        .env("CARGO_TARGET_DIR", &target));
+    assert!(out.status.success(), "package: {}", text(&out.stderr));
+    assert_eq!(
+        zip_names(&zip),
+        vec!["extensions/", "extensions/helper.sh", "extensions/new-ext"]
+    );
 }
 
 // --- 4. errors name each cause once -------------------------------------------

@@ -215,3 +215,53 @@ fn telemetry_out_holds_what_a_telemetry_api_subscriber_gets() {
     // platform.end is the Logs API's alone.
     assert!(!types.iter().any(|t| t == "\"platform.end\""), "{types:?}");
 }
+
+#[test]
+fn payloads_the_invoke_api_refuses_as_lambda_does() {
+    let s = Scene::new();
+    let (mut lext, addr, _logs) = sandbox_support::serve(&s, &[]);
+    let path = "/2015-03-31/functions/function/invocations";
+    // Not JSON, or binary: the service parses every payload as JSON.
+    for body in [&b"not json"[..], &[0xff, 0xfe, 0x00][..]] {
+        let (status, headers, _) = sandbox_support::http(&addr, "POST", path, &[], body);
+        assert_eq!(status, 400, "{body:?}");
+        assert_eq!(
+            sandbox_support::header(&headers, "x-amzn-errortype"),
+            Some("InvalidRequestContentException")
+        );
+    }
+    // Asynchronous invokes take 1 MB, not 6.
+    let event = [("X-Amz-Invocation-Type", "Event")];
+    let mut big = b"\"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 1024 * 1024));
+    big.push(b'"');
+    let (status, headers, body) = sandbox_support::http(&addr, "POST", path, &event, &big);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        sandbox_support::header(&headers, "x-amzn-errortype"),
+        Some("RequestEntityTooLargeException")
+    );
+    assert!(body.contains("1048576 bytes"), "{body}");
+    let (status, _, _) = sandbox_support::http(&addr, "POST", path, &event, b"{}");
+    assert_eq!(status, 202);
+    // An empty payload is allowed.
+    let (status, _, _) = sandbox_support::http(&addr, "POST", path, &[], b"");
+    assert_eq!(status, 200);
+    sandbox_support::interrupt(&mut lext);
+}
+
+#[test]
+fn a_payload_file_over_6_mb_is_refused_before_anything_starts() {
+    let s = Scene::new();
+    let file = s.path("big.json");
+    let mut big = b"\"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 6 * 1024 * 1024));
+    big.push(b'"');
+    std::fs::write(&file, &big).unwrap();
+    let arg = format!("@{}", file.display());
+    let r = s.lext(&["--invoke", "1", "--payload", &arg]);
+    r.assert_failed_with(
+        "--payload is 6291458 bytes; Lambda refuses synchronous invokes over 6291456",
+    );
+    assert!(!r.has("START"), "{}", r.dump());
+}

@@ -1,5 +1,6 @@
 //! `lext build`: compile the project's binaries for Lambda (glibc 2.26) into
-//! `target/lambda/extensions/`. The work is `lext_layer::build`.
+//! `target/lambda/extensions/`, which then holds this build's binaries and
+//! nothing else. The work is `lext_layer::build`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,7 +19,10 @@ pub(crate) struct Args {
     pub manifest_path: Option<PathBuf>,
 
     /// Build only this binary (repeat for several) [default: every binary of
-    /// the package].
+    /// the package]. target/lambda/extensions/ is replaced by what this build
+    /// writes (recorded in target/lambda/extensions.lext-build, which lext
+    /// package checks), so build every extension of the layer in one run;
+    /// add other files with lext package --include.
     #[arg(long = "bin", value_name = "NAME")]
     pub bins: Vec<String>,
 

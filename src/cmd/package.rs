@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use lext_layer::build;
 use lext_layer::package::{self, Include, PackageSpec};
 use lext_layer::project::Project;
 
@@ -19,7 +20,10 @@ pub(crate) struct Args {
     pub manifest_path: Option<PathBuf>,
 
     /// Directory holding the extension binaries [default:
-    /// target/lambda/extensions, as written by lext build].
+    /// target/lambda/extensions, as written by lext build]. When lext build
+    /// wrote it, it must hold exactly what that build wrote (listed in
+    /// DIR.lext-build beside it): any other file is refused by name; add
+    /// extra files with --include SRC:extensions/NAME.
     #[arg(long, value_name = "DIR")]
     pub extensions_dir: Option<PathBuf>,
 
@@ -42,6 +46,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     // The Cargo project is read only when a default path is needed, so
     // packaging prebuilt binaries works outside any project.
+    let default_dir = args.extensions_dir.is_none();
     let (dir, output) = match (args.extensions_dir, args.output) {
         (Some(dir), Some(output)) => (dir, output),
         (dir, output) => {
@@ -52,6 +57,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    let manifest = build::manifest_path(&dir);
+    if default_dir && dir.is_dir() && !manifest.exists() {
+        // Filled by an older lext or by hand: nothing to compare with.
+        eprintln!(
+            "warning: {} has no build manifest ({}); packaging every file in it: run lext build \
+             to replace it with only your extensions",
+            dir.display(),
+            manifest.display()
+        );
+    }
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     let spec = PackageSpec {
         extensions: package::discover_extensions(&dir)?,

@@ -131,6 +131,9 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     };
     serde_json::from_slice::<serde_json::Value>(&payload)
         .context("--payload is not valid JSON (give JSON text or @FILE)")?;
+    let limit = lext_sandbox::MAX_SYNC_PAYLOAD;
+    let size = payload.len();
+    anyhow::ensure!(size <= limit, "--payload is {size} bytes; Lambda refuses synchronous invokes over {limit} (RequestEntityTooLargeException)");
     let function = FunctionConfig {
         name: args.function_name,
         memory_mb: args.memory,
@@ -141,14 +144,18 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         ..FunctionConfig::default()
     };
     let function_name = function.name.clone();
+    let example = match args.layers.is_empty() && args.extensions.is_empty() {
+        true => super::example::build()?,
+        false => None,
+    };
     let mut environment = Environment::new()
         .function(function)
         .freeze(!args.no_freeze)
         .api_addr(args.api)
-        .sink(ConsoleSink::new());
-    for (key, value) in args.env {
-        environment = environment.env(key, value);
-    }
+        .sink(ConsoleSink::new())
+        .envs(args.env)
+        .layers(args.layers)
+        .extensions(args.extensions.into_iter().chain(example));
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
             format!(
@@ -160,17 +167,6 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     }
     if let Some(addr) = args.serve {
         environment = environment.serve_invoke_api(addr);
-    }
-    if args.layers.is_empty() && args.extensions.is_empty() {
-        if let Some(built) = super::example::build()? {
-            environment = environment.extension(built);
-        }
-    }
-    for layer in args.layers {
-        environment = environment.layer(layer);
-    }
-    for extension in args.extensions {
-        environment = environment.extension(extension);
     }
     if let Some(command) = args.function {
         environment = environment.runtime(Runtime::Shell(command));

@@ -1,6 +1,13 @@
 //! `lext build`: compile a Cargo project's binaries for Lambda and put them
 //! at `target/lambda/extensions/<name>`.
 //!
+//! The directory then holds this build's binaries and nothing else: they are
+//! written to a fresh directory next to it, which replaces the old one, so
+//! an extension left by an earlier build (of another project, or of another
+//! `--bin`) never reaches the next zip. The names written are recorded in a
+//! manifest beside the directory ([`manifest_path`]), which `lext package`
+//! compares with what it finds there.
+//!
 //! The binaries are linked by cargo-zigbuild against glibc 2.26 (the target
 //! `x86_64-unknown-linux-gnu.2.26`), the glibc of `provided.al2`, so they run
 //! on both OS-only runtimes whatever glibc the build machine has. The result
@@ -137,6 +144,14 @@ pub enum BuildError {
         /// The newest version it needs.
         needed: GlibcVersion,
     },
+    /// Writing the extensions directory or its manifest failed.
+    #[error("writing {}", path.display())]
+    Write {
+        /// What was being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// Copying the binary failed.
     #[error("copying {} to {}", from.display(), to.display())]
     Copy {
@@ -198,44 +213,190 @@ pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
     }
 
     let out_dir = project.target_dir.join(arch.rust_triple()).join("release");
-    let dest_dir = project.extensions_dir();
-    fs::create_dir_all(&dest_dir).map_err(|source| BuildError::Copy {
-        from: out_dir.clone(),
-        to: dest_dir.clone(),
-        source,
-    })?;
-    let mut built = Vec::new();
+    // Every binary is proven before the directory is touched, so a failed
+    // build leaves the previous output whole.
+    let mut verified = Vec::new();
     for bin in &binaries {
         let from = out_dir.join(&bin.name);
         let bytes = fs::read(&from).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => BuildError::MissingOutput { path: from.clone() },
             _ => BuildError::Copy {
                 from: from.clone(),
-                to: dest_dir.clone(),
+                to: project.extensions_dir().join(&bin.name),
                 source,
             },
         })?;
         let max_glibc = verify_binary(&from, &bytes, arch)?;
-        let to = dest_dir.join(&bin.name);
-        let copy_err = |source| BuildError::Copy {
-            from: from.clone(),
-            to: to.clone(),
-            source,
-        };
-        // Write through a temporary name so a concurrent `lext package`
-        // never zips a half-copied binary.
-        let tmp = dest_dir.join(format!(".{}.tmp", bin.name));
-        fs::write(&tmp, &bytes).map_err(copy_err)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(copy_err)?;
-        fs::rename(&tmp, &to).map_err(copy_err)?;
-        tracing::info!(extension = %bin.name, path = %to.display(), glibc = ?max_glibc, "built");
-        built.push(BuiltBinary {
+        verified.push(Verified {
             name: bin.name.clone(),
-            path: to,
+            from,
+            bytes,
             max_glibc,
         });
     }
+    let built = install(&project.extensions_dir(), &verified)?;
+    for bin in &built {
+        tracing::info!(extension = %bin.name, path = %bin.path.display(), glibc = ?bin.max_glibc, "built");
+    }
     Ok(built)
+}
+
+/// A binary cargo wrote, read and proven.
+struct Verified {
+    name: String,
+    from: PathBuf,
+    bytes: Vec<u8>,
+    max_glibc: Option<GlibcVersion>,
+}
+
+/// Replaces `dest_dir` with a directory holding exactly `verified` (mode
+/// 0755), and records their names in its [`manifest_path`].
+///
+/// The new directory is written next to it under a dot-name, then renamed
+/// into place, so the old one (binaries of an earlier build, of another
+/// project or `--bin`, files copied there by hand) is gone as a whole and
+/// nothing half-written is ever under the final name. The manifest is
+/// written before the swap: a build interrupted between the two leaves a
+/// manifest that does not match the directory, which `lext package` refuses.
+fn install(dest_dir: &Path, verified: &[Verified]) -> Result<Vec<BuiltBinary>, BuildError> {
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildError::Write { path, source }
+    };
+    let parent = dest_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_name = dest_dir
+        .file_name()
+        .map_or_else(|| "extensions".into(), |n| n.to_string_lossy().into_owned());
+    let pid = std::process::id();
+    let staging = parent.join(format!(".{dir_name}.{pid}.new"));
+    let retired = parent.join(format!(".{dir_name}.{pid}.old"));
+    remove_any(&staging).map_err(write_err(&staging))?;
+    fs::create_dir_all(&staging).map_err(write_err(&staging))?;
+    let mut built = Vec::new();
+    for bin in verified {
+        let staged = staging.join(&bin.name);
+        let copy_err = |source| BuildError::Copy {
+            from: bin.from.clone(),
+            to: staged.clone(),
+            source,
+        };
+        fs::write(&staged, &bin.bytes).map_err(copy_err)?;
+        fs::set_permissions(&staged, fs::Permissions::from_mode(0o755)).map_err(copy_err)?;
+        built.push(BuiltBinary {
+            name: bin.name.clone(),
+            path: dest_dir.join(&bin.name),
+            max_glibc: bin.max_glibc,
+        });
+    }
+    let names: Vec<&str> = verified.iter().map(|b| b.name.as_str()).collect();
+    write_manifest(dest_dir, &names)?;
+
+    // The swap. Between the two renames the directory does not exist; a
+    // concurrent `lext package` then says there is nothing to package.
+    remove_any(&retired).map_err(write_err(&retired))?;
+    let had_old = match fs::rename(dest_dir, &retired) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(write_err(dest_dir)(e)),
+    };
+    if let Err(e) = fs::rename(&staging, dest_dir) {
+        if had_old {
+            let _ = fs::rename(&retired, dest_dir);
+        }
+        return Err(write_err(dest_dir)(e));
+    }
+    if had_old {
+        if let Err(err) = remove_any(&retired) {
+            tracing::warn!(path = %retired.display(), %err, "cannot remove the previous extensions");
+        }
+    }
+    Ok(built)
+}
+
+/// Removes a directory tree, a file or a symlink; nothing there is fine.
+fn remove_any(path: &Path) -> io::Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The file in which `lext build` records the extensions it put in
+/// `extensions_dir`: beside it, named after it,
+/// `target/lambda/extensions.lext-build` for `target/lambda/extensions`.
+/// (Not inside it: a directory layer's `extensions/` is launched file by
+/// file, by `lext run --layer` as by Lambda.)
+pub fn manifest_path(extensions_dir: &Path) -> PathBuf {
+    let dir = match extensions_dir.file_name() {
+        Some(_) => extensions_dir.to_owned(),
+        // `.` or `..`: name the directory itself.
+        None => extensions_dir
+            .canonicalize()
+            .unwrap_or_else(|_| extensions_dir.to_owned()),
+    };
+    match dir.file_name() {
+        Some(name) => {
+            let mut file = name.to_owned();
+            file.push(MANIFEST_SUFFIX);
+            dir.with_file_name(file)
+        }
+        None => dir.join(MANIFEST_SUFFIX),
+    }
+}
+
+/// The suffix of [`manifest_path`].
+const MANIFEST_SUFFIX: &str = ".lext-build";
+
+/// The first lines of every manifest.
+const MANIFEST_HEADER: &str = "# Written by `lext build`: the extensions it put in the directory \
+                               of the same name, one per line.\n# `lext package` refuses a file \
+                               there that is not listed, and a listed one that is missing.\n";
+
+/// Writes the manifest of `extensions_dir` (through a temporary file).
+fn write_manifest(extensions_dir: &Path, names: &[&str]) -> Result<(), BuildError> {
+    let path = manifest_path(extensions_dir);
+    let mut text = MANIFEST_HEADER.to_owned();
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write_err = |source| BuildError::Write {
+        path: path.clone(),
+        source,
+    };
+    fs::write(&tmp, text).map_err(write_err)?;
+    fs::rename(&tmp, &path).map_err(write_err)
+}
+
+/// The extension names the last `lext build` recorded for
+/// `extensions_dir`, sorted; `None` when it has no manifest (a directory
+/// filled by hand or by another tool).
+pub fn read_manifest(extensions_dir: &Path) -> io::Result<Option<Vec<String>>> {
+    let text = match fs::read_to_string(manifest_path(extensions_dir)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(Some(names))
 }
 
 /// The glibc suffix of the zig target, `2.26`.

@@ -104,6 +104,17 @@ pub enum PackageError {
         /// Where they were looked for.
         dir: PathBuf,
     },
+    /// The extensions directory does not hold what the last `lext build`
+    /// recorded in its manifest.
+    #[error("{}", not_built_message(dir, stray, missing))]
+    NotBuilt {
+        /// The directory.
+        dir: PathBuf,
+        /// Files found there that the build did not write.
+        stray: Vec<String>,
+        /// Files the build wrote that are not there.
+        missing: Vec<String>,
+    },
     /// A malformed `--include`.
     #[error("bad --include `{spec}`: {why}")]
     BadInclude {
@@ -227,9 +238,17 @@ fn civil_from_days(days: u64) -> (u64, u8, u8) {
 }
 
 /// The extension binaries in a directory such as `target/lambda/extensions`:
-/// every regular file, by name, except dot-files (`lext build` writes each
-/// binary as `.<name>.tmp` before renaming it, and an interrupted build must
-/// not leave an extension called `.<name>.tmp` in the next zip).
+/// every regular file, by name, except dot-files (older versions of
+/// `lext build` wrote each binary as `.<name>.tmp` before renaming it, and
+/// an interrupted build must not leave an extension called `.<name>.tmp` in
+/// the next zip).
+///
+/// When `lext build` wrote the directory, its manifest
+/// ([`build::manifest_path`](crate::build::manifest_path)) lists what it put
+/// there, and the files found must be exactly those: a file no build wrote
+/// (copied in by hand, left by another tool) or a built one that is gone is
+/// [`PackageError::NotBuilt`], naming each. Without a manifest every file
+/// is taken.
 pub fn discover_extensions(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> {
     let read_err = |source| PackageError::Read {
         path: dir.to_owned(),
@@ -254,12 +273,58 @@ pub fn discover_extensions(dir: &Path) -> Result<Vec<(String, PathBuf)>, Package
         }
     }
     found.sort();
+    if let Some(built) = crate::build::read_manifest(dir).map_err(|source| PackageError::Read {
+        path: crate::build::manifest_path(dir),
+        source,
+    })? {
+        let stray: Vec<String> = found
+            .iter()
+            .filter(|(name, _)| !built.contains(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let missing: Vec<String> = built
+            .iter()
+            .filter(|name| !found.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
+        if !stray.is_empty() || !missing.is_empty() {
+            return Err(PackageError::NotBuilt {
+                dir: dir.to_owned(),
+                stray,
+                missing,
+            });
+        }
+    }
     if found.is_empty() {
         return Err(PackageError::NoExtensions {
             dir: dir.to_owned(),
         });
     }
     Ok(found)
+}
+
+/// The message of [`PackageError::NotBuilt`].
+fn not_built_message(dir: &Path, stray: &[String], missing: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !stray.is_empty() {
+        parts.push(format!(
+            "{} holds files the last lext build did not write: {}",
+            dir.display(),
+            stray.join(", ")
+        ));
+    }
+    if !missing.is_empty() {
+        parts.push(format!(
+            "{} lacks files the last lext build wrote: {}",
+            dir.display(),
+            missing.join(", ")
+        ));
+    }
+    format!(
+        "{}; run lext build again (it replaces the directory), or add extra files with \
+         --include SRC:extensions/NAME",
+        parts.join("; ")
+    )
 }
 
 /// One planned zip entry.

@@ -195,3 +195,44 @@ fn discover_reports_an_empty_build_and_skips_leftovers() {
     let names: Vec<_> = found.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, vec!["a", "b"]);
 }
+
+#[test]
+fn discover_holds_a_built_directory_to_its_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("extensions");
+    put(&dir.join("built"), b"b", 0o755);
+    let manifest = lext_layer::build::manifest_path(&dir);
+    assert_eq!(manifest, tmp.path().join("extensions.lext-build"));
+    fs::write(&manifest, "# comment\nbuilt\n").unwrap();
+    let found = lext_layer::package::discover_extensions(&dir).unwrap();
+    assert_eq!(found, vec![("built".to_owned(), dir.join("built"))]);
+
+    // A file the build did not write, and one it wrote that is gone.
+    put(&dir.join("stray"), b"s", 0o755);
+    fs::write(&manifest, "built\ngone\n").unwrap();
+    let err = lext_layer::package::discover_extensions(&dir).unwrap_err();
+    assert!(
+        matches!(&err, PackageError::NotBuilt { stray, missing, .. }
+            if stray == &["stray"] && missing == &["gone"]),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "{} holds files the last lext build did not write: stray; {} lacks files the last \
+             lext build wrote: gone; run lext build again",
+            dir.display(),
+            dir.display()
+        )),
+        "{msg}"
+    );
+
+    // Without a manifest, every file is taken.
+    fs::remove_file(&manifest).unwrap();
+    assert_eq!(
+        lext_layer::package::discover_extensions(&dir)
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -204,6 +204,28 @@ impl Environment {
         self
     }
 
+    /// Adds several layers, in order; see [`layer`](Self::layer).
+    pub fn layers(mut self, paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        self.layers.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds several extension executables; see [`extension`](Self::extension).
+    pub fn extensions(mut self, paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        self.extensions.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds several function environment variables; see [`env`](Self::env).
+    pub fn envs(
+        mut self,
+        vars: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
+    ) -> Self {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Sets the function runtime (default: [`Runtime::Echo`]).
     pub fn runtime(mut self, runtime: Runtime) -> Self {
         self.runtime = runtime;

@@ -25,7 +25,10 @@ use crate::driver::Handle;
 use crate::invocation::{InvokeRequest, InvokeResult};
 
 /// The largest synchronous request payload the Invoke API takes (6 MB).
-pub(crate) const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// The largest asynchronous (`Event`) request payload (1 MB).
+pub(crate) const MAX_EVENT_PAYLOAD: usize = 1024 * 1024;
 
 /// What the endpoint needs to know about the function.
 #[derive(Debug, Clone)]
@@ -118,6 +121,63 @@ fn service_error(status: StatusCode, error_type: &str, message: &str) -> Respons
     r
 }
 
+/// `X-Amz-Invocation-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sync,
+    Event,
+    DryRun,
+}
+
+impl Kind {
+    /// The largest payload the service takes (AWS: Lambda API Reference,
+    /// Invoke: "For synchronous invocations, the maximum payload size is
+    /// 6 MB. For asynchronous invocations, the maximum payload size is
+    /// 1 MB.").
+    fn payload_limit(self) -> usize {
+        match self {
+            Self::Event => MAX_EVENT_PAYLOAD,
+            Self::Sync | Self::DryRun => MAX_REQUEST_PAYLOAD,
+        }
+    }
+}
+
+/// The whole payload, read before the invoke is queued: the runtime gets it
+/// as one body, and one the service would refuse is refused here, before
+/// any environment sees it: over the limit (413), or not JSON (400, as the
+/// service parses every payload as JSON). An empty payload is allowed.
+async fn read_payload(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
+    let payload = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(service_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                &format!(
+                    "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+                ),
+            ))
+        }
+        Err(_) => {
+            return Err(service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                "Could not read the request body",
+            ))
+        }
+    };
+    if !payload.is_empty() {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            return Err(service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                &format!("Could not parse request body into json: {e}"),
+            ));
+        }
+    }
+    Ok(payload)
+}
+
 /// The environment stopped under the request.
 fn stopped() -> Response {
     service_error(
@@ -145,25 +205,27 @@ async fn invoke(
             &format!("Function not found: {asked}"),
         );
     }
-    // The whole payload is read before the invoke is queued: the runtime
-    // gets it as one body, and an oversized one is refused here, as the
-    // service refuses it before any environment sees it.
-    let payload = match http_body_util::Limited::new(body, MAX_REQUEST_PAYLOAD).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return service_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                &format!("Request must be smaller than {MAX_REQUEST_PAYLOAD} bytes for the InvokeFunction operation"),
-            )
-        }
-        Err(_) => return service_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", "Could not read the request body"),
-    };
     let text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
+    };
+    let kind = match text(inv::HEADER_INVOCATION_TYPE).as_deref() {
+        None | Some("RequestResponse") => Kind::Sync,
+        Some("Event") => Kind::Event,
+        Some("DryRun") => Kind::DryRun,
+        Some(other) => {
+            return service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("Unsupported invocation type {other}"),
+            )
+        }
+    };
+    let payload = match read_payload(body, kind.payload_limit()).await {
+        Ok(payload) => payload,
+        Err(refused) => return refused,
     };
     // The client context travels base64-encoded in the header; the runtime
     // gets the JSON itself (RIE decodes it the same way).
@@ -172,24 +234,17 @@ async fn invoke(
         trace_id: text(inv::HEADER_TRACE_ID),
         client_context: text(inv::HEADER_CLIENT_CONTEXT).and_then(|b64| decode_base64(&b64)),
     };
-    match text(inv::HEADER_INVOCATION_TYPE).as_deref() {
-        None | Some("RequestResponse") => {}
+    match kind {
+        Kind::Sync => {}
         // Asynchronous: queued behind the running invoke, answered at once.
-        Some("Event") => {
+        Kind::Event => {
             return match ctx.handle.invoke_async(request) {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
                 Err(_) => stopped(),
             }
         }
         // Validates the request and runs nothing.
-        Some("DryRun") => return StatusCode::NO_CONTENT.into_response(),
-        Some(other) => {
-            return service_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                &format!("Unsupported invocation type {other}"),
-            )
-        }
+        Kind::DryRun => return StatusCode::NO_CONTENT.into_response(),
     }
     let reply = match ctx.handle.invoke(request).await {
         Ok(reply) => reply,

@@ -132,6 +132,8 @@ pub use environment::{
     Runtime,
 };
 pub use invocation::{InvokeRequest, InvokeResponse, InvokeResult};
+/// The largest payload of a synchronous invoke (6 MB), as the Invoke API takes it.
+pub use invoke::MAX_REQUEST_PAYLOAD as MAX_SYNC_PAYLOAD;
 pub use sink::{Capture, ConsoleSink, JsonLinesSink, LineSource, LogLine, Sink};
 
 /// Runs the built-in echo runtime in this process until its Runtime API
