@@ -305,6 +305,10 @@ impl Subscriber {
     }
 }
 
+/// The most of a subscriber's answer to a batch that is read (its status
+/// is all that counts).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// One subscriber's delivery loop: wait for a batch to fill or time out,
 /// send it, repeat; one batch in flight at a time.
 pub(super) async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
@@ -593,12 +597,22 @@ impl Sender {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        // Read the answer to the end so the connection can be reused.
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        // Read the answer to the end so the connection can be reused, but
+        // no more than a bounded prefix: nothing in it matters, and a
+        // listener must not be able to make lext hold an answer of any
+        // size. A longer one costs the connection, not the batch.
+        let answer = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES);
+        match answer.collect().await {
+            Ok(_) => {}
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                tracing::debug!(
+                    limit = MAX_ANSWER_BYTES,
+                    "subscriber answer too long; connection dropped"
+                );
+                self.http = None;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
         if status.is_success() {
             Ok(())
         } else {

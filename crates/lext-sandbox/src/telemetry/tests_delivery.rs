@@ -799,3 +799,43 @@ async fn refused_batches_are_counted_and_announced_when_the_subscriber_recovers(
     let report = hub.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.undelivered[0].dropped_records, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_cannot_make_lext_read_an_answer_of_any_size() {
+    // A listener that takes the batch, answers 200 with a body it claims is
+    // 2 GiB long, and streams it until lext hangs up (at most 256 MiB).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head);
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2147483648\r\n\r\n")
+            .unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0usize;
+        while written < 256 * 1024 * 1024 {
+            match stream.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    let hub = hub();
+    subscribe_function_logs(&hub, "ext", port);
+    hub.record(line("hello"));
+    let report = hub.shutdown(Duration::from_secs(10)).await;
+    // The batch counts as delivered (the answer was 200)...
+    assert!(report.undelivered.is_empty(), "{report:?}");
+    // ...and lext hung up after a bounded prefix, not after the whole body.
+    let written = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        written < 32 * 1024 * 1024,
+        "lext read {written} bytes of the answer"
+    );
+}
