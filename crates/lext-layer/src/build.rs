@@ -259,10 +259,6 @@ struct Verified {
 /// written before the swap: a build interrupted between the two leaves a
 /// manifest that does not match the directory, which `lext package` refuses.
 fn install(dest_dir: &Path, verified: &[Verified]) -> Result<Vec<BuiltBinary>, BuildError> {
-    let write_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BuildError::Write { path, source }
-    };
     let parent = dest_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -274,7 +270,21 @@ fn install(dest_dir: &Path, verified: &[Verified]) -> Result<Vec<BuiltBinary>, B
     let staging = parent.join(format!(".{dir_name}.{pid}.new"));
     let retired = parent.join(format!(".{dir_name}.{pid}.old"));
     remove_any(&staging).map_err(write_err(&staging))?;
-    fs::create_dir_all(&staging).map_err(write_err(&staging))?;
+    let result = stage_and_swap(dest_dir, &staging, &retired, verified);
+    if result.is_err() {
+        let _ = remove_any(&staging);
+    }
+    result
+}
+
+/// [`install`]'s work once the names are chosen.
+fn stage_and_swap(
+    dest_dir: &Path,
+    staging: &Path,
+    retired: &Path,
+    verified: &[Verified],
+) -> Result<Vec<BuiltBinary>, BuildError> {
+    fs::create_dir_all(staging).map_err(write_err(staging))?;
     let mut built = Vec::new();
     for bin in verified {
         let staged = staging.join(&bin.name);
@@ -296,24 +306,30 @@ fn install(dest_dir: &Path, verified: &[Verified]) -> Result<Vec<BuiltBinary>, B
 
     // The swap. Between the two renames the directory does not exist; a
     // concurrent `lext package` then says there is nothing to package.
-    remove_any(&retired).map_err(write_err(&retired))?;
-    let had_old = match fs::rename(dest_dir, &retired) {
+    remove_any(retired).map_err(write_err(retired))?;
+    let had_old = match fs::rename(dest_dir, retired) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(write_err(dest_dir)(e)),
     };
-    if let Err(e) = fs::rename(&staging, dest_dir) {
+    if let Err(e) = fs::rename(staging, dest_dir) {
         if had_old {
-            let _ = fs::rename(&retired, dest_dir);
+            let _ = fs::rename(retired, dest_dir);
         }
         return Err(write_err(dest_dir)(e));
     }
     if had_old {
-        if let Err(err) = remove_any(&retired) {
+        if let Err(err) = remove_any(retired) {
             tracing::warn!(path = %retired.display(), %err, "cannot remove the previous extensions");
         }
     }
     Ok(built)
+}
+
+/// [`BuildError::Write`] of `path`, for `map_err`.
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError {
+    let path = path.to_owned();
+    move |source| BuildError::Write { path, source }
 }
 
 /// Removes a directory tree, a file or a symlink; nothing there is fine.
@@ -371,12 +387,8 @@ fn write_manifest(extensions_dir: &Path, names: &[&str]) -> Result<(), BuildErro
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let write_err = |source| BuildError::Write {
-        path: path.clone(),
-        source,
-    };
-    fs::write(&tmp, text).map_err(write_err)?;
-    fs::rename(&tmp, &path).map_err(write_err)
+    fs::write(&tmp, text).map_err(write_err(&path))?;
+    fs::rename(&tmp, &path).map_err(write_err(&path))
 }
 
 /// The extension names the last `lext build` recorded for
