@@ -16,9 +16,12 @@
 mod support;
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "run scripts/install-test-deps (it installs moto[server], ziglang and \
                             cargo-zigbuild) and make sure LEXT_TEST_VENV points at its .venv";
@@ -31,6 +34,24 @@ fn venv_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
     venv.join("bin")
+}
+
+/// A program from the venv, else from PATH; panics loudly if neither has it.
+fn peer(name: &str) -> PathBuf {
+    let in_venv = venv_bin().join(name);
+    if in_venv.is_file() {
+        return in_venv;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` not found in {} nor on PATH: {INSTALL_HINT}",
+                venv_bin().display()
+            )
+        })
 }
 
 /// PATH with the venv (for `python3 -m ziglang`) and ~/.cargo/bin first.
@@ -95,6 +116,147 @@ fn failed_stderr(out: &Output) -> String {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     stderr
+}
+
+/// A moto server on 127.0.0.1, killed (and reaped) on drop.
+struct Moto {
+    child: Child,
+    url: String,
+    port: u16,
+}
+
+impl Moto {
+    /// Starts moto on a port the kernel picks (`-p 0`), read back from the
+    /// line werkzeug prints: a port chosen here and then bound by moto
+    /// could be taken by a concurrent test's moto in between.
+    fn start() -> Moto {
+        let server = peer("moto_server");
+        let mut child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}: {INSTALL_HINT}", server.display()));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the port, then keeps draining moto's request log so that
+        // it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line
+                    .split_once("Running on http://127.0.0.1:")
+                    .and_then(|(_, port)| port.trim().parse::<u16>().ok())
+                {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "moto_server did not report its port within 30 s ({status:?}): {INSTALL_HINT}"
+                );
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server does not answer on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    /// Runs boto3 code against this server (`lam`, `iam` are clients);
+    /// returns stdout.
+    fn boto(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3, json, io, zipfile\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             lam = boto3.client('lambda', **kw)\n\
+             iam = boto3.client('iam', **kw)\n{code}",
+            self.url
+        );
+        let out = Command::new(peer("python3"))
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}\n{INSTALL_HINT}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Creates an IAM role and a provided.al2 function named `name`.
+    fn create_function(&self, name: &str) {
+        self.boto(&format!(
+            "role = iam.create_role(RoleName='r-{name}', AssumeRolePolicyDocument='{{}}')['Role']['Arn']\n\
+             b = io.BytesIO(); z = zipfile.ZipFile(b, 'w'); z.writestr('bootstrap', '#!/bin/sh'); z.close()\n\
+             lam.create_function(FunctionName='{name}', Runtime='provided.al2', Role=role, \
+             Handler='bootstrap', Code={{'ZipFile': b.getvalue()}})\n"
+        ));
+    }
+
+    /// The ARNs of every version of layer `name` moto holds.
+    fn layer_versions(&self, name: &str) -> Vec<String> {
+        let out = self.boto(&format!(
+            "print(json.dumps([v['LayerVersionArn'] for v in \
+             lam.list_layer_versions(LayerName='{name}').get('LayerVersions', [])]))"
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    }
+
+    /// The function's layer ARNs.
+    fn function_layers(&self, name: &str) -> Vec<String> {
+        let out = self.boto(&format!(
+            "print(json.dumps([l['Arn'] for l in \
+             lam.get_function_configuration(FunctionName='{name}').get('Layers', [])]))"
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    }
+
+    /// moto's `/moto-api/reset-auth`: the next `count` requests are served
+    /// without authentication, every later one is checked against IAM (so
+    /// moto's dummy keys are refused with InvalidClientTokenId). `"inf"`
+    /// turns the checks off again.
+    fn allow_unauthenticated(&self, count: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST /moto-api/reset-auth HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{count}",
+            count.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "reset-auth: {reply}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A layer zip with one good extension, made by `lext package`.
@@ -226,6 +388,105 @@ fn package_zips_only_what_the_last_build_wrote() {
         zip_names(&zip),
         vec!["extensions/", "extensions/helper.sh", "extensions/new-ext"]
     );
+}
+
+// --- 2. publish --attach: check the function before uploading -----------------
+
+/// `--attach` to a function that does not exist publishes nothing.
+#[test]
+fn attach_to_a_missing_function_publishes_nothing() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "orphan",
+        "--endpoint-url",
+        &moto.url,
+        "--attach",
+        "no-such-function",
+    ]));
+    let stderr = failed_stderr(&out);
+    assert_eq!(text(&out.stdout), "", "nothing published, nothing printed");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: not publishing: --attach no-such-function would fail: \
+         GetFunctionConfiguration failed: ResourceNotFoundException: Function not found: \
+         arn:aws:lambda:us-east-1:123456789012:function:no-such-function"
+    );
+    assert_eq!(moto.layer_versions("orphan"), Vec::<String>::new());
+}
+
+/// A function that already has five other layers: refused before the
+/// upload, so no version is left behind.
+#[test]
+fn attach_over_the_layer_limit_publishes_nothing() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    moto.create_function("full");
+    moto.boto(
+        "arns = [lam.publish_layer_version(LayerName=f'other{i}', \
+         Content={'ZipFile': b'PK\\x05\\x06' + bytes(18)})['LayerVersionArn'] for i in range(5)]\n\
+         lam.update_function_configuration(FunctionName='full', Layers=arns)\n",
+    );
+    let before = moto.function_layers("full");
+    assert_eq!(before.len(), 5);
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "sixth",
+        "--endpoint-url",
+        &moto.url,
+        "--attach",
+        "full",
+    ]));
+    let stderr = failed_stderr(&out);
+    assert!(
+        stderr.starts_with(
+            "error: not publishing: --attach full would fail: function full would have 6 \
+             layers, Lambda allows at most 5"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(moto.layer_versions("sixth"), Vec::<String>::new());
+    assert_eq!(moto.function_layers("full"), before);
+}
+
+/// When attaching fails after the upload (here moto starts refusing the
+/// dummy keys after PublishLayerVersion), the ARN of the version that was
+/// created is printed on stdout and named in the error.
+#[test]
+fn attach_failing_after_publish_prints_what_was_published() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    moto.create_function("fn1");
+    // lext makes two requests before the update: GetFunctionConfiguration
+    // (the function exists) and PublishLayerVersion.
+    moto.allow_unauthenticated("2");
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "half-done",
+        "--endpoint-url",
+        &moto.url,
+        "--attach",
+        "fn1",
+    ]));
+    moto.allow_unauthenticated("inf");
+    let stderr = failed_stderr(&out);
+    let versions = moto.layer_versions("half-done");
+    assert_eq!(versions.len(), 1, "{stderr}");
+    let arn = &versions[0];
+    assert_eq!(text(&out.stdout), format!("{arn}\n"), "stderr: {stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: published {arn} but could not attach it to fn1: \
+             UpdateFunctionConfiguration failed: InvalidClientTokenId: The security token \
+             included in the request is invalid."
+        )
+    );
+    assert_eq!(moto.function_layers("fn1"), Vec::<String>::new());
 }
 
 // --- 4. errors name each cause once -------------------------------------------

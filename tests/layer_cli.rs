@@ -697,7 +697,8 @@ fn publish_and_attach_against_moto() {
     expected[0] = arn2.clone();
     assert_eq!(after, expected);
 
-    // A sixth layer is refused, and the function keeps its five.
+    // A sixth layer is refused before the upload, and the function keeps
+    // its five.
     let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
         "--layer-name",
         "sixth",
@@ -708,9 +709,13 @@ fn publish_and_attach_against_moto() {
     ]));
     assert_one_error_line(
         &out,
-        "function fn1 would have 6 layers, Lambda allows at most 5",
+        "not publishing: --attach fn1 would fail: function fn1 would have 6 layers, Lambda allows \
+         at most 5",
     );
     assert_eq!(moto.function_layers("fn1"), expected);
+    let versions = moto
+        .boto("print(len(lam.list_layer_versions(LayerName='sixth').get('LayerVersions', [])))");
+    assert_eq!(versions.trim(), "0");
 
     // A layer that fails lext check is never uploaded.
     let bad = packaged_layer(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lext_layer::project::Project;
-use lext_layer::publish::{self, AwsOptions, PublishError, PublishOptions};
+use lext_layer::publish::{self, AwsOptions, LayerVersion, PublishError, PublishOptions};
 
 /// How to print the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,7 +48,10 @@ pub(crate) struct Args {
     pub license_info: Option<String>,
 
     /// Add the new version to this function's layers, keeping its other
-    /// layers and replacing an older version of this one.
+    /// layers and replacing an older version of this one. The function is
+    /// read before the upload: if it does not exist, or already has 5 other
+    /// layers, nothing is published. If attaching fails after the upload,
+    /// the new version is printed on stdout before the error.
     #[arg(long, value_name = "FUNCTION")]
     pub attach: Option<String>,
 
@@ -101,21 +104,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             anyhow::bail!(PublishError::CheckFailed { zip, problems });
         }
+        Err(err @ PublishError::AttachFailed { .. }) => {
+            // The version exists: print it as a success would, so that a
+            // script capturing stdout learns what to attach or delete.
+            if let PublishError::AttachFailed { layer_version, .. } = &err {
+                print_layer_version(layer_version, args.output)?;
+            }
+            return Err(err.into());
+        }
         Err(err) => return Err(err.into()),
     };
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        Output::Text => writeln!(
-            out,
-            "{}",
-            published
-                .layer_version
-                .layer_version_arn
-                .as_deref()
-                .unwrap_or("")
-        )?,
-        Output::Json => writeln!(out, "{}", published.layer_version.to_aws_cli_json())?,
-    }
+    print_layer_version(&published.layer_version, args.output)?;
     if let Some(attached) = &published.attached {
         eprintln!(
             "attached to {}; its layers are now: {}",
@@ -124,4 +123,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The new version on stdout: its ARN, or the whole response as JSON.
+fn print_layer_version(version: &LayerVersion, output: Output) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Text => writeln!(
+            out,
+            "{}",
+            version.layer_version_arn.as_deref().unwrap_or("")
+        ),
+        Output::Json => writeln!(out, "{}", version.to_aws_cli_json()),
+    }
 }

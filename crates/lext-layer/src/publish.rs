@@ -1,5 +1,7 @@
 //! `lext publish`: PublishLayerVersion (and, with `--attach`,
-//! UpdateFunctionConfiguration) through the official AWS SDK for Rust.
+//! GetFunctionConfiguration before the upload and
+//! UpdateFunctionConfiguration after it) through the official AWS SDK for
+//! Rust.
 //!
 //! The zip is checked first with [`crate::check`](mod@crate::check); a layer with any problem
 //! is never uploaded. Credentials and region come from aws-config's standard
@@ -218,15 +220,40 @@ pub enum PublishError {
     #[error(
         "function {function} would have {count} layers, Lambda allows at most \
          {MAX_LAYERS_PER_FUNCTION}: remove one first (aws lambda update-function-configuration \
-         --layers ...); the new version {arn} is published but not attached"
+         --layers ...)"
     )]
     TooManyLayers {
         /// The function.
         function: String,
         /// How many layers it would have.
         count: usize,
-        /// The new version.
-        arn: String,
+    },
+    /// `--attach` was found to fail before the upload (the function does
+    /// not exist or cannot be read, or it has no room for another layer):
+    /// nothing was published.
+    #[error("not publishing: --attach {function} would fail")]
+    NotPublished {
+        /// The function.
+        function: String,
+        /// Why attaching would fail.
+        #[source]
+        source: Box<PublishError>,
+    },
+    /// The new version was published, then attaching it failed. The
+    /// version exists: its ARN is in the message, and the whole response in
+    /// `layer_version`.
+    #[error(
+        "published {} but could not attach it to {function}",
+        layer_version.layer_version_arn.as_deref().unwrap_or("a new layer version")
+    )]
+    AttachFailed {
+        /// The PublishLayerVersion response.
+        layer_version: Box<LayerVersion>,
+        /// The function.
+        function: String,
+        /// Why attaching failed.
+        #[source]
+        source: Box<PublishError>,
     },
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
@@ -275,6 +302,20 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
     let arches = check::extension_architectures(&listing);
 
     let client = client(&options.aws, bytes.len() as u64).await?;
+    // Everything about --attach that can be known before the upload is
+    // checked before it, so that a typo in the function's name does not
+    // leave a layer version behind.
+    let target = match &options.attach {
+        Some(function) => Some(
+            attach_target(&client, function, &options.layer_name)
+                .await
+                .map_err(|source| PublishError::NotPublished {
+                    function: function.clone(),
+                    source: Box::new(source),
+                })?,
+        ),
+        None => None,
+    };
     tracing::info!(layer = %options.layer_name, bytes = bytes.len(), ?arches, "publishing");
     let request = client
         .publish_layer_version()
@@ -321,20 +362,91 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
         license_info: out.license_info().map(str::to_owned),
     };
 
-    let attached = match &options.attach {
-        Some(function) => Some(attach(&client, function, &layer_version).await?),
-        None => None,
-    };
+    let attached =
+        match &target {
+            Some(target) => Some(attach(&client, target, &layer_version).await.map_err(
+                |source| PublishError::AttachFailed {
+                    layer_version: Box::new(layer_version.clone()),
+                    function: target.function.clone(),
+                    source: Box::new(source),
+                },
+            )?),
+            None => None,
+        };
     Ok(Published {
         layer_version,
         attached,
     })
 }
 
-/// Adds the new version to the function's layers.
-async fn attach(
+/// The function `--attach` names, as read before the upload.
+#[derive(Debug)]
+struct AttachTarget {
+    /// The function name or ARN as given.
+    function: String,
+    /// Its layers' version ARNs, in order.
+    layers: Vec<String>,
+    /// The revision read, so that the update does not overwrite a change
+    /// made to the function during the upload.
+    revision_id: Option<String>,
+}
+
+/// Reads the function's configuration, failing if it does not exist (or
+/// cannot be read) or if adding `layer_name` would certainly exceed
+/// [`MAX_LAYERS_PER_FUNCTION`]: it has that many layers already and none
+/// of them is a version of `layer_name`, which the new version could
+/// replace.
+async fn attach_target(
     client: &Client,
     function: &str,
+    layer_name: &str,
+) -> Result<AttachTarget, PublishError> {
+    let config = client
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetFunctionConfiguration", e))?;
+    let layers: Vec<String> = config
+        .layers()
+        .iter()
+        .filter_map(|l| l.arn().map(str::to_owned))
+        .collect();
+    let may_replace = layers.iter().any(|arn| is_version_of(arn, layer_name));
+    if !may_replace && layers.len() >= MAX_LAYERS_PER_FUNCTION {
+        return Err(PublishError::TooManyLayers {
+            function: function.to_owned(),
+            count: layers.len() + 1,
+        });
+    }
+    Ok(AttachTarget {
+        function: function.to_owned(),
+        layers,
+        revision_id: config.revision_id().map(str::to_owned),
+    })
+}
+
+/// Whether `version_arn` (`arn:...:layer:NAME:N`) may be a version of the
+/// layer published as `layer_name` (a name, or a layer ARN). By name alone
+/// when a name is given: the account and region of the new version are
+/// known only once it is published.
+fn is_version_of(version_arn: &str, layer_name: &str) -> bool {
+    let Some((layer_arn, _version)) = version_arn.rsplit_once(':') else {
+        return false;
+    };
+    if layer_name.starts_with("arn:") {
+        return layer_arn == layer_name;
+    }
+    layer_arn
+        .rsplit_once(":layer:")
+        .is_some_and(|(_, name)| name == layer_name)
+}
+
+/// Adds the new version to the function's layers (as read by
+/// [`attach_target`]).
+async fn attach(
+    client: &Client,
+    target: &AttachTarget,
     version: &LayerVersion,
 ) -> Result<Attached, PublishError> {
     let (Some(version_arn), Some(layer_arn)) = (&version.layer_version_arn, &version.layer_arn)
@@ -343,22 +455,11 @@ async fn attach(
             "PublishLayerVersion returned no LayerVersionArn/LayerArn; cannot attach".into(),
         ));
     };
-    let config = client
-        .get_function_configuration()
-        .function_name(function)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetFunctionConfiguration", e))?;
-    let existing: Vec<String> = config
-        .layers()
-        .iter()
-        .filter_map(|l| l.arn().map(str::to_owned))
-        .collect();
-    let layers = merge_layers(&existing, layer_arn, version_arn).map_err(|count| {
+    let function = &target.function;
+    let layers = merge_layers(&target.layers, layer_arn, version_arn).map_err(|count| {
         PublishError::TooManyLayers {
-            function: function.to_owned(),
+            function: function.clone(),
             count,
-            arn: version_arn.clone(),
         }
     })?;
     tracing::info!(%function, ?layers, "attaching");
@@ -366,6 +467,7 @@ async fn attach(
         .update_function_configuration()
         .function_name(function)
         .set_layers(Some(layers.clone()))
+        .set_revision_id(target.revision_id.clone())
         .send()
         .await
         .map_err(|e| sdk_error("UpdateFunctionConfiguration", e))?;
@@ -375,7 +477,7 @@ async fn attach(
         .filter_map(|l| l.arn().map(str::to_owned))
         .collect();
     Ok(Attached {
-        function: function.to_owned(),
+        function: function.clone(),
         // Some endpoints answer without the list; report what was sent then.
         layers: if after.is_empty() { layers } else { after },
     })
@@ -695,6 +797,20 @@ mod tests {
             merge_layers(&four_and_ours, LAYER, &v(2)).map(|l| l.len()),
             Ok(5)
         );
+    }
+
+    #[test]
+    fn versions_of_a_layer_by_name_or_arn() {
+        assert!(is_version_of(&v(3), "ext"));
+        assert!(is_version_of(&v(3), LAYER));
+        assert!(!is_version_of(&v(3), "ex"));
+        assert!(!is_version_of(
+            &v(3),
+            "arn:aws:lambda:eu-west-1:123456789012:layer:ext"
+        ));
+        let other = "arn:aws:lambda:us-east-1:123456789012:layer:ext2:1";
+        assert!(!is_version_of(other, "ext"));
+        assert!(!is_version_of("garbage", "ext"));
     }
 
     #[test]
