@@ -489,6 +489,69 @@ fn attach_failing_after_publish_prints_what_was_published() {
     assert_eq!(moto.function_layers("fn1"), Vec::<String>::new());
 }
 
+// --- 3. publish --profile: an unknown profile is refused ----------------------
+
+#[test]
+fn an_unknown_profile_is_refused_even_with_keys_in_the_environment() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    fs::write(
+        tmp.path().join("aws-config"),
+        "[default]\nregion = us-east-1\n[profile in-config]\nregion = eu-west-1\n\
+         [sso-session nope]\nsso_region = us-east-1\n",
+    )
+    .unwrap();
+    fs::write(
+        tmp.path().join("aws-credentials"),
+        "[in-credentials]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let publish = |profile: &str| {
+        run(lext_aws(tmp.path())
+            .arg("publish")
+            .arg(&zip)
+            .args(["--layer-name", "profiled", "--endpoint-url", &moto.url])
+            .args(["--profile", profile]))
+    };
+    // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set (lext_aws), so
+    // the SDK's chain alone would sign with them and publish.
+    let out = publish("nope");
+    let stderr = failed_stderr(&out);
+    let config = tmp.path().join("aws-config");
+    let credentials = tmp.path().join("aws-credentials");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: The config profile (nope) could not be found in {} or {}",
+            config.display(),
+            credentials.display()
+        )
+    );
+    assert_eq!(moto.layer_versions("profiled"), Vec::<String>::new());
+
+    // AWS_PROFILE is held to the same rule, as aws-cli does.
+    let out = run(lext_aws(tmp.path())
+        .arg("publish")
+        .arg(&zip)
+        .args(["--layer-name", "profiled", "--endpoint-url", &moto.url])
+        .env("AWS_PROFILE", "also-nope"));
+    let stderr = failed_stderr(&out);
+    assert!(
+        stderr.starts_with("error: The config profile (also-nope) could not be found"),
+        "{stderr}"
+    );
+    assert_eq!(moto.layer_versions("profiled"), Vec::<String>::new());
+
+    // A profile named in either file, under the paths the variables give,
+    // is found.
+    for profile in ["in-config", "in-credentials", "default"] {
+        let out = publish(profile);
+        assert!(out.status.success(), "{profile}: {}", text(&out.stderr));
+    }
+    assert_eq!(moto.layer_versions("profiled").len(), 3);
+}
+
 // --- 4. errors name each cause once -------------------------------------------
 
 #[test]

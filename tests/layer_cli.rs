@@ -872,7 +872,7 @@ fn publish_takes_credentials_and_region_from_a_profile() {
     );
     let last = text(&out.stderr).lines().last().unwrap_or("").to_owned();
     assert!(
-        last.starts_with("error: no usable AWS credentials"),
+        last.starts_with("error: The config profile (nope) could not be found in "),
         "{}",
         text(&out.stderr)
     );

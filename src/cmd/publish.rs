@@ -59,7 +59,10 @@ pub(crate) struct Args {
     #[arg(long)]
     pub region: Option<String>,
 
-    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    /// Named profile of ~/.aws/config and ~/.aws/credentials (or the files
+    /// AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE name) [default:
+    /// AWS_PROFILE]. A profile in neither file is refused before anything
+    /// else, as aws-cli does, even with keys in the environment.
     #[arg(long)]
     pub profile: Option<String>,
 

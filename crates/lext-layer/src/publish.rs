@@ -178,6 +178,22 @@ pub enum PublishError {
     /// A parameter AWS would reject.
     #[error("{0}")]
     Invalid(String),
+    /// The profile asked for (`--profile`, else `AWS_PROFILE`) is in
+    /// neither shared file. aws-cli's words; the SDK alone would go on with
+    /// the rest of its chain (keys in the environment, instance metadata).
+    #[error(
+        "The config profile ({name}) could not be found in {} or {}",
+        config.display(),
+        credentials.display()
+    )]
+    NoProfile {
+        /// The profile.
+        name: String,
+        /// The shared config file looked in.
+        config: PathBuf,
+        /// The shared credentials file looked in.
+        credentials: PathBuf,
+    },
     /// No region anywhere in the chain.
     #[error(
         "no AWS region: pass --region, set AWS_REGION, or set `region` in the profile of \
@@ -279,6 +295,7 @@ pub fn publish_blocking(options: &PublishOptions) -> Result<Published, PublishEr
 /// Checks the zip, publishes it as a new layer version, and attaches it to
 /// a function when asked.
 pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError> {
+    check_profile(&options.aws)?;
     validate(options)?;
     let runtimes = runtimes_or_default(&options.compatible_runtimes);
 
@@ -605,6 +622,88 @@ fn validate(options: &PublishOptions) -> Result<(), PublishError> {
     Ok(())
 }
 
+/// Fails with [`PublishError::NoProfile`] when a profile is asked for
+/// (`--profile`, else a non-empty `AWS_PROFILE`, as aws-config reads it)
+/// and neither shared file defines it. aws-cli refuses such a profile
+/// before anything else, even `default`; the SDK would silently sign with
+/// whatever else its chain finds.
+fn check_profile(aws: &AwsOptions) -> Result<(), PublishError> {
+    let name = match &aws.profile {
+        Some(name) => name.clone(),
+        None => match std::env::var("AWS_PROFILE") {
+            Ok(name) if !name.is_empty() => name,
+            _ => return Ok(()),
+        },
+    };
+    let config = shared_file("AWS_CONFIG_FILE", "config");
+    let credentials = shared_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    let read = |path: &PathBuf| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(PublishError::Read {
+            path: path.clone(),
+            source,
+        }),
+    };
+    let found = config_profiles(&read(&config)?).any(|p| p == name)
+        || credentials_profiles(&read(&credentials)?).any(|p| p == name);
+    if found {
+        Ok(())
+    } else {
+        Err(PublishError::NoProfile {
+            name,
+            config,
+            credentials,
+        })
+    }
+}
+
+/// A shared file: the variable's value (a leading `~/` is the home
+/// directory, as aws-cli and the SDK expand it), else `~/.aws/<name>`.
+fn shared_file(variable: &str, name: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match std::env::var_os(variable).filter(|v| !v.is_empty()) {
+        Some(value) => {
+            let value = PathBuf::from(value);
+            match (value.strip_prefix("~"), &home) {
+                (Ok(rest), Some(home)) => home.join(rest),
+                _ => value,
+            }
+        }
+        None => home
+            .unwrap_or_else(|| PathBuf::from("~"))
+            .join(".aws")
+            .join(name),
+    }
+}
+
+/// The `[section]` names of an ini file, trimmed.
+fn sections(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+    })
+}
+
+/// The profiles of a shared config file: `[default]` and `[profile NAME]`
+/// (other sections, `[sso-session x]`, `[services x]`, are not profiles).
+fn config_profiles(text: &str) -> impl Iterator<Item = &str> {
+    sections(text).filter_map(|section| {
+        if section == "default" {
+            return Some(section);
+        }
+        let rest = section.strip_prefix("profile")?;
+        rest.starts_with(char::is_whitespace)
+            .then(|| rest.trim())
+            .filter(|name| !name.is_empty())
+    })
+}
+
+/// The profiles of a shared credentials file: every section.
+fn credentials_profiles(text: &str) -> impl Iterator<Item = &str> {
+    sections(text)
+}
+
 /// `[a-zA-Z0-9-_]+`, or a layer ARN
 /// `arn:<partition>:lambda:<region>:<12 digits>:layer:<name>`.
 fn valid_layer_name(name: &str) -> bool {
@@ -811,6 +910,16 @@ mod tests {
         let other = "arn:aws:lambda:us-east-1:123456789012:layer:ext2:1";
         assert!(!is_version_of(other, "ext"));
         assert!(!is_version_of("garbage", "ext"));
+    }
+
+    #[test]
+    fn profiles_of_the_shared_files() {
+        let config = "# c\n[default]\nregion = x\n[profile  dev ]\n[sso-session dev2]\n\
+                      [profilex]\n[profile]\n  [ profile prod ]  \n";
+        let names: Vec<_> = config_profiles(config).collect();
+        assert_eq!(names, vec!["default", "dev", "prod"]);
+        let names: Vec<_> = credentials_profiles("[a]\nk = v\n[b c]\n").collect();
+        assert_eq!(names, vec!["a", "b c"]);
     }
 
     #[test]
