@@ -619,3 +619,52 @@ fn errors_name_each_cause_once() {
     // The zip made above is fine: the error is the file, not lext.
     assert!(zip.is_file());
 }
+
+// --- 5. lext run and lext publish take the region from AWS_REGION -------------
+
+/// `AWS_REGION=eu-west-1` reaches both commands: publish's ARN and the
+/// function ARN that `lext run` hands the extension in its INVOKE event
+/// (rust-example-extension prints the event).
+#[test]
+fn run_and_publish_agree_on_aws_region() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    let out = run(lext_aws(tmp.path())
+        .arg("publish")
+        .arg(&zip)
+        .args(["--layer-name", "regional", "--endpoint-url", &moto.url])
+        .env("AWS_REGION", "eu-west-1"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("arn:aws:lambda:eu-west-1:"));
+
+    let lext_run = |region: Option<&str>, flag: Option<&str>| {
+        let mut cmd = lext();
+        // Inside the repository, lext run builds and runs the example
+        // extension when given none.
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["run", "--invoke", "1", "--function-name", "regional"])
+            .env_remove("AWS_REGION");
+        if let Some(region) = region {
+            cmd.env("AWS_REGION", region);
+        }
+        if let Some(flag) = flag {
+            cmd.args(["--region", flag]);
+        }
+        let out = run(&mut cmd);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{all}");
+        assert!(all.contains("\"invokedFunctionArn\""), "{all}");
+        all
+    };
+    let all = lext_run(Some("eu-west-1"), None);
+    assert!(
+        all.contains("arn:aws:lambda:eu-west-1:") && !all.contains("arn:aws:lambda:us-east-1:"),
+        "{all}"
+    );
+    // The flag wins over the variable; neither means us-east-1.
+    let all = lext_run(Some("eu-west-1"), Some("ap-south-1"));
+    assert!(all.contains("arn:aws:lambda:ap-south-1:"), "{all}");
+    let all = lext_run(None, None);
+    assert!(all.contains("arn:aws:lambda:us-east-1:"), "{all}");
+}

@@ -64,8 +64,9 @@ pub(crate) struct Args {
     /// Function timeout, seconds (1 to 900).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=900))]
     pub timeout: u32,
-    /// Region.
-    #[arg(long, default_value = "us-east-1")]
+    /// The function's region (its AWS_REGION, and the region in its ARN);
+    /// taken from AWS_REGION when not given, as lext publish does.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
     /// The handler (`_HANDLER`).
     #[arg(long, default_value = "bootstrap")]
