@@ -668,3 +668,25 @@ fn run_and_publish_agree_on_aws_region() {
     let all = lext_run(None, None);
     assert!(all.contains("arn:aws:lambda:us-east-1:"), "{all}");
 }
+
+// --- exit codes in --help -----------------------------------------------------
+
+#[test]
+fn help_documents_exit_codes() {
+    for command in ["build", "package", "check", "publish"] {
+        let out = run(lext().args([command, "--help"]));
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        let line = help
+            .lines()
+            .find(|l| l.starts_with("Exit codes: 0 "))
+            .unwrap_or_else(|| panic!("no exit codes in lext {command} --help:\n{help}"));
+        assert!(
+            line.contains("; 1 ") && line.contains("; 2 bad arguments"),
+            "{line}"
+        );
+    }
+    // And 2 is what clap exits with on a bad argument.
+    let out = run(lext().args(["package", "--no-such-flag"]));
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -11,7 +11,10 @@ use lext_layer::build::{self, BuildOptions};
 use lext_layer::Arch;
 
 /// Arguments of `lext build`.
+///
+/// `--help` ends with [`EXIT_CODES`].
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// Path to the project's Cargo.toml [default: the nearest Cargo.toml at or
     /// above the current directory].
@@ -31,6 +34,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ARCH", default_value = "x86_64")]
     pub arch: Arch,
 }
+
+/// The exit codes, one line after `--help` (`main` exits 1 on any error,
+/// clap 2 on a bad command line).
+const EXIT_CODES: &str = "Exit codes: 0 built (each extension's path on stdout); 1 the build \
+                          failed (project unreadable, a tool or Rust target missing, cargo \
+                          failed, a binary not an ELF for the architecture or needing a glibc \
+                          above 2.26); 2 bad arguments";
 
 /// Builds, then prints each extension's path on stdout.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

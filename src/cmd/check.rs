@@ -9,7 +9,10 @@ use lext_layer::project::Project;
 use lext_layer::{check, Arch, CheckOptions, Listing, Runtime};
 
 /// Arguments of `lext check`.
+///
+/// `--help` ends with [`EXIT_CODES`].
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// The layer: a zip, or a directory laid out as /opt [default:
     /// target/lambda/extension.zip].
@@ -30,6 +33,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PATH")]
     pub manifest_path: Option<PathBuf>,
 }
+
+/// The exit codes, one line after `--help` (`main` exits 1 on any error,
+/// clap 2 on a bad command line).
+const EXIT_CODES: &str = "Exit codes: 0 no problem (an ok line on stdout); 1 a problem found \
+                          (one line each on stdout) or the layer unreadable; 2 bad arguments";
 
 /// Prints each problem on stdout; exits 1 if there is any.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -12,7 +12,10 @@ use lext_layer::package::{self, Include, PackageSpec};
 use lext_layer::project::Project;
 
 /// Arguments of `lext package`.
+///
+/// `--help` ends with [`EXIT_CODES`].
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// Path to the project's Cargo.toml, to find its target directory
     /// [default: the nearest Cargo.toml].
@@ -36,6 +39,13 @@ pub(crate) struct Args {
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,
 }
+
+/// The exit codes, one line after `--help` (`main` exits 1 on any error,
+/// clap 2 on a bad command line).
+const EXIT_CODES: &str = "Exit codes: 0 zip written (its path on stdout); 1 nothing to package, \
+                          a file in the extensions directory that the last lext build did not \
+                          write (or one it wrote missing), an unreadable input or an unwritable \
+                          output; 2 bad arguments";
 
 /// Packages, then prints the zip's path on stdout.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -19,7 +19,10 @@ pub(crate) enum Output {
 }
 
 /// Arguments of `lext publish`.
+///
+/// `--help` ends with [`EXIT_CODES`].
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// The layer zip [default: target/lambda/extension.zip].
     #[arg(value_name = "ZIP")]
@@ -78,6 +81,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PATH")]
     pub manifest_path: Option<PathBuf>,
 }
+
+/// The exit codes, one line after `--help` (`main` exits 1 on any error,
+/// clap 2 on a bad command line).
+const EXIT_CODES: &str = "Exit codes: 0 published (and attached with --attach); 1 lext check \
+                          failed, a parameter AWS would refuse, no such profile, no credentials \
+                          or region, AWS refused or could not be reached, or attaching failed \
+                          (nothing published if found before the upload; else the new version is \
+                          printed first); 2 bad arguments";
 
 /// Publishes; prints the ARN (or JSON) on stdout.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
