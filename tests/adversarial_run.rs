@@ -265,3 +265,69 @@ fn a_payload_file_over_6_mb_is_refused_before_anything_starts() {
     );
     assert!(!r.has("START"), "{}", r.dump());
 }
+
+#[test]
+fn idle_connections_cannot_starve_lext_of_descriptors() {
+    let s = Scene::new();
+    let api = sandbox_support::free_port();
+    // lext under a 256-descriptor limit, set on the child alone.
+    let command = format!(
+        "ulimit -n 256 && exec {} run --serve 127.0.0.1:0 --api 127.0.0.1:{api}",
+        env!("CARGO_BIN_EXE_lext")
+    );
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", &command])
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "lext exited before serving"
+        );
+        if let Some(rest) = line.split("serving the Invoke API on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let invoke = || {
+        sandbox_support::http(
+            &addr,
+            "POST",
+            "/2015-03-31/functions/function/invocations",
+            &[],
+            b"{}",
+        )
+    };
+    // Init is over and the runtime connected once the first invoke answers.
+    assert_eq!(invoke().0, 200);
+    // 300 connections to the Runtime API that never send a request. Past
+    // lext's limit and the listen backlog the kernel stops completing
+    // handshakes: the first connect that times out (100 ms) ends the flood.
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], api));
+    let idle: Vec<_> = (0..300)
+        .map_while(|_| {
+            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(100))
+                .ok()
+        })
+        .collect();
+    // More than the 256 descriptors lext may have would have been needed
+    // to hold them all, had it accepted them.
+    assert!(idle.len() >= 150, "only {} connections opened", idle.len());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Invokes still work: the idle ones hold their listener's slots, not
+    // every descriptor lext has.
+    for _ in 0..3 {
+        let (status, _, body) = invoke();
+        assert_eq!((status, body.as_str()), (200, "{}"));
+    }
+    drop(idle);
+    sandbox_support::interrupt(&mut child);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    let warnings = rest.matches("accept failed").count();
+    assert!(warnings <= 2, "{warnings} accept warnings:\n{rest}");
+}

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -31,7 +32,7 @@ use lext_protocol::extensions::{
 use lext_protocol::runtime as rt;
 use lext_protocol::telemetry::{Api, SubscribeRequest};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::lifecycle::{ExtensionId, Input, Refusal};
 
@@ -118,13 +119,26 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(connection_limit()));
+    let mut accept_errors = RateLimited::default();
     loop {
+        // A free slot first: past the limit, new connections wait in the
+        // kernel's backlog instead of taking the descriptors every process
+        // of the environment shares.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // Out of file descriptors and the like: keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: keep serving,
+                    // and say so at most once a second.
+                    accept_errors.warn(&e);
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
@@ -137,11 +151,56 @@ pub(crate) async fn serve(
             let io = hyper_util::rt::TokioIo::new(stream);
             let conn = hyper::server::conn::http1::Builder::new()
                 .title_case_headers(true)
+                // A client that opens a connection and sends no complete
+                // request head within this time is hung up on: idle
+                // connections cannot pile up (slowloris). Long polls are
+                // not affected: their request head is read at once, and
+                // the answer may take as long as it takes.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(io, service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
+    }
+}
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many connections one listener serves at once: a quarter of the
+/// file descriptors lext may open (two listeners, the processes' pipes and
+/// the telemetry connections share them), between 16 and 4,096.
+fn connection_limit() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4 * 4096);
+    usize::try_from(soft / 4).unwrap_or(4096).clamp(16, 4096)
+}
+
+/// A warning printed at most once a second, with the count of those held
+/// back in between.
+#[derive(Debug, Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl RateLimited {
+    fn warn(&mut self, error: &io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return;
+        }
+        tracing::warn!(error = %error, more = self.held_back, "accept failed (and `more` times since the last warning)");
+        self.last = Some(now);
+        self.held_back = 0;
     }
 }
 

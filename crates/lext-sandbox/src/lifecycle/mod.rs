@@ -180,6 +180,10 @@ struct ShutdownCtx {
     deadline_ms: u64,
     /// While the runtime has its share: when to SIGKILL it.
     runtime_kill_at: Option<Instant>,
+    /// The processes already sent SIGKILL before the deadline (no SHUTDOWN
+    /// could reach them): at the deadline they are not reported again as
+    /// having missed it.
+    killed: Vec<Proc>,
     killed_all: bool,
     /// After SIGKILL, how long to wait for exits before giving up.
     give_up_at: Instant,

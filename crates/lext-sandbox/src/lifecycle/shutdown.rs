@@ -123,6 +123,7 @@ impl Lifecycle {
             deadline: now.instant + budget,
             deadline_ms: now.epoch_ms + budget.as_millis() as u64,
             runtime_kill_at: None,
+            killed: Vec::new(),
             killed_all: false,
             // rapid waits this long for killed processes to be reaped, then
             // gives up on them (RIE: internal/lambda/rapid/shutdown.go
@@ -158,11 +159,13 @@ impl Lifecycle {
         let mut fx = Vec::new();
         // Out of time (or given none): SIGKILL.
         if self.runtime_alive {
+            s.killed.push(Proc::Runtime);
             fx.push(Effect::Signal {
                 proc: Proc::Runtime,
                 signal: Signal::Kill,
             });
         }
+        let killed = &mut s.killed;
         for (index, ext) in self.extensions.iter_mut().enumerate() {
             // Gone (internal extensions never had a process), or already
             // sent its SHUTDOWN, or due it.
@@ -196,10 +199,13 @@ impl Lifecycle {
                 // reach it, so SIGKILL at once (AWS: Extensions API,
                 // "Shutdown phase"; RIE: internal/lambda/rapid/shutdown.go
                 // `shutdownAgents`).
-                _ => fx.push(Effect::Signal {
-                    proc: Proc::Extension(index),
-                    signal: Signal::Kill,
-                }),
+                _ => {
+                    killed.push(Proc::Extension(index));
+                    fx.push(Effect::Signal {
+                        proc: Proc::Extension(index),
+                        signal: Signal::Kill,
+                    });
+                }
             }
         }
         // Every process may be gone already.
@@ -213,15 +219,22 @@ impl Lifecycle {
     /// internal/lambda/rapid/shutdown.go `shutdownAgents`).
     fn kill_all(&mut self) -> Vec<Effect> {
         let budget = self.budget().0;
+        let killed = match &self.stage {
+            Stage::Shutdown(s) => s.killed.clone(),
+            _ => Vec::new(),
+        };
         let mut fx = Vec::new();
         let mut kill = |proc: Proc, name: &str| {
             // Each one named, with the time it had: a user sees what
-            // Lambda would have killed, and why.
-            fx.push(Effect::MissedDeadline {
-                proc,
-                name: name.to_owned(),
-                budget,
-            });
+            // Lambda would have killed, and why. One already SIGKILLed
+            // (and not yet reaped) did not miss anything.
+            if !killed.contains(&proc) {
+                fx.push(Effect::MissedDeadline {
+                    proc,
+                    name: name.to_owned(),
+                    budget,
+                });
+            }
             fx.push(Effect::Signal {
                 proc,
                 signal: Signal::Kill,

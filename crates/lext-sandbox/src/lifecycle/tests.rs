@@ -1095,6 +1095,14 @@ fn spindown_without_extensions_kills_at_once() {
             }
         ]
     );
+    // Its 0 ms deadline passes before the kill is reaped: it missed no
+    // deadline (it was killed at once, as it had no time), so nothing is
+    // reported.
+    let fx = h.tick_to_deadline();
+    assert!(
+        !has(&fx, |e| matches!(e, Effect::MissedDeadline { .. })),
+        "{fx:?}"
+    );
     let fx = h.exit(Proc::Runtime, ExitStatus::Signal(9));
     assert_eq!(shutdown_done(&fx), (ShutdownReason::Spindown, true));
     assert!(h.lc.is_stopped());
