@@ -24,14 +24,8 @@ use lext_sandbox::{
 /// builds and runs examples/rust-example-extension. With no `--function`,
 /// the built-in echo runtime answers each invoke with its payload. With
 /// neither `--invoke` nor `--serve`, it runs one invoke of `{}`.
-///
-/// Exit codes: 0 when the Init and every invoke succeeded (with `--serve`:
-/// when it was stopped by Ctrl-C or SIGTERM); 1 when an Init or an invoke
-/// failed (a function error, a timeout, a crash: whatever REPORT shows as
-/// failed, even after the response was sent), or when the environment
-/// could not be started; 2 for a bad command line; 130 after a second
-/// Ctrl-C.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// A layer (zip file or directory), unpacked at /opt. Repeatable; later
     /// layers overwrite earlier ones. Executables in its extensions/ are
@@ -89,6 +83,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,
 }
+
+/// The end of `lext run --help`.
+const EXIT_CODES: &str = "Exit codes: 0 when the Init and every invoke succeeded (with --serve: \
+    when Ctrl-C or SIGTERM stopped it); 1 when an Init or an invoke failed (whatever REPORT \
+    shows as failed, even after the response was sent) or the environment could not start; \
+    2 for a bad command line; 130 after a second Ctrl-C.";
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
