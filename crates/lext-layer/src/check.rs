@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::elf::{Content, Interpreter};
-use crate::listing::{EntryKind, Listing, Special};
+use crate::listing::{Entry, EntryKind, Fault, Listing, Special};
 use crate::platform::{Arch, GlibcVersion, Runtime};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
@@ -126,7 +126,7 @@ pub enum ProblemKind {
     },
     /// The content is larger than [`MAX_UNZIPPED_BYTES`].
     UnzippedTooLarge {
-        /// The total uncompressed size.
+        /// The total uncompressed size of the files and link targets.
         bytes: u64,
     },
     /// An entry name that climbs out of `/opt` or is absolute.
@@ -143,6 +143,15 @@ pub enum ProblemKind {
     DanglingLink {
         /// The link target.
         target: String,
+    },
+    /// Two entries for one path (the same name twice, or two spellings of
+    /// it such as `extensions/x` and `./extensions/x`).
+    Duplicate,
+    /// A zip entry whose data is not what its header declares (see
+    /// [`Fault`]; never [`Fault::Duplicate`] nor [`Fault::NotRead`]).
+    BadEntry {
+        /// What is wrong with it.
+        fault: Fault,
     },
     /// A FIFO, socket or device in a directory layer: a zip cannot hold
     /// one, and reading it could block forever.
@@ -266,6 +275,15 @@ impl fmt::Display for Problem {
                 "{p}: symlink to `{target}`, which is not in the layer: ship the target or \
                  replace the link with the file"
             ),
+            ProblemKind::Duplicate => write!(
+                f,
+                "{p}: {}: rebuild the zip with one entry per path, or use lext package",
+                Fault::Duplicate
+            ),
+            ProblemKind::BadEntry { fault } => write!(
+                f,
+                "{p}: {fault}: rebuild the zip from the files themselves, or use lext package"
+            ),
             ProblemKind::SpecialFile { what } => write!(
                 f,
                 "{p}: {what}, not a regular file; Lambda layers are zip archives of regular \
@@ -299,6 +317,14 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
     let mut extensions = 0usize;
     let mut arches = BTreeSet::new();
     let mut unzipped: u64 = 0;
+    // Paths of the entries seen so far that are not directories (a
+    // directory listed twice is harmless), and those already reported.
+    let mut seen = BTreeSet::new();
+    let mut duplicated = BTreeSet::new();
+    // The content of an entry whose data is not what its header says (or
+    // that was not read: the layer is over the unzipped limit before it)
+    // is not judged; its fault is the one line it gets.
+    let untrusted = |e: &Entry| e.faults.iter().any(|f| *f != Fault::Duplicate);
 
     for entry in &listing.entries {
         let path = match &entry.path {
@@ -308,8 +334,24 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
                 continue;
             }
         };
-        if entry.kind == EntryKind::File {
+        // Lambda counts what the zip unpacks to: files and link targets.
+        if matches!(entry.kind, EntryKind::File | EntryKind::Symlink { .. }) {
             unzipped = unzipped.saturating_add(entry.size);
+        }
+        let is_dir = entry.kind == EntryKind::Dir;
+        let twice = !is_dir && (!seen.insert(path) || entry.faults.contains(&Fault::Duplicate));
+        if twice && duplicated.insert(path) {
+            push(path.as_str(), ProblemKind::Duplicate);
+        }
+        for fault in &entry.faults {
+            if !matches!(fault, Fault::Duplicate | Fault::NotRead) {
+                push(
+                    path.as_str(),
+                    ProblemKind::BadEntry {
+                        fault: fault.clone(),
+                    },
+                );
+            }
         }
         let parts: Vec<&str> = path.components().collect();
         if parts.first() == Some(&"extensions") {
@@ -318,6 +360,12 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
             nested_under.get_or_insert_with(|| format!("{}/", parts[..i].join("/")));
         }
         let is_extension = path.extension_name().is_some();
+        if untrusted(entry) {
+            if is_extension && entry.kind != EntryKind::Dir {
+                extensions += 1;
+            }
+            continue;
+        }
 
         // Resolve symlinks: the link itself must stay inside; an extension
         // that is a link is judged by what it points to.
@@ -365,6 +413,9 @@ pub fn check(listing: &Listing, options: &CheckOptions) -> Vec<Problem> {
         };
         if is_extension {
             extensions += 1;
+        }
+        if untrusted(target_entry) {
+            continue;
         }
 
         match &target_entry.content {

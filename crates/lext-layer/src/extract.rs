@@ -8,24 +8,85 @@
 //! exactly as on Lambda. Several layers may be extracted into one directory
 //! in order; later files replace earlier ones, as Lambda does.
 //! [`copy_layer_dir`] does the same for a layer given as a directory.
+//!
+//! Zip headers are not trusted either, by the same reader `lext check`
+//! uses: every entry is read through a limit of its declared size plus one
+//! byte, and one that holds more or less than it declares, fails its CRC,
+//! or shares its name with another entry is refused
+//! ([`ExtractError::BadEntry`]). And the bytes written count against a
+//! [`Budget`], Lambda's unzipped limit of a function with its layers:
+//! [`extract`] and [`copy_layer_dir`] give each layer the whole limit;
+//! unpacking several layers for one function, pass one budget to
+//! [`extract_within`] and [`copy_layer_dir_within`] for all of them.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Read, Seek};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::listing::{zip_is_dir, zip_is_symlink, Special, MAX_LINK_TARGET};
+use crate::check::MAX_UNZIPPED_BYTES;
+use crate::listing::{
+    drain, duplicate_names, zip_is_dir, zip_is_symlink, Drain, Fault, Special, MAX_LINK_TARGET,
+};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
-/// Refuse to write more than this many bytes in total (four times Lambda's
-/// 250 MiB unzipped limit): a zip bomb must not fill the disk.
-pub const MAX_EXTRACTED_BYTES: u64 = 1024 * 1024 * 1024;
+/// How many bytes (of regular files and symlink targets) a function's
+/// layers may still unpack to. Lambda refuses a function whose code and layers unzip to more than
+/// [`MAX_UNZIPPED_BYTES`] (262,144,000 bytes); the bytes are counted as
+/// written, not as the zips declare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    limit: u64,
+    used: u64,
+}
+
+impl Budget {
+    /// Lambda's limit, [`MAX_UNZIPPED_BYTES`], none of it used.
+    pub fn lambda() -> Budget {
+        Budget::new(MAX_UNZIPPED_BYTES)
+    }
+
+    /// A budget of `limit` bytes, none of it used.
+    pub fn new(limit: u64) -> Budget {
+        Budget { limit, used: 0 }
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes written so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Bytes that may still be written.
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    fn spend(&mut self, bytes: u64) {
+        self.used = self.used.saturating_add(bytes);
+    }
+}
+
+impl Default for Budget {
+    /// [`Budget::lambda`].
+    fn default() -> Self {
+        Budget::lambda()
+    }
+}
 
 /// What was extracted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extracted {
     /// Regular files written.
     pub files: usize,
+    /// Bytes written: the files' and the symlink targets' (what the
+    /// [`Budget`] counts).
+    pub bytes: u64,
     /// Symlinks created.
     pub links: usize,
     /// Names of the files directly in `extensions/` (the extensions Lambda
@@ -96,11 +157,24 @@ pub enum ExtractError {
         /// What is in the way.
         why: &'static str,
     },
-    /// The layer unpacks to more than [`MAX_EXTRACTED_BYTES`].
-    #[error("{} unpacks to more than {MAX_EXTRACTED_BYTES} bytes; refusing", zip.display())]
-    TooLarge {
+    /// A zip entry that is not what its header declares, or whose name
+    /// another entry has too.
+    #[error("{name}: {fault}")]
+    BadEntry {
         /// The zip path.
         zip: PathBuf,
+        /// The entry name.
+        name: String,
+        /// What is wrong with it.
+        fault: Fault,
+    },
+    /// With this layer, the layers unpack to more than the [`Budget`].
+    #[error("{}", too_large(zip, *limit))]
+    TooLarge {
+        /// The zip (or directory) that went over.
+        zip: PathBuf,
+        /// The budget's limit.
+        limit: u64,
     },
     /// Reading an entry or writing the destination failed.
     #[error("extracting {} to {}: {source}", zip.display(), path.display())]
@@ -114,8 +188,33 @@ pub enum ExtractError {
     },
 }
 
-/// Extracts the layer zip at `zip` into `dest` (created if missing).
+/// The line of [`ExtractError::TooLarge`].
+fn too_large(zip: &Path, limit: u64) -> String {
+    let zip = zip.display();
+    if limit == MAX_UNZIPPED_BYTES {
+        format!(
+            "{zip}: the layers unpack to more than {limit} bytes (250 MiB), Lambda's unzipped \
+             limit of a function with its layers: shrink or drop files"
+        )
+    } else {
+        format!("{zip}: the layers unpack to more than {limit} bytes, the budget given")
+    }
+}
+
+/// Extracts the layer zip at `zip` into `dest` (created if missing), within
+/// Lambda's whole unzipped limit ([`Budget::lambda`]).
 pub fn extract(zip: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
+    extract_within(zip, dest, &mut Budget::lambda())
+}
+
+/// Extracts the layer zip at `zip` into `dest` (created if missing),
+/// spending `budget` on the bytes written: refused with
+/// [`ExtractError::TooLarge`] as soon as they would exceed it.
+pub fn extract_within(
+    zip: &Path,
+    dest: &Path,
+    budget: &mut Budget,
+) -> Result<Extracted, ExtractError> {
     let meta = fs::metadata(zip).map_err(|source| ExtractError::Open {
         path: zip.to_owned(),
         source,
@@ -130,7 +229,7 @@ pub fn extract(zip: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
         path: zip.to_owned(),
         source,
     })?;
-    extract_reader(file, zip, dest)
+    extract_reader_within(file, zip, dest, budget)
 }
 
 /// Extracts a layer zip read from `reader`; `zip` names it in errors.
@@ -138,6 +237,16 @@ pub fn extract_reader<R: Read + Seek>(
     reader: R,
     zip: &Path,
     dest: &Path,
+) -> Result<Extracted, ExtractError> {
+    extract_reader_within(reader, zip, dest, &mut Budget::lambda())
+}
+
+/// [`extract_reader`], spending `budget` (see [`extract_within`]).
+pub fn extract_reader_within<R: Read + Seek>(
+    reader: R,
+    zip: &Path,
+    dest: &Path,
+    budget: &mut Budget,
 ) -> Result<Extracted, ExtractError> {
     let zip_err = |source| ExtractError::Zip {
         path: zip.to_owned(),
@@ -148,13 +257,36 @@ pub fn extract_reader<R: Read + Seek>(
         move |source| ExtractError::Io { zip, path, source }
     };
     let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+    // The archive keeps one entry per name: find the others first.
+    let mut duplicates = BTreeSet::new();
+    if archive.has_duplicate_names() {
+        let start = archive.central_directory_start();
+        let mut reader = archive.into_inner();
+        duplicates = duplicate_names(&mut reader, start)
+            .map_err(|source| zip_err(zip::result::ZipError::Io(source)))?;
+        archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+    }
     fs::create_dir_all(dest).map_err(io_err(dest))?;
 
     let mut out = Extracted::default();
-    let mut budget = MAX_EXTRACTED_BYTES;
+    // Paths written by this zip that are not directories: a second entry
+    // for one (`x` and `./x`) is a duplicate too.
+    let mut written = HashSet::new();
     for index in 0..archive.len() {
-        let mut entry = archive.by_index(index).map_err(zip_err)?;
-        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let name = match archive.by_index_data(index) {
+            Ok(meta) => String::from_utf8_lossy(meta.name_raw()).into_owned(),
+            Err(source) => return Err(zip_err(source)),
+        };
+        let bad_entry = |fault| ExtractError::BadEntry {
+            zip: zip.to_owned(),
+            name: name.clone(),
+            fault,
+        };
+        let mut entry = archive.by_index(index).map_err(|e| {
+            bad_entry(Fault::Unreadable {
+                detail: e.to_string(),
+            })
+        })?;
         let unsafe_err = |reason| ExtractError::Unsafe {
             zip: zip.to_owned(),
             name: name.clone(),
@@ -165,6 +297,11 @@ pub fn extract_reader<R: Read + Seek>(
             continue;
         }
         let raw_mode = entry.unix_mode();
+        let declared = entry.size();
+        let is_dir = !zip_is_symlink(raw_mode) && zip_is_dir(entry.is_dir(), raw_mode);
+        if !is_dir && (duplicates.contains(name.as_bytes()) || !written.insert(path.clone())) {
+            return Err(bad_entry(Fault::Duplicate));
+        }
         let target_path = dest.join(path.as_str());
         let conflict = |why| ExtractError::Conflict {
             zip: zip.to_owned(),
@@ -177,7 +314,7 @@ pub fn extract_reader<R: Read + Seek>(
         // The link test comes first, as in `Listing`, so that `lext check`
         // and `lext run --layer` read an odd entry (named `x/`, mode link)
         // the same way: as a link, whose target must stay in the layer.
-        if !zip_is_symlink(raw_mode) && zip_is_dir(entry.is_dir(), raw_mode) {
+        if is_dir {
             if !existing_dir(&target_path).map_err(conflict)? {
                 fs::create_dir(&target_path).map_err(io_err(&target_path))?;
             }
@@ -191,31 +328,59 @@ pub fn extract_reader<R: Read + Seek>(
 
         remove_existing(&target_path).map_err(conflict)?;
         if zip_is_symlink(raw_mode) {
-            let mut target = String::new();
-            (&mut entry)
-                .take(MAX_LINK_TARGET)
-                .read_to_string(&mut target)
-                .map_err(io_err(&target_path))?;
+            let mut target = Vec::new();
+            let (_, read) = drain(&mut entry, declared, MAX_LINK_TARGET, &mut |_, b| {
+                target.extend_from_slice(b);
+                Ok(())
+            });
+            match read {
+                Ok(()) => {}
+                Err(Drain::Fault(fault)) => return Err(bad_entry(fault)),
+                Err(Drain::OverCap | Drain::Sink(_)) => {
+                    return Err(bad_entry(Fault::Unreadable {
+                        detail: format!(
+                            "a symlink target of {declared} bytes, longer than any path"
+                        ),
+                    }))
+                }
+            }
+            // Lambda counts link targets in the unzipped size too.
+            let bytes = target.len() as u64;
+            if bytes > budget.remaining() {
+                return Err(ExtractError::TooLarge {
+                    zip: zip.to_owned(),
+                    limit: budget.limit(),
+                });
+            }
+            budget.spend(bytes);
+            out.bytes += bytes;
+            let target = String::from_utf8_lossy(&target).into_owned();
             safepath::link_target(&path, &target).map_err(unsafe_err)?;
             symlink(&target, &target_path).map_err(io_err(&target_path))?;
             out.links += 1;
         } else {
             let mut file = File::create(&target_path).map_err(io_err(&target_path))?;
-            // Read one byte past the budget to tell "exactly full" from
-            // "too large" without trusting the size the zip declares.
-            let written = io::copy(&mut (&mut entry).take(budget + 1), &mut file)
-                .map_err(io_err(&target_path))?;
-            if written > budget {
-                return Err(ExtractError::TooLarge {
-                    zip: zip.to_owned(),
-                });
+            let (bytes, read) = drain(&mut entry, declared, budget.remaining(), &mut |_, b| {
+                file.write_all(b)
+            });
+            budget.spend(bytes);
+            match read {
+                Ok(()) => {}
+                Err(Drain::Fault(fault)) => return Err(bad_entry(fault)),
+                Err(Drain::OverCap) => {
+                    return Err(ExtractError::TooLarge {
+                        zip: zip.to_owned(),
+                        limit: budget.limit(),
+                    })
+                }
+                Err(Drain::Sink(source)) => return Err(io_err(&target_path)(source)),
             }
-            budget -= written;
             // Lambda extracts files without unix attributes as 0644.
             let mode = raw_mode.map_or(0o644, |m| m & 0o777);
             fs::set_permissions(&target_path, fs::Permissions::from_mode(mode))
                 .map_err(io_err(&target_path))?;
             out.files += 1;
+            out.bytes += bytes;
         }
         out.extensions
             .extend(path.extension_name().map(str::to_owned));
@@ -228,8 +393,20 @@ pub fn extract_reader<R: Read + Seek>(
 /// Copies a layer directory (laid out as `/opt`) into `dest` under the same
 /// rules as [`extract`]: symlinks are copied as links only when their target
 /// stays inside the layer, nothing is written through a symlink already in
-/// `dest`, and permission bits are kept (without setuid/setgid).
+/// `dest`, and permission bits are kept (without setuid/setgid). FIFOs,
+/// sockets and devices are refused, never opened. The layer gets Lambda's
+/// whole unzipped limit ([`Budget::lambda`]).
 pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError> {
+    copy_layer_dir_within(src, dest, &mut Budget::lambda())
+}
+
+/// [`copy_layer_dir`], spending `budget` on the bytes copied (see
+/// [`extract_within`]).
+pub fn copy_layer_dir_within(
+    src: &Path,
+    dest: &Path,
+    budget: &mut Budget,
+) -> Result<Extracted, ExtractError> {
     let io_err = |path: &Path| {
         let (src, path) = (src.to_owned(), path.to_owned());
         move |source| ExtractError::Io {
@@ -277,6 +454,14 @@ pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError
                 let target = fs::read_link(&from).map_err(io_err(&from))?;
                 let target = target.to_string_lossy().into_owned();
                 safepath::link_target(&path, &target).map_err(refuse)?;
+                if target.len() as u64 > budget.remaining() {
+                    return Err(ExtractError::TooLarge {
+                        zip: src.to_owned(),
+                        limit: budget.limit(),
+                    });
+                }
+                budget.spend(target.len() as u64);
+                out.bytes += target.len() as u64;
                 remove_existing(&to).map_err(conflict)?;
                 symlink(&target, &to).map_err(io_err(&to))?;
                 out.links += 1;
@@ -287,8 +472,21 @@ pub fn copy_layer_dir(src: &Path, dest: &Path) -> Result<Extracted, ExtractError
                 stack.push((from, format!("{name}/")));
             } else {
                 remove_existing(&to).map_err(conflict)?;
-                fs::copy(&from, &to).map_err(io_err(&to))?;
+                // Read through the budget (plus one byte, to tell "just
+                // fits" from "too large"): a file may grow while copied.
+                let file = File::open(&from).map_err(io_err(&from))?;
+                let mut copy = File::create(&to).map_err(io_err(&to))?;
+                let bytes = io::copy(&mut file.take(budget.remaining() + 1), &mut copy)
+                    .map_err(io_err(&to))?;
+                if bytes > budget.remaining() {
+                    return Err(ExtractError::TooLarge {
+                        zip: src.to_owned(),
+                        limit: budget.limit(),
+                    });
+                }
+                budget.spend(bytes);
                 out.files += 1;
+                out.bytes += bytes;
             }
             // Files keep their permission bits; directories keep the
             // default mode, so a read-only directory in the source cannot

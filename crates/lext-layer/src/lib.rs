@@ -14,10 +14,12 @@
 //!   dynamic loader, or `#!` interpreter.
 //! - [`safepath`]: the one set of rules for safe names and symlink targets,
 //!   shared by [`check`](mod@check) and [`extract`](mod@extract).
-//! - [`listing`]: a layer (zip or directory) read into memory.
+//! - [`listing`]: a layer (zip or directory) listed in memory, every zip
+//!   entry read through a limit of its declared size, never a file whole.
 //! - [`check`](mod@check): the pure checks over a listing, one [`check::Problem`] per
 //!   trap, each with its fix.
-//! - [`extract`](mod@extract): unpack a layer zip safely, keeping unix modes.
+//! - [`extract`](mod@extract): unpack a layer zip safely, keeping unix modes,
+//!   within Lambda's unzipped limit for all the layers of a function.
 //! - [`package`]: write the reproducible layer zip.
 //! - [`project`]: where a Cargo project's binaries and zip live.
 //! - [`build`]: compile a project's binaries with cargo-zigbuild for
@@ -38,6 +40,8 @@ pub mod publish;
 pub mod safepath;
 
 pub use check::{check, CheckOptions, Problem, ProblemKind};
-pub use extract::{copy_layer_dir, extract, ExtractError, Extracted};
-pub use listing::{Entry, EntryKind, Listing, ListingError, Special};
+pub use extract::{
+    copy_layer_dir, copy_layer_dir_within, extract, extract_within, Budget, ExtractError, Extracted,
+};
+pub use listing::{Entry, EntryKind, Fault, Listing, ListingError, Special};
 pub use platform::{Arch, GlibcVersion, Runtime};

@@ -2,23 +2,35 @@
 //! out as `/opt` would be. [`crate::check`](mod@crate::check) works on this listing only, so the
 //! checks are pure functions and the tests build listings by hand.
 //!
-//! Reading is bounded: non-ELF files are read for their first bytes only
-//! (enough for a `#!` line) and ELF files are read whole up to a cap, so a
-//! zip bomb cannot make `lext check` allocate without limit.
+//! Nothing in a zip's headers is trusted. Every file entry is read to its
+//! end through a limit of its declared size plus one byte, so an entry
+//! that holds more or less than it declares, or whose CRC-32 is wrong,
+//! becomes a [`Fault`] of that entry (`lext check` reports it) after at
+//! most its declared size has been read; names that occur twice in the
+//! central directory are faults too. Reading is bounded in memory as well:
+//! of each file only the first [`elf::PREFIX_LEN`] bytes are kept (of a
+//! non-ELF file, the first 256), plus the few tables an ELF check needs
+//! ([`elf::ElfReader`]), so neither a zip bomb nor a 200 MiB program makes
+//! `lext check` hold a file whole. And it is bounded in time: after
+//! [`MAX_UNZIPPED_BYTES`] of file data and link targets, the layer is over
+//! Lambda's limit whatever follows, so the remaining files and links are
+//! listed from their headers only, marked [`Fault::NotRead`].
 
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::elf::{self, Content};
+use crate::check::MAX_UNZIPPED_BYTES;
+use crate::elf::{self, Content, ElfReader, MAX_ROUNDS, PREFIX_LEN};
 use crate::safepath::{self, LayerPath, UnsafeReason};
 
-/// How many bytes of a non-ELF file are read (the `#!` line lives there).
+/// How many bytes of a non-ELF file are kept (the kernel reads a `#!` line
+/// from the first 256 bytes).
 const HEAD_LEN: u64 = 256;
-/// ELF files larger than this are not parsed (the size check already fails
-/// long before: Lambda's unzipped limit is 250 MiB).
-const MAX_ELF_LEN: u64 = 512 * 1024 * 1024;
 
 /// The unix file-type bits of a mode (`S_IFMT`) and the symlink and
 /// directory types.
@@ -68,6 +80,69 @@ pub struct Entry {
     pub size: u64,
     /// What the file's bytes are (files only; `Other` for the rest).
     pub content: Content,
+    /// What is wrong with the entry itself, as a zip entry (empty for a
+    /// directory layer): a name given twice, data that is not what its
+    /// header declares.
+    pub faults: Vec<Fault>,
+}
+
+/// What is wrong with a zip entry as stored, found by reading all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The central directory holds another entry of this very name (which
+    /// of the two a reader keeps is up to the reader).
+    Duplicate,
+    /// The data goes on past the uncompressed size the header declares
+    /// (reading stopped one byte past it).
+    LargerThanDeclared {
+        /// The declared uncompressed size.
+        declared: u64,
+    },
+    /// The data ends before the declared size.
+    SmallerThanDeclared {
+        /// The declared uncompressed size.
+        declared: u64,
+        /// How many bytes it holds.
+        found: u64,
+    },
+    /// The data has the declared size but not the declared CRC-32.
+    BadChecksum,
+    /// The data cannot be read at all (corrupt compressed stream,
+    /// compression method or encryption the reader lacks, a bad offset).
+    Unreadable {
+        /// What the zip reader said.
+        detail: String,
+    },
+    /// Not read: the entries before it already hold more than Lambda's
+    /// unzipped limit, so the layer fails whatever this entry holds.
+    NotRead,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const CRAFTED: &str = "(a corrupt or crafted zip)";
+        match self {
+            Fault::Duplicate => write!(
+                f,
+                "two entries with this name; Lambda would keep one of them"
+            ),
+            Fault::LargerThanDeclared { declared } => {
+                write!(f, "declares {declared} bytes, holds more {CRAFTED}")
+            }
+            Fault::SmallerThanDeclared { declared, found } => {
+                write!(f, "declares {declared} bytes, holds {found} {CRAFTED}")
+            }
+            Fault::BadChecksum => write!(
+                f,
+                "its bytes do not match the CRC-32 its header declares {CRAFTED}"
+            ),
+            Fault::Unreadable { detail } => write!(f, "cannot be read: {detail} {CRAFTED}"),
+            Fault::NotRead => write!(
+                f,
+                "not read: the entries before it hold more than {MAX_UNZIPPED_BYTES} bytes"
+            ),
+        }
+    }
 }
 
 /// The kind of an entry.
@@ -223,29 +298,103 @@ impl Listing {
             source,
         };
         let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+        // The archive keeps one entry per name; the others are only seen
+        // by walking the central directory again.
+        let mut duplicates = BTreeSet::new();
+        if archive.has_duplicate_names() {
+            let start = archive.central_directory_start();
+            let mut reader = archive.into_inner();
+            duplicates = duplicate_names(&mut reader, start)
+                .map_err(|source| zip_err(zip::result::ZipError::Io(source)))?;
+            archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
+        }
+        // Bytes of files and link targets that may still be read before
+        // the layer is over Lambda's limit whatever else it holds.
+        let mut budget = MAX_UNZIPPED_BYTES;
         let mut entries = Vec::with_capacity(archive.len());
         for index in 0..archive.len() {
-            let mut file = archive.by_index(index).map_err(zip_err)?;
-            let name = String::from_utf8_lossy(file.name_raw()).into_owned();
-            let entry_err = |source| ListingError::Entry {
-                path: path.to_owned(),
-                entry: name.clone(),
-                source,
-            };
-            let raw_mode = file.unix_mode();
-            let size = file.size();
-            let (kind, content) = if zip_is_symlink(raw_mode) {
+            let meta = archive.by_index_data(index).map_err(zip_err)?;
+            let name = String::from_utf8_lossy(meta.name_raw()).into_owned();
+            let mut faults = Vec::new();
+            if duplicates.contains(meta.name_raw()) {
+                faults.push(Fault::Duplicate);
+            }
+            let raw_mode = meta.unix_mode();
+            let size = meta.size();
+            let name_is_dir = meta.is_dir();
+            drop(meta);
+
+            let (kind, content) = if zip_is_symlink(raw_mode) && budget == 0 {
+                faults.push(Fault::NotRead);
+                (
+                    EntryKind::Symlink {
+                        target: String::new(),
+                    },
+                    Content::Other,
+                )
+            } else if zip_is_symlink(raw_mode) {
                 let mut target = Vec::new();
-                (&mut file)
-                    .take(MAX_LINK_TARGET)
-                    .read_to_end(&mut target)
-                    .map_err(entry_err)?;
+                let (read, result) =
+                    read_entry(&mut archive, index, size, MAX_LINK_TARGET, |_, b| {
+                        target.extend_from_slice(b);
+                    });
+                budget = budget.saturating_sub(read);
+                match result {
+                    Ok(()) => {}
+                    Err(Drain::Fault(fault)) => faults.push(fault),
+                    Err(Drain::OverCap | Drain::Sink(_)) => faults.push(Fault::Unreadable {
+                        detail: format!("a symlink target of {size} bytes, longer than any path"),
+                    }),
+                }
+                target.truncate(MAX_LINK_TARGET as usize);
                 let target = String::from_utf8_lossy(&target).into_owned();
                 (EntryKind::Symlink { target }, Content::Other)
-            } else if zip_is_dir(file.is_dir(), raw_mode) {
+            } else if zip_is_dir(name_is_dir, raw_mode) {
+                // Lambda makes a directory; data stored with it is unused.
                 (EntryKind::Dir, Content::Other)
+            } else if budget == 0 {
+                faults.push(Fault::NotRead);
+                (EntryKind::File, Content::Other)
             } else {
-                (EntryKind::File, read_content(&mut file).map_err(entry_err)?)
+                let mut scan = Scan::new(size);
+                let (read, result) =
+                    read_entry(&mut archive, index, size, budget, |at, b| scan.feed(at, b));
+                budget = budget.saturating_sub(read);
+                match result {
+                    Ok(()) => {}
+                    Err(Drain::Fault(fault)) => faults.push(fault),
+                    Err(Drain::OverCap | Drain::Sink(_)) => {
+                        budget = 0;
+                        faults.push(Fault::NotRead);
+                    }
+                }
+                let content = match scan.finish() {
+                    Scanned::Done(content) => content,
+                    Scanned::Elf(mut reader) => {
+                        // Tables the first pass could not know of (named
+                        // by tables it read) take another pass each, over
+                        // an entry now known to be what it declares.
+                        if faults.iter().all(|f| *f == Fault::Duplicate) {
+                            for _ in 1..MAX_ROUNDS {
+                                let wants = reader.wants();
+                                if wants.is_empty() {
+                                    break;
+                                }
+                                let mut capture = RangeCapture::new(wants);
+                                let (_, result) =
+                                    read_entry(&mut archive, index, size, size, |at, b| {
+                                        capture.feed(at, b)
+                                    });
+                                capture.add_to(&mut reader);
+                                if result.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        reader.inspect()
+                    }
+                };
+                (EntryKind::File, content)
             };
             let path = safepath::entry_path(&name);
             entries.push(Entry {
@@ -255,6 +404,7 @@ impl Listing {
                 mode: raw_mode.map(|m| m & 0o7777),
                 size,
                 content,
+                faults,
             });
         }
         Ok(Listing {
@@ -296,8 +446,8 @@ impl Listing {
                 } else if let Some(what) = Special::of(&meta.file_type()) {
                     (EntryKind::Special(what), Content::Other, name)
                 } else {
-                    let mut file = File::open(&abs).map_err(open_err(&abs))?;
-                    let content = read_content(&mut file).map_err(open_err(&abs))?;
+                    let file = File::open(&abs).map_err(open_err(&abs))?;
+                    let content = file_content(&file, meta.len()).map_err(open_err(&abs))?;
                     (EntryKind::File, content, name)
                 };
                 entries.push(Entry {
@@ -307,6 +457,7 @@ impl Listing {
                     mode,
                     size: meta.len(),
                     content,
+                    faults: Vec::new(),
                 });
             }
             stack.extend(subdirs.into_iter().rev());
@@ -321,13 +472,266 @@ impl Listing {
     }
 }
 
-/// Reads enough of a file to classify it: the head, or the whole file when it
-/// is an ELF (its version tables may be anywhere).
-fn read_content(reader: &mut impl Read) -> io::Result<Content> {
-    let mut bytes = Vec::new();
-    reader.by_ref().take(HEAD_LEN).read_to_end(&mut bytes)?;
-    if elf::looks_like_elf(&bytes) {
-        reader.by_ref().take(MAX_ELF_LEN).read_to_end(&mut bytes)?;
+/// Classifies a file of a directory layer, `len` bytes long: its head,
+/// and for an ELF the ranges [`ElfReader`] asks for, read in place.
+fn file_content(file: &File, len: u64) -> io::Result<Content> {
+    let mut head = Vec::new();
+    file.take(HEAD_LEN).read_to_end(&mut head)?;
+    if !elf::looks_like_elf(&head) {
+        return Ok(elf::inspect(&head));
     }
-    Ok(elf::inspect(&bytes))
+    file.take(PREFIX_LEN - HEAD_LEN).read_to_end(&mut head)?;
+    let mut reader = ElfReader::new(head, len);
+    for _ in 0..MAX_ROUNDS {
+        let wants = reader.wants();
+        if wants.is_empty() {
+            break;
+        }
+        for range in wants {
+            // `wants` caps each range at MAX_ELF_TABLE bytes.
+            let mut bytes = vec![0; (range.end - range.start) as usize];
+            let mut filled = 0;
+            while filled < bytes.len() {
+                match file.read_at(&mut bytes[filled..], range.start + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            bytes.truncate(filled);
+            reader.add(range.start, bytes);
+        }
+    }
+    Ok(reader.inspect())
+}
+
+/// Why [`drain`] stopped before the end of an entry.
+#[derive(Debug)]
+pub(crate) enum Drain {
+    /// The entry is not what its header declares.
+    Fault(Fault),
+    /// It holds more than the caller's cap (and is not known to be lying).
+    OverCap,
+    /// The sink failed (writing the extracted file).
+    Sink(io::Error),
+}
+
+/// Reads a zip entry to its end, handing each chunk and its offset to
+/// `sink`: at most `declared + 1` bytes (one byte past the declared size
+/// tells "holds more"), and at most `cap + 1` bytes. Reading to the end is
+/// what makes the zip reader check the CRC-32. Returns how many bytes were
+/// read, and whether the entry proved to be what it declares.
+pub(crate) fn drain(
+    entry: &mut dyn Read,
+    declared: u64,
+    cap: u64,
+    sink: &mut dyn FnMut(u64, &[u8]) -> io::Result<()>,
+) -> (u64, Result<(), Drain>) {
+    let limit = declared.min(cap).saturating_add(1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0u64;
+    while read < limit {
+        let want = (limit - read).min(buf.len() as u64) as usize;
+        match entry.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Err(e) = sink(read, &buf[..n]) {
+                    return (read, Err(Drain::Sink(e)));
+                }
+                read += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (read, Err(Drain::Fault(read_fault(&e, read, declared)))),
+        }
+    }
+    let result = if read > declared {
+        Err(Drain::Fault(Fault::LargerThanDeclared { declared }))
+    } else if read > cap {
+        Err(Drain::OverCap)
+    } else if read < declared {
+        Err(Drain::Fault(Fault::SmallerThanDeclared {
+            declared,
+            found: read,
+        }))
+    } else {
+        Ok(())
+    };
+    (read, result)
+}
+
+/// What a read error of the zip reader means, `read` bytes into an entry
+/// that declares `declared`. The reader stops an entry that grows past its
+/// declared size and checks the CRC-32 at its end; its messages are the
+/// only way to tell the two apart (`drain`'s own limit catches the first
+/// if a reader ever stops checking).
+fn read_fault(error: &io::Error, read: u64, declared: u64) -> Fault {
+    let message = error.to_string();
+    if message.contains("larger than its declared") {
+        Fault::LargerThanDeclared { declared }
+    } else if message.contains("checksum") && read < declared {
+        Fault::SmallerThanDeclared {
+            declared,
+            found: read,
+        }
+    } else if message.contains("checksum") {
+        Fault::BadChecksum
+    } else {
+        Fault::Unreadable { detail: message }
+    }
+}
+
+/// [`drain`]s entry `index` of `archive` into `sink`, which cannot fail.
+fn read_entry<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    index: usize,
+    declared: u64,
+    cap: u64,
+    mut sink: impl FnMut(u64, &[u8]),
+) -> (u64, Result<(), Drain>) {
+    match archive.by_index(index) {
+        Ok(mut entry) => drain(&mut entry, declared, cap, &mut |at, b| {
+            sink(at, b);
+            Ok(())
+        }),
+        Err(e) => (
+            0,
+            Err(Drain::Fault(Fault::Unreadable {
+                detail: e.to_string(),
+            })),
+        ),
+    }
+}
+
+/// The names that occur more than once in the central directory starting
+/// at `start`. Each header is at least 46 bytes, so the walk ends with the
+/// directory: at the first thing that is not a central header (the end
+/// record) or at the end of the file.
+pub(crate) fn duplicate_names<R: Read + Seek>(
+    reader: &mut R,
+    start: u64,
+) -> io::Result<BTreeSet<Vec<u8>>> {
+    const CENTRAL_HEADER: [u8; 4] = *b"PK\x01\x02";
+    reader.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::new(reader);
+    let mut seen = HashSet::new();
+    let mut duplicates = BTreeSet::new();
+    let mut fixed = [0u8; 46];
+    while reader.read_exact(&mut fixed).is_ok() && fixed[..4] == CENTRAL_HEADER {
+        let field = |at: usize| u16::from_le_bytes([fixed[at], fixed[at + 1]]);
+        let mut name = vec![0; usize::from(field(28))];
+        reader.read_exact(&mut name)?;
+        reader.seek_relative(i64::from(field(30)) + i64::from(field(32)))?;
+        if let Some(name) = seen.replace(name) {
+            duplicates.insert(name);
+        }
+    }
+    Ok(duplicates)
+}
+
+/// The first pass over a zip file entry: keeps its first bytes and, once
+/// they show an ELF, captures the tables the ELF header names as the rest
+/// streams by (the section header table is usually at the very end).
+struct Scan {
+    len: u64,
+    head: Vec<u8>,
+    elf: Option<(ElfReader, RangeCapture)>,
+}
+
+/// What [`Scan::finish`] found.
+enum Scanned {
+    Done(Content),
+    Elf(ElfReader),
+}
+
+impl Scan {
+    fn new(len: u64) -> Scan {
+        Scan {
+            len,
+            head: Vec::new(),
+            elf: None,
+        }
+    }
+
+    fn feed(&mut self, mut offset: u64, mut bytes: &[u8]) {
+        if self.elf.is_none() {
+            let probe: Vec<u8> = self.head.iter().chain(bytes).take(4).copied().collect();
+            let keep = if elf::maybe_elf(&probe) {
+                PREFIX_LEN
+            } else {
+                HEAD_LEN
+            };
+            let take = (keep as usize)
+                .saturating_sub(self.head.len())
+                .min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            offset += take as u64;
+            bytes = &bytes[take..];
+            if self.head.len() as u64 == PREFIX_LEN && elf::looks_like_elf(&self.head) {
+                let reader = ElfReader::new(std::mem::take(&mut self.head), self.len);
+                self.elf = Some(Self::capture_for(reader));
+            }
+        }
+        if let Some((_, capture)) = &mut self.elf {
+            capture.feed(offset, bytes);
+        }
+    }
+
+    /// A capture of what `reader` wants, fed first from its prefix (a
+    /// table may start inside it).
+    fn capture_for(mut reader: ElfReader) -> (ElfReader, RangeCapture) {
+        let mut capture = RangeCapture::new(reader.wants());
+        capture.feed(0, reader.prefix());
+        (reader, capture)
+    }
+
+    fn finish(self) -> Scanned {
+        match self.elf {
+            Some((mut reader, capture)) => {
+                capture.add_to(&mut reader);
+                Scanned::Elf(reader)
+            }
+            None if elf::looks_like_elf(&self.head) => {
+                Scanned::Elf(ElfReader::new(self.head, self.len))
+            }
+            None => {
+                let head = &self.head[..self.head.len().min(HEAD_LEN as usize)];
+                Scanned::Done(elf::inspect(head))
+            }
+        }
+    }
+}
+
+/// Collects byte ranges of a stream as it goes by, in order.
+struct RangeCapture {
+    parts: Vec<(Range<u64>, Vec<u8>)>,
+}
+
+impl RangeCapture {
+    fn new(ranges: Vec<Range<u64>>) -> RangeCapture {
+        RangeCapture {
+            parts: ranges.into_iter().map(|r| (r, Vec::new())).collect(),
+        }
+    }
+
+    /// The stream's bytes at `offset`.
+    fn feed(&mut self, offset: u64, bytes: &[u8]) {
+        let end = offset + bytes.len() as u64;
+        for (range, got) in &mut self.parts {
+            // The next byte this range needs; a range whose start went by
+            // before the capture began is left short.
+            let next = range.start + got.len() as u64;
+            if next >= range.end || next < offset || next >= end {
+                continue;
+            }
+            let stop = range.end.min(end);
+            got.extend_from_slice(&bytes[(next - offset) as usize..(stop - offset) as usize]);
+        }
+    }
+
+    fn add_to(self, reader: &mut ElfReader) {
+        for (range, bytes) in self.parts {
+            reader.add(range.start, bytes);
+        }
+    }
 }

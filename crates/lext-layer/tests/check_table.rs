@@ -274,6 +274,7 @@ fn sized_entry(name: &str, size: u64) -> Entry {
         mode: Some(0o755),
         size,
         content: lext_layer::elf::inspect(&good_x86_64()),
+        faults: Vec::new(),
     }
 }
 
@@ -439,5 +440,192 @@ fn special_files_in_a_directory_layer_are_problems_never_opened() {
     assert!(
         err.ends_with("x is a FIFO, not a zip file nor a directory"),
         "{err}"
+    );
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn zip_listing(bytes: Vec<u8>) -> Listing {
+    Listing::from_zip_reader(Cursor::new(bytes), Path::new("t.zip")).unwrap()
+}
+
+fn lines(listing: &Listing, options: CheckOptions) -> Vec<String> {
+    check(listing, &options)
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn script_then_zeros(zeros: u64) -> Vec<Part> {
+    vec![Part::Bytes(b"#!/bin/sh\n".to_vec()), Part::Zeros(zeros)]
+}
+
+#[test]
+fn entries_whose_data_is_not_what_their_header_declares_are_problems() {
+    let fix = ": rebuild the zip from the files themselves, or use lext package";
+    // Holds 8 MiB, declares 1 KiB: read no further than 1 KiB and a byte.
+    let mut larger = deflated_zip(&[streamed("extensions/x", 0o755, script_then_zeros(8 * MIB))]);
+    patch_declared_size(&mut larger, "extensions/x", 1024);
+    // Holds 4106 bytes, declares 10 MiB.
+    let mut smaller = deflated_zip(&[streamed("extensions/x", 0o755, script_then_zeros(4096))]);
+    patch_declared_size(&mut smaller, "extensions/x", 10 << 20);
+    // The sizes are right, the CRC-32 is not; in a file that is not an
+    // extension, which Lambda unpacks all the same.
+    let mut altered = deflated_zip(&[
+        streamed("extensions/x", 0o755, script_then_zeros(10)),
+        streamed("lib/data", 0o644, vec![Part::Zeros(5000)]),
+    ]);
+    let crc = declared_crc(&altered, "lib/data");
+    patch_crc(&mut altered, "lib/data", crc.wrapping_add(1));
+    let table = [
+        (
+            larger,
+            format!(
+                "extensions/x: declares 1024 bytes, holds more (a corrupt or crafted zip){fix}"
+            ),
+        ),
+        (
+            smaller,
+            format!(
+                "extensions/x: declares 10485760 bytes, holds 4106 (a corrupt or crafted zip){fix}"
+            ),
+        ),
+        (
+            altered,
+            format!(
+                "lib/data: its bytes do not match the CRC-32 its header declares (a corrupt or \
+                 crafted zip){fix}"
+            ),
+        ),
+    ];
+    for (zip, expected) in table {
+        assert_eq!(lines(&zip_listing(zip), al2(None)), vec![expected]);
+    }
+}
+
+#[test]
+fn two_entries_for_one_path_are_a_problem() {
+    let line = "extensions/x: two entries with this name; Lambda would keep one of them: \
+                rebuild the zip with one entry per path, or use lext package";
+    // The same name twice: the zip reader keeps one, the listing notes it.
+    let same = deflated_zip(&[
+        streamed("extensions/x", 0o755, script_then_zeros(1)),
+        streamed("extensions/x", 0o755, script_then_zeros(2)),
+    ]);
+    assert_eq!(lines(&zip_listing(same), al2(None)), vec![line]);
+    // Two spellings of one path.
+    let spelled = zip_bytes(&[
+        ext("x", b"#!/bin/sh\n".to_vec()),
+        file("./extensions/x", b"#!/bin/sh\n".to_vec(), 0o755),
+    ]);
+    assert_eq!(lines(&zip_listing(spelled), al2(None)), vec![line]);
+    // A directory listed twice is harmless.
+    let dirs = zip_bytes(&[
+        Item::Dir("extensions/"),
+        Item::Dir("./extensions/"),
+        ext("x", b"#!/bin/sh\n".to_vec()),
+    ]);
+    assert_eq!(lines(&zip_listing(dirs), al2(None)), Vec::<String>::new());
+}
+
+#[test]
+fn elf_tables_far_from_the_headers_are_read_without_the_whole_file() {
+    let needs = "extensions/big: needs GLIBC_2.28, provided.al2 has glibc 2.26";
+    let glibc = ["GLIBC_2.2.5", "GLIBC_2.28"];
+    // Section headers at the end (found on the first pass), then version
+    // tables at the end too (found from the section headers: a second
+    // pass over the zip entry).
+    for parts in [
+        big_elf(&glibc, 8 * MIB),
+        big_elf_tables_at_the_end(&glibc, 8 * MIB),
+    ] {
+        let zip = deflated_zip(&[streamed("extensions/big", 0o755, parts.clone())]);
+        let found = lines(&zip_listing(zip), al2(None));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with(needs), "{found:#?}");
+
+        // The same file in a directory layer (sparse: the padding is a
+        // hole), read in place.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("extensions")).unwrap();
+        let path = dir.path().join("extensions/big");
+        write_parts_sparse(&path, &parts);
+        let found = lines(&Listing::read(dir.path()).unwrap(), al2(None));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with(needs), "{found:#?}");
+    }
+}
+
+/// Writes the parts to `path`, leaving holes for the runs of zeros.
+fn write_parts_sparse(path: &Path, parts: &[Part]) {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut at = 0u64;
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => {
+                file.write_all(bytes).unwrap();
+                at += bytes.len() as u64;
+            }
+            Part::Zeros(n) => {
+                at += n;
+                file.seek(SeekFrom::Start(at)).unwrap();
+            }
+        }
+    }
+    file.set_len(at).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn an_elf_table_larger_than_the_cap_is_reported_not_read() {
+    // A .gnu.version_r section (section 2) that says it is 32 MiB long, in
+    // a file long enough to hold it.
+    let mut elf = good_x86_64();
+    let shoff = u64::from_le_bytes(elf[40..48].try_into().unwrap()) as usize;
+    let sh_size = shoff + 2 * 64 + 32;
+    elf[sh_size..sh_size + 8].copy_from_slice(&(32 * MIB).to_le_bytes());
+    let zip = deflated_zip(&[streamed(
+        "extensions/x",
+        0o755,
+        vec![Part::Bytes(elf), Part::Zeros(40 * MIB)],
+    )]);
+    assert_eq!(
+        lines(&zip_listing(zip), al2(None)),
+        vec![format!(
+            "extensions/x: corrupt ELF (the .gnu.version_r section is {} bytes, more than the \
+             16777216 lext reads): rebuild it with lext build",
+            32 * MIB
+        )]
+    );
+}
+
+#[test]
+fn past_the_unzipped_limit_entries_are_listed_but_not_read() {
+    // 250 MiB and a byte of data first: the layer fails on size whatever
+    // follows, so the extension after it is not read, and not judged (its
+    // content would otherwise read as "not an ELF").
+    let limit = lext_layer::check::MAX_UNZIPPED_BYTES;
+    let zip = deflated_zip(&[
+        streamed("lib/blob", 0o644, vec![Part::Zeros(limit + 1)]),
+        streamed("extensions/x", 0o755, vec![Part::Bytes(good_x86_64())]),
+    ]);
+    let listing = zip_listing(zip);
+    let faults: Vec<_> = listing.entries.iter().map(|e| e.faults.clone()).collect();
+    assert_eq!(
+        faults,
+        vec![
+            vec![lext_layer::Fault::NotRead],
+            vec![lext_layer::Fault::NotRead]
+        ]
+    );
+    assert_eq!(
+        lines(&listing, al2(None)),
+        vec![format!(
+            "layer: unzipped size is {} bytes, over the 262144000-byte (250 MiB) limit of a \
+             function with its layers: shrink or drop files",
+            limit + 1 + good_x86_64().len() as u64
+        )]
     );
 }

@@ -268,3 +268,176 @@ fn special_files_are_refused_never_opened() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_hand_deflated_test_zips_are_valid() {
+    // The support module deflates and CRCs zero runs by hand; the zip
+    // crate checks both when an entry is read to its end.
+    let parts = vec![
+        Part::Bytes(b"#!/bin/sh\n".to_vec()),
+        Part::Zeros(3 * 1024 * 1024 + 7),
+        Part::Bytes((0..=255u8).collect()),
+        Part::Zeros(2),
+    ];
+    let bytes = deflated_zip(&[
+        streamed("extensions/a", 0o755, parts.clone()),
+        streamed("lib/b", 0o644, vec![Part::Zeros(1)]),
+    ]);
+    assert!(bytes.len() < 30_000, "{} bytes", bytes.len());
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+    let mut expected = b"#!/bin/sh\n".to_vec();
+    expected.resize(expected.len() + 3 * 1024 * 1024 + 7, 0);
+    expected.extend(0..=255u8);
+    expected.extend([0, 0]);
+    let mut a = archive.by_index(0).unwrap();
+    assert_eq!(a.unix_mode(), Some(0o100_755));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut a, &mut got).unwrap();
+    drop(a);
+    assert!(got == expected, "content differs");
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_index(1).unwrap(), &mut got).unwrap();
+    assert_eq!(got, vec![0]);
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn script_then_zeros(zeros: u64) -> Vec<Part> {
+    vec![Part::Bytes(b"#!/bin/sh\n".to_vec()), Part::Zeros(zeros)]
+}
+
+#[test]
+fn crafted_entries_are_refused() {
+    use lext_layer::Fault;
+    let mut larger = deflated_zip(&[streamed("extensions/x", 0o755, script_then_zeros(8 * MIB))]);
+    patch_declared_size(&mut larger, "extensions/x", 1024);
+    let mut smaller = deflated_zip(&[streamed("extensions/x", 0o755, script_then_zeros(4096))]);
+    patch_declared_size(&mut smaller, "extensions/x", 10 << 20);
+    let mut altered = deflated_zip(&[streamed("extensions/x", 0o755, script_then_zeros(4096))]);
+    let crc = declared_crc(&altered, "extensions/x");
+    patch_crc(&mut altered, "extensions/x", !crc);
+    let twice = deflated_zip(&[
+        streamed("extensions/x", 0o755, script_then_zeros(1)),
+        streamed("extensions/x", 0o755, script_then_zeros(2)),
+    ]);
+    let spelled = zip_bytes(&[
+        file("extensions/x", b"#!/bin/sh\n".to_vec(), 0o755),
+        file("./extensions/x", b"#!/bin/sh\n".to_vec(), 0o755),
+    ]);
+    let table = [
+        (
+            larger,
+            Fault::LargerThanDeclared { declared: 1024 },
+            "extensions/x: declares 1024 bytes, holds more (a corrupt or crafted zip)",
+        ),
+        (
+            smaller,
+            Fault::SmallerThanDeclared {
+                declared: 10 << 20,
+                found: 4106,
+            },
+            "extensions/x: declares 10485760 bytes, holds 4106 (a corrupt or crafted zip)",
+        ),
+        (
+            altered,
+            Fault::BadChecksum,
+            "extensions/x: its bytes do not match the CRC-32 its header declares (a corrupt or \
+             crafted zip)",
+        ),
+        (
+            twice,
+            Fault::Duplicate,
+            "extensions/x: two entries with this name; Lambda would keep one of them",
+        ),
+        (
+            spelled,
+            Fault::Duplicate,
+            "./extensions/x: two entries with this name; Lambda would keep one of them",
+        ),
+    ];
+    for (zip, fault, line) in table {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("opt");
+        match extract_reader(Cursor::new(zip), Path::new("t.zip"), &dest) {
+            Err(err @ ExtractError::BadEntry { .. }) => {
+                assert_eq!(err.to_string(), line);
+                assert!(matches!(&err, ExtractError::BadEntry { fault: f, .. } if *f == fault));
+            }
+            other => panic!("{line}: expected a refusal, got {other:?}"),
+        }
+        // Reading stopped one byte past the declared size.
+        let written = fs::metadata(dest.join("extensions/x")).map_or(0, |m| m.len());
+        assert!(written <= 10 << 20, "{line}: wrote {written} bytes");
+    }
+}
+
+#[test]
+fn a_layer_set_over_lambdas_unzipped_limit_is_refused() {
+    use lext_layer::check::MAX_UNZIPPED_BYTES;
+    use lext_layer::extract::extract_reader_within;
+    use lext_layer::Budget;
+    // Three layers for one function, unpacked into one directory with one
+    // budget: 200 MiB, then the rest up to the limit exactly, then a byte.
+    let first = deflated_zip(&[streamed(
+        "extensions/a",
+        0o755,
+        script_then_zeros(200 * MIB - 10),
+    )]);
+    let rest = MAX_UNZIPPED_BYTES - 200 * MIB;
+    let second = deflated_zip(&[streamed("lib/b", 0o644, vec![Part::Zeros(rest)])]);
+    let third = deflated_zip(&[streamed("lib/c", 0o644, vec![Part::Zeros(1)])]);
+    assert!(first.len() + second.len() < 4 * MIB as usize);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("opt");
+    let mut budget = Budget::lambda();
+    let unpack = |zip: &[u8], name: &str, budget: &mut Budget| {
+        extract_reader_within(Cursor::new(zip), Path::new(name), &dest, budget)
+    };
+    let out = unpack(&first, "first.zip", &mut budget).unwrap();
+    assert_eq!((out.files, out.bytes), (1, 200 * MIB));
+    let out = unpack(&second, "second.zip", &mut budget).unwrap();
+    assert_eq!(out.bytes, rest);
+    assert_eq!((budget.used(), budget.remaining()), (MAX_UNZIPPED_BYTES, 0));
+    let err = unpack(&third, "third.zip", &mut budget).unwrap_err();
+    assert!(
+        matches!(err, ExtractError::TooLarge { limit, .. } if limit == MAX_UNZIPPED_BYTES),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "third.zip: the layers unpack to more than 262144000 bytes (250 MiB), Lambda's \
+         unzipped limit of a function with its layers: shrink or drop files"
+    );
+    // Alone, each layer has the whole limit.
+    extract_reader(Cursor::new(&third), Path::new("third.zip"), &dest).unwrap();
+}
+
+#[test]
+fn a_layer_directory_spends_the_same_budget() {
+    use lext_layer::Budget;
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    for (dir, size) in [(&one, 600), (&two, 401)] {
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        fs::write(dir.join("lib/data"), vec![7u8; size]).unwrap();
+    }
+    let dest = tmp.path().join("opt");
+    let mut budget = Budget::new(1000);
+    let out = lext_layer::copy_layer_dir_within(&one, &dest, &mut budget).unwrap();
+    assert_eq!(out.bytes, 600);
+    let err = lext_layer::copy_layer_dir_within(&two, &dest, &mut budget).unwrap_err();
+    assert!(
+        matches!(&err, ExtractError::TooLarge { zip, limit: 1000 } if *zip == two),
+        "{err:?}"
+    );
+
+    // Link targets count too: 600 bytes of data and a 390-byte target fit
+    // in 1000, then 401 more bytes do not.
+    std::os::unix::fs::symlink("a".repeat(390), one.join("lib/long")).unwrap();
+    let dest = tmp.path().join("opt2");
+    let mut budget = Budget::new(1000);
+    let out = lext_layer::copy_layer_dir_within(&one, &dest, &mut budget).unwrap();
+    assert_eq!((out.bytes, out.links, budget.remaining()), (990, 1, 10));
+    assert!(lext_layer::copy_layer_dir_within(&two, &dest, &mut budget).is_err());
+}

@@ -213,3 +213,272 @@ pub(crate) fn zip_bytes(items: &[Item]) -> Vec<u8> {
     }
     zip.finish().expect("finish").into_inner()
 }
+
+/// A piece of a streamed zip entry: bytes as given, or a run of zeros
+/// (so a 300 MiB entry never sits in memory, nor takes seconds to deflate).
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// This many zero bytes.
+    Zeros(u64),
+}
+
+/// One entry of [`deflated_zip`]: its name, unix mode and content.
+#[derive(Debug, Clone)]
+pub(crate) struct Streamed {
+    pub name: String,
+    pub mode: u32,
+    pub parts: Vec<Part>,
+}
+
+/// A streamed regular-file entry.
+pub(crate) fn streamed(name: &str, mode: u32, parts: Vec<Part>) -> Streamed {
+    Streamed {
+        name: name.to_owned(),
+        mode,
+        parts,
+    }
+}
+
+/// A zip of the entries, in order and named as given (duplicates too,
+/// which the `zip` crate refuses to write), each deflated by hand: one
+/// fixed-Huffman block where a run of zeros is a literal zero then
+/// length-258, distance-1 matches (13 bits per 258 bytes), so 300 MiB of
+/// zeros is a 2 MB zip written in a blink. Headers are honest; see
+/// [`patch_declared_size`] for one that lies.
+pub(crate) fn deflated_zip(entries: &[Streamed]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for entry in entries {
+        let (data, crc, size) = deflate_parts(&entry.parts);
+        let offset = out.len() as u32;
+        let name = entry.name.as_bytes();
+        let fixed = |sig: u32, central: bool| {
+            let mut h = Vec::new();
+            h.extend_from_slice(&sig.to_le_bytes());
+            if central {
+                h.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes()); // made by unix
+            }
+            h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            h.extend_from_slice(&0u16.to_le_bytes()); // flags
+            h.extend_from_slice(&8u16.to_le_bytes()); // deflate
+            h.extend_from_slice(&0u16.to_le_bytes()); // time
+            h.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
+            h.extend_from_slice(&crc.to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&u32::try_from(size).expect("under 4 GiB").to_le_bytes());
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&0u16.to_le_bytes()); // extra length
+            if central {
+                h.extend_from_slice(&0u16.to_le_bytes()); // comment length
+                h.extend_from_slice(&0u16.to_le_bytes()); // disk
+                h.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+                h.extend_from_slice(&((0o100_000 | entry.mode) << 16).to_le_bytes());
+                h.extend_from_slice(&offset.to_le_bytes());
+            }
+            h.extend_from_slice(name);
+            h
+        };
+        out.extend_from_slice(&fixed(0x0403_4b50, false));
+        out.extend_from_slice(&data);
+        central.extend_from_slice(&fixed(0x0201_4b50, true));
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // disk numbers
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
+    out
+}
+
+/// Sets the uncompressed size that the central directory and the local
+/// header of every entry named `name` declare (the data stays as it is).
+pub(crate) fn patch_declared_size(zip: &mut [u8], name: &str, size: u32) {
+    patch_headers(zip, name, 24, 22, size);
+}
+
+/// Sets the CRC-32 that both headers of every entry named `name` declare.
+pub(crate) fn patch_crc(zip: &mut [u8], name: &str, crc: u32) {
+    patch_headers(zip, name, 16, 14, crc);
+}
+
+/// Writes `value` at `central_at` in the central directory entries named
+/// `name` and at `local_at` in their local headers.
+fn patch_headers(zip: &mut [u8], name: &str, central_at: usize, local_at: usize, value: u32) {
+    let u16_at = |z: &[u8], at: usize| u16::from_le_bytes([z[at], z[at + 1]]) as usize;
+    let u32_at =
+        |z: &[u8], at: usize| u32::from_le_bytes([z[at], z[at + 1], z[at + 2], z[at + 3]]) as usize;
+    let eocd = zip.len() - 22;
+    assert_eq!(u32_at(zip, eocd), 0x0605_4b50, "a zip without a comment");
+    let (count, mut at) = (u16_at(zip, eocd + 10), u32_at(zip, eocd + 16));
+    let mut patched = 0;
+    for _ in 0..count {
+        assert_eq!(u32_at(zip, at), 0x0201_4b50, "central directory entry");
+        let name_len = u16_at(zip, at + 28);
+        let next = at + 46 + name_len + u16_at(zip, at + 30) + u16_at(zip, at + 32);
+        if &zip[at + 46..at + 46 + name_len] == name.as_bytes() {
+            zip[at + central_at..at + central_at + 4].copy_from_slice(&value.to_le_bytes());
+            let local = u32_at(zip, at + 42);
+            assert_eq!(u32_at(zip, local), 0x0403_4b50, "local header");
+            zip[local + local_at..local + local_at + 4].copy_from_slice(&value.to_le_bytes());
+            patched += 1;
+        }
+        at = next;
+    }
+    assert!(patched > 0, "no entry named {name}");
+}
+
+/// The CRC-32 the headers of the first entry named `name` declare.
+pub(crate) fn declared_crc(zip: &[u8], name: &str) -> u32 {
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).expect("a zip");
+    let crc = archive.by_name(name).expect("the entry").crc32();
+    crc
+}
+
+/// A fake x86_64 ELF needing `glibc`, laid out as big linked programs
+/// are: `padding` zero bytes after the tables the loader reads, then the
+/// section header table at the very end (so a reader must reach the end).
+/// Returns the parts of a streamed entry, never `padding` bytes in memory.
+pub(crate) fn big_elf(glibc: &[&str], padding: u64) -> Vec<Part> {
+    let mut elf = fake_elf(EM_X86_64, true, glibc, Some(LD_X86_64));
+    let shoff = u64::from_le_bytes(elf[40..48].try_into().expect("e_shoff")) as usize;
+    assert!(shoff > 0, "a fake ELF with sections");
+    let table = elf.split_off(shoff);
+    elf[40..48].copy_from_slice(&(shoff as u64 + padding).to_le_bytes());
+    vec![Part::Bytes(elf), Part::Zeros(padding), Part::Bytes(table)]
+}
+
+/// Like [`big_elf`], but the version tables (`.dynstr`, `.gnu.version_r`)
+/// come after the padding too, far from the headers.
+pub(crate) fn big_elf_tables_at_the_end(glibc: &[&str], padding: u64) -> Vec<Part> {
+    let mut elf = fake_elf(EM_X86_64, true, glibc, Some(LD_X86_64));
+    let u64_at = |e: &[u8], at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("u64"));
+    let shoff = u64_at(&elf, 40) as usize;
+    // Section 1 is .dynstr, the first byte after the loader's tables.
+    let tables_at = u64_at(&elf, shoff + 64 + 24) as usize;
+    for section in 1..3 {
+        let sh_offset = shoff + section * 64 + 24;
+        let moved = u64_at(&elf, sh_offset) + padding;
+        elf[sh_offset..sh_offset + 8].copy_from_slice(&moved.to_le_bytes());
+    }
+    elf[40..48].copy_from_slice(&(shoff as u64 + padding).to_le_bytes());
+    let tail = elf.split_off(tables_at);
+    vec![Part::Bytes(elf), Part::Zeros(padding), Part::Bytes(tail)]
+}
+
+/// Raw deflate of the parts, their CRC-32 and their length.
+fn deflate_parts(parts: &[Part]) -> (Vec<u8>, u32, u64) {
+    let mut bits = BitWriter::default();
+    bits.put(1, 1); // BFINAL
+    bits.put(1, 2); // BTYPE 01: fixed Huffman codes
+    let mut crc = !0u32;
+    let mut size = 0u64;
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => {
+                for &b in bytes {
+                    bits.literal(b);
+                    crc = crc_byte(crc, b);
+                }
+                size += bytes.len() as u64;
+            }
+            Part::Zeros(0) => {}
+            Part::Zeros(n) => {
+                bits.literal(0);
+                let rest = n - 1;
+                for _ in 0..rest / 258 {
+                    bits.code(0b1100_0101, 8); // length symbol 285: 258 bytes
+                    bits.code(0, 5); // distance symbol 0: 1 byte back
+                }
+                for _ in 0..rest % 258 {
+                    bits.literal(0);
+                }
+                crc = crc_zeros(crc, *n);
+                size += n;
+            }
+        }
+    }
+    bits.code(0, 7); // end of block (symbol 256)
+    (bits.finish(), !crc, size)
+}
+
+/// Deflate's bit order: fields least-significant bit first, Huffman codes
+/// most-significant bit first.
+#[derive(Default)]
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    len: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, value: u32, n: u32) {
+        self.acc |= u64::from(value) << self.len;
+        self.len += n;
+        while self.len >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.len -= 8;
+        }
+    }
+
+    fn code(&mut self, code: u32, n: u32) {
+        self.put(code.reverse_bits() >> (32 - n), n);
+    }
+
+    fn literal(&mut self, b: u8) {
+        match b {
+            0..=143 => self.code(0x30 + u32::from(b), 8),
+            _ => self.code(0x190 + u32::from(b - 144), 9),
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.len > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+/// One byte through the (reflected) CRC-32 register.
+fn crc_byte(mut crc: u32, b: u8) -> u32 {
+    crc ^= u32::from(b);
+    for _ in 0..8 {
+        crc = if crc & 1 == 1 {
+            (crc >> 1) ^ 0xEDB8_8320
+        } else {
+            crc >> 1
+        };
+    }
+    crc
+}
+
+/// `n` zero bytes through the CRC-32 register: feeding a zero byte is a
+/// linear map of the register over GF(2), so it is raised to the `n`th
+/// power by squaring, as zlib's `crc32_combine` does.
+fn crc_zeros(crc: u32, mut n: u64) -> u32 {
+    // A matrix is its 32 columns: the images of the 32 unit registers.
+    type Matrix = [u32; 32];
+    let apply = |m: &Matrix, v: u32| {
+        (0..32)
+            .filter(|i| v >> i & 1 == 1)
+            .fold(0, |acc, i| acc ^ m[i])
+    };
+    let mul = |a: &Matrix, b: &Matrix| -> Matrix { std::array::from_fn(|i| apply(a, b[i])) };
+    let mut power: Matrix = std::array::from_fn(|i| crc_byte(1 << i, 0));
+    let mut result = crc;
+    while n > 0 {
+        if n & 1 == 1 {
+            result = apply(&power, result);
+        }
+        power = mul(&power, &power);
+        n >>= 1;
+    }
+    result
+}
