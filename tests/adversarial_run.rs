@@ -331,3 +331,115 @@ fn idle_connections_cannot_starve_lext_of_descriptors() {
     let warnings = rest.matches("accept failed").count();
     assert!(warnings <= 2, "{warnings} accept warnings:\n{rest}");
 }
+
+/// `lext run ARGS` serving, with its temporary files in `tmp`; returns the
+/// child once its Init is over (an invoke was answered).
+fn serve_in(s: &Scene, tmp: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--serve", "127.0.0.1:0"])
+        .args(args)
+        .env("TMPDIR", tmp)
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "lext exited before serving"
+        );
+        if let Some(rest) = line.split("serving the Invoke API on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            let path = "/2015-03-31/functions/function/invocations";
+            assert_eq!(
+                sandbox_support::http(&addr, "POST", path, &[], b"{}").0,
+                200
+            );
+            break;
+        }
+    }
+    // Keep reading, so that lext never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
+}
+
+/// The `lext-run-*` directories in `tmp`.
+fn state_dirs(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("lext-run-"))
+        .collect()
+}
+
+/// Sends `signal` (`kill -SIG`) to `child`, and waits (at most 20 s) for it
+/// to exit.
+fn signal_and_wait(child: &mut std::process::Child, signals: &[&str]) -> std::process::ExitStatus {
+    for sig in signals {
+        let pid = child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "lext did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_temporary_directory_outlives_lext_whatever_stops_it() {
+    let s = Scene::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let stubborn = s.extension("stubborn", "ignore-shutdown");
+    let layer_args = ["--extension", stubborn.to_str().unwrap()];
+    // A second Ctrl-C, during the 2 s the stubborn extension is given.
+    let mut child = serve_in(&s, tmp.path(), &layer_args);
+    assert_eq!(state_dirs(tmp.path()).len(), 1);
+    let status = signal_and_wait(&mut child, &["INT", "INT"]);
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(state_dirs(tmp.path()), Vec::<String>::new());
+    s.assert_no_process_left(&["stubborn"]);
+    // SIGHUP and SIGQUIT spin the environment down like SIGTERM.
+    for sig in ["HUP", "QUIT"] {
+        let mut child = serve_in(&s, tmp.path(), &[]);
+        let status = signal_and_wait(&mut child, &[sig]);
+        assert!(status.success(), "{sig}: {status:?}");
+        assert_eq!(state_dirs(tmp.path()), Vec::<String>::new(), "{sig}");
+    }
+}
+
+#[test]
+fn what_a_killed_lext_left_behind_is_removed_and_nothing_else() {
+    let s = Scene::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let leftover = tmp.path().join("lext-run-killed");
+    std::fs::create_dir_all(leftover.join("opt")).unwrap();
+    // The marker of an owner that is gone (no pid is that high).
+    std::fs::write(leftover.join(".lext-sandbox-owner"), "4194305\n").unwrap();
+    let foreign = tmp.path().join("lext-run-not-ours");
+    std::fs::create_dir_all(&foreign).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--invoke", "1"])
+        .env("TMPDIR", tmp.path())
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(!leftover.exists());
+    assert!(
+        foreign.exists(),
+        "a directory without lext's marker is not lext's"
+    );
+}

@@ -281,10 +281,7 @@ impl Environment {
     /// Must be called within a tokio runtime with I/O and time enabled.
     pub async fn start(self) -> Result<RunningEnvironment, EnvironmentError> {
         env::validate_user_env(&self.env)?;
-        let state = tempfile::Builder::new()
-            .prefix("lext-run-")
-            .tempdir()
-            .map_err(EnvironmentError::TempDir)?;
+        let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
         let layers_dir = state.path().join("opt");
         std::fs::create_dir_all(&layers_dir).map_err(EnvironmentError::TempDir)?;
         for layer in &self.layers {
@@ -521,7 +518,24 @@ pub struct RunningEnvironment {
     notices: Vec<String>,
     /// Unpacked layers, the hosts file, the echo runtime: removed when the
     /// environment is dropped.
-    _state: tempfile::TempDir,
+    _state: StateDir,
+}
+
+/// The environment's directory, removed (and forgotten by the registry of
+/// [`crate::state`]) when dropped.
+#[derive(Debug)]
+struct StateDir(tempfile::TempDir);
+
+impl StateDir {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        crate::state::forget(self.0.path());
+    }
 }
 
 /// A cloneable handle to a running environment: invoke it, wait for it,
@@ -654,8 +668,12 @@ impl RunningEnvironment {
 }
 
 /// Kills every process every environment of this process has started
-/// (SIGKILL to each process group), at once. For a second Ctrl-C: nothing
-/// is waited for. Returns how many groups were signalled.
+/// (SIGKILL to each process group) and removes the environments'
+/// directories, at once: for a process about to exit without stopping its
+/// environments (a second Ctrl-C). Nothing is waited for. Returns how many
+/// process groups were signalled.
 pub fn kill_all_processes() -> usize {
-    crate::process::kill_all()
+    let killed = crate::process::kill_all();
+    crate::state::remove_all();
+    killed
 }

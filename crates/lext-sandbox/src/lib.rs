@@ -121,6 +121,7 @@ mod platform;
 mod ports;
 mod process;
 mod sink;
+mod state;
 mod telemetry;
 #[cfg(test)]
 mod test_support;
