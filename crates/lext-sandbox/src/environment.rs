@@ -284,8 +284,12 @@ impl Environment {
         let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
         let layers_dir = state.path().join("opt");
         std::fs::create_dir_all(&layers_dir).map_err(EnvironmentError::TempDir)?;
+        // One budget for all the layers: Lambda's 250 MB unzipped limit
+        // holds for the function and its layers together (AWS: Lambda
+        // quotas), counted as really unpacked, not as the zips declare.
+        let mut budget = lext_layer::Budget::lambda();
         for layer in &self.layers {
-            add_layer(layer, &layers_dir)?;
+            add_layer(layer, &layers_dir, &mut budget)?;
         }
         let listener = bind("Runtime API", self.api_addr).await?;
         let api_addr = listener.local_addr().map_err(EnvironmentError::Serve)?;
@@ -365,7 +369,11 @@ async fn bind(api: &'static str, addr: SocketAddr) -> Result<TcpListener, Enviro
 
 /// Unpacks (zip) or copies (directory) one layer into `dest`, with
 /// lext-layer's path-safety rules (no traversal, no link out of the layer).
-fn add_layer(layer: &Path, dest: &Path) -> Result<(), EnvironmentError> {
+fn add_layer(
+    layer: &Path,
+    dest: &Path,
+    budget: &mut lext_layer::Budget,
+) -> Result<(), EnvironmentError> {
     let meta = std::fs::metadata(layer).map_err(|source| EnvironmentError::Layer {
         what: "--layer",
         path: layer.to_owned(),
@@ -374,12 +382,12 @@ fn add_layer(layer: &Path, dest: &Path) -> Result<(), EnvironmentError> {
     let (what, result) = if meta.is_dir() {
         (
             "copying the layer directory",
-            lext_layer::copy_layer_dir(layer, dest).map(drop),
+            lext_layer::copy_layer_dir_within(layer, dest, budget).map(drop),
         )
     } else {
         (
             "unpacking the layer",
-            lext_layer::extract(layer, dest).map(drop),
+            lext_layer::extract_within(layer, dest, budget).map(drop),
         )
     };
     result.map_err(|source| EnvironmentError::Layer {
