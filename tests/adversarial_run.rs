@@ -443,3 +443,22 @@ fn what_a_killed_lext_left_behind_is_removed_and_nothing_else() {
         "a directory without lext's marker is not lext's"
     );
 }
+
+#[test]
+fn lext_runs_errors_name_each_cause_once() {
+    let s = Scene::new();
+    let missing = s.path("no-such-layer.zip");
+    let r = s.lext(&["--layer", missing.to_str().unwrap()]);
+    r.assert_failed_with(&format!(
+        "error: --layer {}: No such file or directory",
+        missing.display()
+    ));
+    assert_eq!(
+        r.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        r.dump()
+    );
+    let r = s.lext(&["--env", "AWS_REGION=x"]);
+    assert_eq!(r.stderr.matches("Reserved keys").count(), 1, "{}", r.dump());
+}

@@ -103,17 +103,21 @@ impl Default for Environment {
 }
 
 /// The environment could not be started, or stopped serving.
+///
+/// Each variant's message names the step; the cause, when there is one, is
+/// its [`source`](std::error::Error::source) (print the chain, as `{:#}` of
+/// `anyhow` does, to see both).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvironmentError {
     /// A function environment variable Lambda would refuse.
-    #[error("--env: {0}")]
+    #[error("--env")]
     Env(#[from] EnvError),
     /// The environment's own temporary directory.
-    #[error("creating a temporary directory: {0}")]
+    #[error("creating a temporary directory")]
     TempDir(#[source] io::Error),
     /// A layer could not be read or unpacked.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}", path.display())]
     Layer {
         /// `unpacking the layer` or `copying the layer directory`.
         what: &'static str,
@@ -144,7 +148,7 @@ pub enum EnvironmentError {
         second: PathBuf,
     },
     /// A listener could not be bound.
-    #[error("binding the {api} on {addr}: {source}")]
+    #[error("binding the {api} on {addr}")]
     Bind {
         /// `Runtime API` or `Invoke API`.
         api: &'static str,
@@ -155,10 +159,10 @@ pub enum EnvironmentError {
         source: io::Error,
     },
     /// The private `/opt` could not be prepared.
-    #[error("preparing the sandbox's /opt: {0}")]
+    #[error("preparing the sandbox's /opt")]
     Isolation(#[from] IsolationError),
     /// The echo runtime could not be written to the environment's directory.
-    #[error("writing the echo runtime: {0}")]
+    #[error("writing the echo runtime")]
     EchoRuntime(#[source] io::Error),
     /// The environment has stopped.
     #[error("the execution environment has stopped")]
@@ -168,7 +172,7 @@ pub enum EnvironmentError {
     #[error("Init failed")]
     InitFailed,
     /// Serving the Runtime API failed.
-    #[error("serving the Runtime API: {0}")]
+    #[error("serving the Runtime API")]
     Serve(#[source] io::Error),
 }
 

@@ -270,9 +270,13 @@ async fn bad_configurations_are_refused_before_anything_runs() {
         .await
         .unwrap_err();
     assert!(matches!(err, EnvironmentError::Env(_)), "{err}");
-    assert!(err
-        .to_string()
-        .contains("Reserved keys used in this request: AWS_REGION"));
+    // The step, then the cause, each once.
+    assert_eq!(err.to_string(), "--env");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        cause.ends_with("Reserved keys used in this request: AWS_REGION"),
+        "{cause}"
+    );
     let err = Environment::new()
         .layer(dir.path().join("no-such-layer.zip"))
         .start()
