@@ -6,7 +6,7 @@
 //! are table-tested with hand-made headers.
 //!
 //! A file in a layer can be hundreds of MiB, or a bomb that only starts
-//! like an ELF, so readers never load one whole: [`ElfReader`] starts from
+//! like an ELF, so readers never load one whole: `ElfReader` starts from
 //! the file's first [`PREFIX_LEN`] bytes and asks for the byte ranges the
 //! checks need (the program and section header tables, the `PT_INTERP`
 //! path, `.gnu.version_r` and its string table), each at most
@@ -62,7 +62,7 @@ pub enum Interpreter {
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
 /// Whether `bytes` start like an ELF file. Readers use it to decide whether
-/// to read the file's tables with an [`ElfReader`].
+/// to read the file's tables with an `ElfReader`.
 pub fn looks_like_elf(bytes: &[u8]) -> bool {
     bytes.starts_with(ELF_MAGIC)
 }
@@ -75,7 +75,7 @@ pub(crate) fn maybe_elf(start: &[u8]) -> bool {
 }
 
 /// Classifies a file from its contents. An ELF file must be passed whole
-/// (version tables are at the end), or read with an [`ElfReader`]; for
+/// (version tables are at the end), or read with an `ElfReader`; for
 /// anything else the first 256 bytes are enough.
 pub fn inspect(bytes: &[u8]) -> Content {
     if looks_like_elf(bytes) {
@@ -177,7 +177,7 @@ fn inspect_elf_as<'data, H: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
 /// usually at the far end).
 pub const PREFIX_LEN: u64 = 4 * 1024 * 1024;
 
-/// The largest single table [`ElfReader`] reads from an ELF file. A real
+/// The largest single table `ElfReader` reads from an ELF file. A real
 /// program's tables are some KiB (a big C++ library's `.dynstr` a few MiB);
 /// an ELF asking for more is reported rather than read.
 pub const MAX_ELF_TABLE: u64 = 16 * 1024 * 1024;

@@ -10,7 +10,7 @@
 //! central directory are faults too. Reading is bounded in memory as well:
 //! of each file only the first [`elf::PREFIX_LEN`] bytes are kept (of a
 //! non-ELF file, the first 256), plus the few tables an ELF check needs
-//! ([`elf::ElfReader`]), so neither a zip bomb nor a 200 MiB program makes
+//! (`elf::ElfReader`), so neither a zip bomb nor a 200 MiB program makes
 //! `lext check` hold a file whole. And it is bounded in time: after
 //! [`MAX_UNZIPPED_BYTES`] of file data and link targets, the layer is over
 //! Lambda's limit whatever follows, so the remaining files and links are
