@@ -12,8 +12,11 @@
 // A failed unwrap is a failed test: that is what tests are for.
 #![allow(clippy::unwrap_used)]
 
+mod layer_support;
 #[path = "../crates/lext-layer/tests/support/mod.rs"]
 mod support;
+
+use layer_support::*;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,92 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const INSTALL_HINT: &str = "run scripts/install-test-deps (it installs moto[server], ziglang and \
-                            cargo-zigbuild) and make sure LEXT_TEST_VENV points at its .venv";
-
 // --- helpers ----------------------------------------------------------------
-
-/// `$LEXT_TEST_VENV/bin`, else the repository's `.venv/bin`.
-fn venv_bin() -> PathBuf {
-    let venv = std::env::var_os("LEXT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin")
-}
-
-/// A program from the venv, else from PATH; panics loudly if neither has it.
-fn peer(name: &str) -> PathBuf {
-    let in_venv = venv_bin().join(name);
-    if in_venv.is_file() {
-        return in_venv;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` not found in {} nor on PATH: {INSTALL_HINT}",
-                venv_bin().display()
-            )
-        })
-}
-
-/// PATH with the venv (for `python3 -m ziglang`) and ~/.cargo/bin first.
-fn test_path() -> std::ffi::OsString {
-    let mut dirs = vec![venv_bin()];
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".cargo/bin"));
-    }
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(dirs).unwrap()
-}
-
-fn lext() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lext"));
-    cmd.env("PATH", test_path()).stdin(Stdio::null());
-    cmd
-}
-
-/// `lext` in an isolated AWS environment: no ~/.aws (empty shared files
-/// under `home`), no instance metadata, moto's dummy keys, us-east-1.
-fn lext_aws(home: &Path) -> Command {
-    let mut cmd = lext();
-    for var in [
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_LAMBDA",
-        "AWS_DEFAULT_REGION",
-    ] {
-        cmd.env_remove(var);
-    }
-    let (config, credentials) = (home.join("aws-config"), home.join("aws-credentials"));
-    for file in [&config, &credentials] {
-        if !file.exists() {
-            fs::write(file, "").unwrap();
-        }
-    }
-    cmd.env("HOME", home)
-        .env("AWS_CONFIG_FILE", config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("lext runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The stderr of a run that must have failed with exit 1 and no panic.
 fn failed_stderr(out: &Output) -> String {
