@@ -469,4 +469,62 @@ mod tests {
     //! that panics it or wedges it.
     mod fuzz;
     mod router;
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::config::FunctionConfig;
+    use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
+    use crate::ports::{Exits, Host};
+
+    /// Processes that exist only as entries: they "die" when signalled.
+    #[derive(Clone, Default)]
+    pub(super) struct FakeHost {
+        pub(super) log: Arc<Mutex<Vec<String>>>,
+        exits: Arc<Mutex<Option<(Exits, u64)>>>,
+    }
+
+    impl Host for FakeHost {
+        fn launch_extension(
+            &mut self,
+            index: usize,
+            generation: u64,
+            exits: &Exits,
+        ) -> Result<(), LaunchFailure> {
+            self.log.lock().unwrap().push(format!("launch {index}"));
+            *self.exits.lock().unwrap() = Some((exits.clone(), generation));
+            Ok(())
+        }
+        fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String> {
+            self.log.lock().unwrap().push("runtime".into());
+            *self.exits.lock().unwrap() = Some((exits.clone(), generation));
+            Ok(())
+        }
+        fn signal(&mut self, proc: Proc, signal: Signal) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{signal:?} {proc:?}"));
+            if let Some((exits, generation)) = self.exits.lock().unwrap().clone() {
+                exits.report(generation, proc, ExitStatus::Signal(9));
+            }
+        }
+        fn freeze(&mut self, _frozen: bool) {}
+        fn peak_memory_mb(&mut self) -> u64 {
+            1
+        }
+    }
+
+    pub(super) fn function() -> FunctionConfig {
+        FunctionConfig {
+            name: "fn".into(),
+            version: "$LATEST".into(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            handler: "h".into(),
+            init_timeout: Duration::from_secs(10),
+        }
+    }
 }

@@ -5,50 +5,18 @@
 //! each sequence the environment must still answer, and must still shut
 //! down on request.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::FunctionConfig;
+use super::{function, FakeHost};
 use crate::driver::{Engine, EngineConfig};
-use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
-use crate::ports::{Exits, Host, NoTelemetry};
+use crate::ports::NoTelemetry;
 use crate::sink::Capture;
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt as _;
 use proptest::prelude::*;
 use tower::ServiceExt as _;
-
-/// Processes that die when signalled.
-#[derive(Clone, Default)]
-struct FakeHost {
-    exits: Arc<Mutex<Option<(Exits, u64)>>>,
-}
-
-impl Host for FakeHost {
-    fn launch_extension(
-        &mut self,
-        _: usize,
-        generation: u64,
-        exits: &Exits,
-    ) -> Result<(), LaunchFailure> {
-        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
-        Ok(())
-    }
-    fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String> {
-        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
-        Ok(())
-    }
-    fn signal(&mut self, proc: Proc, _: Signal) {
-        if let Some((exits, generation)) = self.exits.lock().unwrap().clone() {
-            exits.report(generation, proc, ExitStatus::Signal(9));
-        }
-    }
-    fn freeze(&mut self, _: bool) {}
-    fn peak_memory_mb(&mut self) -> u64 {
-        0
-    }
-}
 
 const PATHS: &[&str] = &[
     "/2020-01-01/extension/register",
@@ -132,19 +100,6 @@ fn request() -> impl Strategy<Value = Req> {
             headers,
             body,
         })
-}
-
-fn function() -> FunctionConfig {
-    FunctionConfig {
-        name: "fn".into(),
-        version: "$LATEST".into(),
-        memory_mb: 128,
-        timeout: Duration::from_secs(3),
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
-        handler: "h".into(),
-        init_timeout: Duration::from_secs(10),
-    }
 }
 
 async fn run_case(reqs: Vec<Req>) {

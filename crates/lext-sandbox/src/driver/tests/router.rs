@@ -3,14 +3,13 @@
 //! and AWS's API references), sent with `tower::ServiceExt::oneshot` to the
 //! router of a real driver whose processes are fakes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::FunctionConfig;
+use super::{function, FakeHost};
 use crate::driver::{Engine, EngineConfig};
 use crate::invocation::{InvokeRequest, InvokeResponse, InvokeResult};
-use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
-use crate::ports::{Exits, Host, NoTelemetry};
+use crate::ports::NoTelemetry;
 use crate::sink::Capture;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -18,60 +17,9 @@ use axum::Router;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
-/// Processes that exist only as entries: they "die" when signalled.
-#[derive(Clone, Default)]
-struct FakeHost {
-    log: Arc<Mutex<Vec<String>>>,
-    exits: Arc<Mutex<Option<(Exits, u64)>>>,
-}
-
-impl Host for FakeHost {
-    fn launch_extension(
-        &mut self,
-        index: usize,
-        generation: u64,
-        exits: &Exits,
-    ) -> Result<(), LaunchFailure> {
-        self.log.lock().unwrap().push(format!("launch {index}"));
-        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
-        Ok(())
-    }
-    fn start_runtime(&mut self, generation: u64, exits: &Exits) -> Result<(), String> {
-        self.log.lock().unwrap().push("runtime".into());
-        *self.exits.lock().unwrap() = Some((exits.clone(), generation));
-        Ok(())
-    }
-    fn signal(&mut self, proc: Proc, signal: Signal) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{signal:?} {proc:?}"));
-        if let Some((exits, generation)) = self.exits.lock().unwrap().clone() {
-            exits.report(generation, proc, ExitStatus::Signal(9));
-        }
-    }
-    fn freeze(&mut self, _frozen: bool) {}
-    fn peak_memory_mb(&mut self) -> u64 {
-        1
-    }
-}
-
 struct Env {
     sandbox: Engine,
     router: Router,
-}
-
-fn function() -> FunctionConfig {
-    FunctionConfig {
-        name: "fn".into(),
-        version: "$LATEST".into(),
-        memory_mb: 128,
-        timeout: Duration::from_secs(3),
-        region: "us-east-1".into(),
-        account_id: "123456789012".into(),
-        handler: "h".into(),
-        init_timeout: Duration::from_secs(10),
-    }
 }
 
 async fn env(extensions: &[&str]) -> Env {
