@@ -5,7 +5,8 @@
 //! holds a marker file, [`MARKER`], with the pid of the process that made
 //! it. It is removed when its environment is dropped, by
 //! [`remove_all`] when the process is about to exit at once (a second
-//! Ctrl-C), and otherwise by the next environment this user starts: a
+//! Ctrl-C), and otherwise by the first environment the next lext process
+//! starts: a
 //! directory whose marker names a process that no longer exists is a
 //! leftover. Only directories with lext's marker are ever touched.
 
@@ -24,7 +25,10 @@ static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// A new environment directory, marked as this process's.
 pub(crate) fn create() -> io::Result<tempfile::TempDir> {
-    remove_leftovers(&std::env::temp_dir());
+    // Once per process: a leftover is a killed process's, and none appears
+    // while this one runs (the scan reads the whole temporary directory).
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| remove_leftovers(&std::env::temp_dir()));
     let dir = tempfile::Builder::new().prefix(PREFIX).tempdir()?;
     std::fs::write(dir.path().join(MARKER), format!("{}\n", std::process::id()))?;
     LIVE.lock()

@@ -206,6 +206,7 @@ impl Engine {
             freeze_at: None,
             frozen: false,
             progress: progress_tx,
+            published: Progress::default(),
         };
         let driver = tokio::spawn(driver.run(api_rx, ctl_rx, exit_rx, stop_tx));
         Ok(Self {
@@ -288,6 +289,8 @@ struct Driver<H, T> {
     /// The telemetry flush of a finished shutdown, awaited by the loop.
     finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     progress: watch::Sender<Progress>,
+    /// The last progress sent on `progress`.
+    published: Progress,
 }
 
 /// The current time on both clocks the lifecycle needs.
@@ -371,18 +374,19 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     }
 
     /// Publishes where the environment is, if that changed.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let progress = Progress {
             inits: self.inits,
             summary: self.summary,
             quiet: self.lc.is_quiet() && self.current.is_none() && self.queue.is_empty(),
             stopped: self.lc.is_stopped(),
         };
-        self.progress.send_if_modified(|p| {
-            let changed = *p != progress;
-            *p = progress;
-            changed
-        });
+        // Compared with the last one sent, kept here: most messages change
+        // nothing, and then the watch channel's lock is not taken.
+        if progress != self.published {
+            self.published = progress;
+            self.progress.send_replace(progress);
+        }
     }
 
     /// Feeds the next queued invoke when the environment can take it.
