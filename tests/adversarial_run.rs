@@ -462,3 +462,168 @@ fn lext_runs_errors_name_each_cause_once() {
     let r = s.lext(&["--env", "AWS_REGION=x"]);
     assert_eq!(r.stderr.matches("Reserved keys").count(), 1, "{}", r.dump());
 }
+
+/// An extension (Python) that registers and, on each INVOKE, prints
+/// `FLOOD_LINES` lines of 1,000 bytes before it asks for the next event.
+const FLOOD: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+LINES = int(os.environ["FLOOD_LINES"])
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return {k.lower(): v for k, v in r.getheaders()}, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({"events": ["INVOKE", "SHUTDOWN"]}),
+            {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+ext = {"Lambda-Extension-Identifier": h["lambda-extension-identifier"]}
+chunk = ("x" * 999 + "\n") * 1000
+while True:
+    _, body = call("GET", "/2020-01-01/extension/event/next", headers=ext)
+    if json.loads(body)["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+    for _ in range(LINES // 1000):
+        sys.stdout.write(chunk)
+    sys.stdout.flush()
+"#;
+
+/// `lext run ARGS --env FLOOD_LINES=N` with standard output a pipe that
+/// is never read; returns the exit status, stderr and lext's peak RSS (kB),
+/// read from `/proc` until it exits (at most 90 s).
+fn run_unread(
+    s: &Scene,
+    flood_lines: u32,
+    args: &[&str],
+) -> (std::process::ExitStatus, String, u64) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .arg("run")
+        .args(args)
+        .args(["--env", &format!("FLOOD_LINES={flood_lines}")])
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and never read.
+    let _stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut peak_kb = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lext run {args:?} hung:\n{}", errors.join().unwrap());
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            {
+                peak_kb = kb;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, errors.join().unwrap(), peak_kb)
+}
+
+#[test]
+fn output_nobody_reads_is_dropped_and_counted_not_held() {
+    let s = Scene::new();
+    let flood = s.script("flood", FLOOD);
+    // 300 MB of extension output, and a standard output nobody reads.
+    let (status, stderr, peak_kb) = run_unread(
+        &s,
+        100_000,
+        &["--extension", flood.to_str().unwrap(), "--invoke", "3"],
+    );
+    assert!(status.success(), "{status:?}\n{stderr}");
+    // lext's memory stays bounded: 16 MiB of queued lines and its own.
+    assert!(peak_kb < 100 * 1024, "peak RSS {peak_kb} kB\n{stderr}");
+    assert!(
+        stderr.contains("log lines (")
+            && stderr.contains("were dropped: standard output did not keep up"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("is not keeping up").count(), 1, "{stderr}");
+}
+
+/// Opens `fifo` for reading without blocking, and holds it unread.
+fn stalled_reader(fifo: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nonblock())
+        .open(fifo)
+        .unwrap()
+}
+
+/// `O_NONBLOCK` on Linux.
+fn libc_nonblock() -> i32 {
+    0o4000
+}
+
+#[test]
+fn a_telemetry_out_fifo_nobody_reads_never_holds_lext_up() {
+    let s = Scene::new();
+    let fifo = s.path("telemetry.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // With no reader at all, lext refuses at once instead of waiting.
+    let r = s.lext(&["--telemetry-out", fifo.to_str().unwrap()]);
+    r.assert_failed_with("it is a FIFO with no reader: start the reader first");
+    // A reader that stopped: 60 MB of records for a pipe that takes 64 KiB.
+    let _reader = stalled_reader(&fifo);
+    let flood = s.script("flood", FLOOD);
+    let out = fifo.to_str().unwrap();
+    let (status, stderr, _) = run_unread(
+        &s,
+        20_000,
+        &[
+            "--extension",
+            flood.to_str().unwrap(),
+            "--invoke",
+            "3",
+            "--telemetry-out",
+            out,
+        ],
+    );
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(
+        stderr.contains("telemetry records (")
+            && stderr.contains("were dropped: the telemetry output file did not keep up"),
+        "{stderr}"
+    );
+    // Ctrl-C still works while the FIFO is stuck.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args([
+            "run",
+            "--serve",
+            "127.0.0.1:0",
+            "--extension",
+            flood.to_str().unwrap(),
+        ])
+        .args(["--telemetry-out", out, "--env", "FLOOD_LINES=20000"])
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = signal_and_wait(&mut child, &["INT"]);
+    assert!(status.success(), "{status:?}");
+}

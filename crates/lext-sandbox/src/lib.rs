@@ -121,6 +121,7 @@ mod platform;
 mod ports;
 mod process;
 mod sink;
+mod spool;
 mod state;
 mod telemetry;
 #[cfg(test)]
@@ -135,7 +136,9 @@ pub use environment::{
 pub use invocation::{InvokeRequest, InvokeResponse, InvokeResult};
 /// The largest payload of a synchronous invoke (6 MB), as the Invoke API takes it.
 pub use invoke::MAX_REQUEST_PAYLOAD as MAX_SYNC_PAYLOAD;
-pub use sink::{Capture, ConsoleSink, JsonLinesSink, LineSource, LogLine, Sink};
+pub use sink::{
+    Capture, ConsoleSink, JsonLinesSink, LineSource, LogLine, Sink, OUTPUT_BUFFER_BYTES,
+};
 
 /// Runs the built-in echo runtime in this process until its Runtime API
 /// connection ends (for a binary's hidden subcommand; environments run it

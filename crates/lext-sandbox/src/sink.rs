@@ -9,18 +9,21 @@
 //! everything.
 //!
 //! Sinks are called from the environment's own tasks, in the order things
-//! happen. They must not block for long: the console sink hands lines to a
-//! thread of its own, the capture takes a lock for a push.
+//! happen. They must not block: the console and JSON-lines sinks hand what
+//! they get to a bounded queue and a thread of their own, the capture takes a
+//! lock for a push.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufWriter, Write as _};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use lext_protocol::telemetry::{Record, TelemetryEvent};
+
+use crate::spool::{Losses, Spool};
 
 /// Who wrote a line of the environment's log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,55 +137,62 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ----- Console ---------------------------------------------------------------
 
+/// How many bytes of lines [`ConsoleSink`] and [`JsonLinesSink`] hold while
+/// their output is slower than the environment: 16 MiB. Past it, lines and
+/// records are dropped and counted, and the count is printed when the
+/// environment stops.
+pub const OUTPUT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a sink's [`flush`](Sink::flush) waits for its output to take
+/// what is queued before it reports the rest unwritten.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// Prints the log on standard output as the CloudWatch console shows it:
 /// `2026-11-25T07:07:23.661Z START RequestId: ...`.
 ///
 /// Lines arrive from several tasks (platform lines, each process's output)
-/// and are written by a thread of its own through one buffer that is flushed
-/// whenever no more lines are waiting, so a burst of lines costs one write,
-/// not one per line, and the environment never waits for the terminal. A
-/// closed standard output loses the lines (they are in the telemetry too)
-/// but never stops the environment.
+/// and are written by a thread of its own, which takes every line waiting
+/// and writes them as one batch, so a burst of lines costs one write, not one
+/// per line, and the environment never waits for the terminal. At most
+/// [`OUTPUT_BUFFER_BYTES`] wait: when standard output is slower than that (a
+/// pipe nobody reads), lines are dropped and counted, a warning says so at
+/// the first, and [`flush`](Sink::flush) prints the total. A closed standard
+/// output loses the lines (they are in the telemetry too) but never stops
+/// the environment.
 #[derive(Debug)]
 pub struct ConsoleSink {
-    tx: mpsc::Sender<ConsoleMsg>,
-}
-
-#[derive(Debug)]
-enum ConsoleMsg {
-    /// A line and its time; formatted on the printer thread, straight into
-    /// its buffer (no per-line string on the environment's thread).
-    Line(SystemTime, String),
-    /// Flush, then answer.
-    Sync(mpsc::Sender<()>),
+    spool: Spool<(SystemTime, String)>,
+    report: LossReport,
 }
 
 impl ConsoleSink {
     /// Starts the printer thread. It ends when the sink is dropped.
+    ///
+    /// # Panics
+    /// If the thread cannot be started (the process is out of threads).
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::channel::<ConsoleMsg>();
-        std::thread::spawn(move || {
-            let mut out = BufWriter::new(io::stdout().lock());
-            while let Ok(msg) = rx.recv() {
-                let mut next = Some(msg);
-                while let Some(msg) = next {
-                    match msg {
-                        ConsoleMsg::Line(time, text) => {
-                            let time = crate::logline::iso8601_ms(time);
-                            let _ = writeln!(out, "{time} {text}");
-                        }
-                        ConsoleMsg::Sync(ack) => {
-                            let _ = out.flush();
-                            let _ = ack.send(());
-                        }
-                    }
-                    next = rx.try_recv().ok();
-                }
-                let _ = out.flush();
-            }
-            let _ = out.flush();
-        });
-        Self { tx }
+        let spool = Spool::start(
+            "lext-console",
+            io::stdout(),
+            OUTPUT_BUFFER_BYTES,
+            |out, (time, text): (SystemTime, String)| {
+                let time = crate::logline::iso8601_ms(time);
+                writeln!(out, "{time} {text}")
+            },
+            // A closed standard output (`lext run | head`) is not an error
+            // worth a line: the lines are in the telemetry too.
+            |_| {},
+        )
+        .unwrap_or_else(|error| panic!("cannot start the console thread: {error}"));
+        Self {
+            spool,
+            report: LossReport::new("log lines", "standard output"),
+        }
+    }
+
+    /// Lines dropped so far because standard output did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.spool.dropped()
     }
 }
 
@@ -194,19 +204,75 @@ impl Default for ConsoleSink {
 
 impl Sink for ConsoleSink {
     fn line(&self, line: LogLine) {
-        let _ = self.tx.send(ConsoleMsg::Line(line.time, line.text));
+        let size = line.text.len();
+        if !self.spool.push((line.time, line.text), size) {
+            self.report.first_drop(self.spool.dropped());
+        }
     }
 
     fn wants_events(&self) -> bool {
         false
     }
 
-    /// Waits (at most 5 s) until every line sent so far is written.
+    /// Waits (at most 5 s) until every line sent so far is written, and
+    /// reports what was dropped or is still unwritten.
     fn flush(&self) {
-        let (ack, done) = mpsc::channel();
-        if self.tx.send(ConsoleMsg::Sync(ack)).is_ok() {
-            let _ = done.recv_timeout(Duration::from_secs(5));
+        self.report.totals(self.spool.flush(FLUSH_WAIT));
+    }
+}
+
+/// Says, once, that a sink began to drop, and at each flush what it lost
+/// since the last.
+#[derive(Debug)]
+struct LossReport {
+    what: &'static str,
+    output: &'static str,
+    warned: AtomicBool,
+    reported: Mutex<Losses>,
+}
+
+impl LossReport {
+    fn new(what: &'static str, output: &'static str) -> Self {
+        Self {
+            what,
+            output,
+            warned: AtomicBool::new(false),
+            reported: Mutex::default(),
         }
+    }
+
+    fn first_drop(&self, dropped: u64) {
+        if dropped > 0 && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{} is not keeping up: lext drops the {} it cannot hold ({} MiB) and counts them",
+                self.output,
+                self.what,
+                OUTPUT_BUFFER_BYTES >> 20,
+            );
+        }
+    }
+
+    fn totals(&self, now: Losses) {
+        let mut reported = lock(&self.reported);
+        let dropped = now.dropped - reported.dropped;
+        if dropped > 0 {
+            let mb = (now.dropped_bytes - reported.dropped_bytes) as f64 / 1e6;
+            tracing::warn!(
+                "{dropped} {} ({mb:.1} MB) were dropped: {} did not keep up",
+                self.what,
+                self.output,
+            );
+        }
+        if now.unwritten > 0 && now.unwritten != reported.unwritten {
+            tracing::warn!(
+                "{} {} were not written: {} took none for {} s",
+                now.unwritten,
+                self.what,
+                self.output,
+                FLUSH_WAIT.as_secs(),
+            );
+        }
+        *reported = now;
     }
 }
 
@@ -217,23 +283,73 @@ impl Sink for ConsoleSink {
 /// subscribers (`lext run --telemetry-out FILE`). The Logs API's own
 /// records (`platform.end`, `platform.fault`, `platform.logsSubscription`)
 /// are not written: no Telemetry API subscriber gets them.
+///
+/// The file is written by a thread of its own, so a slow disk or a FIFO
+/// whose reader stopped never holds up the environment: as with
+/// [`ConsoleSink`], at most [`OUTPUT_BUFFER_BYTES`] wait, what passes the
+/// bound is dropped and counted, and the count is printed at
+/// [`flush`](Sink::flush).
 #[derive(Debug)]
 pub struct JsonLinesSink {
-    path: PathBuf,
-    /// `None` once a write failed: the error is reported once, not per event.
-    out: Mutex<Option<BufWriter<File>>>,
+    spool: Spool<Vec<u8>>,
+    report: LossReport,
 }
 
 impl JsonLinesSink {
-    /// Creates (or truncates) `path`.
+    /// Creates (or truncates) `path`. A FIFO must already have a reader:
+    /// opening one without is refused (`ENXIO`) rather than waited for.
     pub fn create(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::create(&path)?;
+        let file = open_for_output(&path)?;
+        let shown = path.display().to_string();
+        let spool = Spool::start(
+            "lext-telemetry-out",
+            file,
+            OUTPUT_BUFFER_BYTES,
+            |out, json: Vec<u8>| {
+                out.write_all(&json)?;
+                out.write_all(b"\n")
+            },
+            move |error| {
+                tracing::warn!(path = %shown, %error, "cannot write the telemetry output file; it is closed");
+            },
+        )?;
         Ok(Self {
-            path,
-            out: Mutex::new(Some(BufWriter::new(file))),
+            spool,
+            report: LossReport::new("telemetry records", "the telemetry output file"),
         })
     }
+
+    /// Records dropped so far because the file did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.spool.dropped()
+    }
+}
+
+/// Opens `path` for writing without waiting: `O_NONBLOCK` makes a FIFO
+/// without a reader fail at once, instead of blocking until one comes. The
+/// flag is cleared again, so the writer thread's writes wait as writes do.
+fn open_for_output(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| {
+            if error.raw_os_error() == Some(libc::ENXIO) {
+                io::Error::new(
+                    error.kind(),
+                    "it is a FIFO with no reader: start the reader first",
+                )
+            } else {
+                error
+            }
+        })?;
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 impl Sink for JsonLinesSink {
@@ -241,24 +357,15 @@ impl Sink for JsonLinesSink {
         if event.record.is_logs_api_only() {
             return;
         }
-        let mut out = lock(&self.out);
-        if let Some(writer) = out.as_mut() {
-            let result = writer
-                .write_all(json)
-                .and_then(|()| writer.write_all(b"\n"));
-            if let Err(error) = result {
-                tracing::warn!(path = %self.path.display(), %error, "cannot write the telemetry output file; it is closed");
-                *out = None;
-            }
+        if !self.spool.push(json.to_vec(), json.len() + 1) {
+            self.report.first_drop(self.spool.dropped());
         }
     }
 
+    /// Waits (at most 5 s) until every record so far is written, and reports
+    /// what was dropped or is still unwritten.
     fn flush(&self) {
-        if let Some(out) = lock(&self.out).as_mut() {
-            if let Err(error) = out.flush() {
-                tracing::warn!(path = %self.path.display(), %error, "cannot write the telemetry output file");
-            }
-        }
+        self.report.totals(self.spool.flush(FLUSH_WAIT));
     }
 }
 
