@@ -627,3 +627,120 @@ fn a_telemetry_out_fifo_nobody_reads_never_holds_lext_up() {
     let status = signal_and_wait(&mut child, &["INT"]);
     assert!(status.success(), "{status:?}");
 }
+
+/// A function runtime (Python) that answers the payload `"fast"` at once
+/// and sleeps through any other.
+const SLOW_RUNTIME: &str = r#"#!/usr/bin/env python3
+import http.client, os, time
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+while True:
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    body = r.read()
+    if body != b'"fast"':
+        time.sleep(100)
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", body)
+    c.getresponse().read()
+"#;
+
+#[test]
+fn a_full_invoke_queue_answers_429_and_dropped_event_invokes_are_named() {
+    let s = Scene::new();
+    let runtime = s.script("slow-runtime", SLOW_RUNTIME);
+    let (mut child, addr, logs) = sandbox_support::serve(
+        &s,
+        &[
+            "--function",
+            runtime.to_str().unwrap(),
+            "--max-queued-invokes",
+            "3",
+        ],
+    );
+    let path = "/2015-03-31/functions/function/invocations";
+    // Once this is answered, Init is over.
+    let (status, _, _) = sandbox_support::http(&addr, "POST", path, &[], b"\"fast\"");
+    assert_eq!(status, 200);
+    let event = [("X-Amz-Invocation-Type", "Event")];
+    // The first runs (and sleeps), three wait; the next is throttled. (The
+    // first may still be waiting when the second arrives: then only three
+    // get in.)
+    let mut accepted = Vec::new();
+    let throttled = loop {
+        assert!(accepted.len() <= 4, "no 429 after {accepted:?}");
+        let (status, headers, body) = sandbox_support::http(&addr, "POST", path, &event, b"{}");
+        if status != 202 {
+            break (status, headers, body);
+        }
+        let id = sandbox_support::header(&headers, "x-amzn-requestid");
+        accepted.push(id.expect("a 202 names its request id").to_owned());
+    };
+    assert!(accepted.len() >= 3, "{accepted:?}");
+    let (status, headers, body) = throttled;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        sandbox_support::header(&headers, "x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
+    assert_eq!(sandbox_support::header(&headers, "retry-after"), Some("1"));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["Reason"], "ConcurrentInvocationLimitExceeded");
+    assert_eq!(body["message"], "Rate Exceeded.");
+    // Ctrl-C: a running invoke ends (at its 3 s timeout); each accepted
+    // invoke either ran (its START line) or is reported, never both.
+    assert!(sandbox_support::interrupt(&mut child).success());
+    let logs = logs.join().unwrap();
+    let mut ran = 0;
+    for id in &accepted {
+        let started = logs.contains(&format!("START RequestId: {id} "));
+        let dropped = logs.contains(&format!(
+            "Event invoke {id} was dropped: the environment shut down before it ran"
+        ));
+        assert!(
+            started != dropped,
+            "{id} ran: {started}, dropped: {dropped}\n{logs}"
+        );
+        ran += usize::from(started);
+    }
+    assert_eq!(ran, 1, "only the first ran:\n{logs}");
+}
+
+#[test]
+fn queued_payloads_are_bounded_in_bytes() {
+    let s = Scene::new();
+    let runtime = s.script("slow-runtime", SLOW_RUNTIME);
+    let (mut child, addr, logs) =
+        sandbox_support::serve(&s, &["--function", runtime.to_str().unwrap()]);
+    let path = "/2015-03-31/functions/function/invocations";
+    let event = [("X-Amz-Invocation-Type", "Event")];
+    // 1 MB Event payloads (the largest Lambda takes) until the default
+    // bound, 64 MiB, answers 429.
+    let payload = format!("\"{}\"", "x".repeat(1_000_000 - 2));
+    let mut accepted = 0;
+    loop {
+        assert!(accepted <= 80, "no 429 after {accepted} MB");
+        let (status, _, body) =
+            sandbox_support::http(&addr, "POST", path, &event, payload.as_bytes());
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+        accepted += 1;
+    }
+    assert!(accepted >= 60, "{accepted}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(peak_kb < 128 * 1024, "peak RSS {peak_kb} kB");
+    assert!(sandbox_support::interrupt(&mut child).success());
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.matches("was dropped: the environment shut down before it ran")
+            .count()
+            >= 59
+    );
+}

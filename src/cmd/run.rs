@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lext_sandbox::{
     ConsoleSink, Environment, FunctionConfig, InvokeRequest, InvokeResult, JsonLinesSink,
-    RunningEnvironment, Runtime,
+    QueueLimit, RunningEnvironment, Runtime,
 };
 
 /// Run extensions and a function locally, in an environment that behaves
@@ -79,6 +79,13 @@ pub(crate) struct Args {
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
     pub no_freeze: bool,
+    /// How many invokes may wait behind the running one; past it, the
+    /// Invoke API answers 429 TooManyRequestsException.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_invokes: u32,
+    /// How many MiB of payloads may wait; past it, 429 too.
+    #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_mb: u32,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,
@@ -152,6 +159,10 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     let mut environment = Environment::new()
         .function(function)
         .freeze(!args.no_freeze)
+        .queue_limit(QueueLimit {
+            invokes: args.max_queued_invokes as usize,
+            bytes: (args.max_queued_mb as usize) << 20,
+        })
         .api_addr(args.api)
         .sink(ConsoleSink::new())
         .envs(args.env)

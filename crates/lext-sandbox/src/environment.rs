@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::FunctionConfig;
-use crate::driver::{Engine, EngineConfig, Handle, Summary};
+use crate::driver::{Engine, EngineConfig, Handle, NotRun, QueueLimit, Summary};
 use crate::env::{self, EnvConfig, EnvError};
 use crate::host::{ExtensionSpec, ProcessHost, RuntimeSpec};
 use crate::invocation::{InvokeRequest, InvokeResponse};
@@ -78,6 +78,7 @@ pub struct Environment {
     freeze: bool,
     api_addr: SocketAddr,
     invoke_api: Option<SocketAddr>,
+    queue: QueueLimit,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -167,6 +168,14 @@ pub enum EnvironmentError {
     /// The environment has stopped.
     #[error("the execution environment has stopped")]
     Stopped,
+    /// The invoke queue is full: the Invoke API answers 429
+    /// `TooManyRequestsException`, as Lambda answers a function over its
+    /// concurrency.
+    #[error("the invoke queue is full ({} invokes or {} bytes of payloads wait)", limit.invokes, limit.bytes)]
+    QueueFull {
+        /// The bound that was reached.
+        limit: QueueLimit,
+    },
     /// The first Init failed (its `INIT_REPORT` line and
     /// `platform.initReport` say why).
     #[error("Init failed")]
@@ -190,6 +199,7 @@ impl Environment {
             freeze: true,
             api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             invoke_api: None,
+            queue: QueueLimit::default(),
             sinks: Vec::new(),
         }
     }
@@ -270,6 +280,14 @@ impl Environment {
         self
     }
 
+    /// Bounds the invokes waiting behind the running one (default
+    /// [`QueueLimit::default`]). Past the bound an invoke is refused with
+    /// [`EnvironmentError::QueueFull`], and the Invoke API answers 429.
+    pub fn queue_limit(mut self, limit: QueueLimit) -> Self {
+        self.queue = limit;
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -342,6 +360,7 @@ impl Environment {
             function: self.function.clone(),
             extensions: names,
             freeze: self.freeze,
+            queue: self.queue,
         };
         let engine =
             Engine::start(listener, config, host, hub, sink).map_err(EnvironmentError::Serve)?;
@@ -552,6 +571,14 @@ impl Drop for StateDir {
 
 /// A cloneable handle to a running environment: invoke it, wait for it,
 /// shut it down. (For a task that handles Ctrl-C, say.)
+/// The public error for an invoke that did not run.
+fn not_run(why: NotRun) -> EnvironmentError {
+    match why {
+        NotRun::Stopped => EnvironmentError::Stopped,
+        NotRun::QueueFull(limit) => EnvironmentError::QueueFull { limit },
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EnvironmentHandle {
     inner: Handle,
@@ -561,17 +588,14 @@ impl EnvironmentHandle {
     /// Invokes the function and waits for its answer. Invokes queue: one
     /// runs at a time, as in Lambda.
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, EnvironmentError> {
-        self.inner
-            .invoke(request)
-            .await
-            .map_err(|_| EnvironmentError::Stopped)
+        self.inner.invoke(request).await.map_err(not_run)
     }
 
-    /// Queues an asynchronous invoke (invocation type `Event`).
-    pub fn invoke_async(&self, request: InvokeRequest) -> Result<(), EnvironmentError> {
-        self.inner
-            .invoke_async(request)
-            .map_err(|_| EnvironmentError::Stopped)
+    /// Queues an asynchronous invoke (invocation type `Event`), and returns
+    /// its request id. An `Event` invoke still queued when the environment
+    /// shuts down never runs; each is reported by its request id.
+    pub fn invoke_async(&self, request: InvokeRequest) -> Result<String, EnvironmentError> {
+        self.inner.invoke_async(request).map_err(not_run)
     }
 
     /// Asks for a spindown shutdown: invokes still queued are dropped, the
@@ -641,7 +665,7 @@ impl RunningEnvironment {
     }
 
     /// Queues an asynchronous invoke; see [`EnvironmentHandle::invoke_async`].
-    pub fn invoke_async(&self, request: InvokeRequest) -> Result<(), EnvironmentError> {
+    pub fn invoke_async(&self, request: InvokeRequest) -> Result<String, EnvironmentError> {
         self.handle.invoke_async(request)
     }
 

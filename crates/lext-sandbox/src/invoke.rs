@@ -8,7 +8,9 @@
 //! `Sandbox.Timedout` and `Function.ResponseSizeTooLarge` bodies), 202 for
 //! `Event` invocations, 204 for `DryRun`, and the service's own error shape
 //! (`x-amzn-ErrorType` + `{"Type","message"}`) for a bad request. Invokes
-//! queue in the driver: one runs at a time per environment, as in Lambda.
+//! queue in the driver: one runs at a time per environment, as in Lambda,
+//! and past the queue's bound ([`QueueLimit`](crate::QueueLimit)) an invoke
+//! gets Lambda's throttling answer, 429 `TooManyRequestsException`.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use axum::Router;
 use http_body_util::BodyExt as _;
 use lext_protocol::runtime::invoke as inv;
 
-use crate::driver::Handle;
+use crate::driver::{Handle, NotRun};
 use crate::invocation::{InvokeRequest, InvokeResult};
 
 /// The largest synchronous request payload the Invoke API takes (6 MB).
@@ -178,13 +180,43 @@ async fn read_payload(body: Body, limit: usize) -> Result<bytes::Bytes, Response
     Ok(payload)
 }
 
-/// The environment stopped under the request.
-fn stopped() -> Response {
-    service_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "ServiceException",
-        "the execution environment has stopped",
-    )
+/// The answer for an invoke that did not run.
+fn not_run(why: NotRun) -> Response {
+    match why {
+        NotRun::Stopped => service_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "the execution environment has stopped",
+        ),
+        NotRun::QueueFull(_) => too_many_requests(),
+    }
+}
+
+/// Lambda's throttling answer (AWS: Lambda API Reference, Invoke, "Errors":
+/// `TooManyRequestsException`, HTTP 429, with `Reason` and the
+/// `Retry-After` header that the SDKs read as `retryAfterSeconds`). The
+/// queue is full as a function is over its concurrency: the reason is
+/// `ConcurrentInvocationLimitExceeded`, the message the service's own
+/// "Rate Exceeded." (docs/fidelity.md).
+fn too_many_requests() -> Response {
+    let body = serde_json::json!({
+        "Reason": "ConcurrentInvocationLimitExceeded",
+        "Type": "User",
+        "message": "Rate Exceeded.",
+    })
+    .to_string();
+    let mut r = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-amzn-ErrorType",
+        HeaderValue::from_static("TooManyRequestsException"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 async fn invoke(
@@ -239,8 +271,14 @@ async fn invoke(
         // Asynchronous: queued behind the running invoke, answered at once.
         Kind::Event => {
             return match ctx.handle.invoke_async(request) {
-                Ok(()) => StatusCode::ACCEPTED.into_response(),
-                Err(_) => stopped(),
+                Ok(request_id) => {
+                    let mut r = StatusCode::ACCEPTED.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&request_id) {
+                        r.headers_mut().insert(inv::HEADER_REQUEST_ID, v);
+                    }
+                    r
+                }
+                Err(why) => not_run(why),
             }
         }
         // Validates the request and runs nothing.
@@ -248,7 +286,7 @@ async fn invoke(
     }
     let reply = match ctx.handle.invoke(request).await {
         Ok(reply) => reply,
-        Err(_) => return stopped(),
+        Err(why) => return not_run(why),
     };
     let body = reply.payload();
     let failed = reply.function_error().is_some();

@@ -128,7 +128,7 @@ mod telemetry;
 mod test_support;
 
 pub use config::FunctionConfig;
-pub use driver::Summary;
+pub use driver::{QueueLimit, Summary};
 pub use environment::{
     kill_all_processes, Environment, EnvironmentError, EnvironmentHandle, RunningEnvironment,
     Runtime,

@@ -24,6 +24,7 @@
 
 mod calls;
 mod effects;
+mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -43,6 +44,9 @@ use crate::lifecycle::{ExtensionId, Input, Lifecycle, LifecycleConfig, Now};
 use crate::ports::{Exited, Exits, Host, Telemetry};
 use crate::sink::Sink;
 
+pub use queue::QueueLimit;
+use queue::{Budget, Queued};
+
 /// How long after an invoke (or Init) ends the processes are frozen, unless
 /// the next event comes first (docs/fidelity.md).
 pub(crate) const FREEZE_DELAY: Duration = Duration::from_millis(2);
@@ -54,8 +58,8 @@ const API_QUEUE: usize = 1024;
 /// Messages to the driver other than API calls and process exits.
 #[derive(Debug)]
 enum Control {
-    /// An invoke; `reply` is `None` for an asynchronous (`Event`) invoke.
-    Invoke(InvokeRequest, Option<oneshot::Sender<InvokeResponse>>),
+    /// An invoke, with its place in the queue.
+    Invoke(Queued),
     /// Spindown and stop.
     Shutdown,
 }
@@ -92,33 +96,58 @@ pub(crate) struct Progress {
     pub(crate) stopped: bool,
 }
 
-/// The environment cannot take the request any more.
+/// Why an invoke did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stopped;
+pub(crate) enum NotRun {
+    /// The environment stopped (or was stopping) before it ran.
+    Stopped,
+    /// The queue was full ([`QueueLimit`]).
+    QueueFull(QueueLimit),
+}
 
 /// A cloneable handle to invoke the environment and to stop it.
 #[derive(Debug, Clone)]
 pub(crate) struct Handle {
     ctl: mpsc::UnboundedSender<Control>,
     progress: watch::Receiver<Progress>,
+    queue: Arc<Budget>,
+    limit: QueueLimit,
 }
 
 impl Handle {
     /// Invokes the function and waits for its answer. Invokes queue: one
     /// runs at a time, as in Lambda.
-    pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, Stopped> {
+    pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, NotRun> {
         let (tx, rx) = oneshot::channel();
-        self.ctl
-            .send(Control::Invoke(request, Some(tx)))
-            .map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        self.enqueue(request, Some(tx))?;
+        rx.await.map_err(|_| NotRun::Stopped)
     }
 
-    /// Queues an asynchronous invoke (invocation type `Event`).
-    pub(crate) fn invoke_async(&self, request: InvokeRequest) -> Result<(), Stopped> {
+    /// Queues an asynchronous invoke (invocation type `Event`), and returns
+    /// its request id.
+    pub(crate) fn invoke_async(&self, request: InvokeRequest) -> Result<String, NotRun> {
+        self.enqueue(request, None)
+    }
+
+    fn enqueue(
+        &self,
+        request: InvokeRequest,
+        reply: Option<oneshot::Sender<InvokeResponse>>,
+    ) -> Result<String, NotRun> {
+        let ticket = self
+            .queue
+            .take(request.payload.len())
+            .ok_or(NotRun::QueueFull(self.limit))?;
+        let request_id = crate::ids::uuid().to_string();
         self.ctl
-            .send(Control::Invoke(request, None))
-            .map_err(|_| Stopped)
+            .send(Control::Invoke(Queued {
+                request_id: request_id.clone(),
+                request,
+                reply,
+                ticket,
+            }))
+            .map_err(|_| NotRun::Stopped)?;
+        Ok(request_id)
     }
 
     /// Asks for a spindown shutdown.
@@ -156,6 +185,8 @@ pub(crate) struct EngineConfig {
     pub(crate) extensions: Vec<String>,
     /// Freeze the processes between invokes.
     pub(crate) freeze: bool,
+    /// The bound on invokes waiting.
+    pub(crate) queue: QueueLimit,
 }
 
 impl Engine {
@@ -216,6 +247,8 @@ impl Engine {
             handle: Handle {
                 ctl: ctl_tx,
                 progress: progress_rx,
+                queue: Budget::new(config.queue),
+                limit: config.queue,
             },
             driver,
             server,
@@ -261,8 +294,6 @@ struct Current {
     produced_bytes: Option<u64>,
     reply: Option<oneshot::Sender<InvokeResponse>>,
 }
-
-type Queued = (InvokeRequest, Option<oneshot::Sender<InvokeResponse>>);
 
 struct Driver<H, T> {
     function: FunctionConfig,
@@ -344,6 +375,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             self.pump();
             self.publish();
         }
+        self.queue.drain(..).for_each(drop_queued);
         // Long polls still open get a 500 from the router when their
         // senders drop here; then the server stops.
         self.ext_waiters.clear();
@@ -359,12 +391,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
 
     fn control(&mut self, msg: Option<Control>) {
         match msg {
-            Some(Control::Invoke(request, reply)) => self.queue.push_back((request, reply)),
+            Some(Control::Invoke(queued)) if self.stop_requested => drop_queued(queued),
+            Some(Control::Invoke(queued)) => self.queue.push_back(queued),
             Some(Control::Shutdown) => {
                 // Invokes still queued will never run. The one running
                 // finishes first (its timeout bounds it): Lambda never
                 // spins an environment down mid-invoke.
-                self.queue.clear();
+                self.queue.drain(..).for_each(drop_queued);
                 self.stop_requested = true;
             }
             // Every handle is gone: nobody can invoke or stop us any more,
@@ -400,14 +433,21 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             return;
         }
         while self.lc.accepts_invoke() && self.current.is_none() {
-            let Some((request, reply)) = self.queue.pop_front() else {
+            let Some(Queued {
+                request_id,
+                request,
+                reply,
+                ticket,
+            }) = self.queue.pop_front()
+            else {
                 return;
             };
+            // Running, it no longer waits.
+            drop(ticket);
             if reply.as_ref().is_some_and(|r| r.is_closed()) {
                 // The caller went away while queued.
                 continue;
             }
-            let request_id = crate::ids::uuid().to_string();
             let trace = request.trace_id.unwrap_or_else(new_trace_id);
             self.current = Some(Current {
                 request_id: request_id.clone(),
@@ -449,6 +489,18 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 Err(refusal) => tracing::debug!(%refusal, "follow-up input refused"),
             }
         }
+    }
+}
+
+/// Drops an invoke that will never run. A synchronous caller learns it
+/// from its dropped reply; an `Event` invoke has no caller left to tell, so
+/// it is reported here, by its request id (the 202's `X-Amzn-RequestId`).
+fn drop_queued(queued: Queued) {
+    if queued.reply.is_none() {
+        tracing::warn!(
+            "Event invoke {} was dropped: the environment shut down before it ran",
+            queued.request_id
+        );
     }
 }
 

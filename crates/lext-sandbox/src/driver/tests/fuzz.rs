@@ -108,6 +108,7 @@ async fn run_case(reqs: Vec<Req>) {
         function: function(),
         extensions: vec!["ext".into()],
         freeze: true,
+        queue: crate::driver::QueueLimit::default(),
     };
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();

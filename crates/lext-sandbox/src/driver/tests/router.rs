@@ -28,6 +28,7 @@ async fn env(extensions: &[&str]) -> Env {
         function: function(),
         extensions: extensions.iter().map(|s| s.to_string()).collect(),
         freeze: true,
+        queue: crate::driver::QueueLimit::default(),
     };
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
