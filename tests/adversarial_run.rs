@@ -744,3 +744,95 @@ fn queued_payloads_are_bounded_in_bytes() {
             >= 59
     );
 }
+
+/// A Telemetry API subscriber (Python) with a 1 s `timeoutMs`. `MODE` is
+/// `exit` (on SHUTDOWN it exits at once, as AWS's Go telemetry sample
+/// does, and it is slow to answer a batch) or `wait` (it waits for the last `platform.report`, then says
+/// goodbye and exits).
+fn subscriber(s: &Scene, name: &str, mode: &str) -> std::path::PathBuf {
+    s.script(
+        name,
+        &format!(
+            r#"#!/usr/bin/env python3
+import http.client, http.server, json, os, sys, threading, time
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+NAME = os.path.basename(sys.argv[0])
+reports = set()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if "{mode}" == "exit":
+            # Slow to handle a batch: the one sent with SHUTDOWN is never
+            # answered (without this, it sometimes wins the race).
+            time.sleep(0.3)
+        for e in json.loads(body):
+            if e["type"] == "platform.report":
+                reports.add(e["record"]["requestId"])
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+server = http.server.HTTPServer(("sandbox.localdomain", 0), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {{}})
+    r = c.getresponse()
+    return {{k.lower(): v for k, v in r.getheaders()}}, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": NAME}})
+ext = {{"Lambda-Extension-Identifier": h["lambda-extension-identifier"]}}
+sub = {{"schemaVersion": "2022-12-13", "types": ["platform", "function", "extension"],
+       "buffering": {{"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 1000}},
+       "destination": {{"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{{server.server_address[1]}}"}}}}
+call("PUT", "/2022-07-01/telemetry", json.dumps(sub), ext)
+last = None
+while True:
+    _, body = call("GET", "/2020-01-01/extension/event/next", headers=ext)
+    event = json.loads(body)
+    if event["eventType"] == "INVOKE":
+        last = event["requestId"]
+        continue
+    if "{mode}" == "wait":
+        while last not in reports and time.time() * 1000 < event["deadlineMs"] - 100:
+            time.sleep(0.005)
+        print(f"[{{NAME}}] got the last report: {{last in reports}}", flush=True)
+        print(f"[{{NAME}}] goodbye", flush=True)
+        time.sleep(0.05)
+    os._exit(0)
+"#
+        ),
+    )
+}
+
+#[test]
+fn an_extension_that_exits_before_its_last_batch_is_told_in_one_line() {
+    let s = Scene::new();
+    let hasty = subscriber(&s, "hasty", "exit");
+    let patient = subscriber(&s, "patient", "wait");
+    let r = s.lext(&[
+        "--extension",
+        hasty.to_str().unwrap(),
+        "--extension",
+        patient.to_str().unwrap(),
+        "--invoke",
+        "3",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    // The patient one got its last platform.report (the on-demand order:
+    // after SHUTDOWN), and what it wrote after SHUTDOWN is not a warning.
+    assert!(r.has("[patient] got the last report: True"), "{}", r.dump());
+    // The hasty one: one line, naming it, the count, and what to do.
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.dump());
+    let line = warnings[0];
+    let tail = line.split("extension hasty exited ").nth(1).expect(line);
+    let (ms, rest) = tail.split_once(" ms after SHUTDOWN with ").expect(line);
+    assert!(ms.parse::<u64>().is_ok(), "{line}");
+    let (count, rest) = rest.split_once(' ').expect(line);
+    assert!(count.parse::<u64>().unwrap() > 0, "{line}");
+    assert_eq!(
+        rest,
+        "telemetry records undelivered (the final platform.report arrives after SHUTDOWN; \
+         wait for it before exiting)"
+    );
+}

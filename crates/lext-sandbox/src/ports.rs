@@ -82,9 +82,13 @@ pub(crate) trait Telemetry: Send + 'static {
     fn close_subscriptions(&mut self);
     /// A new Init begins after a reset.
     fn begin_init(&mut self);
-    /// Sends what is batched now (before SHUTDOWN, so that extensions get
-    /// the last records while they still listen).
+    /// Sends what is batched now, without waiting for `timeoutMs` (when
+    /// shutdown starts).
     fn flush_now(&mut self);
+    /// `extension` is being sent SHUTDOWN.
+    fn shutdown_sent(&mut self, extension: &str);
+    /// `extension`'s process exited.
+    fn extension_exited(&mut self, extension: &str);
     /// The environment is about to be frozen (`true`) or was just thawed:
     /// deliveries to frozen listeners wait instead of timing out.
     fn freeze(&mut self, frozen: bool);
@@ -107,6 +111,8 @@ impl Telemetry for NoTelemetry {
     fn close_subscriptions(&mut self) {}
     fn begin_init(&mut self) {}
     fn flush_now(&mut self) {}
+    fn shutdown_sent(&mut self, _: &str) {}
+    fn extension_exited(&mut self, _: &str) {}
     fn freeze(&mut self, _frozen: bool) {}
     fn finish(&mut self, _deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {})
@@ -148,6 +154,14 @@ impl Telemetry for Hub {
         Hub::flush_now(self);
     }
 
+    fn shutdown_sent(&mut self, extension: &str) {
+        Hub::shutdown_sent(self, extension);
+    }
+
+    fn extension_exited(&mut self, extension: &str) {
+        Hub::extension_exited(self, extension);
+    }
+
     fn freeze(&mut self, frozen: bool) {
         if frozen {
             Hub::freeze(self);
@@ -158,16 +172,9 @@ impl Telemetry for Hub {
 
     fn finish(&mut self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let hub = self.clone();
+        // What was lost is told by `Hub::shutdown`, one line an extension.
         Box::pin(async move {
-            let report = hub.shutdown(deadline).await;
-            for lost in &report.undelivered {
-                tracing::warn!(
-                    extension = ?lost.extension,
-                    records = lost.dropped_records,
-                    bytes = lost.dropped_bytes,
-                    "telemetry not delivered"
-                );
-            }
+            hub.shutdown(deadline).await;
         })
     }
 }

@@ -166,7 +166,14 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 reason,
                 deadline_ms,
             } => {
-                // Last records first, while the extension still listens.
+                // On-demand Lambda sends SHUTDOWN and the last batch (with
+                // the last platform.report) together, without waiting for
+                // timeoutMs; an extension must wait for that batch before
+                // it exits (docs/fidelity.md). What is queued now existed
+                // before SHUTDOWN: only its loss is worth a warning.
+                if let Some((_, name, _)) = self.lc.extension(id) {
+                    self.telemetry.shutdown_sent(name);
+                }
                 self.telemetry.flush_now();
                 let event = NextEvent::Shutdown(ShutdownEvent {
                     deadline_ms,

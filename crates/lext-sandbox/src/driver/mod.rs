@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiCall, ApiReply};
 use crate::config::FunctionConfig;
 use crate::invocation::{InvokeRequest, InvokeResponse};
-use crate::lifecycle::{ExtensionId, Input, Lifecycle, LifecycleConfig, Now};
+use crate::lifecycle::{ExtensionId, Input, Lifecycle, LifecycleConfig, Now, Proc};
 use crate::ports::{Exited, Exits, Host, Telemetry};
 use crate::sink::Sink;
 
@@ -358,11 +358,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 Some((input, reply)) = api_rx.recv() => self.api(input, reply),
-                Some(exit) = exit_rx.recv() => self.feed(Input::Exited {
-                    generation: exit.generation,
-                    proc: exit.proc,
-                    status: exit.status,
-                }),
+                Some(exit) = exit_rx.recv() => self.exited(exit),
                 msg = ctl_rx.recv() => self.control(msg),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
                 () = sleep_until(self.freeze_at) => self.freeze_now(),
@@ -387,6 +383,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.publish();
         let _ = stop_server.send(());
         self.summary
+    }
+
+    fn exited(&mut self, exit: Exited) {
+        if let (Proc::Extension(index), true) = (exit.proc, exit.generation == self.lc.generation())
+        {
+            if let Some(name) = self.lc.extension_name(index) {
+                self.telemetry.extension_exited(name);
+            }
+        }
+        self.feed(Input::Exited {
+            generation: exit.generation,
+            proc: exit.proc,
+            status: exit.status,
+        });
     }
 
     fn control(&mut self, msg: Option<Control>) {

@@ -284,6 +284,11 @@ impl Lifecycle {
         })
     }
 
+    /// The name of the external extension with this index.
+    pub(crate) fn extension_name(&self, index: usize) -> Option<&str> {
+        self.extensions.get(index).map(|e| e.name.as_str())
+    }
+
     /// The state of the extension with this index.
     #[cfg(test)]
     pub(crate) fn extension_state(&self, index: usize) -> Option<ExtensionState> {

@@ -167,6 +167,56 @@ pub(super) struct Queue {
     pub(super) flush_requested: bool,
     pub(super) closing: bool,
     pub(super) replaced: bool,
+    /// What became of the records that existed when the extension received
+    /// SHUTDOWN.
+    pub(super) cutoff: Cutoff,
+}
+
+/// The records lost before and after the extension received SHUTDOWN.
+///
+/// In Lambda the last `platform.report` reaches a subscriber after its
+/// SHUTDOWN, so an extension that exits at once loses it; what the
+/// extension itself writes after SHUTDOWN cannot reach it either. Only the
+/// first kind is worth a warning, so the two are counted apart. The queue
+/// is first in, first out: the records queued or in flight at SHUTDOWN are
+/// the first ones settled after it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Cutoff {
+    /// When the extension was sent SHUTDOWN, and when it exited.
+    pub(super) shutdown_at: Option<Instant>,
+    pub(super) exited_at: Option<Instant>,
+    /// Records queued or in flight at SHUTDOWN, not yet delivered or lost.
+    pending: u64,
+    /// Records lost that existed before SHUTDOWN, and that came after it.
+    pub(super) lost_before: u64,
+    pub(super) lost_after: u64,
+}
+
+impl Cutoff {
+    /// `records` new records were lost (never queued).
+    pub(super) fn lost_new(&mut self, records: u64) {
+        match self.shutdown_at {
+            Some(_) => self.lost_after += records,
+            None => self.lost_before += records,
+        }
+    }
+
+    /// The next `records` records off the front of the queue were
+    /// delivered, or lost.
+    pub(super) fn settled(&mut self, records: u64, delivered: bool) {
+        if self.shutdown_at.is_none() {
+            if !delivered {
+                self.lost_before += records;
+            }
+            return;
+        }
+        let before = records.min(self.pending);
+        self.pending -= before;
+        if !delivered {
+            self.lost_before += before;
+            self.lost_after += records - before;
+        }
+    }
 }
 
 /// What the batch being sent holds (see `Queue::in_flight`).
@@ -179,6 +229,21 @@ struct InFlight {
 }
 
 impl Queue {
+    /// The extension was sent SHUTDOWN now: what is queued or in flight
+    /// existed before it.
+    pub(super) fn mark_shutdown(&mut self) {
+        if self.cutoff.shutdown_at.is_none() {
+            self.cutoff.shutdown_at = Some(Instant::now());
+            self.cutoff.pending = self.items.len() as u64 + self.in_flight.map_or(0, |f| f.records);
+        }
+    }
+
+    /// Records that never reached the queue (the replay buffer was full).
+    pub(super) fn add_lost_new(&mut self, records: u64, bytes: u64, reason: &'static str) {
+        self.add_drops(records, bytes, reason);
+        self.cutoff.lost_new(records);
+    }
+
     pub(super) fn add_drops(&mut self, records: u64, bytes: u64, reason: &'static str) {
         if self.dropped_records == 0 {
             self.drop_reason = reason;
@@ -200,6 +265,7 @@ impl Queue {
         self.dropped_bytes = std::mem::take(&mut old.dropped_bytes);
         self.total_dropped_records = old.total_dropped_records;
         self.total_dropped_bytes = old.total_dropped_bytes;
+        self.cutoff = old.cutoff;
     }
 
     /// At the shutdown deadline: whatever is still queued or in flight is
@@ -220,6 +286,7 @@ impl Queue {
         self.bytes = 0;
         self.total_dropped_records += records;
         self.total_dropped_bytes += bytes;
+        self.cutoff.settled(records, false);
         (records, bytes)
     }
 }
@@ -270,7 +337,7 @@ impl Subscriber {
                     "telemetry subscriber is not keeping up; dropping records"
                 );
             }
-            queue.add_drops(1, json.len() as u64, REASON_SLOW_CONSUMER);
+            queue.add_lost_new(1, json.len() as u64, REASON_SLOW_CONSUMER);
             return;
         }
         let was_empty = queue.items.is_empty();
@@ -419,9 +486,10 @@ async fn send_batch(
     if timed_out {
         sender.reset();
     }
-    lock(&subscriber.queue).in_flight = None;
+    let mut queue = lock(&subscriber.queue);
+    queue.in_flight = None;
+    queue.cutoff.settled(batch.records, result.is_ok());
     if let Err(error) = result {
-        let mut queue = lock(&subscriber.queue);
         // The notice (if any) was not delivered: its counts go back, and
         // the batch's own records are now dropped too.
         queue.add_drops(batch.records, batch.record_bytes, REASON_DELIVERY_FAILED);
@@ -430,12 +498,18 @@ async fn send_batch(
             queue.dropped_bytes += bytes;
             queue.drop_reason = reason;
         }
-        tracing::warn!(
-            extension = ?subscriber.name,
-            records = batch.records,
-            %error,
-            "telemetry batch not delivered; records dropped"
-        );
+        // After SHUTDOWN the extension may be gone: what it lost is told
+        // once, by name, when the environment stops (`Hub::shutdown`).
+        if queue.cutoff.shutdown_at.is_some() {
+            tracing::debug!(extension = ?subscriber.name, records = batch.records, %error, "telemetry batch not delivered after SHUTDOWN");
+        } else {
+            tracing::warn!(
+                extension = ?subscriber.name,
+                records = batch.records,
+                %error,
+                "telemetry batch not delivered; records dropped"
+            );
+        }
     } else if let Some((records, bytes, _)) = batch.notice {
         tracing::warn!(
             extension = ?subscriber.name,

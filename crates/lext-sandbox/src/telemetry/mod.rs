@@ -136,6 +136,36 @@ pub(crate) struct Undelivered {
     pub(crate) dropped_records: u64,
     /// Their encoded size.
     pub(crate) dropped_bytes: u64,
+    /// Of the records, those that existed when the extension was sent
+    /// SHUTDOWN (all of them when it never was).
+    pub(crate) before_shutdown: u64,
+    /// How long after its SHUTDOWN the extension exited, if it did.
+    pub(crate) exited_after_shutdown: Option<Duration>,
+}
+
+impl Undelivered {
+    /// The one line that tells the user what this extension lost and why,
+    /// or `None` when it lost only records written after its SHUTDOWN
+    /// (those cannot reach it in Lambda either).
+    pub(crate) fn line(&self) -> Option<String> {
+        let name = crate::logline::printable(&self.extension);
+        let n = self.before_shutdown;
+        if n == 0 {
+            return None;
+        }
+        Some(match self.exited_after_shutdown {
+            Some(after) => format!(
+                "extension {name} exited {} ms after SHUTDOWN with {n} telemetry records \
+                 undelivered (the final platform.report arrives after SHUTDOWN; wait for it \
+                 before exiting)",
+                after.as_millis()
+            ),
+            None => format!(
+                "extension {name} did not receive {n} telemetry records (see the warnings \
+                 above: it fell behind, or could not be reached)"
+            ),
+        })
+    }
 }
 
 /// The outcome of [`Hub::shutdown`].
@@ -337,7 +367,7 @@ impl Hub {
                     }
                     None => {
                         if state.replay_dropped_records > 0 {
-                            queue.add_drops(
+                            queue.add_lost_new(
                                 state.replay_dropped_records,
                                 state.replay_dropped_bytes,
                                 REASON_REPLAY_OVERFLOW,
@@ -418,13 +448,34 @@ impl Hub {
     }
 
     /// Send what every subscriber has queued now, without waiting for
-    /// `timeoutMs` (for example before a SHUTDOWN event, so the extension
-    /// gets its last logs while it can still process them).
+    /// `timeoutMs` (when shutdown starts).
     pub(crate) fn flush_now(&self) {
         let state = lock(&self.inner.state);
         for subscriber in &state.subscribers {
             lock(&subscriber.queue).flush_requested = true;
             subscriber.notify.notify_one();
+        }
+    }
+
+    /// `extension` is being sent SHUTDOWN: what its subscription holds now
+    /// existed before it (see [`Undelivered::before_shutdown`]).
+    pub(crate) fn shutdown_sent(&self, extension: &str) {
+        self.each_of(extension, delivery::Queue::mark_shutdown);
+    }
+
+    /// `extension`'s process exited.
+    pub(crate) fn extension_exited(&self, extension: &str) {
+        self.each_of(extension, |queue| {
+            if queue.cutoff.exited_at.is_none() {
+                queue.cutoff.exited_at = Some(Instant::now());
+            }
+        });
+    }
+
+    fn each_of(&self, extension: &str, mut f: impl FnMut(&mut delivery::Queue)) {
+        let state = lock(&self.inner.state);
+        for subscriber in state.subscribers.iter().filter(|s| s.name == extension) {
+            f(&mut lock(&subscriber.queue));
         }
     }
 
@@ -466,12 +517,6 @@ impl Hub {
             }
             let (records, bytes) = queue.abandon();
             if queue.total_dropped_records > 0 {
-                tracing::warn!(
-                    extension = ?subscriber.name,
-                    dropped_records = queue.total_dropped_records,
-                    dropped_bytes = queue.total_dropped_bytes,
-                    "telemetry subscriber did not receive every record"
-                );
                 if records > 0 || queue.dropped_records > 0 {
                     let notice = Record::LogsDropped(LogsDropped {
                         reason: format!(
@@ -487,11 +532,29 @@ impl Hub {
                         self.inner.sink.event(&event, &json);
                     }
                 }
-                report.undelivered.push(Undelivered {
+                let cutoff = queue.cutoff;
+                let lost = Undelivered {
                     extension: subscriber.name.clone(),
                     dropped_records: queue.total_dropped_records,
                     dropped_bytes: queue.total_dropped_bytes,
-                });
+                    before_shutdown: cutoff.lost_before,
+                    exited_after_shutdown: cutoff
+                        .shutdown_at
+                        .zip(cutoff.exited_at)
+                        .map(|(sent, exited)| exited.saturating_duration_since(sent)),
+                };
+                match lost.line() {
+                    Some(line) => tracing::warn!("{line}"),
+                    None => {}
+                }
+                if cutoff.lost_after > 0 {
+                    tracing::debug!(
+                        extension = ?subscriber.name,
+                        records = cutoff.lost_after,
+                        "records written after the extension's SHUTDOWN did not reach it (nor would they in Lambda)"
+                    );
+                }
+                report.undelivered.push(lost);
             }
         }
         self.inner.sink.flush();

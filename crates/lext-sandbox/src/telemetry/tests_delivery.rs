@@ -839,3 +839,24 @@ async fn a_listener_cannot_make_lext_read_an_answer_of_any_size() {
         "lext read {written} bytes of the answer"
     );
 }
+
+#[test]
+fn losses_are_split_at_the_extensions_shutdown() {
+    use super::delivery::Queue;
+    let mut queue = Queue::default();
+    // Before SHUTDOWN every loss counts: one batch of 3 fails.
+    queue.cutoff.settled(3, false);
+    queue.cutoff.lost_new(1);
+    assert_eq!((queue.cutoff.lost_before, queue.cutoff.lost_after), (4, 0));
+    // 5 records wait when SHUTDOWN is sent; 2 more come after it.
+    queue
+        .items
+        .extend((0..5).map(|_| Bytes::from_static(b"{}")));
+    queue.mark_shutdown();
+    queue.cutoff.lost_new(2);
+    // The first batch (4 of the 5) is delivered; the next (the last of
+    // the 5, and 3 after) fails.
+    queue.cutoff.settled(4, true);
+    queue.cutoff.settled(4, false);
+    assert_eq!((queue.cutoff.lost_before, queue.cutoff.lost_after), (5, 5));
+}
