@@ -543,9 +543,8 @@ impl Hub {
                         .zip(cutoff.exited_at)
                         .map(|(sent, exited)| exited.saturating_duration_since(sent)),
                 };
-                match lost.line() {
-                    Some(line) => tracing::warn!("{line}"),
-                    None => {}
+                if let Some(line) = lost.line() {
+                    tracing::warn!("{line}");
                 }
                 if cutoff.lost_after > 0 {
                     tracing::debug!(
