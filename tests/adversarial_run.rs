@@ -195,6 +195,43 @@ fn two_extensions_that_fail_to_launch_do_not_stall_the_reset() {
         r.elapsed,
         r.dump()
     );
+    // Each is a LaunchError, in both Inits (the second used to be shown as
+    // Started: its failure arrived after the first had failed Init).
+    for name in ["a", "b"] {
+        let line = format!("EXTENSION\tName: {name}\tState: LaunchError\tEvents: []");
+        assert_eq!(r.all("EXTENSION").len(), 4, "{}", r.dump());
+        assert_eq!(
+            r.lines().iter().filter(|l| l.contains(&line)).count(),
+            2,
+            "{name}\n{}",
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn a_layer_for_another_architecture_is_one_launch_error_per_extension() {
+    let s = Scene::new();
+    let layer = s.path("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    // An executable ELF header for a machine this host cannot run (SPARC
+    // v9: neither x86_64 nor arm64), as an arm64 layer is on x86_64.
+    let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x2b\0".to_vec();
+    elf.resize(256, 0);
+    for name in ["agent", "collector"] {
+        let path = layer.join("extensions").join(name);
+        std::fs::write(&path, &elf).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let r = s.lext(&["--layer", layer.to_str().unwrap(), "--invoke", "1"]);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.dump());
+    for name in ["agent", "collector"] {
+        let line = format!(
+            "EXTENSION\tName: {name}\tState: LaunchError\tEvents: []\tError Type: UnknownError"
+        );
+        assert!(r.has(&line), "{name}\n{}", r.dump());
+    }
+    assert!(!r.has("State: Started"), "{}", r.dump());
 }
 
 #[test]

@@ -69,7 +69,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::LaunchExtension { index } => {
                 let generation = self.lc.generation();
                 if let Err(failure) = self.host.launch_extension(index, generation, &self.exits) {
-                    followups.push_back(Input::LaunchFailed { index, failure });
+                    // One input for all the failures of this batch.
+                    match followups.back_mut() {
+                        Some(Input::LaunchFailed { failures }) => failures.push((index, failure)),
+                        _ => followups.push_back(Input::LaunchFailed {
+                            failures: vec![(index, failure)],
+                        }),
+                    }
                 }
             }
             Effect::StartRuntime => {

@@ -114,28 +114,35 @@ impl Lifecycle {
         fx
     }
 
-    /// An external extension could not be started: Init fails with
-    /// Extension.LaunchError, and the extension's own line shows why
+    /// External extensions could not be started: Init fails with
+    /// Extension.LaunchError, and each extension's own line shows why
     /// (PermissionDenied, UnknownError) (RIE: internal/lambda/rapid/handlers.go
     /// `agentLaunchError`, internal/lambda/core/registrations.go
-    /// `MapErrorToAgentInfoErrorType`).
+    /// `MapErrorToAgentInfoErrorType`). Every failure of the batch is marked
+    /// before Init fails, so its summary shows each as LaunchError.
     pub(super) fn launch_failed(
         &mut self,
-        index: usize,
-        failure: LaunchFailure,
+        failures: Vec<(usize, LaunchFailure)>,
         now: Now,
     ) -> Vec<Effect> {
-        let Some(ext) = self.extensions.get_mut(index) else {
-            return Vec::new();
-        };
-        if ext.state != ExtensionState::Started {
-            // It did start and register: the report is stale.
+        let mut any = false;
+        for (index, failure) in failures {
+            let Some(ext) = self.extensions.get_mut(index) else {
+                continue;
+            };
+            if ext.state != ExtensionState::Started {
+                // It did start and register: the report is stale.
+                continue;
+            }
+            ext.state = ExtensionState::LaunchError;
+            ext.launch_failure = Some(failure);
+            // No process was ever started: nothing to wait for or to kill.
+            ext.alive = false;
+            any = true;
+        }
+        if !any {
             return Vec::new();
         }
-        ext.state = ExtensionState::LaunchError;
-        ext.launch_failure = Some(failure);
-        // No process was ever started: nothing to wait for or to kill.
-        ext.alive = false;
         match self.stage {
             Stage::Init(_) => self.fatal_error(Fault::ExtensionLaunch, now),
             // A second extension that failed to launch, reported after the

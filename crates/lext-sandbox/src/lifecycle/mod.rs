@@ -319,7 +319,7 @@ impl Lifecycle {
     pub(crate) fn transition(&mut self, input: Input, now: Now) -> Step {
         match input {
             Input::Init => Ok(self.start_init(Phase::Init, None, now)),
-            Input::LaunchFailed { index, failure } => Ok(self.launch_failed(index, failure, now)),
+            Input::LaunchFailed { failures } => Ok(self.launch_failed(failures, now)),
             Input::RuntimeLaunchFailed { message } => Ok(self.runtime_launch_failed(message, now)),
             Input::Register {
                 id, name, events, ..

@@ -311,8 +311,7 @@ fn launch_error_permission_denied_fails_init() {
     let mut h = H::new(&["good", "noexec"]);
     h.ok(Input::Init);
     let fx = h.ok(Input::LaunchFailed {
-        index: 1,
-        failure: LaunchFailure::PermissionDenied,
+        failures: vec![(1, LaunchFailure::PermissionDenied)],
     });
     match &fx[0] {
         Effect::InitFailed {
@@ -1347,8 +1346,7 @@ mod property {
                 status: ExitStatus::Code(code)
             }),
             (0usize..3).prop_map(|index| Input::LaunchFailed {
-                index,
-                failure: LaunchFailure::PermissionDenied
+                failures: vec![(index, LaunchFailure::PermissionDenied)]
             }),
             Just(Input::Tick),
             Just(Input::Shutdown),
@@ -1413,16 +1411,27 @@ mod property {
 fn two_extensions_that_fail_to_launch_leave_nothing_to_wait_for() {
     let mut h = H::new(&["a", "b"]);
     h.ok(Input::Init);
-    // The driver reports both launch failures after the batch of launches.
+    // The driver reports both launch failures of the batch in one input:
+    // Init's summary shows both as LaunchError (not the second as Started).
     let fx = h.ok(Input::LaunchFailed {
-        index: 0,
-        failure: LaunchFailure::UnknownError,
+        failures: vec![
+            (0, LaunchFailure::UnknownError),
+            (1, LaunchFailure::UnknownError),
+        ],
     });
-    assert!(has(&fx, |e| matches!(e, Effect::InitFailed { .. })));
-    let fx = h.ok(Input::LaunchFailed {
-        index: 1,
-        failure: LaunchFailure::UnknownError,
+    let summary = fx.iter().find_map(|e| match e {
+        Effect::InitFailed { extensions, .. } => Some(extensions.clone()),
+        _ => None,
     });
+    let states: Vec<ExtensionState> = summary
+        .expect("Init fails")
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(
+        states,
+        [ExtensionState::LaunchError, ExtensionState::LaunchError]
+    );
     // The reset is over at once: no process existed, none is unreaped.
     assert!(
         has(&fx, |e| matches!(

@@ -489,12 +489,11 @@ pub(crate) enum Effect {
 pub(crate) enum Input {
     /// Run Init now (the driver does so when it starts).
     Init,
-    /// An extension could not be launched.
+    /// Extensions could not be launched: every failure of one batch of
+    /// launches at once, so that Init's summary shows them all.
     LaunchFailed {
-        /// Index in name order.
-        index: usize,
-        /// Why.
-        failure: LaunchFailure,
+        /// Index in name order, and why.
+        failures: Vec<(usize, LaunchFailure)>,
     },
     /// The runtime could not be started.
     RuntimeLaunchFailed {
