@@ -873,3 +873,49 @@ fn an_extension_that_exits_before_its_last_batch_is_told_in_one_line() {
          wait for it before exiting)"
     );
 }
+
+/// A function runtime (Python) that answers every invoke with a 64 MiB
+/// JSON string, and prints the status it got back.
+const HUGE_RESPONSE: &str = r#"#!/usr/bin/env python3
+import http.client, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+body = b'"' + b"x" * (64 * 1024 * 1024) + b'"'
+while True:
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", body)
+    print("runtime got", c.getresponse().status, flush=True)
+"#;
+
+#[test]
+fn an_oversized_response_has_one_error_type_for_caller_and_report() {
+    let s = Scene::new();
+    let runtime = s.script("huge", HUGE_RESPONSE);
+    let r = s.lext(&["--function", runtime.to_str().unwrap(), "--invoke", "2"]);
+    let caller = "Function.ResponseSizeTooLarge: Response payload size exceeded maximum allowed \
+                  payload size (6291556 bytes).";
+    assert!(
+        r.stderr.contains(&format!("lext: invoke 2: {caller}")),
+        "{}",
+        r.dump()
+    );
+    // The runtime got its 413 (not a broken pipe) and served the second
+    // invoke; both REPORTs name the caller's error type.
+    assert_eq!(
+        r.stdout.matches("runtime got 413").count(),
+        2,
+        "{}",
+        r.dump()
+    );
+    let reports = r.all("REPORT");
+    assert_eq!(reports.len(), 2, "{}", r.dump());
+    for report in reports {
+        assert!(
+            report.ends_with("Status: error\tError Type: Function.ResponseSizeTooLarge"),
+            "{report}"
+        );
+    }
+}

@@ -295,15 +295,53 @@ fn render(reply: ApiReply) -> Response {
     }
 }
 
+/// How much of a body past its limit is read and thrown away, so that the
+/// client gets its 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+
 /// The body, read up to `limit` bytes. `Ok(None)` when it is longer.
-async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, Refusal> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(Some(collected.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
-        // The client went away mid-body.
-        Err(_) => Err(Refusal::Truncated),
+///
+/// The rest of a body that is too long is read and discarded (up to
+/// [`DRAIN_LIMIT`] more): a server that answers before the client has sent
+/// its body, and closes, makes the client's write fail with a broken pipe.
+/// A runtime that posts a 64 MiB response would then crash, and its REPORT
+/// would say `Runtime.ExitError` where the caller got
+/// `Function.ResponseSizeTooLarge`. Read to the end, it gets the 413 as
+/// RIE's runtime does (`internal/lambda/rapi/handler/invocationresponse.go`)
+/// and carries on.
+async fn read_body(mut body: Body, limit: usize) -> Result<Option<Bytes>, Refusal> {
+    // One chunk (the usual case) is kept as it came, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        // An error is the client going away mid-body.
+        let Ok(data) = frame.map_err(|_| Refusal::Truncated)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            first = None;
+            more = Vec::new();
+            if total - limit > DRAIN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        match first.take() {
+            None if more.is_empty() => first = Some(data),
+            None => more.extend_from_slice(&data),
+            Some(head) => {
+                more.reserve(head.len() + data.len());
+                more.extend_from_slice(&head);
+                more.extend_from_slice(&data);
+            }
+        }
     }
+    if total > limit {
+        return Ok(None);
+    }
+    Ok(Some(first.unwrap_or_else(|| Bytes::from(more))))
 }
 
 /// Small bodies (register, errors, subscriptions): anything over the
