@@ -343,13 +343,13 @@ fn idle_connections_cannot_starve_lext_of_descriptors() {
     assert_eq!(invoke().0, 200);
     // 300 connections to the Runtime API that never send a request. Past
     // lext's limit and the listen backlog the kernel stops completing
-    // handshakes: the first connect that times out (100 ms) ends the flood.
+    // handshakes: the first connect that times out ends the flood. (2.5 s:
+    // while lext has yet to accept what its slots allow, a full backlog
+    // drops the SYN, and the client sends it again only after 1 s.)
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], api));
+    let wait = std::time::Duration::from_millis(2500);
     let idle: Vec<_> = (0..300)
-        .map_while(|_| {
-            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(100))
-                .ok()
-        })
+        .map_while(|_| std::net::TcpStream::connect_timeout(&target, wait).ok())
         .collect();
     // More than the 256 descriptors lext may have would have been needed
     // to hold them all, had it accepted them.
