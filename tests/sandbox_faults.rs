@@ -334,3 +334,74 @@ fn internal_extension_in_the_runtime_process() {
     assert!(r.has("[runtime.py] SIGTERM"), "{}", r.dump());
     s.assert_no_process_left(&["runtime.py"]);
 }
+
+/// A function runtime (Python) that echoes `Lambda-Runtime-Invocation-Id`
+/// as 2026's runtime clients do. Its first answer carries another invoke's
+/// id; then it answers properly; on the third invoke it outlives the
+/// timeout (ignoring SIGTERM) and answers late. It prints each status.
+const ECHOING_RUNTIME: &str = r#"#!/usr/bin/env python3
+import http.client, os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+n = 0
+while True:
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    inv = r.getheader("Lambda-Runtime-Invocation-Id")
+    n += 1
+    def answer(inv_id):
+        c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}",
+                  {"Lambda-Runtime-Invocation-Id": inv_id})
+        resp = c.getresponse()
+        print(f"invoke {n}: {resp.status} {resp.read().decode().strip()}", flush=True)
+        return resp.status
+    if n == 1:
+        answer("not-" + inv)
+    if n == 3:
+        time.sleep(1.2)
+    answer(inv)
+"#;
+
+#[test]
+fn the_invocation_id_is_checked_and_a_late_answer_gets_410() {
+    let s = Scene::new();
+    let runtime = s.script("echoing", ECHOING_RUNTIME);
+    // An external extension, so that the reset gives the runtime its 300 ms
+    // after SIGTERM, in which the late answer arrives.
+    let observer = s.extension("observer", "ok");
+    let r = run(
+        &s,
+        &[&observer],
+        &[
+            "--function",
+            runtime.to_str().unwrap(),
+            "--timeout",
+            "1",
+            "--invoke",
+            "3",
+        ],
+    );
+    assert!(
+        r.has("invoke 1: 400 {\"errorMessage\":\"Invalid request ID\",\"errorType\":\"InvalidRequestID\"}"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.has("invoke 1: 202"), "{}", r.dump());
+    assert!(r.has("invoke 2: 202"), "{}", r.dump());
+    assert!(
+        r.has(
+            "invoke 3: 410 {\"errorMessage\":\"Invoke timeout\",\"errorType\":\"InvokeTimeout\"}"
+        ),
+        "{}",
+        r.dump()
+    );
+    assert!(r.line("REPORT").contains("RequestId"), "{}", r.dump());
+    assert!(
+        r.all("REPORT")[2].contains("Status: timeout"),
+        "{}",
+        r.dump()
+    );
+}

@@ -39,6 +39,11 @@ pub const HEADER_CLIENT_CONTEXT: &str = "Lambda-Runtime-Client-Context";
 pub const HEADER_COGNITO_IDENTITY: &str = "Lambda-Runtime-Cognito-Identity";
 /// Response header of `/next`: tenant id.
 pub const HEADER_TENANT_ID: &str = "Lambda-Runtime-Aws-Tenant-Id";
+/// A fresh nonce on every `/next` answer, which runtimes echo on `/response`
+/// and `/error` so that an answer cannot be taken for another invoke's
+/// (2026; echoed by AWS's runtime clients, e.g. aws-lambda-rust-runtime
+/// PR #1155).
+pub const HEADER_INVOCATION_ID: &str = "Lambda-Runtime-Invocation-Id";
 /// Request header of the error endpoints: the error type.
 pub const HEADER_FUNCTION_ERROR_TYPE: &str = "Lambda-Runtime-Function-Error-Type";
 /// Request header of the error endpoints: an X-Ray error cause (JSON).

@@ -41,6 +41,8 @@ use crate::lifecycle::{ExtensionId, Input, Refusal};
 pub(crate) struct Invocation {
     /// `Lambda-Runtime-Aws-Request-Id`.
     pub request_id: String,
+    /// `Lambda-Runtime-Invocation-Id`.
+    pub invocation_id: String,
     /// `Lambda-Runtime-Deadline-Ms`.
     pub deadline_ms: u64,
     /// `Lambda-Runtime-Invoked-Function-Arn`.
@@ -282,6 +284,7 @@ fn render(reply: ApiReply) -> Response {
                 }
             };
             set(rt::HEADER_REQUEST_ID, &inv.request_id);
+            set(rt::HEADER_INVOCATION_ID, &inv.invocation_id);
             set(rt::HEADER_DEADLINE_MS, &inv.deadline_ms.to_string());
             set(rt::HEADER_INVOKED_FUNCTION_ARN, &inv.invoked_function_arn);
             set(rt::HEADER_TRACE_ID, inv.trace_id.as_deref().unwrap_or(""));
@@ -351,6 +354,11 @@ async fn small_body(body: Body) -> Result<Bytes, Refusal> {
         Some(b) => Ok(b),
         None => Err(Refusal::PayloadTooLarge),
     }
+}
+
+/// The `Lambda-Runtime-Invocation-Id` a runtime echoed, if any.
+fn echoed_invocation_id(headers: &HeaderMap) -> Option<String> {
+    header_str(headers, rt::HEADER_INVOCATION_ID).map(str::to_owned)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -518,6 +526,7 @@ async fn runtime_response(
     };
     let input = Input::RuntimeResponse {
         request_id,
+        invocation_id: echoed_invocation_id(&headers),
         body,
         content_type,
         too_large,
@@ -536,6 +545,7 @@ async fn runtime_error(
     let body = small_body(body).await?;
     let input = Input::RuntimeError {
         request_id,
+        invocation_id: echoed_invocation_id(&headers),
         error_type,
         body,
     };

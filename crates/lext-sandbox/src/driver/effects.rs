@@ -118,11 +118,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             } => self.deliver_invoke(id, request_id, deadline_ms),
             Effect::DeliverToRuntime {
                 request_id,
+                invocation_id,
                 deadline_ms,
                 payload,
                 client_context,
             } => self.deliver_to_runtime(Invocation {
                 request_id,
+                invocation_id,
                 deadline_ms,
                 invoked_function_arn: self.arn.clone(),
                 trace_id: self.trace(),

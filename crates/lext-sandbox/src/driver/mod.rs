@@ -467,6 +467,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             });
             self.feed(Input::Invoke {
                 request_id,
+                invocation_id: crate::ids::uuid().to_string(),
                 payload: request.payload,
                 client_context: request.client_context,
             });

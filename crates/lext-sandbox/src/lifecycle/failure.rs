@@ -330,6 +330,8 @@ impl Lifecycle {
             return Vec::new();
         };
         self.fatal = Some(Fault::Timeout);
+        // A late answer for it is told apart by its invocation id.
+        self.timed_out = Some(inv.invocation_id.clone());
         let after = self.config.function_timeout;
         let mut fx = vec![Effect::TimedOut {
             request_id: inv.request_id.clone(),

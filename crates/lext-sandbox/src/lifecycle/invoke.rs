@@ -64,11 +64,21 @@ impl Lifecycle {
     }
 
     /// The invoke a `/response` or `/error` answers, or why there is none.
+    /// `ids` are the request id in the path and the invocation id the
+    /// runtime echoed, if any.
     fn current_invoke(
         &mut self,
-        request_id: &str,
+        (request_id, invocation_id): (&str, Option<&str>),
         to: RuntimeState,
     ) -> Result<&mut InvokeCtx, Refusal> {
+        // An answer for an invoke that timed out, told by its invocation id:
+        // 410 InvokeTimeout (platform-2026: the runtime clients' 2026
+        // Invocation-Id changes; RIE's Managed Instances core renders the
+        // same, internal/lambda-managed-instances/rapi/rendering/render_error.go
+        // `RenderInvokeTimeout`).
+        if invocation_id.is_some() && invocation_id == self.timed_out.as_deref() {
+            return Err(Refusal::InvokeTimeout);
+        }
         // Only a Running runtime may answer, once per invocation: a second
         // answer is a refused transition (RIE: internal/lambda/core/states.go,
         // where only the running state accepts a response or an error).
@@ -80,8 +90,16 @@ impl Lifecycle {
         // InvalidRequestID, RIE: internal/lambda/rapi/middleware/middleware.go).
         // A Running runtime whose invoke has already failed (a reset is under
         // way) has nothing left to answer: that is a state refusal.
+        // An invocation id that is not the current one is refused like a
+        // wrong request id (Lambda's answer is UNCONFIRMED: docs/fidelity.md);
+        // a runtime that sends none is accepted, as older clients send none.
         match &mut self.stage {
-            Stage::Invoke(inv) if inv.request_id == request_id => Ok(inv),
+            Stage::Invoke(inv)
+                if inv.request_id == request_id
+                    && invocation_id.is_none_or(|id| id == inv.invocation_id) =>
+            {
+                Ok(inv)
+            }
             Stage::Invoke(_) => Err(Refusal::InvalidRequestId),
             _ => Err(Refusal::RuntimeState { from, to }),
         }
@@ -90,12 +108,12 @@ impl Lifecycle {
     /// `POST /runtime/invocation/{id}/response`.
     pub(super) fn runtime_response(
         &mut self,
-        request_id: &str,
+        ids: (&str, Option<&str>),
         body: Bytes,
         content_type: Option<String>,
         too_large: bool,
     ) -> Step {
-        let inv = self.current_invoke(request_id, RuntimeState::InvocationResponse)?;
+        let inv = self.current_invoke(ids, RuntimeState::InvocationResponse)?;
         inv.responded = true;
         let rid = inv.request_id.clone();
         // The body arrives whole, so the runtime passes through
@@ -134,11 +152,11 @@ impl Lifecycle {
     /// `POST /runtime/invocation/{id}/error`: a handled function error.
     pub(super) fn runtime_error(
         &mut self,
-        request_id: &str,
+        ids: (&str, Option<&str>),
         error_type: Option<String>,
         body: Bytes,
     ) -> Step {
-        let inv = self.current_invoke(request_id, RuntimeState::InvocationErrorResponse)?;
+        let inv = self.current_invoke(ids, RuntimeState::InvocationErrorResponse)?;
         inv.responded = true;
         // Telemetry and REPORT record the sanitised type; the caller gets the
         // body unchanged (RIE: internal/lambda/rapi/handler/invocationerror.go,
@@ -208,6 +226,7 @@ impl Lifecycle {
         self.runtime = RuntimeState::Running;
         fx.push(Effect::DeliverToRuntime {
             request_id: p.request_id.clone(),
+            invocation_id: p.invocation_id.clone(),
             deadline_ms,
             payload: p.payload,
             client_context: p.client_context,
@@ -217,6 +236,7 @@ impl Lifecycle {
         self.fault_detail = None;
         self.stage = Stage::Invoke(InvokeCtx {
             request_id: p.request_id,
+            invocation_id: p.invocation_id,
             // A phase-invoke Init counts in the invoke's timeout but not in
             // its Duration (it is reported as Init Duration).
             started: now.instant,

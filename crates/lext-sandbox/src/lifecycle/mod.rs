@@ -145,6 +145,7 @@ struct InitCtx {
 #[derive(Debug)]
 struct PendingInvoke {
     request_id: String,
+    invocation_id: String,
     payload: Bytes,
     client_context: Option<String>,
     /// When the caller's invoke arrived: its timeout counts from here.
@@ -155,6 +156,7 @@ struct PendingInvoke {
 #[derive(Debug)]
 struct InvokeCtx {
     request_id: String,
+    invocation_id: String,
     /// When the event was released: the start of its `Duration`.
     started: Instant,
     deadline: Instant,
@@ -220,6 +222,9 @@ pub(crate) struct Lifecycle {
     fatal: Option<Fault>,
     /// Init duration waiting for the first REPORT after it.
     cold_start: Option<Duration>,
+    /// The invocation id of the last invoke that timed out: a late answer
+    /// carrying it gets 410 `InvokeTimeout`.
+    timed_out: Option<String>,
     /// Bumped on every Init; process exits carry it.
     generation: u64,
     frozen: bool,
@@ -247,6 +252,7 @@ impl Lifecycle {
             registration_open: false,
             fatal: None,
             cold_start: None,
+            timed_out: None,
             generation: 0,
             frozen: false,
             stop_requested: false,
@@ -331,23 +337,33 @@ impl Lifecycle {
             Input::RuntimeNext => self.runtime_next(now),
             Input::RuntimeResponse {
                 request_id,
+                invocation_id,
                 body,
                 content_type,
                 too_large,
-            } => self.runtime_response(&request_id, body, content_type, too_large),
+            } => {
+                let ids = (request_id.as_str(), invocation_id.as_deref());
+                self.runtime_response(ids, body, content_type, too_large)
+            }
             Input::RuntimeError {
                 request_id,
+                invocation_id,
                 error_type,
                 body,
-            } => self.runtime_error(&request_id, error_type, body),
+            } => {
+                let ids = (request_id.as_str(), invocation_id.as_deref());
+                self.runtime_error(ids, error_type, body)
+            }
             Input::RuntimeInitError { error_type } => self.runtime_init_error(error_type, now),
             Input::Invoke {
                 request_id,
+                invocation_id,
                 payload,
                 client_context,
             } => Ok(self.invoke(
                 PendingInvoke {
                     request_id,
+                    invocation_id,
                     payload,
                     client_context,
                     started: now,

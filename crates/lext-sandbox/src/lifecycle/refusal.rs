@@ -100,6 +100,9 @@ pub(crate) enum Refusal {
     /// The request body ended early (400).
     #[error("HTTP request detected as truncated")]
     Truncated,
+    /// An answer for an invoke that has timed out (410).
+    #[error("Invoke timeout")]
+    InvokeTimeout,
 
     // --- Telemetry and Logs APIs ---
     /// A subscription after Init (403).
@@ -134,6 +137,7 @@ impl Refusal {
             Self::InvalidRequestId | Self::InvalidResponseMode | Self::Truncated => 400,
             Self::Validation { .. } => 400,
             Self::PayloadTooLarge => 413,
+            Self::InvokeTimeout => 410,
             Self::Internal => 500,
             _ => 403,
         }
@@ -158,6 +162,7 @@ impl Refusal {
             Self::PayloadTooLarge => t::REQUEST_ENTITY_TOO_LARGE,
             Self::InvalidResponseMode => t::INVALID_FUNCTION_RESPONSE_MODE,
             Self::Truncated => t::TRUNCATED_HTTP_REQUEST,
+            Self::InvokeTimeout => "InvokeTimeout",
             Self::SubscriptionClosed(Api::Telemetry) => t::TELEMETRY_SUBSCRIPTION_CLOSED,
             // The Logs API's closed type follows the Telemetry API's naming;
             // the exact string is not documented (see docs/fidelity.md).

@@ -109,6 +109,7 @@ impl H {
     fn invoke(&mut self, rid: &str) -> Vec<Effect> {
         self.ok(Input::Invoke {
             request_id: rid.into(),
+            invocation_id: format!("inv-{rid}"),
             payload: Bytes::new(),
             client_context: None,
         })
@@ -167,6 +168,7 @@ const BODY: &[u8] = br#"{"ok":true}"#;
 fn response(rid: &str) -> Input {
     Input::RuntimeResponse {
         request_id: rid.into(),
+        invocation_id: None,
         body: Bytes::from_static(BODY),
         content_type: Some("application/json".into()),
         too_large: false,
@@ -177,6 +179,7 @@ fn response(rid: &str) -> Input {
 fn runtime_error(rid: &str, error_type: Option<&str>) -> Input {
     Input::RuntimeError {
         request_id: rid.into(),
+        invocation_id: None,
         error_type: error_type.map(str::to_owned),
         body: Bytes::from_static(BODY),
     }
@@ -635,6 +638,7 @@ fn invoke_happy_path_and_post_runtime_wait() {
             },
             Effect::DeliverToRuntime {
                 request_id: "r1".into(),
+                invocation_id: "inv-r1".into(),
                 deadline_ms,
                 payload: Bytes::new(),
                 client_context: None,
@@ -725,6 +729,7 @@ fn oversized_response_fails_the_invoke_for_the_caller() {
     h.invoke("r1");
     let fx = h.ok(Input::RuntimeResponse {
         request_id: "r1".into(),
+        invocation_id: None,
         body: Bytes::new(),
         content_type: None,
         too_large: true,
@@ -1323,6 +1328,8 @@ mod property {
             Just(Input::RuntimeNext),
             (rids.clone(), any::<bool>()).prop_map(|(r, too_large)| Input::RuntimeResponse {
                 request_id: r.to_owned(),
+                // Echoed or not; a stale one after a timeout is covered too.
+                invocation_id: too_large.then(|| format!("inv-{r}")),
                 body: Bytes::new(),
                 content_type: None,
                 too_large
@@ -1333,6 +1340,7 @@ mod property {
             }),
             rids.prop_map(|r| Input::Invoke {
                 request_id: r.to_owned(),
+                invocation_id: format!("inv-{r}"),
                 payload: Bytes::new(),
                 client_context: None,
             }),
@@ -1445,4 +1453,55 @@ fn two_extensions_that_fail_to_launch_leave_nothing_to_wait_for() {
         "{fx:?}"
     );
     assert_eq!(h.lc.next_deadline(), None);
+}
+
+/// The runtime's `/response` for `rid`, echoing `invocation_id`.
+fn response_with(rid: &str, invocation_id: &str) -> Input {
+    match response(rid) {
+        Input::RuntimeResponse {
+            request_id,
+            body,
+            content_type,
+            too_large,
+            ..
+        } => Input::RuntimeResponse {
+            request_id,
+            invocation_id: Some(invocation_id.into()),
+            body,
+            content_type,
+            too_large,
+        },
+        other => other,
+    }
+}
+
+#[test]
+fn invocation_ids_are_checked_when_echoed_and_a_late_answer_gets_410() {
+    let mut h = H::new(&["ext"]);
+    h.init_all();
+    h.invoke("r1");
+    // Another invoke's id is refused like a wrong request id.
+    assert_eq!(
+        h.refused(response_with("r1", "inv-r0")),
+        Refusal::InvalidRequestId
+    );
+    // The right one (or none, as older clients send) is accepted.
+    h.ok(response_with("r1", "inv-r1"));
+    h.ok(Input::RuntimeNext);
+    let ext = id(1);
+    h.ok(Input::ExtensionNext { id: ext });
+    h.invoke("r2");
+    h.advance(Duration::from_secs(3));
+    let fx = h.ok(Input::Tick);
+    assert!(has(&fx, |e| matches!(e, Effect::TimedOut { .. })));
+    // The timed-out invoke's late answer: 410 InvokeTimeout.
+    let late = h.refused(response_with("r2", "inv-r2"));
+    assert_eq!(late, Refusal::InvokeTimeout);
+    assert_eq!((late.status(), late.error_type()), (410, "InvokeTimeout"));
+    assert_eq!(late.to_string(), "Invoke timeout");
+    // Without the id, the same late answer is the state's refusal, as before.
+    assert!(matches!(
+        h.refused(response("r2")),
+        Refusal::RuntimeState { .. }
+    ));
 }

@@ -396,6 +396,8 @@ pub(crate) enum Effect {
     DeliverToRuntime {
         /// The invocation's request id.
         request_id: String,
+        /// `Lambda-Runtime-Invocation-Id`: fresh for every `/next` answer.
+        invocation_id: String,
         /// Wall-clock deadline, epoch ms.
         deadline_ms: u64,
         /// The payload.
@@ -548,6 +550,8 @@ pub(crate) enum Input {
     RuntimeResponse {
         /// The id in the path.
         request_id: String,
+        /// `Lambda-Runtime-Invocation-Id`, when the runtime echoes it.
+        invocation_id: Option<String>,
         /// The body, for the caller (empty when too large).
         body: Bytes,
         /// Its `Content-Type`, for the caller.
@@ -559,6 +563,8 @@ pub(crate) enum Input {
     RuntimeError {
         /// The id in the path.
         request_id: String,
+        /// `Lambda-Runtime-Invocation-Id`, when the runtime echoes it.
+        invocation_id: Option<String>,
         /// `Lambda-Runtime-Function-Error-Type`, if sent.
         error_type: Option<String>,
         /// The body, passed to the caller unchanged.
@@ -575,6 +581,8 @@ pub(crate) enum Input {
     Invoke {
         /// A fresh request id.
         request_id: String,
+        /// A fresh invocation id (`Lambda-Runtime-Invocation-Id`).
+        invocation_id: String,
         /// The payload, for the runtime.
         payload: Bytes,
         /// The client context JSON, for the runtime.
