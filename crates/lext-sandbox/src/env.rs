@@ -41,6 +41,18 @@ pub(crate) const DEFAULT_TZ: &str = ":UTC";
 pub(crate) const DEFAULT_TASK_ROOT: &str = "/var/task";
 /// `LAMBDA_RUNTIME_DIR` in Lambda.
 pub(crate) const DEFAULT_RUNTIME_DIR: &str = "/var/runtime";
+/// The X-Ray daemon's address in Lambda (`AWS_XRAY_DAEMON_ADDRESS`, and its
+/// halves `_AWS_XRAY_DAEMON_ADDRESS` and `_AWS_XRAY_DAEMON_PORT`): a
+/// link-local address the X-Ray SDKs send UDP segments to (observed in
+/// Lambda; AWS: Using Lambda environment variables names the variables).
+/// Nothing listens there locally; UDP is sent and lost, as the SDKs expect.
+pub(crate) const XRAY_DAEMON_HOST: &str = "169.254.79.129";
+/// The X-Ray daemon's port; see [`XRAY_DAEMON_HOST`].
+pub(crate) const XRAY_DAEMON_PORT: &str = "2000";
+/// `AWS_XRAY_CONTEXT_MISSING` in Lambda: "Lambda sets this to `LOG_ERROR`
+/// to avoid throwing runtime errors from the X-Ray SDK" (AWS: Using Lambda
+/// environment variables).
+pub(crate) const XRAY_CONTEXT_MISSING: &str = "LOG_ERROR";
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` of an on-demand function.
 pub(crate) const INITIALIZATION_TYPE_ON_DEMAND: &str = "on-demand";
 
@@ -206,6 +218,17 @@ pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
             format!("/lib64:/usr/lib64:{rt}:{rt}/lib:{task}:{task}/lib:/opt/lib"),
         ),
         ("TZ", DEFAULT_TZ.to_owned()),
+        // Visible to the runtime only (hidden from extensions by name).
+        (
+            names::AWS_XRAY_CONTEXT_MISSING,
+            XRAY_CONTEXT_MISSING.to_owned(),
+        ),
+        (
+            names::AWS_XRAY_DAEMON_ADDRESS,
+            format!("{XRAY_DAEMON_HOST}:{XRAY_DAEMON_PORT}"),
+        ),
+        ("_AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_HOST.to_owned()),
+        ("_AWS_XRAY_DAEMON_PORT", XRAY_DAEMON_PORT.to_owned()),
     ];
     let mut vars: Vec<(String, String)> = platform
         .into_iter()
@@ -310,6 +333,10 @@ mod tests {
                 "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
             ),
             ("TZ", ":UTC"),
+            ("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR"),
+            ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
+            ("_AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129"),
+            ("_AWS_XRAY_DAEMON_PORT", "2000"),
         ];
         assert_eq!(vars.len(), want.len());
         for (key, value) in want {
@@ -330,6 +357,10 @@ mod tests {
             "AWS_LAMBDA_LOG_STREAM_NAME",
             "LAMBDA_TASK_ROOT",
             "LAMBDA_RUNTIME_DIR",
+            "AWS_XRAY_CONTEXT_MISSING",
+            "AWS_XRAY_DAEMON_ADDRESS",
+            "_AWS_XRAY_DAEMON_ADDRESS",
+            "_AWS_XRAY_DAEMON_PORT",
         ] {
             assert_eq!(get(&vars, hidden), None, "{hidden}");
         }
@@ -337,7 +368,7 @@ mod tests {
         assert_eq!(get(&vars, "AWS_LAMBDA_FUNCTION_NAME"), Some("fn"));
         assert_eq!(get(&vars, "PATH"), Some(DEFAULT_PATH));
         assert_eq!(get(&vars, "MY_VAR"), Some("1"));
-        assert_eq!(vars.len(), runtime_env(&cfg).len() - 5);
+        assert_eq!(vars.len(), runtime_env(&cfg).len() - 9);
     }
 
     #[test]
