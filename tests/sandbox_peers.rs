@@ -91,6 +91,17 @@ fn aws_invoke(
     payload: &str,
     out: &std::path::Path,
 ) -> serde_json::Value {
+    aws_invoke_with(addr, function, payload, out, &[])
+}
+
+/// `aws lambda invoke` with `extra` arguments; returns its JSON output.
+fn aws_invoke_with(
+    addr: &str,
+    function: &str,
+    payload: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let aws = venv_program("aws");
     let output = Command::new(aws)
         .args([
@@ -103,6 +114,7 @@ fn aws_invoke(
             "--payload",
             payload,
         ])
+        .args(extra)
         // awscli v1 sends --payload as given (v2 would need
         // --cli-binary-format raw-in-base64-out).
         .arg(out)
@@ -160,6 +172,54 @@ fn aws_cli_invoke_against_serve() {
     let body: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(body["errorType"], "ValueError");
+    interrupt(&mut child);
+    drop(logs.join());
+}
+
+#[test]
+fn aws_cli_log_type_tail_prints_the_decoded_tail() {
+    let s = Scene::new();
+    let observer = s.extension("observer", "ok");
+    let (mut child, addr, logs) = serve(&s, &["--extension", &observer.display().to_string()]);
+    let out = s.path("out.json");
+    let tail = ["--log-type", "Tail"];
+    let meta = aws_invoke_with(&addr, "lext-function", "{}", &out, &tail);
+    assert_eq!(meta["StatusCode"], 200, "{meta}");
+    let encoded = meta["LogResult"].as_str().expect("a LogResult");
+    // Decoded by Python's base64, as a user would (`base64 -d`).
+    let decoded = Command::new(venv_program("python3"))
+        .args([
+            "-c",
+            "import base64, sys; sys.stdout.write(base64.b64decode(sys.argv[1]).decode())",
+        ])
+        .arg(encoded)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(decoded.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("START RequestId: "), "{text}");
+    let id = lines[0]["START RequestId: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        lines.contains(&format!("[observer] INVOKE {id}").as_str()),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&format!("END RequestId: {id}").as_str()),
+        "{text}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with(&format!("REPORT RequestId: {id}\tDuration: ")),
+        "{text}"
+    );
+    // Without it, no LogResult.
+    let meta = aws_invoke(&addr, "lext-function", "{}", &out);
+    assert!(meta.get("LogResult").is_none(), "{meta}");
     interrupt(&mut child);
     drop(logs.join());
 }

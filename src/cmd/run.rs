@@ -65,6 +65,9 @@ pub(crate) struct Args {
     /// The handler (`_HANDLER`).
     #[arg(long, default_value = "bootstrap")]
     pub handler: String,
+    /// The runtime version the INIT_START line names, as Lambda prints it.
+    #[arg(long, value_name = "VERSION", default_value = lext_sandbox::DEFAULT_RUNTIME_VERSION)]
+    pub runtime_version: String,
     /// A function environment variable. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -149,6 +152,7 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         region: args.region,
         handler: args.handler,
         init_timeout: Duration::from_secs(args.init_timeout),
+        runtime_version: Some(args.runtime_version),
         ..FunctionConfig::default()
     };
     let function_name = function.name.clone();

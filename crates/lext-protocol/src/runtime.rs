@@ -73,6 +73,10 @@ pub mod invoke {
     pub const HEADER_REQUEST_ID: &str = "X-Amzn-RequestId";
     /// Response header: the executed version.
     pub const HEADER_EXECUTED_VERSION: &str = "X-Amz-Executed-Version";
+    /// Request header: `None` (default) or `Tail`, for the log's tail.
+    pub const HEADER_LOG_TYPE: &str = "X-Amz-Log-Type";
+    /// Response header with `Tail`: the base64 of the last 4 KB of the log.
+    pub const HEADER_LOG_RESULT: &str = "X-Amz-Log-Result";
     /// `X-Amz-Function-Error` value for platform failures and timeouts.
     pub const FUNCTION_ERROR_UNHANDLED: &str = "Unhandled";
 }

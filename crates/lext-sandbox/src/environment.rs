@@ -344,7 +344,14 @@ impl Environment {
         let runtime_env = env::runtime_env(&env);
         let extension_env = env::extension_env(&env);
 
-        let sink: Arc<dyn Sink> = Arc::new(Fanout::new(self.sinks));
+        // The Invoke API's `X-Amz-Log-Type: Tail` reads the log through a
+        // sink of its own.
+        let tails = self.invoke_api.map(|_| crate::tail::Tails::default());
+        let mut sinks = self.sinks;
+        if let Some(tails) = &tails {
+            sinks.push(Arc::new(tails.clone()));
+        }
+        let sink: Arc<dyn Sink> = Arc::new(Fanout::new(sinks));
         let hub = Hub::new(HubConfig::default(), sink.clone());
         let lines = output_lines(hub.clone(), sink.clone());
         let names = extensions.iter().map(|e| e.name.clone()).collect();
@@ -366,12 +373,12 @@ impl Environment {
             Engine::start(listener, config, host, hub, sink).map_err(EnvironmentError::Serve)?;
         let handle = engine.handle();
         tracing::info!(api = %api_addr, "Runtime API listening");
-        let (invoke_addr, invoke_server) = match invoke_listener {
-            Some(listener) => {
-                let (addr, server) = serve_invoke_api(listener, &handle, &self.function)?;
+        let (invoke_addr, invoke_server) = match (invoke_listener, tails) {
+            (Some(listener), Some(tails)) => {
+                let (addr, server) = serve_invoke_api(listener, &handle, &self.function, tails)?;
                 (Some(addr), Some(server))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         Ok(RunningEnvironment {
             engine,
@@ -519,14 +526,16 @@ fn serve_invoke_api(
     listener: TcpListener,
     handle: &Handle,
     function: &FunctionConfig,
+    tails: crate::tail::Tails,
 ) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), EnvironmentError> {
     let addr = listener.local_addr().map_err(EnvironmentError::Serve)?;
     let target = crate::invoke::InvokeTarget {
         name: function.name.clone(),
         arn: function.arn(),
         version: function.version.clone(),
+        timeout: function.timeout,
     };
-    let router = crate::invoke::router(handle.clone(), target);
+    let router = crate::invoke::router(handle.clone(), target, tails);
     let stopped = handle.clone();
     let server = tokio::spawn(crate::api::serve(listener, router, async move {
         stopped.wait_for(|p| p.stopped).await;

@@ -37,6 +37,10 @@ fn ms(d: Duration) -> f64 {
 /// Init begins: `platform.initStart`. (Its `INIT_START` line is written for
 /// managed runtimes only, which a local environment never runs.)
 pub(crate) fn init_started(out: &mut impl Emit, function: &FunctionConfig, phase: Phase) {
+    if let (Some(version), Some(arn)) = (&function.runtime_version, function.runtime_version_arn())
+    {
+        out.line(logline::init_start(version, &arn));
+    }
     out.record(platform::init_start(function, phase));
 }
 

@@ -25,6 +25,7 @@ use lext_protocol::runtime::invoke as inv;
 
 use crate::driver::{Handle, NotRun};
 use crate::invocation::{InvokeRequest, InvokeResult};
+use crate::tail::{Tails, TAIL_BYTES};
 
 /// The largest synchronous request payload the Invoke API takes (6 MB).
 pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -41,6 +42,9 @@ pub(crate) struct InvokeTarget {
     pub(crate) arn: String,
     /// `$LATEST` or a number, for `X-Amz-Executed-Version`.
     pub(crate) version: String,
+    /// The function timeout: how long a `Tail` caller may wait for the
+    /// invoke's `REPORT` after its answer (plus the shutdown budget).
+    pub(crate) timeout: std::time::Duration,
 }
 
 impl InvokeTarget {
@@ -96,15 +100,18 @@ fn qualifier(query: Option<&str>) -> Option<String> {
 struct Ctx {
     handle: Handle,
     target: Arc<InvokeTarget>,
+    tails: Tails,
 }
 
-/// The router of the Invoke API for one function.
-pub(crate) fn router(handle: Handle, target: InvokeTarget) -> Router {
+/// The router of the Invoke API for one function; `tails` follows the log
+/// for `X-Amz-Log-Type: Tail`.
+pub(crate) fn router(handle: Handle, target: InvokeTarget, tails: Tails) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .with_state(Ctx {
             handle,
             target: Arc::new(target),
+            tails,
         })
 }
 
@@ -255,6 +262,19 @@ async fn invoke(
             )
         }
     };
+    // `X-Amz-Log-Type` (AWS: Invoke, `LogType`: `None` or `Tail`, for
+    // synchronous invokes only).
+    let tail = match text(inv::HEADER_LOG_TYPE).as_deref() {
+        None | Some("None") => false,
+        Some("Tail") => kind == Kind::Sync,
+        Some(other) => {
+            return service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("Unsupported log type {other}"),
+            )
+        }
+    };
     let payload = match read_payload(body, kind.payload_limit()).await {
         Ok(payload) => payload,
         Err(refused) => return refused,
@@ -314,41 +334,33 @@ async fn invoke(
             HeaderValue::from_static(inv::FUNCTION_ERROR_UNHANDLED),
         );
     }
+    if tail {
+        // The tail ends with REPORT, which comes once the extensions are
+        // done with the invoke: bounded by the timeout and the shutdown
+        // budget.
+        let wait = ctx.target.timeout + std::time::Duration::from_secs(5);
+        if let Ok(Some(log)) = tokio::time::timeout(wait, ctx.tails.take(&reply.request_id)).await {
+            use base64::Engine as _;
+            debug_assert!(log.len() <= TAIL_BYTES);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(log);
+            if let Ok(v) = HeaderValue::from_str(&encoded) {
+                h.insert(inv::HEADER_LOG_RESULT, v);
+            }
+        }
+    }
     r
 }
 
-/// Decodes standard base64 (with or without padding); `None` if invalid.
+/// Decodes standard base64 (with or without padding), as the SDKs encode
+/// `X-Amz-Client-Context`; `None` if invalid or not UTF-8.
 fn decode_base64(text: &str) -> Option<String> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes: Vec<u8> = text.trim().trim_end_matches('=').bytes().collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let n = chunk.len();
-        if n < 2 {
-            return None;
-        }
-        out.push((acc >> 16) as u8);
-        if n > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if n > 3 {
-            out.push(acc as u8);
-        }
-    }
-    String::from_utf8(out).ok()
+    use base64::Engine as _;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    String::from_utf8(engine.decode(text.trim()).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -368,6 +380,7 @@ mod tests {
             name: "fn".into(),
             arn: "arn:aws:lambda:us-east-1:123456789012:function:fn".into(),
             version: "$LATEST".into(),
+            timeout: std::time::Duration::from_secs(3),
         };
         for ok in [
             "fn",

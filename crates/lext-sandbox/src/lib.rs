@@ -46,7 +46,9 @@
 //!         let Record::Report(report) = report else { unreachable!() };
 //!         assert!(report.metrics.duration_ms >= 0.0);
 //!     }
-//!     assert!(capture.platform_lines()[0].starts_with("EXTENSION\tName: quiet-extension\tState: Ready"));
+//!     let lines = capture.platform_lines();
+//!     assert!(lines[0].starts_with("INIT_START Runtime Version: provided:al2023.v1"));
+//!     assert!(lines[1].starts_with("EXTENSION\tName: quiet-extension\tState: Ready"));
 //!     let summary = env.stop().await?;
 //!     assert_eq!(summary.invokes, 2);
 //!     Ok::<_, Box<dyn std::error::Error>>(())
@@ -123,11 +125,12 @@ mod process;
 mod sink;
 mod spool;
 mod state;
+mod tail;
 mod telemetry;
 #[cfg(test)]
 mod test_support;
 
-pub use config::FunctionConfig;
+pub use config::{FunctionConfig, DEFAULT_RUNTIME_VERSION};
 pub use driver::{QueueLimit, Summary};
 pub use environment::{
     kill_all_processes, Environment, EnvironmentError, EnvironmentHandle, RunningEnvironment,

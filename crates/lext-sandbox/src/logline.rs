@@ -66,6 +66,17 @@ pub(crate) fn extension(
     line
 }
 
+/// `INIT_START Runtime Version: <version>\tRuntime Version ARN: <arn>`, the
+/// first line of every Init (observed in CloudWatch for managed and
+/// `provided` runtimes).
+pub(crate) fn init_start(version: &str, arn: &str) -> String {
+    format!(
+        "INIT_START Runtime Version: {}\tRuntime Version ARN: {}",
+        printable(version),
+        printable(arn)
+    )
+}
+
 /// `TELEMETRY\tName: <ext>\tState: Subscribed\tTypes: [Platform, Function, Extension]`.
 ///
 /// The Telemetry API line capitalises each type (`platform` -> `Platform`),

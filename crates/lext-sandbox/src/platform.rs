@@ -35,11 +35,10 @@ pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
         // provisioned concurrency or SnapStart to emulate.
         initialization_type: InitializationType::OnDemand,
         phase,
-        runtime_version: None,
-        runtime_version_arn: None,
-        // A custom runtime has no runtime version; the function fields are
-        // those of the current schema (AWS: "Lambda Telemetry API
-        // reference", `platform.initStart`).
+        runtime_version: function.runtime_version.clone(),
+        runtime_version_arn: function.runtime_version_arn(),
+        // The function fields are those of the current schema (AWS: "Lambda
+        // Telemetry API reference", `platform.initStart`).
         function_name: Some(function.name.clone()),
         function_version: Some(function.version.clone()),
         instance_id: None,

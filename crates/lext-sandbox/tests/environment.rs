@@ -115,12 +115,20 @@ async fn a_layer_extension_gets_the_telemetry_of_its_invokes() {
     })
     .await;
     let lines = capture.platform_lines();
-    assert_eq!(
-        lines[0],
-        "TELEMETRY\tName: observer\tState: Subscribed\tTypes: [Platform, Function]"
+    assert!(
+        lines[0].starts_with(
+            "INIT_START Runtime Version: provided:al2023.v1\tRuntime Version ARN: \
+             arn:aws:lambda:us-east-1::runtime:"
+        ),
+        "{}",
+        lines[0]
     );
     assert_eq!(
         lines[1],
+        "TELEMETRY\tName: observer\tState: Subscribed\tTypes: [Platform, Function]"
+    );
+    assert_eq!(
+        lines[2],
         "EXTENSION\tName: observer\tState: Ready\tEvents: [INVOKE, SHUTDOWN]"
     );
     let summary = env.stop().await.unwrap();

@@ -592,6 +592,7 @@ mod tests {
             account_id: "123456789012".into(),
             handler: "h".into(),
             init_timeout: Duration::from_secs(10),
+            runtime_version: None,
         }
     }
 }
