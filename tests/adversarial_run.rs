@@ -894,7 +894,15 @@ while True:
 fn an_oversized_response_has_one_error_type_for_caller_and_report() {
     let s = Scene::new();
     let runtime = s.script("huge", HUGE_RESPONSE);
-    let r = s.lext(&["--function", runtime.to_str().unwrap(), "--invoke", "2"]);
+    // Memory for the runtime's 64 MiB body (and its copies) to be made.
+    let r = s.lext(&[
+        "--function",
+        runtime.to_str().unwrap(),
+        "--memory",
+        "1024",
+        "--invoke",
+        "2",
+    ]);
     let caller = "Function.ResponseSizeTooLarge: Response payload size exceeded maximum allowed \
                   payload size (6291556 bytes).";
     assert!(

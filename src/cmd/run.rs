@@ -79,6 +79,10 @@ pub(crate) struct Args {
     /// (AWS_LAMBDA_RUNTIME_API). Default: 127.0.0.1 on a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub api: SocketAddr,
+    /// CPU in proportion to memory, as Lambda gives it (one vCPU at
+    /// 1,769 MB, at most 6): `auto`, or `off` for all of the machine's.
+    #[arg(long, value_name = "auto|off", default_value = "off", value_parser = ["auto", "off"])]
+    pub cpu_share: String,
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
     pub no_freeze: bool,
@@ -163,6 +167,7 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     let mut environment = Environment::new()
         .function(function)
         .freeze(!args.no_freeze)
+        .cpu_share(args.cpu_share == "auto")
         .queue_limit(QueueLimit {
             invokes: args.max_queued_invokes as usize,
             bytes: (args.max_queued_mb as usize) << 20,

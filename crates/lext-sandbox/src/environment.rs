@@ -79,6 +79,7 @@ pub struct Environment {
     api_addr: SocketAddr,
     invoke_api: Option<SocketAddr>,
     queue: QueueLimit,
+    cpu_share: bool,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -200,6 +201,7 @@ impl Environment {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             invoke_api: None,
             queue: QueueLimit::default(),
+            cpu_share: false,
             sinks: Vec::new(),
         }
     }
@@ -288,6 +290,14 @@ impl Environment {
         self
     }
 
+    /// Gives the environment CPU in proportion to its memory, as Lambda
+    /// does: one vCPU at 1,769 MB, at most 6 (default `false`: all the
+    /// machine's CPUs). Needs the environment's cgroup.
+    pub fn cpu_share(mut self, on: bool) -> Self {
+        self.cpu_share = on;
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -329,6 +339,18 @@ impl Environment {
                 None
             }
         };
+        // The environment's cgroup: its memory limit, freezer and kill.
+        let limits = crate::cgroup::Limits {
+            memory_mb: self.function.memory_mb,
+            cpu_share: self.cpu_share,
+        };
+        let cgroup = match crate::cgroup::Cgroup::create(limits) {
+            Ok(cgroup) => Some(Arc::new(cgroup)),
+            Err(why) => {
+                notices.push(why.line());
+                None
+            }
+        };
         let opt_root = match isolation {
             Some(_) => PathBuf::from(isolation::OPT),
             None => layers_dir.clone(),
@@ -361,6 +383,7 @@ impl Environment {
             runtime_env,
             extension_env,
             isolation,
+            cgroup,
             lines,
         );
         let config = EngineConfig {
@@ -713,12 +736,12 @@ impl RunningEnvironment {
 }
 
 /// Kills every process every environment of this process has started
-/// (SIGKILL to each process group) and removes the environments'
-/// directories, at once: for a process about to exit without stopping its
-/// environments (a second Ctrl-C). Nothing is waited for. Returns how many
-/// process groups were signalled.
+/// (SIGKILL to each process group, and to everything in each environment's
+/// cgroup) and removes the environments' directories and cgroups, at once:
+/// for a process about to exit without stopping its environments (a second
+/// Ctrl-C). Returns how many process groups and processes were signalled.
 pub fn kill_all_processes() -> usize {
-    let killed = crate::process::kill_all();
+    let killed = crate::process::kill_all() + crate::cgroup::kill_all();
     crate::state::remove_all();
     killed
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::process::Signal as OsSignal;
 
+use crate::cgroup::Cgroup;
 use crate::isolation::Isolation;
 use crate::lifecycle::{ExitStatus, LaunchFailure, Proc, Signal};
 use crate::ports::{Exits, Host};
@@ -50,6 +51,9 @@ pub(crate) struct ProcessHost {
     runtime_env: Vec<(String, String)>,
     extension_env: Vec<(String, String)>,
     isolation: Option<Arc<Isolation>>,
+    /// The environment's cgroup, when there is one: freeze, kill and
+    /// memory go through it.
+    cgroup: Option<Arc<Cgroup>>,
     sink: LineSink,
     groups: Groups,
     peak: PeakMemory,
@@ -75,6 +79,7 @@ impl ProcessHost {
         runtime_env: Vec<(String, String)>,
         extension_env: Vec<(String, String)>,
         isolation: Option<Arc<Isolation>>,
+        cgroup: Option<Arc<Cgroup>>,
         sink: LineSink,
     ) -> Self {
         Self {
@@ -83,6 +88,7 @@ impl ProcessHost {
             runtime_env,
             extension_env,
             isolation,
+            cgroup,
             sink,
             groups: Arc::default(),
             peak: PeakMemory::new(),
@@ -103,6 +109,9 @@ impl ProcessHost {
             self.generation = generation;
             self.peak = PeakMemory::new();
             self.sampled = None;
+            if let Some(cgroup) = &self.cgroup {
+                cgroup.reset_peak();
+            }
         }
     }
 
@@ -113,13 +122,25 @@ impl ProcessHost {
         generation: u64,
         exits: &Exits,
     ) -> Result<(), process::LaunchError> {
+        let mut spec = spec;
+        spec.cgroup = self.cgroup.as_ref().map(|c| c.join_fds());
         let mut child = process::spawn(spec, self.sink.clone())?;
         let pgid = child.pid();
         self.groups().insert(proc, (generation, pgid));
         let groups = self.groups.clone();
+        let cgroup = self.cgroup.clone();
         let exits = exits.clone();
         tokio::spawn(async move {
             let status = match child.wait().await {
+                // A failure while the cgroup's OOM killer struck: the kill
+                // itself (SIGKILL), or a shell reporting its child's
+                // (`sh -c` exits 137).
+                Ok(info)
+                    if info.code != Some(0)
+                        && cgroup.as_ref().is_some_and(|c| c.new_oom_kill()) =>
+                {
+                    ExitStatus::OutOfMemory
+                }
                 Ok(info) => match (info.code, info.signal) {
                     (Some(code), _) => ExitStatus::Code(code),
                     (None, Some(sig)) => ExitStatus::Signal(sig),
@@ -211,6 +232,14 @@ impl Host for ProcessHost {
     }
 
     fn freeze(&mut self, frozen: bool) {
+        // The cgroup freezes every process at once, those that left their
+        // group too; SIGSTOP to each group is the fallback.
+        if let Some(cgroup) = self.cgroup.as_ref().filter(|c| c.can_freeze()) {
+            match cgroup.freeze(frozen) {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(error = %e, "cgroup freezer failed; signalling"),
+            }
+        }
         let signal = if frozen {
             OsSignal::STOP
         } else {
@@ -224,7 +253,16 @@ impl Host for ProcessHost {
         }
     }
 
+    fn sweep(&mut self) -> usize {
+        self.cgroup.as_ref().map_or(0, |c| c.sweep())
+    }
+
     fn peak_memory_mb(&mut self) -> u64 {
+        // The cgroup's own peak: every process, exited ones included, as
+        // Lambda measures the environment.
+        if let Some(bytes) = self.cgroup.as_ref().and_then(|c| c.peak_bytes()) {
+            return bytes.div_ceil(1024 * 1024);
+        }
         // A sample reads /proc for every process (tens of µs), too much for
         // every invoke at thousands of invokes per second. VmHWM is a
         // per-process high-water mark, so a sample taken a little later

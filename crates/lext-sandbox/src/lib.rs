@@ -105,6 +105,7 @@
 //! - `ids`: fresh ids without a system call each.
 
 mod api;
+mod cgroup;
 mod config;
 mod driver;
 #[path = "../echo/runtime.rs"]

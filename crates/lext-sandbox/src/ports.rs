@@ -35,6 +35,9 @@ pub(crate) trait Host: Send + 'static {
     fn freeze(&mut self, frozen: bool);
     /// Peak memory of the environment's processes so far, MB.
     fn peak_memory_mb(&mut self) -> u64;
+    /// After a shutdown, when every process it started is gone: kills what
+    /// is left (processes that left their group), and says how many.
+    fn sweep(&mut self) -> usize;
 }
 
 /// A process of the environment ended.

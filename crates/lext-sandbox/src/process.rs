@@ -112,6 +112,10 @@ pub(crate) struct Spec {
     /// The private mount namespace to start the process in, if any (see
     /// [`crate::isolation`]).
     pub isolation: Option<Arc<Isolation>>,
+    /// The environment's cgroup to start the process in, if any: the
+    /// `cgroup.procs` files it writes itself into before exec (see
+    /// [`crate::cgroup`]).
+    pub cgroup: Option<Arc<Vec<std::os::fd::OwnedFd>>>,
 }
 
 impl Spec {
@@ -128,6 +132,7 @@ impl Spec {
             cwd: None,
             source,
             isolation: None,
+            cgroup: None,
         }
     }
 }
@@ -322,6 +327,15 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
             });
         }
         command.current_dir(cwd);
+    }
+    if let Some(fds) = spec.cgroup.clone() {
+        // SAFETY: runs in the forked child before exec: one write(2) per
+        // descriptor, opened before the fork; no allocation, no locks. It
+        // comes first, before the isolation may enter a user namespace in
+        // which the cgroup files are no longer writable.
+        unsafe {
+            command.pre_exec(move || crate::cgroup::join(&fds));
+        }
     }
     if let Some(isolation) = &spec.isolation {
         isolation.install(&mut command);

@@ -356,6 +356,15 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn shutdown_done(&mut self, reason: ShutdownReason, stopped: bool, unreaped: usize) {
         tracing::info!(%reason, stopped, unreaped, "shutdown done");
         self.summary.unreaped += unreaped;
+        // What is left in the environment's cgroup had left its process
+        // group (setsid): in Lambda it dies with the microVM.
+        let escaped = self.host.sweep();
+        if escaped > 0 {
+            tracing::warn!(
+                "{escaped} process(es) of the environment had left their process group \
+                 (setsid) and outlived its shutdown; killed"
+            );
+        }
         if !stopped {
             self.summary.resets += 1;
         }

@@ -580,6 +580,9 @@ mod tests {
         fn peak_memory_mb(&mut self) -> u64 {
             1
         }
+        fn sweep(&mut self) -> usize {
+            0
+        }
     }
 
     pub(super) fn function() -> FunctionConfig {

@@ -219,6 +219,14 @@ impl Lifecycle {
                     // The fatal error was stored by /init/error already:
                     // exiting after it is what the runtime should do.
                     None
+                } else if status == ExitStatus::OutOfMemory {
+                    // Lambda's words for it: the runtime's exit, with the
+                    // out-of-memory type (observed: `Runtime exited with
+                    // error: signal: killed` / `Runtime.OutOfMemory`).
+                    Some((
+                        Fault::OutOfMemory,
+                        format!("Runtime exited with error: {status}"),
+                    ))
                 } else if status.success() {
                     // Exit code 0 is no error code to report: rapid says
                     // so (RIE: internal/lambda/rapid/handlers.go
@@ -249,11 +257,15 @@ impl Lifecycle {
                     None
                 } else {
                     // An extension crash fails the invoke even when the
-                    // runtime has already answered.
-                    Some((
-                        Fault::ExtensionCrash,
-                        format!("Extension {} exited: {status}", ext.name),
-                    ))
+                    // runtime has already answered; one killed for the
+                    // environment's memory is the environment's
+                    // Runtime.OutOfMemory.
+                    let fault = if status == ExitStatus::OutOfMemory {
+                        Fault::OutOfMemory
+                    } else {
+                        Fault::ExtensionCrash
+                    };
+                    Some((fault, format!("Extension {} exited: {status}", ext.name)))
                 }
             }
         };

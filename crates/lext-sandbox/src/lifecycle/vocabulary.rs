@@ -159,6 +159,9 @@ pub(crate) enum ExitStatus {
     Code(i32),
     /// Killed by this signal number.
     Signal(i32),
+    /// Killed (SIGKILL) by the kernel because the environment's memory was
+    /// over the function's memory setting.
+    OutOfMemory,
 }
 
 impl ExitStatus {
@@ -173,7 +176,7 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Code(code) => write!(f, "exit status {code}"),
-            Self::Signal(9) => f.write_str("signal: killed"),
+            Self::Signal(9) | Self::OutOfMemory => f.write_str("signal: killed"),
             Self::Signal(15) => f.write_str("signal: terminated"),
             Self::Signal(sig) => write!(f, "signal: {sig}"),
         }
@@ -214,6 +217,9 @@ pub(crate) enum Fault {
     RuntimeInit(String),
     /// The runtime process exited (`Runtime.ExitError`).
     RuntimeExit,
+    /// A process of the environment was killed for using more memory than
+    /// the function has (`Runtime.OutOfMemory`, whichever process it was).
+    OutOfMemory,
     /// The runtime could not be started (`Runtime.InvalidEntrypoint`).
     RuntimeLaunch,
     /// The response was over the 6 MB payload limit
@@ -240,6 +246,7 @@ impl Fault {
         match self {
             Self::Function(t) | Self::RuntimeInit(t) => t,
             Self::RuntimeExit => error_type::RUNTIME_EXIT_ERROR,
+            Self::OutOfMemory => error_type::RUNTIME_OUT_OF_MEMORY,
             Self::RuntimeLaunch => error_type::RUNTIME_INVALID_ENTRYPOINT,
             Self::ResponseTooLarge => error_type::FUNCTION_RESPONSE_SIZE_TOO_LARGE,
             Self::ExtensionLaunch => error_type::EXTENSION_LAUNCH_ERROR,

@@ -1,0 +1,312 @@
+//! The environment as a container: its cgroup's memory limit and peak,
+//! the freezer and the kill that reach processes which left their group,
+//! the process limit, and the fallback without cgroups. Real processes, the
+//! real lext binary, 127.0.0.1 with ephemeral ports.
+//!
+//! These need a cgroup lext may create children in (root, or a delegated
+//! subtree): where there is none, they fail with lext's own line saying why.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sandbox_support;
+
+use std::time::Duration;
+
+use sandbox_support::Scene;
+
+/// A function runtime (Python) that, on each invoke, allocates and touches
+/// `{"mb": N}` more megabytes and keeps them, and answers with its total.
+const HOG: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+held = []
+while True:
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    body = r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    block = bytearray(json.loads(body).get("mb", 0) << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    held.append(block)
+    total = sum(len(b) for b in held) >> 20
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps({"held": total}))
+    c.getresponse().read()
+"#;
+
+/// Fails the test with lext's own reason when the environment got no
+/// cgroup.
+fn assert_cgroup(r: &sandbox_support::Run) {
+    assert!(
+        !r.stderr.contains("no cgroup for the environment"),
+        "this test needs a cgroup for the environment:\n{}",
+        r.dump()
+    );
+}
+
+fn max_memory_used(report: &str) -> u64 {
+    report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {report}"))
+}
+
+#[test]
+fn a_function_over_its_memory_is_killed_as_lambda_kills_it_and_re_inits() {
+    let s = Scene::new();
+    let hog = s.script("hog", HOG);
+    let r = s.lext(&[
+        "--function",
+        hog.to_str().unwrap(),
+        "--invoke",
+        "2",
+        "--payload",
+        r#"{"mb": 200}"#,
+    ]);
+    assert_cgroup(&r);
+    let reports = r.all("REPORT");
+    assert_eq!(reports.len(), 2, "{}", r.dump());
+    for report in &reports {
+        assert!(
+            report.contains("Memory Size: 128 MB\tMax Memory Used: 128 MB"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with("Status: error\tError Type: Runtime.OutOfMemory"),
+            "{report}"
+        );
+        // Each one a cold start: the environment reset after the kill.
+        assert!(report.contains("Init Duration: "), "{report}");
+    }
+    assert!(
+        r.has("Error: Runtime exited with error: signal: killed"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr
+            .contains("lext: invoke 1: Runtime.OutOfMemory: RequestId: "),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn max_memory_used_is_the_environments_peak() {
+    let s = Scene::new();
+    let hog = s.script("hog", HOG);
+    let r = s.lext(&[
+        "--function",
+        hog.to_str().unwrap(),
+        "--memory",
+        "512",
+        "--invoke",
+        "2",
+        "--payload",
+        r#"{"mb": 50}"#,
+    ]);
+    assert_cgroup(&r);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let reports = r.all("REPORT");
+    // 50 MB, then 100 MB held, with Python's own few MB: within 10 %.
+    let (first, second) = (max_memory_used(reports[0]), max_memory_used(reports[1]));
+    assert!((50..=60).contains(&first), "{first} MB: {}", reports[0]);
+    assert!((100..=110).contains(&second), "{second} MB: {}", reports[1]);
+}
+
+/// An extension (Python) that allocates 200 MB on its first INVOKE.
+const LEAKY_EXTENSION: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+def call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(HOST, int(PORT))
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return {k.lower(): v for k, v in r.getheaders()}, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({"events": ["INVOKE", "SHUTDOWN"]}),
+            {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+ext = {"Lambda-Extension-Identifier": h["lambda-extension-identifier"]}
+leak = []
+while True:
+    _, body = call("GET", "/2020-01-01/extension/event/next", headers=ext)
+    if json.loads(body)["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+    block = bytearray(200 << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    leak.append(block)
+"#;
+
+#[test]
+fn an_extension_that_leaks_is_caught_the_same_way() {
+    let s = Scene::new();
+    let leaky = s.script("leaky", LEAKY_EXTENSION);
+    let r = s.lext(&["--extension", leaky.to_str().unwrap(), "--invoke", "1"]);
+    assert_cgroup(&r);
+    assert_eq!(r.output.status.code(), Some(1), "{}", r.dump());
+    assert!(
+        r.line("REPORT")
+            .ends_with("Status: error\tError Type: Runtime.OutOfMemory"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.has("Error: Extension leaky exited: signal: killed"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn processes_that_leave_their_group_do_not_outlive_the_environment_or_run_frozen() {
+    let s = Scene::new();
+    let ticks = s.path("ticks");
+    // A background loop, setsid'd out of the runtime's group, that writes a
+    // line every 10 ms; and a sleeper that would outlive everything.
+    let runtime = format!(
+        "setsid sh -c 'echo $$ > {pid}; while :; do echo t >> {ticks}; sleep 0.01; done' \
+         </dev/null >/dev/null 2>&1 & \
+         setsid sleep 601 </dev/null >/dev/null 2>&1 & \
+         sleep 0.2; exec {echo} __echo-runtime",
+        pid = s.path("loop.pid").display(),
+        ticks = ticks.display(),
+        echo = env!("CARGO_BIN_EXE_lext"),
+    );
+    let (mut child, addr, logs) = sandbox_support::serve(&s, &["--function", &runtime]);
+    let path = "/2015-03-31/functions/function/invocations";
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", path, &[], b"{}").0,
+        200
+    );
+    // Frozen now (2 ms after the invoke): the loop must not run.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = std::fs::read_to_string(&ticks).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = std::fs::read_to_string(&ticks).unwrap().lines().count();
+    assert!(
+        after <= before + 1,
+        "the loop ran while frozen: {before} -> {after}"
+    );
+    assert!(sandbox_support::interrupt(&mut child).success());
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.contains("process(es) of the environment had left their process group"),
+        "{logs}"
+    );
+    let loop_pid: i32 = std::fs::read_to_string(s.path("loop.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!sandbox_support::alive(loop_pid), "the loop outlived lext");
+    let sleepers = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 601"])
+        .output()
+        .unwrap();
+    assert!(
+        sleepers.stdout.is_empty(),
+        "sleep 601 outlived lext: {}",
+        String::from_utf8_lossy(&sleepers.stdout)
+    );
+}
+
+#[test]
+fn the_environment_has_lambdas_process_limit() {
+    let s = Scene::new();
+    // Forks children that sleep until a fork fails, and says how many.
+    let runtime = s.script(
+        "forker",
+        r#"#!/usr/bin/env python3
+import os, sys
+n = 0
+try:
+    while n < 2000:
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["sleep", "30"])
+        n += 1
+except OSError as e:
+    print(f"fork failed after {n}: {e.strerror}", flush=True)
+os.execv(sys.argv[1], [sys.argv[1], "__echo-runtime"])
+"#,
+    );
+    let command = format!("{} {}", runtime.display(), env!("CARGO_BIN_EXE_lext"));
+    // Memory enough for a thousand processes: the limit hit is the pids one.
+    let r = s.lext(&["--function", &command, "--memory", "4096", "--invoke", "1"]);
+    assert_cgroup(&r);
+    let line = r
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("fork failed after "))
+        .unwrap_or_else(|| panic!("every fork succeeded:\n{}", r.dump()));
+    let n: u32 = line
+        .split("fork failed after ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // 1,024 tasks in all: the shell, Python and its children.
+    assert!((1000..1024).contains(&n), "{line}");
+    assert!(r.output.status.success(), "{}", r.dump());
+}
+
+#[test]
+fn without_a_cgroup_lext_says_why_and_runs_as_before() {
+    let s = Scene::new();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--invoke", "1"])
+        .env("LEXT_NO_CGROUP", "1")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("no cgroup for the environment (LEXT_NO_CGROUP is set): memory is not limited")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("REPORT RequestId: "), "{stdout}");
+}
+
+#[test]
+fn lexts_cgroups_are_removed_when_it_exits() {
+    let s = Scene::new();
+    // lext's cgroup is this test's: v1's memory hierarchy, else v2's.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let base = match own
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned()))
+    {
+        Some(path) => {
+            std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'))
+        }
+        None => {
+            let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+        }
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--invoke", "1"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(child.status.success());
+    let left: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("lext-"))
+        .filter(|n| {
+            // Only those of lexts that are gone: other tests run beside.
+            let pid = n.split('-').nth(1).unwrap_or("0");
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
