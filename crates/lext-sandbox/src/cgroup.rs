@@ -96,6 +96,8 @@ pub(crate) struct Cgroup {
     join: Arc<Vec<OwnedFd>>,
     /// The OOM kills counted when last asked (see [`Cgroup::new_oom_kill`]).
     oom_seen: AtomicU64,
+    /// The peak-memory file, kept open: read with `pread` at every invoke.
+    peak: Option<fs::File>,
 }
 
 /// Cgroups alive in this process, for [`kill_all`].
@@ -136,6 +138,7 @@ impl Cgroup {
             layout,
             join: Arc::new(Vec::new()),
             oom_seen: AtomicU64::new(0),
+            peak: None,
         };
         // From here on, Drop removes what was made.
         let cgroup = cgroup.configure(limits)?;
@@ -188,6 +191,8 @@ impl Cgroup {
             join.push(OwnedFd::from(file));
         }
         self.join = Arc::new(join);
+        let (dir, file) = self.peak_file();
+        self.peak = fs::File::open(dir.join(file)).ok();
         Ok(self)
     }
 
@@ -271,11 +276,16 @@ impl Cgroup {
     /// The peak memory of everything inside since the last
     /// [`reset_peak`](Self::reset_peak), in bytes: exited processes count.
     pub(crate) fn peak_bytes(&self) -> Option<u64> {
-        let (dir, file) = match &self.layout {
+        let mut buf = [0u8; 32];
+        let n = rustix::io::pread(self.peak.as_ref()?, &mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
+
+    fn peak_file(&self) -> (&Path, &'static str) {
+        match &self.layout {
             Layout::V1 { memory, .. } => (memory, "memory.max_usage_in_bytes"),
             Layout::V2 { dir } => (dir, "memory.peak"),
-        };
-        read(dir, file)?.trim().parse().ok()
+        }
     }
 
     /// Starts the peak afresh (a new Init), where the kernel allows it.

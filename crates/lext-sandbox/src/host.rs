@@ -258,17 +258,19 @@ impl Host for ProcessHost {
     }
 
     fn peak_memory_mb(&mut self) -> u64 {
-        // The cgroup's own peak: every process, exited ones included, as
-        // Lambda measures the environment.
+        // Without a cgroup, a sample reads /proc for every process (tens of
+        // µs), too much for every invoke at thousands of invokes per
+        // second. VmHWM is a per-process high-water mark, so a sample taken
+        // a little later still sees a peak reached in between: sampling at
+        // most every 50 ms loses only the peak of a process that grew and
+        // exited within that window.
+        // The cgroup's own peak comes first: every process, exited ones
+        // included, as Lambda measures the environment, and one pread of
+        // a file kept open, cheap enough for every invoke.
         if let Some(bytes) = self.cgroup.as_ref().and_then(|c| c.peak_bytes()) {
-            return bytes.div_ceil(1024 * 1024);
+            self.peak.observe(bytes);
+            return self.peak.peak_mb();
         }
-        // A sample reads /proc for every process (tens of µs), too much for
-        // every invoke at thousands of invokes per second. VmHWM is a
-        // per-process high-water mark, so a sample taken a little later
-        // still sees a peak reached in between: sampling at most every
-        // 50 ms loses only the peak of a process that grew and exited
-        // within that window.
         let now = std::time::Instant::now();
         if self
             .sampled
