@@ -273,3 +273,77 @@ except c.exceptions.ResourceNotFoundException as e:
     interrupt(&mut child);
     drop(logs.join());
 }
+
+#[test]
+fn a_runtime_api_proxy_through_aws_lambda_exec_wrapper_with_awslambdaric() {
+    let s = Scene::new();
+    let bins = sandbox_support::build_bins(&["rust-runtime-api-proxy"]);
+    // A layer as the proxy vendors ship one: the extension, and the wrapper
+    // script that points the runtime at the proxy's port.
+    let layer = s.path("layer");
+    std::fs::create_dir_all(layer.join("extensions")).unwrap();
+    std::fs::copy(
+        &bins["rust-runtime-api-proxy"],
+        layer.join("extensions/rust-runtime-api-proxy"),
+    )
+    .unwrap();
+    let port = sandbox_support::free_port();
+    let wrapper = layer.join("proxy-wrapper");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexport AWS_LAMBDA_RUNTIME_API=\"127.0.0.1:${LEXT_PROXY_PORT}\"\nexec \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime = awslambdaric_runtime(&s, "echo");
+    let r = s.lext(&[
+        "--layer",
+        layer.to_str().unwrap(),
+        "--env",
+        "AWS_LAMBDA_EXEC_WRAPPER=/opt/proxy-wrapper",
+        "--env",
+        &format!("LEXT_PROXY_PORT={port}"),
+        "--function",
+        &runtime,
+        "--invoke",
+        "2",
+        "--payload",
+        r#"{"via":"proxy"}"#,
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    // Both invokes answered, through the proxy.
+    for n in [1, 2] {
+        let answer = r.invoke_json(n, "response");
+        assert_eq!(
+            answer["echo"],
+            serde_json::json!({"via": "proxy"}),
+            "{answer}"
+        );
+    }
+    let prefix = "[rust-runtime-api-proxy] ";
+    let nexts = r
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.contains(&format!(
+                "{prefix}GET /2018-06-01/runtime/invocation/next -> 200 (request "
+            ))
+        })
+        .count();
+    assert_eq!(nexts, 2, "{}", r.dump());
+    let responses = r
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(prefix) && l.contains("/response -> 202"))
+        .count();
+    assert_eq!(responses, 2, "{}", r.dump());
+    assert!(
+        r.has(&format!("{prefix}SHUTDOWN (spindown)")),
+        "{}",
+        r.dump()
+    );
+}

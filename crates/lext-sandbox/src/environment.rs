@@ -357,6 +357,7 @@ impl Environment {
         };
         let extensions = list_extensions(&layers_dir, &opt_root, &self.extensions)?;
         let runtime = runtime_spec(&self.runtime, state.path())?;
+        let runtime = wrapped(runtime, &self.env, &opt_root);
 
         let mut env = EnvConfig::new(api_addr.to_string(), self.function.name.clone());
         env.handler = self.function.handler.clone();
@@ -525,6 +526,34 @@ fn runtime_spec(runtime: &Runtime, state: &Path) -> Result<RuntimeSpec, Environm
             cwd: None,
         },
     })
+}
+
+/// `AWS_LAMBDA_EXEC_WRAPPER`: with it set, the runtime starts as `wrapper
+/// <runtime command...>` (AWS: Modifying the runtime environment, "Wrapper
+/// scripts"). Lambda does this for its managed runtimes, not for the
+/// OS-only `provided` ones; lext cannot tell which runtime a command is, so
+/// it honours the variable whenever it is set (docs/fidelity.md). A wrapper
+/// under `/opt` is found there, or in the unpacked layers without
+/// isolation.
+fn wrapped(runtime: RuntimeSpec, env: &[(String, String)], opt_root: &Path) -> RuntimeSpec {
+    let Some((_, wrapper)) = env
+        .iter()
+        .rev()
+        .find(|(k, v)| k == "AWS_LAMBDA_EXEC_WRAPPER" && !v.is_empty())
+    else {
+        return runtime;
+    };
+    let wrapper = match Path::new(wrapper).strip_prefix(crate::isolation::OPT) {
+        Ok(rest) => opt_root.join(rest),
+        Err(_) => PathBuf::from(wrapper),
+    };
+    let mut args = vec![runtime.program.into_os_string()];
+    args.extend(runtime.args);
+    RuntimeSpec {
+        program: wrapper,
+        args,
+        cwd: runtime.cwd,
+    }
 }
 
 /// Where the processes' output lines go: to the telemetry hub (`function`
