@@ -24,6 +24,10 @@
 //! `lext run --layer LAYER --env AWS_LAMBDA_EXEC_WRAPPER=/opt/proxy-wrapper
 //! --function CMD`.
 
+// Its log lines go to standard output, which Lambda captures as the
+// extension's log: printing is the point.
+#![allow(clippy::print_stdout)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
