@@ -310,3 +310,85 @@ fn lexts_cgroups_are_removed_when_it_exits() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
 }
+
+/// A function runtime (Python) that prints, once, its working directory,
+/// `LAMBDA_TASK_ROOT`, the files of `/var/task`, and what writing to its
+/// working directory does; then answers every invoke with `{}`.
+const TASK_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+try:
+    open("written-here", "w").write("x")
+    write = "wrote"
+except OSError as e:
+    write = e.strerror
+print("probe " + json.dumps({"cwd": os.getcwd(), "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+      "files": sorted(os.listdir("/var/task")), "write": write}), flush=True)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+fn probe(r: &sandbox_support::Run) -> serde_json::Value {
+    let line = r
+        .lines()
+        .into_iter()
+        .find_map(|l| l.split_once("probe {").map(|(_, json)| format!("{{{json}")))
+        .unwrap_or_else(|| panic!("no probe line:\n{}", r.dump()));
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn the_code_is_at_var_task_read_only_and_the_runtimes_working_directory() {
+    let s = Scene::new();
+    let runtime = s.script("task-probe", TASK_PROBE);
+    let code = s.path("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("handler.py"), "def handler(e, c): return e\n").unwrap();
+    let r = s.lext(&[
+        "--code",
+        code.to_str().unwrap(),
+        "--function",
+        runtime.to_str().unwrap(),
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    assert_eq!(seen["cwd"], "/var/task", "{seen}");
+    assert_eq!(seen["task_root"], "/var/task", "{seen}");
+    assert_eq!(seen["files"], serde_json::json!(["handler.py"]), "{seen}");
+    assert_eq!(seen["write"], "Read-only file system", "{seen}");
+    assert!(!code.join("written-here").exists());
+
+    // A zip, as deployed: unpacked, and shown the same way.
+    let zip_path = s.path("code.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    zip.start_file(
+        "lambda_function.py",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut zip, b"def handler(e, c): return e\n").unwrap();
+    zip.finish().unwrap();
+    let r = s.lext(&[
+        "--code",
+        zip_path.to_str().unwrap(),
+        "--function",
+        runtime.to_str().unwrap(),
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    assert_eq!(
+        probe(&r)["files"],
+        serde_json::json!(["lambda_function.py"]),
+        "{}",
+        r.dump()
+    );
+}

@@ -39,6 +39,10 @@ pub(crate) struct Args {
     /// the Runtime API at $AWS_LAMBDA_RUNTIME_API.
     #[arg(long, value_name = "CMD")]
     pub function: Option<String>,
+    /// The function's code (directory or zip), read-only at /var/task, the
+    /// runtime's working directory. Default: the current directory.
+    #[arg(long, value_name = "DIR|ZIP")]
+    pub code: Option<PathBuf>,
     /// Run N invokes one after the other, then shut down.
     #[arg(long, value_name = "N", conflicts_with = "serve")]
     pub invoke: Option<u32>,
@@ -177,6 +181,9 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         .envs(args.env)
         .layers(args.layers)
         .extensions(args.extensions.into_iter().chain(example));
+    if let Some(code) = args.code {
+        environment = environment.code(code);
+    }
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
             format!(

@@ -80,6 +80,7 @@ pub struct Environment {
     invoke_api: Option<SocketAddr>,
     queue: QueueLimit,
     cpu_share: bool,
+    code: Option<PathBuf>,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -202,6 +203,7 @@ impl Environment {
             invoke_api: None,
             queue: QueueLimit::default(),
             cpu_share: false,
+            code: None,
             sinks: Vec::new(),
         }
     }
@@ -290,6 +292,15 @@ impl Environment {
         self
     }
 
+    /// The function's code (a directory, or a zip file as deployed), shown
+    /// read-only at `/var/task`, which is also the runtime's working
+    /// directory and `LAMBDA_TASK_ROOT`. Default: the current directory.
+    /// Without isolation the runtime runs in the directory itself.
+    pub fn code(mut self, path: impl Into<PathBuf>) -> Self {
+        self.code = Some(path.into());
+        self
+    }
+
     /// Gives the environment CPU in proportion to its memory, as Lambda
     /// does: one vCPU at 1,769 MB, at most 6 (default `false`: all the
     /// machine's CPUs). Needs the environment's cgroup.
@@ -323,6 +334,7 @@ impl Environment {
         for layer in &self.layers {
             add_layer(layer, &layers_dir, &mut budget)?;
         }
+        let code = code_dir(self.code.as_deref(), state.path(), &mut budget)?;
         let listener = bind("Runtime API", self.api_addr).await?;
         let api_addr = listener.local_addr().map_err(EnvironmentError::Serve)?;
         let invoke_listener = match self.invoke_api {
@@ -332,13 +344,19 @@ impl Environment {
         let mut notices = Vec::new();
         let isolation = match isolation::detect().await {
             Decision::Isolate(mode) => {
-                Some(Arc::new(Isolation::new(mode, &layers_dir, state.path())?))
+                let isolation = Isolation::new(mode, &layers_dir, state.path())?;
+                Some(Arc::new(with_task(
+                    isolation,
+                    code.as_deref(),
+                    &mut notices,
+                )))
             }
             decision @ Decision::Rewrite { .. } => {
                 notices.extend(decision.fallback_line());
                 None
             }
         };
+        let in_task = isolation.as_ref().is_some_and(|i| i.has_task());
         // The environment's cgroup: its memory limit, freezer and kill.
         let limits = crate::cgroup::Limits {
             memory_mb: self.function.memory_mb,
@@ -356,13 +374,22 @@ impl Environment {
             None => layers_dir.clone(),
         };
         let extensions = list_extensions(&layers_dir, &opt_root, &self.extensions)?;
-        let runtime = runtime_spec(&self.runtime, state.path())?;
+        let mut runtime = runtime_spec(&self.runtime, state.path())?;
+        // The runtime starts in /var/task, or (without it) in the code
+        // directory itself, which is then its LAMBDA_TASK_ROOT.
+        runtime.in_task = in_task;
+        if !in_task {
+            runtime.cwd = code.clone();
+        }
         let runtime = wrapped(runtime, &self.env, &opt_root);
 
         let mut env = EnvConfig::new(api_addr.to_string(), self.function.name.clone());
         env.handler = self.function.handler.clone();
         env.region = self.function.region.clone();
         env.memory_mb = self.function.memory_mb;
+        if let (false, Some(code)) = (in_task, &code) {
+            env.task_root = code.display().to_string();
+        }
         env.user = self.env;
         let runtime_env = env::runtime_env(&env);
         let extension_env = env::extension_env(&env);
@@ -419,6 +446,54 @@ async fn bind(api: &'static str, addr: SocketAddr) -> Result<TcpListener, Enviro
     TcpListener::bind(addr)
         .await
         .map_err(|source| EnvironmentError::Bind { api, addr, source })
+}
+
+/// The function's code directory: `code` itself when it is a directory,
+/// or unpacked from a zip (within the 250 MB budget it shares with the
+/// layers) into the environment's own directory; the current directory
+/// when none is given. `None` when there is none to show.
+fn code_dir(
+    code: Option<&Path>,
+    state: &Path,
+    budget: &mut lext_layer::Budget,
+) -> Result<Option<PathBuf>, EnvironmentError> {
+    let Some(code) = code else {
+        return Ok(std::env::current_dir().ok());
+    };
+    let error = |what, source: Box<dyn std::error::Error + Send + Sync>| EnvironmentError::Layer {
+        what,
+        path: code.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(code).map_err(|e| error("--code", Box::new(e)))?;
+    if meta.is_dir() {
+        return std::fs::canonicalize(code)
+            .map(Some)
+            .map_err(|e| error("--code", Box::new(e)));
+    }
+    let dest = state.join("task");
+    std::fs::create_dir_all(&dest).map_err(EnvironmentError::TempDir)?;
+    lext_layer::extract_within(code, &dest, budget)
+        .map_err(|e| error("unpacking the code", Box::new(e)))?;
+    Ok(Some(dest))
+}
+
+/// `isolation` showing `code` at `/var/task`, or, where `/var/task` cannot
+/// be a mount point here, without it (and a notice that says why).
+fn with_task(isolation: Isolation, code: Option<&Path>, notices: &mut Vec<String>) -> Isolation {
+    let Some(code) = code else {
+        return isolation;
+    };
+    match isolation.with_task(code) {
+        Ok(isolation) => isolation,
+        Err((isolation, why)) => {
+            notices.push(format!(
+                "lext: no /var/task for the function ({why}); the runtime runs in {} instead",
+                code.display()
+            ));
+            isolation
+        }
+    }
 }
 
 /// Unpacks (zip) or copies (directory) one layer into `dest`, with
@@ -513,17 +588,20 @@ fn runtime_spec(runtime: &Runtime, state: &Path) -> Result<RuntimeSpec, Environm
                 program,
                 args: Vec::new(),
                 cwd: None,
+                in_task: false,
             }
         }
         Runtime::Shell(command) => RuntimeSpec {
             program: PathBuf::from("/bin/sh"),
             args: vec![OsString::from("-c"), OsString::from(command)],
             cwd: None,
+            in_task: false,
         },
         Runtime::Program { program, args } => RuntimeSpec {
             program: program.clone(),
             args: args.clone(),
             cwd: None,
+            in_task: false,
         },
     })
 }
@@ -553,6 +631,7 @@ fn wrapped(runtime: RuntimeSpec, env: &[(String, String)], opt_root: &Path) -> R
         program: wrapper,
         args,
         cwd: runtime.cwd,
+        in_task: runtime.in_task,
     }
 }
 

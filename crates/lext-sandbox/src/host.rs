@@ -39,6 +39,8 @@ pub(crate) struct RuntimeSpec {
     pub args: Vec<OsString>,
     /// Its working directory (`None`: lext's own).
     pub cwd: Option<PathBuf>,
+    /// Start in the isolation's `/var/task` instead of `cwd`.
+    pub in_task: bool,
 }
 
 /// Live process groups by process, shared with the exit watchers.
@@ -213,6 +215,7 @@ impl Host for ProcessHost {
         );
         spec.args = self.runtime.args.clone();
         spec.cwd = self.runtime.cwd.clone();
+        spec.in_task = self.runtime.in_task;
         spec.isolation = self.isolation.clone();
         self.spawn(spec, Proc::Runtime, generation, exits)
             .map_err(|e| e.message)

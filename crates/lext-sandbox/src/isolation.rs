@@ -43,6 +43,8 @@ use rustix::thread::UnshareFlags;
 pub(crate) const OPT: &str = "/opt";
 /// The hosts file replaced inside the sandbox.
 pub(crate) const ETC_HOSTS: &str = "/etc/hosts";
+/// The function's code inside the sandbox (`LAMBDA_TASK_ROOT`).
+pub(crate) const VAR_TASK: &str = "/var/task";
 /// The generated hosts file: loopback names plus Lambda's sandbox names.
 pub(crate) const HOSTS_CONTENT: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tsandbox.localdomain sandbox\n";
 
@@ -146,6 +148,8 @@ struct Plan {
     locked_flags: MountFlags,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
+    /// The function's code directory, shown read-only at `/var/task`.
+    task: Option<CString>,
 }
 
 impl Isolation {
@@ -195,10 +199,38 @@ impl Isolation {
             locked_flags,
             uid_map: format!("{uid} {uid} 1\n").into_bytes(),
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+            task: None,
         };
         Ok(Self {
             plan: Arc::new(plan),
         })
+    }
+
+    /// Shows `code_dir` read-only at `/var/task` too, as Lambda shows the
+    /// function's code. `/var/task` must exist on the host as a mount
+    /// point; as root it is created, otherwise `Err` says so and the
+    /// isolation goes on without it.
+    pub(crate) fn with_task(mut self, code_dir: &Path) -> Result<Self, (Self, IsolationError)> {
+        if !Path::new(VAR_TASK).is_dir() {
+            let created =
+                rustix::process::geteuid().is_root() && std::fs::create_dir_all(VAR_TASK).is_ok();
+            if !created {
+                return Err((self, IsolationError::MissingMountPoint { path: VAR_TASK }));
+            }
+        }
+        let Ok(task) = CString::new(code_dir.as_os_str().as_bytes()) else {
+            return Err((self, IsolationError::NulInPath(code_dir.to_owned())));
+        };
+        // Just made: the plan is not shared yet.
+        if let Some(plan) = Arc::get_mut(&mut self.plan) {
+            plan.task = Some(task);
+        }
+        Ok(self)
+    }
+
+    /// Whether `/var/task` is shown.
+    pub(crate) fn has_task(&self) -> bool {
+        self.plan.task.is_some()
     }
 
     /// The mode in use.
@@ -229,6 +261,24 @@ impl Isolation {
         // safe to run in the forked child of a multi-threaded process.
         unsafe {
             command.pre_exec(move || plan.apply());
+        }
+    }
+
+    /// As [`install`](Self::install), and the child starts in `/var/task`
+    /// (the runtime, as Lambda starts it). The directory is changed after
+    /// the mounts: a `current_dir` would be entered before them, in the
+    /// host's empty `/var/task`.
+    pub(crate) fn install_in_task(&self, command: &mut tokio::process::Command) {
+        let plan = self.plan.clone();
+        // SAFETY: as `install`, plus one chdir(2) on a static path.
+        unsafe {
+            command.pre_exec(move || {
+                plan.apply()?;
+                if plan.task.is_some() {
+                    rustix::process::chdir(c"/var/task")?;
+                }
+                Ok(())
+            });
         }
     }
 }
@@ -272,6 +322,15 @@ impl Plan {
             c"",
         );
         rustix::mount::mount_bind(self.hosts.as_c_str(), c"/etc/hosts")?;
+        if let Some(task) = &self.task {
+            rustix::mount::mount_bind_recursive(task.as_c_str(), c"/var/task")?;
+            // Read-only as in Lambda (best effort, as /opt).
+            let _ = rustix::mount::mount_remount(
+                c"/var/task",
+                MountFlags::BIND | MountFlags::RDONLY | self.locked_flags,
+                c"",
+            );
+        }
         Ok(())
     }
 }

@@ -112,6 +112,8 @@ pub(crate) struct Spec {
     /// The private mount namespace to start the process in, if any (see
     /// [`crate::isolation`]).
     pub isolation: Option<Arc<Isolation>>,
+    /// Start in the isolation's `/var/task` (the runtime).
+    pub in_task: bool,
     /// The environment's cgroup to start the process in, if any: the
     /// `cgroup.procs` files it writes itself into before exec (see
     /// [`crate::cgroup`]).
@@ -132,6 +134,7 @@ impl Spec {
             cwd: None,
             source,
             isolation: None,
+            in_task: false,
             cgroup: None,
         }
     }
@@ -337,8 +340,10 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
             command.pre_exec(move || crate::cgroup::join(&fds));
         }
     }
-    if let Some(isolation) = &spec.isolation {
-        isolation.install(&mut command);
+    match &spec.isolation {
+        Some(isolation) if spec.in_task => isolation.install_in_task(&mut command),
+        Some(isolation) => isolation.install(&mut command),
+        None => {}
     }
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the forked child before exec; it only
