@@ -86,7 +86,11 @@ impl BlockingTransport {
     /// Sends one request and reads its response. A keep-alive connection
     /// that the server closed while idle is replaced once, transparently.
     pub(crate) fn send(&mut self, op: Op, req: &ApiRequest) -> Result<ApiResponse, Error> {
-        req.encode(self.endpoint.authority(), &mut self.write_buf);
+        req.encode(
+            self.endpoint.authority(),
+            self.endpoint.base_path(),
+            &mut self.write_buf,
+        );
         self.send_encoded(op)
     }
 
@@ -94,7 +98,11 @@ impl BlockingTransport {
     /// (the `/event/next` poll): encoded once, sent with [`Self::send_bytes`].
     pub(crate) fn encode(&self, req: &ApiRequest) -> Vec<u8> {
         let mut bytes = Vec::new();
-        req.encode(self.endpoint.authority(), &mut bytes);
+        req.encode(
+            self.endpoint.authority(),
+            self.endpoint.base_path(),
+            &mut bytes,
+        );
         bytes
     }
 
