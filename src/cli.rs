@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// Run extensions and a function locally in a Lambda-like execution
     /// environment (Init, invokes, shutdown, Telemetry API, REPORT lines).
     Run(crate::cmd::run::Args),
+    /// Invoke a function served by `lext run --serve` (or on Lambda) once,
+    /// and print the response and aws-cli's summary, with aws-cli's exit
+    /// codes.
+    Invoke(crate::cmd::invoke::Args),
     /// The built-in echo runtime that `lext run` starts when no --function is
     /// given (internal).
     #[command(name = "__echo-runtime", hide = true)]

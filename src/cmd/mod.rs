@@ -14,6 +14,7 @@ macro_rules! note {
 pub(crate) mod build;
 pub(crate) mod check;
 mod example;
+pub(crate) mod invoke;
 pub(crate) mod package;
 pub(crate) mod publish;
 pub(crate) mod run;
@@ -33,6 +34,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Run(args) => run::run(args),
+        Command::Invoke(args) => invoke::run(args),
         Command::EchoRuntime => run_echo_runtime(),
     }
 }
