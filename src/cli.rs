@@ -26,6 +26,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     // Each subcommand's arguments live in its own module under `cmd/`.
     // Add new subcommands here, one line each.
+    /// Create an extension project: Cargo.toml with [package.metadata.lext]
+    /// and a size-tuned release profile, src/main.rs, a test that runs it
+    /// in the local environment, and a README (no network needed).
+    New(crate::cmd::new::Args),
     /// Build the project's extension binaries for Lambda (release, glibc 2.26,
     /// x86_64 or arm64) into target/lambda/extensions/.
     Build(crate::cmd::build::Args),

@@ -15,6 +15,7 @@ pub(crate) mod build;
 pub(crate) mod check;
 mod example;
 pub(crate) mod invoke;
+pub(crate) mod new;
 pub(crate) mod package;
 pub(crate) mod publish;
 pub(crate) mod run;
@@ -29,6 +30,7 @@ use crate::cli::Command;
 /// Runs one subcommand and returns the process exit code.
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Package(args) => package::run(args),
         Command::Check(args) => check::run(args),
