@@ -568,3 +568,58 @@ fn invoke_round_trips_a_payload_and_reports_errors_with_aws_cli_s_codes() {
     ]));
     assert_eq!(out.status.code(), Some(252), "{}", text(&out.stderr));
 }
+
+// --- one feature set ----------------------------------------------------------
+
+/// Every package's features as `cargo tree` resolves them for `args`,
+/// unioned per package and version.
+fn features(
+    args: &[&str],
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["tree", "--locked", "--prefix", "none", "-f", "{p} [{f}]"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo tree: {}", text(&out.stderr));
+    let mut map = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for line in text(&out.stdout).lines() {
+        let Some((package, rest)) = line.split_once(" [") else {
+            continue;
+        };
+        let Some(list) = rest.split(']').next() else {
+            continue;
+        };
+        // `name vX.Y.Z` (and the path of a local package).
+        let id: Vec<&str> = package.split_whitespace().take(2).collect();
+        map.entry(id.join(" "))
+            .or_default()
+            .extend(list.split(',').filter(|f| !f.is_empty()).map(str::to_owned));
+    }
+    map
+}
+
+#[test]
+fn cargo_run_after_the_tests_compiles_with_their_feature_set() {
+    // What `cargo test --workspace` builds, dev-dependencies included, and
+    // what `cargo run` (the lext package alone) builds.
+    let tests = features(&["--workspace", "-e", "normal,build,dev"]);
+    let run = features(&["-p", "lext", "-e", "normal,build"]);
+    let differ: Vec<String> = run
+        .iter()
+        .filter(|(package, set)| tests.get(*package) != Some(set))
+        .map(|(package, set)| {
+            let extra: Vec<_> = tests[package].difference(set).collect();
+            format!("{package}: the tests add {extra:?}")
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "cargo run would compile these (and every crate above them) again after the tests; \
+         ask for the same features in the lext package's [dependencies] (\"One feature \
+         set\"):\n{}",
+        differ.join("\n")
+    );
+}
