@@ -1,9 +1,9 @@
 //! End-to-end tests of the extension author's workflow: `lext new` then
-//! `lext build`, `package`, `check`, `run` and the generated project's own
-//! `cargo test`; `lext build`'s cargo passthrough, size profile and
+//! `lext build`, `package`, `check`, `publish` (to moto), `run` and the
+//! generated project's own `cargo test`; `lext build`'s cargo passthrough, size profile and
 //! missing-target line; `lext invoke` against `lext run --serve`, next to
 //! aws-cli. Real processes on 127.0.0.1 (cargo-zigbuild with Zig,
-//! awslambdaric, aws-cli from the test venv); a missing peer fails the test
+//! awslambdaric, aws-cli and moto from the test venv); a missing peer fails the test
 //! with a message naming scripts/install-test-deps.
 
 // A failed unwrap is a failed test: that is what tests are for.
@@ -65,9 +65,10 @@ fn assert_one_error_line(out: &Output, needle: &str) {
 // --- lext new -----------------------------------------------------------------
 
 /// `lext new NAME FLAGS` in a temporary directory, then build, package,
-/// check and run three invokes from the layer, each with no edit; with
-/// `cargo_test`, the generated project's own test too.
-fn scaffold(name: &str, flags: &[&str], cargo_test: bool) {
+/// check, publish to `publish_to` (if given) and run three invokes from the
+/// layer, each with no edit; with `cargo_test`, the generated project's own
+/// test too.
+fn scaffold(name: &str, flags: &[&str], publish_to: Option<&Moto>, cargo_test: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let (stdout, _) = ok(
         "lext new",
@@ -113,6 +114,31 @@ fn scaffold(name: &str, flags: &[&str], cargo_test: bool) {
         stdout.contains("ok for provided.al2 (x86_64)"),
         "check: {stdout}"
     );
+
+    if let Some(moto) = publish_to {
+        // layer-name and compatible-runtimes from [package.metadata.lext]:
+        // no flag but where to publish.
+        let home = tempfile::tempdir().unwrap();
+        let (stdout, _) = ok(
+            "lext publish",
+            lext_aws(home.path())
+                .current_dir(&project)
+                .env_remove("CARGO_TARGET_DIR")
+                .args(["publish", "--output", "json", "--endpoint-url", &moto.url]),
+        );
+        let published: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            published["LayerVersionArn"],
+            format!("arn:aws:lambda:us-east-1:123456789012:layer:{name}:1"),
+            "{stdout}"
+        );
+        assert_eq!(
+            published["CompatibleRuntimes"],
+            serde_json::json!(["provided.al2023", "provided.al2"]),
+            "{stdout}"
+        );
+        assert_eq!(moto.layer_versions(name).len(), 1);
+    }
 
     let (stdout, stderr) = ok(
         "lext run --layer",
@@ -164,14 +190,15 @@ fn scaffold(name: &str, flags: &[&str], cargo_test: bool) {
 }
 
 #[test]
-fn new_telemetry_then_build_package_check_run_and_its_cargo_test() {
-    scaffold("demo", &["--telemetry"], true);
+fn new_telemetry_then_build_package_check_publish_run_and_its_cargo_test() {
+    let moto = Moto::start();
+    scaffold("demo", &["--telemetry"], Some(&moto), true);
 }
 
 #[test]
 fn new_async_telemetry_then_build_package_check_run() {
     // Another name: the two projects share a cargo target directory.
-    scaffold("demo-async", &["--telemetry", "--async"], false);
+    scaffold("demo-async", &["--telemetry", "--async"], None, false);
 }
 
 #[test]
