@@ -26,6 +26,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     // Each subcommand's arguments live in its own module under `cmd/`.
     // Add new subcommands here, one line each.
+    /// Create an extension project: Cargo.toml with [package.metadata.lext]
+    /// and a size-tuned release profile, src/main.rs, a test that runs it
+    /// in the local environment, and a README (no network needed).
+    New(crate::cmd::new::Args),
     /// Build the project's extension binaries for Lambda (release, glibc 2.26,
     /// x86_64 or arm64) into target/lambda/extensions/.
     Build(crate::cmd::build::Args),
@@ -41,6 +45,10 @@ pub(crate) enum Command {
     /// Run extensions and a function locally in a Lambda-like execution
     /// environment (Init, invokes, shutdown, Telemetry API, REPORT lines).
     Run(crate::cmd::run::Args),
+    /// Invoke a function served by `lext run --serve` (or on Lambda) once,
+    /// and print the response and aws-cli's summary, with aws-cli's exit
+    /// codes.
+    Invoke(crate::cmd::invoke::Args),
     /// The built-in echo runtime that `lext run` starts when no --function is
     /// given (internal).
     #[command(name = "__echo-runtime", hide = true)]

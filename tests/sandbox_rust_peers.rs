@@ -6,11 +6,11 @@
 
 mod sandbox_support;
 
-use sandbox_support::{build_bins, free_port, Scene};
+use sandbox_support::{build_peer_bins, free_port, Scene};
 
 #[test]
 fn lambda_runtime_function_with_lambda_extension_peers() {
-    let bins = build_bins(&["lext-peer-function", "lext-peer-extensions"]);
+    let bins = build_peer_bins(&["lext-peer-function", "lext-peer-extensions"]);
     let function = bins["lext-peer-function"].display().to_string();
     let basic = bins["basic-extension"].display().to_string();
     let telemetry = bins["telemetry-extension"].display().to_string();
@@ -85,7 +85,7 @@ fn lambda_runtime_function_with_lambda_extension_peers() {
 
 #[test]
 fn lambda_runtime_function_error_and_timeout() {
-    let bins = build_bins(&["lext-peer-function"]);
+    let bins = build_peer_bins(&["lext-peer-function"]);
     let function = bins["lext-peer-function"].display().to_string();
     let s = Scene::new();
     let r = s.lext(&[

@@ -29,10 +29,36 @@ pub(crate) struct Args {
     #[arg(long = "bin", value_name = "NAME")]
     pub bins: Vec<String>,
 
-    /// CPU architecture of the function: x86_64 or arm64 (needs the
-    /// aarch64-unknown-linux-gnu Rust target).
-    #[arg(long, value_name = "ARCH", default_value = "x86_64")]
-    pub arch: Arch,
+    /// CPU architecture of the function: x86_64 or arm64 [default: `arch`
+    /// of [package.metadata.lext], else x86_64]. A missing Rust target
+    /// (aarch64-unknown-linux-gnu for arm64) is installed with `rustup
+    /// target add` when rustup is on PATH.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
+
+    /// Features to activate, as cargo takes them (space or comma separated;
+    /// repeatable).
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    pub features: Vec<String>,
+
+    /// Do not activate the `default` feature.
+    #[arg(long)]
+    pub no_default_features: bool,
+
+    /// The cargo profile [default: release, with lext's size settings
+    /// (opt-level "z", fat LTO, one codegen unit, panic=abort, stripped)
+    /// unless the project's Cargo.toml sets [profile.release] itself].
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+
+    /// Refuse to change Cargo.lock (cargo --locked).
+    #[arg(long)]
+    pub locked: bool,
+
+    /// cargo's target directory, where it compiles [default: the project's];
+    /// the extensions still go to the project's target/lambda/extensions.
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
 }
 
 /// The exit codes, one line after `--help` (`main` exits 1 on any error,
@@ -47,15 +73,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = BuildOptions {
         manifest_path: args.manifest_path,
         bins: args.bins,
-        arch: Some(args.arch),
+        arch: args.arch,
+        features: args.features,
+        no_default_features: args.no_default_features,
+        profile: args.profile,
+        locked: args.locked,
+        target_dir: args.target_dir,
     };
-    let built = build::build(&options).context("lext build")?;
+    let built = build::build_with(&options, |note| note!("lext: {note}")).context("lext build")?;
     let mut out = std::io::stdout().lock();
-    for bin in &built {
+    for bin in &built.binaries {
         let glibc = bin
             .max_glibc
             .map_or_else(|| "no glibc".to_owned(), |v| format!("GLIBC_{v} max"));
-        eprintln!("built {} ({}, {glibc})", bin.name, args.arch);
+        let size = std::fs::metadata(&bin.path).map_or(0, |m| m.len());
+        note!("built {} ({}, {glibc}, {size} bytes)", bin.name, built.arch);
         writeln!(out, "{}", bin.path.display())?;
     }
     Ok(ExitCode::SUCCESS)

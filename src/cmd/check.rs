@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use lext_layer::project::Project;
 use lext_layer::{check, Arch, CheckOptions, Listing, Runtime};
 
@@ -20,12 +22,14 @@ pub(crate) struct Args {
     pub layer: Option<PathBuf>,
 
     /// The runtime whose glibc and interpreters the layer must fit:
-    /// provided.al2 (glibc 2.26) or provided.al2023 (glibc 2.34).
-    #[arg(long, value_name = "RUNTIME", default_value = "provided.al2")]
-    pub runtime: Runtime,
+    /// provided.al2 (glibc 2.26) or provided.al2023 (glibc 2.34) [default:
+    /// the oldest of `compatible-runtimes` in [package.metadata.lext], else
+    /// provided.al2].
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<Runtime>,
 
-    /// The function's architecture, x86_64 or arm64 [default: any, but one
-    /// for all extensions].
+    /// The function's architecture, x86_64 or arm64 [default: `arch` of
+    /// [package.metadata.lext], else any, but one for all extensions].
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<Arch>,
 
@@ -41,14 +45,26 @@ const EXIT_CODES: &str = "Exit codes: 0 no problem (an ok line on stdout); 1 a p
 
 /// Prints each problem on stdout; exits 1 if there is any.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let project = match &args.layer {
+        Some(_) => Project::find(args.manifest_path.as_deref())?,
+        None => Some(Project::load(args.manifest_path.as_deref())?),
+    };
+    let settings = project.as_ref().map(|p| &p.settings);
     let layer = match args.layer {
         Some(path) => path,
-        None => Project::load(args.manifest_path.as_deref())?.default_zip(),
+        // Loaded above when no layer is given.
+        None => project
+            .as_ref()
+            .map(Project::default_zip)
+            .context("no Cargo project to find the layer zip in")?,
     };
     let listing = Listing::read(&layer).map_err(|err| anyhow::anyhow!(each_cause_once(&err)))?;
     let options = CheckOptions {
-        runtime: args.runtime,
-        arch: args.arch,
+        runtime: args
+            .runtime
+            .or_else(|| settings.and_then(|s| s.check_runtime()))
+            .unwrap_or(Runtime::ProvidedAl2),
+        arch: args.arch.or_else(|| settings.and_then(|s| s.arch)),
     };
     let problems = check(&listing, &options);
     let mut out = std::io::stdout().lock();

@@ -14,6 +14,8 @@ macro_rules! note {
 pub(crate) mod build;
 pub(crate) mod check;
 mod example;
+pub(crate) mod invoke;
+pub(crate) mod new;
 pub(crate) mod package;
 pub(crate) mod publish;
 pub(crate) mod run;
@@ -28,11 +30,13 @@ use crate::cli::Command;
 /// Runs one subcommand and returns the process exit code.
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Package(args) => package::run(args),
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Run(args) => run::run(args),
+        Command::Invoke(args) => invoke::run(args),
         Command::EchoRuntime => run_echo_runtime(),
     }
 }

@@ -31,7 +31,9 @@ pub(crate) struct Args {
     pub extensions_dir: Option<PathBuf>,
 
     /// Extra file or directory for the layer, at DEST inside it (it lands in
-    /// /opt/DEST) [default DEST: SRC's file name]. Repeatable.
+    /// /opt/DEST) [default DEST: SRC's file name]. Repeatable. Given, it
+    /// replaces the `include` list of [package.metadata.lext] (whose SRCs
+    /// are relative to the Cargo.toml's directory).
     #[arg(long = "include", value_name = "SRC[:DEST]")]
     pub includes: Vec<String>,
 
@@ -49,23 +51,35 @@ const EXIT_CODES: &str = "Exit codes: 0 zip written (its path on stdout); 1 noth
 
 /// Packages, then prints the zip's path on stdout.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let includes = args
-        .includes
+    // Outside any Cargo project, prebuilt binaries are packaged all the
+    // same: the project is needed only for a default path or a setting.
+    let project = match (&args.extensions_dir, &args.output) {
+        (Some(_), Some(_)) => Project::find(args.manifest_path.as_deref())?,
+        _ => Some(Project::load(args.manifest_path.as_deref())?),
+    };
+    let specs = match (&project, args.includes.is_empty()) {
+        (Some(project), true) => project.includes(),
+        _ => args.includes,
+    };
+    let includes = specs
         .iter()
         .map(|spec| Include::parse(spec))
         .collect::<Result<Vec<_>, _>>()?;
-    // The Cargo project is read only when a default path is needed, so
-    // packaging prebuilt binaries works outside any project.
     let default_dir = args.extensions_dir.is_none();
-    let (dir, output) = match (args.extensions_dir, args.output) {
-        (Some(dir), Some(output)) => (dir, output),
-        (dir, output) => {
-            let project = Project::load(args.manifest_path.as_deref())?;
-            (
-                dir.unwrap_or_else(|| project.extensions_dir()),
-                output.unwrap_or_else(|| project.default_zip()),
-            )
-        }
+    // Loaded above when a default is needed.
+    let default = |path: fn(&Project) -> PathBuf| {
+        project
+            .as_ref()
+            .map(path)
+            .context("no Cargo project to find the default paths in")
+    };
+    let dir = match args.extensions_dir {
+        Some(dir) => dir,
+        None => default(Project::extensions_dir)?,
+    };
+    let output = match args.output {
+        Some(output) => output,
+        None => default(Project::default_zip)?,
     };
     let manifest = build::manifest_path(&dir);
     if default_dir && dir.is_dir() && !manifest.exists() {

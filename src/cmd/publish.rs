@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use lext_layer::project::Project;
 use lext_layer::publish::{self, AwsOptions, LayerVersion, PublishError, PublishOptions};
 
@@ -28,17 +30,14 @@ pub(crate) struct Args {
     #[arg(value_name = "ZIP")]
     pub zip: Option<PathBuf>,
 
-    /// The layer's name (or layer ARN); each publish adds a version.
+    /// The layer's name (or layer ARN); each publish adds a version
+    /// [default: `layer-name` of [package.metadata.lext]].
     #[arg(long, value_name = "NAME")]
-    pub layer_name: String,
+    pub layer_name: Option<String>,
 
-    /// CompatibleRuntimes (up to 15).
-    #[arg(
-        long,
-        value_name = "RUNTIME",
-        num_args = 1..,
-        default_values_t = publish::DEFAULT_RUNTIMES.map(String::from)
-    )]
+    /// CompatibleRuntimes (up to 15) [default: `compatible-runtimes` of
+    /// [package.metadata.lext], else provided.al2 provided.al2023].
+    #[arg(long, value_name = "RUNTIME", num_args = 1..)]
     pub compatible_runtimes: Vec<String>,
 
     /// The version's description (up to 256 characters).
@@ -58,7 +57,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FUNCTION")]
     pub attach: Option<String>,
 
-    /// AWS region [default: from the environment or profile].
+    /// AWS region [default: `region` of [package.metadata.lext], else from
+    /// the environment or profile].
     #[arg(long)]
     pub region: Option<String>,
 
@@ -92,19 +92,42 @@ const EXIT_CODES: &str = "Exit codes: 0 published (and attached with --attach); 
 
 /// Publishes; prints the ARN (or JSON) on stdout.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let project = match &args.zip {
+        Some(_) => Project::find(args.manifest_path.as_deref())?,
+        None => Some(Project::load(args.manifest_path.as_deref())?),
+    };
+    let settings = project
+        .as_ref()
+        .map(|p| p.settings.clone())
+        .unwrap_or_default();
     let zip = match args.zip {
         Some(path) => path,
-        None => Project::load(args.manifest_path.as_deref())?.default_zip(),
+        // Loaded above when no zip is given.
+        None => project
+            .as_ref()
+            .map(Project::default_zip)
+            .context("no Cargo project to find the layer zip in")?,
+    };
+    let Some(layer_name) = args.layer_name.or(settings.layer_name) else {
+        anyhow::bail!(
+            "no layer name: pass --layer-name NAME, or set layer-name in [package.metadata.lext] \
+             of the project's Cargo.toml"
+        );
+    };
+    let compatible_runtimes = match args.compatible_runtimes.is_empty() {
+        true => settings.compatible_runtimes,
+        false => args.compatible_runtimes,
     };
     let options = PublishOptions {
         zip,
-        layer_name: args.layer_name,
-        compatible_runtimes: args.compatible_runtimes,
+        layer_name,
+        // Empty: publish::DEFAULT_RUNTIMES.
+        compatible_runtimes,
         description: args.description,
         license_info: args.license_info,
         attach: args.attach,
         aws: AwsOptions {
-            region: args.region,
+            region: args.region.or(settings.region),
             profile: args.profile,
             endpoint_url: args.endpoint_url,
         },

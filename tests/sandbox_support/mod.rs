@@ -433,12 +433,28 @@ pub(crate) fn interrupt(child: &mut Child) -> std::process::ExitStatus {
 /// name. A separate target directory: the outer `cargo test` may hold the
 /// lock of the usual one.
 pub(crate) fn build_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
+    build_bins_of(None, packages)
+}
+
+/// [`build_bins`] for the test peers on AWS's crates, a workspace of their
+/// own (tests/peers/Cargo.toml).
+pub(crate) fn build_peer_bins(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
+    build_bins_of(Some(&repo().join("tests/peers/Cargo.toml")), packages)
+}
+
+fn build_bins_of(
+    manifest: Option<&Path>,
+    packages: &[&str],
+) -> std::collections::HashMap<String, PathBuf> {
     let target = std::env::temp_dir().join("lext-e2e-nested-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo())
         .env("CARGO_TARGET_DIR", &target)
         .args(["build", "--quiet", "--message-format=json"]);
+    if let Some(manifest) = manifest {
+        cmd.arg("--manifest-path").arg(manifest);
+    }
     for p in packages {
         cmd.args(["-p", p]);
     }

@@ -1,11 +1,15 @@
 //! Where the Lambda APIs are: `AWS_LAMBDA_RUNTIME_API`, read without panics.
 //!
 //! This module owns turning the environment variable (or an explicit value)
-//! into an [`Endpoint`]: the `host:port` authority sent as `Host`, and the
-//! socket addresses to connect to. Lambda sets a plain `127.0.0.1:9001`; some
-//! tools set `http://host:port`, so a leading `http://` and a trailing `/`
-//! are accepted. Anything else is an [`Error::Env`] naming the variable,
-//! never a panic (the official crate `expect`s here).
+//! into an [`Endpoint`]: the `host:port` authority sent as `Host`, the
+//! socket addresses to connect to, and a base path. Lambda sets a plain
+//! `127.0.0.1:9001`; some tools set `http://host:port`, so a leading
+//! `http://` and a trailing `/` are accepted. `cargo lambda watch` serves the
+//! APIs under a path (`127.0.0.1:9000/.rt`): the value is then a base URL,
+//! and every request path is appended to it
+//! (`/.rt/2020-01-01/extension/register`). Anything else is an
+//! [`Error::Env`] naming the variable, never a panic (the official crate
+//! `expect`s here).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -17,6 +21,9 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     authority: String,
+    /// `""`, or a path such as `/.rt` (no trailing `/`) that every request
+    /// path is appended to.
+    base_path: String,
     addrs: Vec<SocketAddr>,
 }
 
@@ -39,16 +46,20 @@ impl Endpoint {
         }
     }
 
-    /// Parses `host:port`, optionally written as `http://host:port/`.
+    /// Parses `host:port`, optionally written as `http://host:port/`, and
+    /// optionally followed by a base path (`host:port/.rt`).
     ///
     /// # Errors
-    /// [`Error::Env`] if the value is not a `host:port` that resolves.
+    /// [`Error::Env`] if the value is not a `host:port` that resolves, or
+    /// has a query, a fragment or user information.
     ///
     /// # Examples
     /// ```
     /// use lext_extension::Endpoint;
     /// let e = Endpoint::parse("http://127.0.0.1:9001/").unwrap();
-    /// assert_eq!(e.authority(), "127.0.0.1:9001");
+    /// assert_eq!((e.authority(), e.base_path()), ("127.0.0.1:9001", ""));
+    /// let watch = Endpoint::parse("127.0.0.1:9000/.rt").unwrap();
+    /// assert_eq!((watch.authority(), watch.base_path()), ("127.0.0.1:9000", "/.rt"));
     /// assert!(Endpoint::parse("127.0.0.1").is_err());
     /// ```
     pub fn parse(value: &str) -> Result<Self, Error> {
@@ -63,15 +74,19 @@ impl Endpoint {
                 "{value:?}: HTTPS is not used by Lambda's APIs"
             )));
         }
-        let authority = rest.trim_end_matches('/');
+        let rest = rest.trim_end_matches('/');
+        let (authority, base_path) = match rest.find('/') {
+            Some(slash) => rest.split_at(slash),
+            None => (rest, ""),
+        };
         if authority.is_empty() {
             return Err(invalid(
                 "empty; expected host:port, e.g. 127.0.0.1:9001".into(),
             ));
         }
-        if authority.contains(['/', '?', '#', '@', ' ']) {
+        if rest.contains(['?', '#', '@', ' ', '\t']) || base_path.contains("//") {
             return Err(invalid(format!(
-                "{value:?}: expected host:port, e.g. 127.0.0.1:9001"
+                "{value:?}: expected host:port or host:port/path, e.g. 127.0.0.1:9001"
             )));
         }
         let has_port = authority
@@ -91,6 +106,7 @@ impl Endpoint {
         }
         Ok(Self {
             authority: authority.to_string(),
+            base_path: base_path.to_string(),
             addrs,
         })
     }
@@ -98,6 +114,12 @@ impl Endpoint {
     /// The `host:port` sent as the `Host` header.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The path every request path is appended to: `""` for Lambda's own
+    /// `host:port`, `/.rt` for `cargo lambda watch`'s `host:port/.rt`.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
     }
 
     /// The resolved socket addresses, tried in order when connecting.
@@ -135,6 +157,23 @@ mod tests {
     }
 
     #[test]
+    fn a_path_is_a_base_path() {
+        for (v, base) in [
+            ("127.0.0.1:9000/.rt", "/.rt"),
+            ("http://127.0.0.1:9000/.rt/", "/.rt"),
+            ("127.0.0.1:9000/a/b", "/a/b"),
+            ("127.0.0.1:9000/", ""),
+        ] {
+            let e = Endpoint::parse(v).unwrap();
+            assert_eq!(
+                (e.authority(), e.base_path()),
+                ("127.0.0.1:9000", base),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_malformed_values_with_the_variable_name() {
         for v in [
             "",
@@ -143,7 +182,11 @@ mod tests {
             ":9001",
             "127.0.0.1:99999",
             "https://127.0.0.1:9001",
-            "127.0.0.1:9001/path",
+            "127.0.0.1:9001/path?x=1",
+            "127.0.0.1:9001/a#b",
+            "user@127.0.0.1:9001",
+            "127.0.0.1:9001//rt",
+            "/.rt",
             "http://",
         ] {
             match Endpoint::parse(v) {

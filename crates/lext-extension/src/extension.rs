@@ -84,7 +84,8 @@ impl Builder {
         self
     }
 
-    /// Uses this `host:port` instead of `AWS_LAMBDA_RUNTIME_API`.
+    /// Uses this `host:port` (or `host:port/base-path`, see [`Endpoint`])
+    /// instead of `AWS_LAMBDA_RUNTIME_API`.
     pub fn runtime_api(mut self, host_port: impl Into<String>) -> Self {
         self.runtime_api = Some(host_port.into());
         self

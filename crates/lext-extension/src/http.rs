@@ -81,17 +81,18 @@ impl ApiRequest {
     }
 
     /// Encodes the request as HTTP/1.1 bytes for the server at `authority`
-    /// (`host:port`, the `Host` header). Keep-alive is HTTP/1.1's default, so
+    /// (`host:port`, the `Host` header), its path appended to `base_path`
+    /// (`""`, or the `/.rt` of `cargo lambda watch`). Keep-alive is HTTP/1.1's default, so
     /// no `Connection` header is sent. A body is always framed by
     /// `Content-Length`, also when empty for POST/PUT (Lambda's Go server
     /// accepts both; explicit framing is what every client sends).
-    pub(crate) fn encode(&self, authority: &str, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, authority: &str, base_path: &str, out: &mut Vec<u8>) {
         out.clear();
-        let mut head = String::with_capacity(128 + self.path.len());
+        let mut head = String::with_capacity(128 + base_path.len() + self.path.len());
         // `write!` into a String cannot fail; the result is ignored on purpose.
         let _ = write!(
             head,
-            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            "{} {base_path}{} HTTP/1.1\r\nHost: {}\r\n",
             self.method.as_str(),
             self.path,
             authority
@@ -594,7 +595,7 @@ mod tests {
             body: vec![],
         };
         let mut out = Vec::new();
-        get.encode("127.0.0.1:9001", &mut out);
+        get.encode("127.0.0.1:9001", "", &mut out);
         assert_eq!(
             out,
             b"GET /2020-01-01/extension/event/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\
@@ -606,10 +607,16 @@ mod tests {
             headers: vec![],
             body: b"{}".to_vec(),
         };
-        post.encode("h:1", &mut out);
+        post.encode("h:1", "", &mut out);
         assert_eq!(
             out,
             b"POST /x HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\n{}"
+        );
+        // Under a base path (`cargo lambda watch`'s `/.rt`).
+        post.encode("h:1", "/.rt", &mut out);
+        assert_eq!(
+            out,
+            b"POST /.rt/x HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\n{}"
         );
     }
 

@@ -47,7 +47,8 @@
 //!   its event loop, and the Telemetry API listener on hyper (current-thread
 //!   runtime by default, feature `multi-thread` for more).
 //! - `telemetry`: [`TelemetryConfig`] and [`TelemetryBatch`], shared by both
-//!   flavours' listeners.
+//!   flavours' listeners, and the rules of waiting for the last
+//!   `platform.report` after SHUTDOWN ([`REPORT_WAIT_MARGIN`]).
 //! - `request`: pure builders of every request and interpreters of every
 //!   answer; owns [`ExtensionId`] and [`SubscribeOutcome`].
 //! - `http`: the sans-I/O HTTP/1.1 codec both transports share.
@@ -93,4 +94,4 @@ pub use lext_protocol::telemetry::{
 };
 pub use request::{ExtensionId, SubscribeOutcome};
 pub use signal::Signal;
-pub use telemetry::{TelemetryBatch, TelemetryConfig};
+pub use telemetry::{TelemetryBatch, TelemetryConfig, REPORT_WAIT_MARGIN};

@@ -2,15 +2,20 @@
 //!
 //! This module owns the subscription settings ([`TelemetryConfig`]), the
 //! batch type extensions receive ([`TelemetryBatch`]), the subscribe request
-//! and the reading of its answer, and turning a delivered body into a batch.
+//! and the reading of its answer, turning a delivered body into a batch, and
+//! the rules of waiting for the last `platform.report` after SHUTDOWN
+//! ([`REPORT_WAIT_MARGIN`], [`ReportWatch`]), which both flavours'
+//! `wait_for_report` follow.
 //! The listeners themselves live with their flavour: `blocking::telemetry`
 //! (std threads) and `tokio::telemetry` (hyper). Both follow the rules listed
 //! on [`TelemetryConfig`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lext_protocol::extensions::ShutdownEvent;
 use lext_protocol::telemetry::{
-    decode_batch, BatchFailure, Buffering, LogType, SubscribeRequest, TelemetryEvent,
+    decode_batch, BatchFailure, Buffering, LogType, Record, SubscribeRequest, TelemetryEvent,
     DEFAULT_TELEMETRY_SCHEMA, SANDBOX_HOST,
 };
 
@@ -249,4 +254,68 @@ pub(crate) fn to_batch(body: Result<Vec<u8>, String>) -> TelemetryBatch {
             }
         }
     }
+}
+
+/// Time kept back from the SHUTDOWN deadline by `wait_for_report` (either
+/// flavour's): Lambda kills the extension at the deadline, and after the wait
+/// it still has to flush what it collected and exit.
+pub const REPORT_WAIT_MARGIN: Duration = Duration::from_millis(300);
+
+/// The instant `margin` before the SHUTDOWN event's deadline (`deadlineMs`,
+/// Unix epoch milliseconds), on the monotonic clock; now if that has passed.
+pub(crate) fn give_up_at(shutdown: &ShutdownEvent, margin: Duration) -> Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = Duration::from_millis(shutdown.deadline_ms).saturating_sub(now);
+    Instant::now() + left.saturating_sub(margin)
+}
+
+/// Which invoke's `platform.report` a subscription has seen last: every
+/// batch handed to the extension passes through [`ReportWatch::saw`], so a
+/// wait for a report that arrived before SHUTDOWN returns at once.
+///
+/// Lambda emits an invoke's `platform.report` once the invoke is over, that
+/// is once every extension is back in `/event/next`, and delivers it with
+/// the next batch: for the last invoke that batch can leave after SHUTDOWN
+/// has been sent, within the shutdown budget in which extensions are
+/// expected to flush what they collected
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html>).
+#[derive(Debug, Default)]
+pub(crate) struct ReportWatch {
+    last: Option<String>,
+}
+
+impl ReportWatch {
+    /// Notes the request id of the last `platform.report` in `batch`.
+    pub(crate) fn saw(&mut self, batch: &TelemetryBatch) {
+        if let TelemetryBatch::Events { events, .. } = batch {
+            let last = events.iter().rev().find_map(|event| match &event.record {
+                Record::Report(report) => Some(&report.request_id),
+                _ => None,
+            });
+            if let Some(id) = last {
+                self.last = Some(id.clone());
+            }
+        }
+    }
+
+    /// Whether the report of `request_id` has been seen (the last one seen).
+    pub(crate) fn has(&self, request_id: &str) -> bool {
+        self.last.as_deref() == Some(request_id)
+    }
+
+    /// The request id of the last `platform.report` seen.
+    pub(crate) fn last(&self) -> Option<&str> {
+        self.last.as_deref()
+    }
+}
+
+/// Logs the warning of a wait that gave up, and returns `false`.
+pub(crate) fn gave_up(request_id: &str, why: &str) -> bool {
+    tracing::warn!(
+        request_id,
+        "no platform.report for the last invoke {why}; its telemetry is incomplete"
+    );
+    false
 }

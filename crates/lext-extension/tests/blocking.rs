@@ -18,6 +18,29 @@ fn builder(api: &FakeApi) -> lext_extension::Builder {
 }
 
 #[test]
+fn a_runtime_api_with_a_base_path_is_a_base_url() {
+    // `cargo lambda watch` sets AWS_LAMBDA_RUNTIME_API=127.0.0.1:9000/.rt.
+    let api = FakeApi::start(common::under_base_path(lifecycle_script()));
+    let registered = Extension::builder()
+        .name("my-ext")
+        .runtime_api(format!("{}{}", api.api(), common::BASE_PATH))
+        .handle_signals(false)
+        .register()
+        .unwrap();
+    assert_eq!(registered.id().as_str(), ID);
+    let end = registered.run(|_| Ok(())).unwrap();
+    assert!(matches!(end, RunEnd::Shutdown(_)), "{end:?}");
+    assert_eq!(
+        api.paths(),
+        [
+            "/.rt/2020-01-01/extension/register",
+            "/.rt/2020-01-01/extension/event/next",
+            "/.rt/2020-01-01/extension/event/next"
+        ]
+    );
+}
+
+#[test]
 fn register_invoke_shutdown() {
     let api = FakeApi::start(lifecycle_script());
     let registered = builder(&api).accept_account_id(true).register().unwrap();

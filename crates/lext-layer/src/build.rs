@@ -15,8 +15,15 @@
 //! read back and the build fails if any is newer than 2.26.
 //!
 //! Every missing tool is found before cargo starts, with the command that
-//! installs it: cargo-zigbuild, Zig, and the Rust standard library of the
-//! target (only x86_64 ships with a plain rustup install).
+//! installs it: cargo-zigbuild and Zig. The Rust standard library of the
+//! target (only the host's ships with a plain rustup install) is installed
+//! with `rustup target add` where rustup is on PATH; elsewhere the error
+//! says why it cannot be.
+//!
+//! The release profile is tuned for size unless the project tunes it
+//! itself ([`ProfileUsed`]): an extension is loaded at every cold start,
+//! and the settings below take a typical one from about 1 MB to about
+//! 0.5 MB.
 
 use std::env;
 use std::ffi::OsString;
@@ -40,8 +47,107 @@ pub struct BuildOptions {
     pub manifest_path: Option<PathBuf>,
     /// The binaries to build; empty means every binary of the package.
     pub bins: Vec<String>,
-    /// The architecture (x86_64 when `None`).
+    /// The architecture; `None` takes the project's `arch` setting, else
+    /// x86_64.
     pub arch: Option<Arch>,
+    /// `--features` for cargo (each may be a comma-separated list).
+    pub features: Vec<String>,
+    /// `--no-default-features` for cargo.
+    pub no_default_features: bool,
+    /// `--profile` for cargo; `None` is `release`.
+    pub profile: Option<String>,
+    /// `--locked` for cargo.
+    pub locked: bool,
+    /// `--target-dir` for cargo: where it compiles. The extensions still go
+    /// to the project's `target/lambda/extensions`, where the other
+    /// commands look for them.
+    pub target_dir: Option<PathBuf>,
+}
+
+/// The settings lext gives the release profile of a project that sets none
+/// (`cargo --config` overrides, so the project's files are not touched):
+/// `opt-level = "z"`, fat LTO, one codegen unit, `panic = "abort"`, symbols
+/// stripped. `"z"` measured smaller than `"s"` for a scaffolded extension
+/// (see the README); speed hardly matters for code that mostly waits on a
+/// socket.
+pub const SIZE_PROFILE: [(&str, &str); 5] = [
+    ("opt-level", "\"z\""),
+    ("lto", "\"fat\""),
+    ("codegen-units", "1"),
+    ("panic", "\"abort\""),
+    ("strip", "\"symbols\""),
+];
+
+/// Which profile a build used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileUsed {
+    /// `release`, with lext's [`SIZE_PROFILE`]: the project sets no
+    /// `[profile.release]`.
+    SizeTuned,
+    /// The project's own settings of this profile (`release` when its
+    /// Cargo.toml sets `[profile.release]`, or the `--profile` given).
+    Own(String),
+}
+
+impl std::fmt::Display for ProfileUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProfileUsed::SizeTuned => {
+                let settings: Vec<String> = SIZE_PROFILE
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                write!(
+                    f,
+                    "profile release with lext's size settings ({}), as the project's Cargo.toml \
+                     sets no [profile.release]",
+                    settings.join(" ")
+                )
+            }
+            ProfileUsed::Own(name) if name == "release" => {
+                f.write_str("profile release as the project's Cargo.toml sets it")
+            }
+            ProfileUsed::Own(name) => {
+                write!(f, "profile {name} (--profile), as the project sets it")
+            }
+        }
+    }
+}
+
+/// What a build tells its caller along the way, before cargo's own output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Note {
+    /// The profile this build uses.
+    Profile(ProfileUsed),
+    /// The target's standard library is missing; `rustup target add` runs.
+    InstallingTarget {
+        /// The target triple.
+        triple: &'static str,
+    },
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Profile(profile) => write!(f, "{profile}"),
+            Note::InstallingTarget { triple } => write!(
+                f,
+                "the Rust target {triple} is not installed: running `rustup target add {triple}`"
+            ),
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The extensions, in `target/lambda/extensions/`.
+    pub binaries: Vec<BuiltBinary>,
+    /// The profile used.
+    pub profile: ProfileUsed,
+    /// The architecture built for.
+    pub arch: Arch,
 }
 
 /// One built extension.
@@ -91,16 +197,45 @@ pub enum BuildError {
          CARGO_ZIGBUILD_ZIG_PATH"
     )]
     NoZig,
-    /// The Rust standard library of the target is not installed.
+    /// The Rust standard library of the target is not installed, and
+    /// there is no rustup to install it.
     #[error(
-        "the Rust target {triple} is not installed (no {}): run `rustup target add {triple}`",
-        dir.display()
+        "the Rust target {triple} is not installed (no {}) and lext cannot add it: rustup is \
+         not on PATH; install rustup (https://rustup.rs) and run `rustup target add {triple}`, \
+         or install {triple}'s standard library for the toolchain at {}",
+        dir.display(), sysroot.display()
     )]
     MissingTarget {
         /// The target triple.
         triple: &'static str,
         /// The directory that should hold its standard library.
         dir: PathBuf,
+        /// The toolchain's sysroot.
+        sysroot: PathBuf,
+    },
+    /// `rustup target add` ran and failed (its output says why).
+    #[error("`rustup target add {triple}` failed ({status}); see its output above")]
+    TargetInstall {
+        /// The target triple.
+        triple: &'static str,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// `rustup target add` succeeded but the standard library is still not
+    /// where rustc looks (a toolchain not managed by that rustup).
+    #[error(
+        "`rustup target add {triple}` succeeded but {} still has no standard library: the \
+         toolchain at {} is not the one rustup manages; install {triple}'s standard library \
+         for it",
+        dir.display(), sysroot.display()
+    )]
+    TargetStillMissing {
+        /// The target triple.
+        triple: &'static str,
+        /// The directory that should hold its standard library.
+        dir: PathBuf,
+        /// The toolchain's sysroot.
+        sysroot: PathBuf,
     },
     /// A tool could not be run.
     #[error("cannot run `{tool}`")]
@@ -166,9 +301,21 @@ pub enum BuildError {
 
 /// Builds the extensions and returns them, checked, in
 /// `target/lambda/extensions/`.
-pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
+pub fn build(options: &BuildOptions) -> Result<Built, BuildError> {
+    build_with(options, |_| {})
+}
+
+/// [`build`], telling `notes` what it decides and does on the way (the
+/// profile, a target being installed), before cargo's own output.
+pub fn build_with(
+    options: &BuildOptions,
+    mut notes: impl FnMut(Note),
+) -> Result<Built, BuildError> {
     let project = Project::load(options.manifest_path.as_deref())?;
-    let arch = options.arch.unwrap_or(Arch::X86_64);
+    let arch = options
+        .arch
+        .or(project.settings.arch)
+        .unwrap_or(Arch::X86_64);
     let binaries = select_binaries(&project, &options.bins)?;
 
     // Preflight: every missing tool is reported before cargo runs for
@@ -185,16 +332,50 @@ pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    check_target_installed(arch, &project_dir)?;
+    ensure_target(arch, &project_dir, &mut notes)?;
+
+    let profile = match options.profile.as_deref() {
+        None | Some("release") if !project.defines_profile("release") => ProfileUsed::SizeTuned,
+        None => ProfileUsed::Own("release".into()),
+        Some(name) => ProfileUsed::Own(name.to_owned()),
+    };
+    notes(Note::Profile(profile.clone()));
+    let profile_name = match &profile {
+        ProfileUsed::SizeTuned => "release",
+        ProfileUsed::Own(name) => name.as_str(),
+    };
 
     let zig_target = format!("{}.{}", arch.rust_triple(), glibc_suffix());
     let mut cmd = Command::new(cargo());
     cmd.arg("zigbuild")
-        .arg("--release")
+        .arg("--profile")
+        .arg(profile_name)
         .arg("--target")
         .arg(&zig_target)
         .arg("--manifest-path")
         .arg(&project.manifest_path);
+    if profile == ProfileUsed::SizeTuned {
+        for (key, value) in SIZE_PROFILE {
+            cmd.arg("--config")
+                .arg(format!("profile.release.{key}={value}"));
+        }
+    }
+    for features in &options.features {
+        cmd.arg("--features").arg(features);
+    }
+    if options.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if options.locked {
+        cmd.arg("--locked");
+    }
+    let target_dir = options
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| project.target_dir.clone());
+    if let Some(dir) = &options.target_dir {
+        cmd.arg("--target-dir").arg(dir);
+    }
     for bin in &binaries {
         cmd.arg("--package").arg(&bin.package);
         cmd.arg("--bin").arg(&bin.name);
@@ -212,7 +393,9 @@ pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
         return Err(BuildError::Cargo { status });
     }
 
-    let out_dir = project.target_dir.join(arch.rust_triple()).join("release");
+    let out_dir = target_dir
+        .join(arch.rust_triple())
+        .join(profile_dir(profile_name));
     // Every binary is proven before the directory is touched, so a failed
     // build leaves the previous output whole.
     let mut verified = Vec::new();
@@ -238,7 +421,21 @@ pub fn build(options: &BuildOptions) -> Result<Vec<BuiltBinary>, BuildError> {
     for bin in &built {
         tracing::info!(extension = %bin.name, path = %bin.path.display(), glibc = ?bin.max_glibc, "built");
     }
-    Ok(built)
+    Ok(Built {
+        binaries: built,
+        profile,
+        arch,
+    })
+}
+
+/// The directory cargo writes a profile's output to: `dev` and `test` in
+/// `debug/`, `bench` in `release/`, any other profile under its own name.
+fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
 }
 
 /// A binary cargo wrote, read and proven.
@@ -506,7 +703,64 @@ fn zig_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Fails with the `rustup target add` fix when the target's standard
+/// Makes sure the target's standard library is installed: when it is not,
+/// runs `rustup target add` (from the project directory, so a
+/// `rust-toolchain.toml` there picks the toolchain) where rustup is on
+/// PATH, and fails saying why otherwise.
+fn ensure_target(
+    arch: Arch,
+    project_dir: &Path,
+    notes: &mut impl FnMut(Note),
+) -> Result<(), BuildError> {
+    let Err(missing) = check_target_installed(arch, project_dir) else {
+        return Ok(());
+    };
+    let BuildError::MissingTarget {
+        triple,
+        dir,
+        sysroot,
+    } = missing
+    else {
+        return Err(missing);
+    };
+    let Some(rustup) = find_in_path("rustup") else {
+        return Err(BuildError::MissingTarget {
+            triple,
+            dir,
+            sysroot,
+        });
+    };
+    notes(Note::InstallingTarget { triple });
+    // rustup's progress goes to our stderr, as cargo's does.
+    let status = Command::new(&rustup)
+        .args(["target", "add", triple])
+        .current_dir(project_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|source| BuildError::Spawn {
+            tool: format!("rustup target add {triple}"),
+            source,
+        })?;
+    if !status.success() {
+        return Err(BuildError::TargetInstall { triple, status });
+    }
+    match check_target_installed(arch, project_dir) {
+        Err(BuildError::MissingTarget {
+            triple,
+            dir,
+            sysroot,
+        }) => Err(BuildError::TargetStillMissing {
+            triple,
+            dir,
+            sysroot,
+        }),
+        other => other,
+    }
+}
+
+/// Fails with [`BuildError::MissingTarget`] when the target's standard
 /// library is not in the sysroot of the rustc cargo will use (run from the
 /// project directory, so a `rust-toolchain.toml` there is honoured).
 fn check_target_installed(arch: Arch, project_dir: &Path) -> Result<(), BuildError> {
@@ -529,13 +783,25 @@ fn check_target_installed(arch: Arch, project_dir: &Path) -> Result<(), BuildErr
     if has_std {
         Ok(())
     } else {
-        Err(BuildError::MissingTarget { triple, dir })
+        Err(BuildError::MissingTarget {
+            triple,
+            dir,
+            sysroot,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_map_to_cargo_s_directories() {
+        assert_eq!(profile_dir("release"), "release");
+        assert_eq!(profile_dir("dev"), "debug");
+        assert_eq!(profile_dir("bench"), "release");
+        assert_eq!(profile_dir("small"), "small");
+    }
 
     #[test]
     fn missing_aarch64_target_names_the_fix() {
@@ -547,7 +813,8 @@ mod tests {
             Err(err) => {
                 let msg = err.to_string();
                 assert!(
-                    msg.contains("rustup target add aarch64-unknown-linux-gnu"),
+                    msg.contains("rustup target add aarch64-unknown-linux-gnu")
+                        && msg.contains("rustup is not on PATH"),
                     "{msg}"
                 );
             }

@@ -26,11 +26,15 @@
 //!   glibc 2.26 and copy them to `target/lambda/extensions/`.
 //! - `publish` (feature `publish`): PublishLayerVersion and
 //!   UpdateFunctionConfiguration through the AWS SDK for Rust.
+//! - `invoke` (feature `publish`): one Invoke call, to `lext run --serve`
+//!   or Lambda, on the same client, with aws-cli's return codes.
 
 pub mod build;
 pub mod check;
 pub mod elf;
 pub mod extract;
+#[cfg(feature = "publish")]
+pub mod invoke;
 pub mod listing;
 pub mod package;
 pub mod platform;

@@ -126,6 +126,22 @@ impl Runtime {
         }
     }
 
+    /// The oldest of `runtimes` (the one with the lowest glibc), the one a
+    /// layer for all of them must fit: `provided.al2023` only when every
+    /// runtime is `provided.al2023`, else `provided.al2` (also for names
+    /// that are not OS-only runtimes).
+    pub fn oldest_of(runtimes: &[String]) -> Runtime {
+        if !runtimes.is_empty()
+            && runtimes
+                .iter()
+                .all(|r| r == Runtime::ProvidedAl2023.as_str())
+        {
+            Runtime::ProvidedAl2023
+        } else {
+            Runtime::ProvidedAl2
+        }
+    }
+
     /// The newest glibc symbol version the runtime's libc provides.
     pub fn glibc_floor(self) -> GlibcVersion {
         match self {

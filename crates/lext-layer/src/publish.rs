@@ -546,14 +546,7 @@ fn runtimes_or_default(given: &[String]) -> Vec<String> {
 /// compatible runtime is it; otherwise the oldest, `provided.al2` (also used
 /// for language runtimes, whose images may be Amazon Linux 2).
 fn check_runtime(runtimes: &[String]) -> Runtime {
-    if runtimes
-        .iter()
-        .all(|r| r == Runtime::ProvidedAl2023.as_str())
-    {
-        Runtime::ProvidedAl2023
-    } else {
-        Runtime::ProvidedAl2
-    }
+    Runtime::oldest_of(runtimes)
 }
 
 fn sdk_arches(arches: &BTreeSet<Arch>) -> Option<Vec<Architecture>> {
@@ -627,7 +620,7 @@ fn validate(options: &PublishOptions) -> Result<(), PublishError> {
 /// and neither shared file defines it. aws-cli refuses such a profile
 /// before anything else, even `default`; the SDK would silently sign with
 /// whatever else its chain finds.
-fn check_profile(aws: &AwsOptions) -> Result<(), PublishError> {
+pub(crate) fn check_profile(aws: &AwsOptions) -> Result<(), PublishError> {
     let name = match &aws.profile {
         Some(name) => name.clone(),
         None => match std::env::var("AWS_PROFILE") {
@@ -737,9 +730,6 @@ pub fn read_timeout(upload_bytes: u64) -> Duration {
 
 /// Builds the Lambda client from the standard chain plus the options.
 async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishError> {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     // Connect fails fast (an unreachable endpoint costs seconds, not the
     // SDK's default minutes); reads get time in proportion to the upload.
     let timeouts = TimeoutConfig::builder()
@@ -751,6 +741,35 @@ async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishEr
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(2));
+    let config = load_config(aws, timeouts, retries, Signing::Signed, None).await?;
+    Ok(Client::new(&config))
+}
+
+/// Which credentials sign the requests (SigV4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signing {
+    /// Credentials from the standard chain (resolved up front).
+    Signed,
+    /// Fixed placeholder credentials, for a local endpoint that checks no
+    /// signature (`lext run --serve`): nothing to configure, nothing real
+    /// sent. (The SDK cannot send a Lambda request unsigned: its only auth
+    /// scheme is SigV4.)
+    Placeholder,
+}
+
+/// The SDK configuration from the standard chain plus the options, with
+/// lext's HTTP client (hyper, rustls on `ring`). Without a region anywhere
+/// it takes `default_region`, else fails.
+pub(crate) async fn load_config(
+    aws: &AwsOptions,
+    timeouts: TimeoutConfig,
+    retries: RetryConfig,
+    signing: Signing,
+    default_region: Option<&str>,
+) -> Result<aws_config::SdkConfig, PublishError> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(timeouts)
@@ -764,9 +783,26 @@ async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishEr
     if let Some(url) = &aws.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let config = loader.load().await;
+    if signing == Signing::Placeholder {
+        loader = loader.credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "lext-local",
+            "lext-local",
+            None,
+            None,
+            "lext-placeholder",
+        ));
+    }
+    let mut config = loader.load().await;
     if config.region().is_none() {
-        return Err(PublishError::NoRegion);
+        match default_region {
+            Some(region) => {
+                config = config
+                    .into_builder()
+                    .region(Region::new(region.to_owned()))
+                    .build();
+            }
+            None => return Err(PublishError::NoRegion),
+        }
     }
     // Resolve credentials once up front: a failure here gets its own clear
     // message instead of the SDK's "dispatch failure" wording.
@@ -775,12 +811,12 @@ async fn client(aws: &AwsOptions, upload_bytes: u64) -> Result<Client, PublishEr
             return Err(PublishError::NoCredentials(error_chain(&err)));
         }
     }
-    Ok(Client::new(&config))
+    Ok(config)
 }
 
 /// One line for any SDK error: the service's code and message when it
 /// answered, else the cause chain (credentials, DNS, connect, timeout).
-fn sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PublishError
+pub(crate) fn sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -75,14 +75,14 @@ fn main() -> ExitCode {
         "Waiting for event...",
     ]);
     let end = registered.run(|event| {
-        match event {
+        match &event {
             NextEvent::Shutdown(shutdown) => {
                 let shown = pretty(&ShutdownView::from(shutdown));
                 out.line(&format!("Received event: {shown}"));
             }
             // Both lines in one write: one syscall per event on the hot path.
             NextEvent::Invoke(_) => out.lines(&[
-                &format!("Received event: {}", pretty(event)),
+                &format!("Received event: {}", pretty(&event)),
                 "Waiting for event...",
             ]),
         }

@@ -38,14 +38,14 @@
 //! - **The last invoke's report comes after the invoke.** `platform.report`
 //!   is sent when the invoke ends, and may still be on its way when SHUTDOWN
 //!   arrives, so at SHUTDOWN the extension waits for it, until the shutdown
-//!   deadline minus a safety margin at most.
+//!   deadline minus a safety margin at most (the SDK's
+//!   `TelemetrySubscription::wait_for_report`).
 //!
 //! Nothing is dropped silently: elements that did not decode and batches
 //! that were not a JSON array are printed as `warning:` lines.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lext_extension::{
     Buffering, Error, EventType, Extension, LogRecord, LogType, NextEvent, Record, RunEnd,
@@ -54,10 +54,6 @@ use lext_extension::{
 
 /// The shortest batching window Lambda accepts (milliseconds).
 const BUFFERING_TIMEOUT_MS: u32 = 25;
-
-/// Time kept back from the shutdown deadline: Lambda kills the extension
-/// at the deadline, and it still has to print and exit.
-const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
 
 /// What every line about a telemetry event starts with (after the prefix);
 /// also how this extension recognises its own lines when they come back.
@@ -112,7 +108,7 @@ fn main() -> ExitCode {
     let mut last_invoke: Option<String> = None;
     let end = registered.run(|event| {
         if let NextEvent::Invoke(invoke) = event {
-            last_invoke = Some(invoke.request_id.clone());
+            last_invoke = Some(invoke.request_id);
         }
         // Whatever arrived while we were waiting for this event.
         while let Some(batch) = telemetry.try_recv() {
@@ -129,8 +125,15 @@ fn main() -> ExitCode {
             ));
             let subscribed = matches!(telemetry.outcome(), SubscribeOutcome::Subscribed);
             if let (true, Some(request_id)) = (subscribed, last_invoke) {
-                let until = deadline(shutdown.deadline_ms).saturating_sub(SHUTDOWN_MARGIN);
-                wait_for_report(&telemetry, &mut printer, &request_id, until);
+                // Until the deadline less the SDK's margin (300 ms), for
+                // the printing and the exit.
+                let arrived =
+                    telemetry.wait_for_report(&request_id, &shutdown, |b| printer.batch(b));
+                if !arrived {
+                    printer.line(&format!(
+                        "warning: no platform.report for {request_id} before the shutdown deadline"
+                    ));
+                }
             }
         }
         Ok(RunEnd::Signal(signal)) => printer.line(&format!("Received {signal}")),
@@ -150,46 +153,11 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Prints batches until the `platform.report` of `request_id` has been
-/// printed, or until `until` (time left from now) has run out.
-fn wait_for_report(
-    telemetry: &lext_extension::blocking::TelemetrySubscription,
-    printer: &mut Printer,
-    request_id: &str,
-    until: Duration,
-) {
-    let give_up = std::time::Instant::now() + until;
-    while printer.last_report.as_deref() != Some(request_id) {
-        let left = give_up.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            printer.line(&format!(
-                "warning: no platform.report for {request_id} before the shutdown deadline"
-            ));
-            return;
-        }
-        // `None`: timed out (the next turn reports it).
-        if let Some(batch) = telemetry.recv_timeout(left) {
-            printer.batch(batch);
-        }
-    }
-}
-
-/// The time from now until `deadline_ms` (milliseconds since the Unix
-/// epoch, as Lambda sends it); zero if it has passed.
-fn deadline(deadline_ms: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_millis(deadline_ms).saturating_sub(now)
-}
-
 /// Writes the extension's prefixed lines, and remembers what it has seen.
 struct Printer {
     prefix: String,
     /// How this extension's own telemetry lines start.
     echo_start: String,
-    /// The request id of the latest `platform.report` printed.
-    last_report: Option<String>,
     /// Echoes of this extension's own telemetry lines, not printed again.
     echoes: u64,
 }
@@ -199,7 +167,6 @@ impl Printer {
         Self {
             prefix: format!("[{name}]"),
             echo_start: format!("[{name}] {TELEMETRY_TAG}"),
-            last_report: None,
             echoes: 0,
         }
     }
@@ -265,7 +232,6 @@ impl Printer {
                 )
             }
             Record::Report(report) => {
-                self.last_report = Some(report.request_id.clone());
                 format!(
                     "{kind} requestId={} status={} durationMs={}",
                     report.request_id, report.status, report.metrics.duration_ms

@@ -86,7 +86,11 @@ impl BlockingTransport {
     /// Sends one request and reads its response. A keep-alive connection
     /// that the server closed while idle is replaced once, transparently.
     pub(crate) fn send(&mut self, op: Op, req: &ApiRequest) -> Result<ApiResponse, Error> {
-        req.encode(self.endpoint.authority(), &mut self.write_buf);
+        req.encode(
+            self.endpoint.authority(),
+            self.endpoint.base_path(),
+            &mut self.write_buf,
+        );
         self.send_encoded(op)
     }
 
@@ -94,7 +98,11 @@ impl BlockingTransport {
     /// (the `/event/next` poll): encoded once, sent with [`Self::send_bytes`].
     pub(crate) fn encode(&self, req: &ApiRequest) -> Vec<u8> {
         let mut bytes = Vec::new();
-        req.encode(self.endpoint.authority(), &mut bytes);
+        req.encode(
+            self.endpoint.authority(),
+            self.endpoint.base_path(),
+            &mut bytes,
+        );
         bytes
     }
 
@@ -310,6 +318,12 @@ impl Registered {
 
     /// Runs the event loop: waits for each event and calls `handler` with it.
     ///
+    /// The handler has the same shape in both flavours: it takes the
+    /// [`NextEvent`] by value and returns `Result<(), HandlerError>` (the
+    /// tokio flavour's `AsyncRegistered::run`, feature `tokio`, returns a
+    /// future of it), so a handler moves from one flavour to the other by
+    /// adding `async`.
+    ///
     /// Returns [`RunEnd::Shutdown`] after the SHUTDOWN event has been handled
     /// (the loop never polls again after it), and [`RunEnd::Signal`] when
     /// SIGTERM or SIGINT arrives, also while blocked waiting for an event.
@@ -333,7 +347,7 @@ impl Registered {
     /// ```
     pub fn run<F>(mut self, mut handler: F) -> Result<RunEnd, Error>
     where
-        F: FnMut(&NextEvent) -> Result<(), HandlerError>,
+        F: FnMut(NextEvent) -> Result<(), HandlerError>,
     {
         // The poll never changes: encode it once, not once per event.
         let next = self
@@ -350,7 +364,13 @@ impl Registered {
             };
             let event = request::next_event_response(&response)?;
             tracing::debug!(event = %event.event_type(), "event received");
-            if let Err(error) = handler(&event) {
+            // The handler owns the event (as in the tokio flavour); the
+            // loop keeps what it needs to end after SHUTDOWN.
+            let shutdown = match &event {
+                NextEvent::Shutdown(shutdown) => Some(shutdown.clone()),
+                NextEvent::Invoke(_) => None,
+            };
+            if let Err(error) = handler(event) {
                 return Err(report(
                     &mut self.transport,
                     self.registration.id(),
@@ -358,9 +378,8 @@ impl Registered {
                     error,
                 ));
             }
-            match event {
-                NextEvent::Shutdown(shutdown) => return Ok(RunEnd::Shutdown(shutdown)),
-                NextEvent::Invoke(_) => {}
+            if let Some(shutdown) = shutdown {
+                return Ok(RunEnd::Shutdown(shutdown));
             }
             if let Some(signal) = self.transport.signals.then(signal::pending).flatten() {
                 return Ok(RunEnd::Signal(signal));

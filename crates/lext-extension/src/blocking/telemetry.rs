@@ -12,20 +12,24 @@
 //! [`TelemetrySubscription`] stops the accept thread (woken by a connection
 //! to itself); connection threads end with their connections.
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use lext_protocol::extensions::ShutdownEvent;
 
 use super::BlockingTransport;
 use crate::error::{Error, Op};
 use crate::http::parse_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    listener_error, subscribed, to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES,
+    gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
+    TelemetryConfig, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
 
 /// How long a delivery connection may stay idle before it is closed.
@@ -41,6 +45,10 @@ pub(crate) const IDLE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct TelemetrySubscription {
     receiver: Receiver<TelemetryBatch>,
+    /// The last `platform.report` handed out. A `RefCell` because the
+    /// receiving methods take `&self`; the subscription is not `Sync`
+    /// anyway (its `Receiver` is not).
+    reports: RefCell<ReportWatch>,
     local_addr: SocketAddr,
     uri: String,
     outcome: SubscribeOutcome,
@@ -52,17 +60,101 @@ impl TelemetrySubscription {
     /// Waits for the next batch; `None` once the listener has stopped and
     /// every batch has been read.
     pub fn recv(&self) -> Option<TelemetryBatch> {
-        self.receiver.recv().ok()
+        self.receiver.recv().ok().map(|b| self.seen(b))
     }
 
     /// Waits at most `timeout` for a batch.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<TelemetryBatch> {
-        self.receiver.recv_timeout(timeout).ok()
+        self.receiver
+            .recv_timeout(timeout)
+            .ok()
+            .map(|b| self.seen(b))
     }
 
     /// A batch if one is waiting.
     pub fn try_recv(&self) -> Option<TelemetryBatch> {
-        self.receiver.try_recv().ok()
+        self.receiver.try_recv().ok().map(|b| self.seen(b))
+    }
+
+    /// Notes the batch's last `platform.report` on its way out.
+    fn seen(&self, batch: TelemetryBatch) -> TelemetryBatch {
+        self.reports.borrow_mut().saw(&batch);
+        batch
+    }
+
+    /// The request id of the last `platform.report` received through this
+    /// subscription (by any of its methods).
+    pub fn last_report(&self) -> Option<String> {
+        self.reports.borrow().last().map(str::to_owned)
+    }
+
+    /// After SHUTDOWN: hands every batch to `on_batch` until the
+    /// `platform.report` of `request_id` (the last INVOKE's) has been
+    /// received, or until [`REPORT_WAIT_MARGIN`] before the SHUTDOWN
+    /// deadline. Returns whether the report arrived; at the deadline, logs
+    /// a warning and returns `false`. A report received before the call
+    /// counts: it then returns `true` at once.
+    ///
+    /// Lambda may deliver the last invoke's report after SHUTDOWN, so a
+    /// telemetry extension that stops at SHUTDOWN loses it; one that waits
+    /// without a bound is SIGKILLed at the deadline.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use lext_extension::{Extension, NextEvent, RunEnd, TelemetryConfig};
+    /// let mut ext = Extension::builder().register()?;
+    /// let telemetry = ext.subscribe_telemetry(TelemetryConfig::default())?;
+    /// let mut last_invoke = None;
+    /// let end = ext.run(|event| {
+    ///     if let NextEvent::Invoke(invoke) = event {
+    ///         last_invoke = Some(invoke.request_id);
+    ///     }
+    ///     while let Some(batch) = telemetry.try_recv() {
+    ///         eprintln!("{batch:?}");
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// if let (RunEnd::Shutdown(shutdown), Some(id)) = (end, last_invoke) {
+    ///     telemetry.wait_for_report(&id, &shutdown, |batch| eprintln!("{batch:?}"));
+    /// }
+    /// # Ok::<(), lext_extension::Error>(())
+    /// ```
+    pub fn wait_for_report(
+        &self,
+        request_id: &str,
+        shutdown: &ShutdownEvent,
+        on_batch: impl FnMut(TelemetryBatch),
+    ) -> bool {
+        let give_up = give_up_at(shutdown, REPORT_WAIT_MARGIN);
+        self.wait_for_report_until(request_id, give_up, on_batch)
+    }
+
+    /// [`TelemetrySubscription::wait_for_report`] with a deadline of your
+    /// own: gives up at `give_up`.
+    pub fn wait_for_report_until(
+        &self,
+        request_id: &str,
+        give_up: Instant,
+        mut on_batch: impl FnMut(TelemetryBatch),
+    ) -> bool {
+        if !matches!(self.outcome, SubscribeOutcome::Subscribed) {
+            return gave_up(request_id, "(this platform has no Telemetry API)");
+        }
+        while !self.reports.borrow().has(request_id) {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return gave_up(request_id, "before the shutdown deadline");
+            }
+            match self.receiver.recv_timeout(left) {
+                Ok(batch) => on_batch(self.seen(batch)),
+                // The next turn gives up.
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return gave_up(request_id, "before the listener stopped");
+                }
+            }
+        }
+        true
     }
 
     /// The address the listener is bound to.
@@ -131,6 +223,7 @@ pub(crate) fn subscribe(
     // From here, dropping `subscription` on an error stops the thread.
     let mut subscription = TelemetrySubscription {
         receiver,
+        reports: RefCell::default(),
         local_addr,
         uri,
         outcome: SubscribeOutcome::Subscribed,

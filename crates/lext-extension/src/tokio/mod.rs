@@ -154,9 +154,11 @@ impl AsyncRegistered {
 
     /// Runs the event loop; see [`crate::Registered::run`] for when it
     /// returns and what it reports.
-    /// The handler is async; SIGTERM/SIGINT are watched while waiting for an
-    /// event, and a signal that arrives during the handler ends the loop
-    /// after it returns.
+    /// The handler is the blocking flavour's made async: it takes the
+    /// [`NextEvent`] by value and its future returns
+    /// `Result<(), HandlerError>`. SIGTERM/SIGINT are watched while waiting
+    /// for an event, and a signal that arrives during the handler ends the
+    /// loop after it returns.
     ///
     /// # Errors
     /// As [`crate::Registered::run`].

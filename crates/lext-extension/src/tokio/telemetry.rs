@@ -7,6 +7,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Instant;
+
+use lext_protocol::extensions::ShutdownEvent;
 
 use ::tokio::net::TcpListener;
 use ::tokio::sync::mpsc;
@@ -23,7 +26,8 @@ use super::transport::AsyncTransport;
 use crate::error::{Error, Op};
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    listener_error, subscribed, to_batch, TelemetryBatch, TelemetryConfig, MAX_BATCH_BYTES,
+    gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
+    TelemetryConfig, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
 
 /// A live subscription: the listener and the receiving end of its batches.
@@ -33,6 +37,8 @@ use crate::telemetry::{
 #[derive(Debug)]
 pub struct TelemetrySubscription {
     receiver: mpsc::Receiver<TelemetryBatch>,
+    /// The last `platform.report` handed out.
+    reports: ReportWatch,
     local_addr: SocketAddr,
     uri: String,
     outcome: SubscribeOutcome,
@@ -42,12 +48,95 @@ pub struct TelemetrySubscription {
 impl TelemetrySubscription {
     /// The next batch, or `None` once the listener has stopped.
     pub async fn recv(&mut self) -> Option<TelemetryBatch> {
-        self.receiver.recv().await
+        let batch = self.receiver.recv().await;
+        self.seen(batch)
     }
 
     /// A batch if one is waiting.
     pub fn try_recv(&mut self) -> Option<TelemetryBatch> {
-        self.receiver.try_recv().ok()
+        let batch = self.receiver.try_recv().ok();
+        self.seen(batch)
+    }
+
+    /// Notes the batch's last `platform.report` on its way out.
+    fn seen(&mut self, batch: Option<TelemetryBatch>) -> Option<TelemetryBatch> {
+        if let Some(batch) = &batch {
+            self.reports.saw(batch);
+        }
+        batch
+    }
+
+    /// The request id of the last `platform.report` received through this
+    /// subscription.
+    pub fn last_report(&self) -> Option<&str> {
+        self.reports.last()
+    }
+
+    /// After SHUTDOWN: hands every batch to `on_batch` until the
+    /// `platform.report` of `request_id` has been received, or until
+    /// [`REPORT_WAIT_MARGIN`](crate::REPORT_WAIT_MARGIN) before the SHUTDOWN
+    /// deadline; returns whether it arrived, and logs a warning when it did
+    /// not. The blocking flavour's
+    /// [`wait_for_report`](crate::blocking::TelemetrySubscription::wait_for_report)
+    /// made async: same rules, same arguments.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), lext_extension::Error> {
+    /// use lext_extension::tokio::TelemetryConfig;
+    /// use lext_extension::{Extension, NextEvent, RunEnd};
+    /// let mut ext = Extension::builder().register_async().await?;
+    /// let mut telemetry = ext.subscribe_telemetry(TelemetryConfig::default()).await?;
+    /// let mut last_invoke = None;
+    /// let end = ext
+    ///     .run(|event| {
+    ///         if let NextEvent::Invoke(invoke) = event {
+    ///             last_invoke = Some(invoke.request_id);
+    ///         }
+    ///         async { Ok(()) }
+    ///     })
+    ///     .await?;
+    /// if let (RunEnd::Shutdown(shutdown), Some(id)) = (end, last_invoke) {
+    ///     telemetry
+    ///         .wait_for_report(&id, &shutdown, |batch| eprintln!("{batch:?}"))
+    ///         .await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_report(
+        &mut self,
+        request_id: &str,
+        shutdown: &ShutdownEvent,
+        on_batch: impl FnMut(TelemetryBatch),
+    ) -> bool {
+        let give_up = give_up_at(shutdown, REPORT_WAIT_MARGIN);
+        self.wait_for_report_until(request_id, give_up, on_batch)
+            .await
+    }
+
+    /// [`TelemetrySubscription::wait_for_report`] with a deadline of your
+    /// own: gives up at `give_up`.
+    pub async fn wait_for_report_until(
+        &mut self,
+        request_id: &str,
+        give_up: Instant,
+        mut on_batch: impl FnMut(TelemetryBatch),
+    ) -> bool {
+        if !matches!(self.outcome, SubscribeOutcome::Subscribed) {
+            return gave_up(request_id, "(this platform has no Telemetry API)");
+        }
+        let give_up = ::tokio::time::Instant::from_std(give_up);
+        while !self.reports.has(request_id) {
+            match ::tokio::time::timeout_at(give_up, self.receiver.recv()).await {
+                Ok(Some(batch)) => {
+                    self.reports.saw(&batch);
+                    on_batch(batch);
+                }
+                Ok(None) => return gave_up(request_id, "before the listener stopped"),
+                Err(_elapsed) => return gave_up(request_id, "before the shutdown deadline"),
+            }
+        }
+        true
     }
 
     /// The address the listener is bound to.
@@ -104,6 +193,7 @@ pub(crate) async fn subscribe(
     let outcome = subscribed(&response)?;
     Ok(TelemetrySubscription {
         receiver,
+        reports: ReportWatch::default(),
         local_addr,
         uri,
         outcome,

@@ -69,7 +69,11 @@ impl AsyncTransport {
     /// Sends one request and reads its response; an idle keep-alive
     /// connection closed by the server is replaced once.
     pub(crate) async fn send(&mut self, op: Op, req: &ApiRequest) -> Result<ApiResponse, Error> {
-        req.encode(self.endpoint.authority(), &mut self.write_buf);
+        req.encode(
+            self.endpoint.authority(),
+            self.endpoint.base_path(),
+            &mut self.write_buf,
+        );
         for attempt in 0..2 {
             let reused = self.conn.is_some();
             // Taken out for the exchange: if this future is dropped midway,

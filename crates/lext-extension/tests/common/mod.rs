@@ -280,6 +280,28 @@ pub(crate) const BATCH_TYPES: [&str; 10] = [
     "platform.somethingNew",
 ];
 
+/// `script` served under the base path `/.rt`, as `cargo lambda watch`
+/// serves the APIs (`AWS_LAMBDA_RUNTIME_API=127.0.0.1:9000/.rt`): a request
+/// outside it gets a 404, one inside it is answered as `script` answers its
+/// path without the prefix.
+pub(crate) fn under_base_path(
+    mut script: impl FnMut(&Recorded) -> Reply + Send + 'static,
+) -> impl FnMut(&Recorded) -> Reply + Send + 'static {
+    move |req: &Recorded| match req.path.strip_prefix(BASE_PATH) {
+        Some(rest) if rest.starts_with('/') => script(&Recorded {
+            path: rest.to_owned(),
+            ..req.clone()
+        }),
+        _ => Reply::json(
+            404,
+            r#"{"errorMessage":"outside the base path","errorType":"NotFound"}"#,
+        ),
+    }
+}
+
+/// The base path of [`under_base_path`].
+pub(crate) const BASE_PATH: &str = "/.rt";
+
 /// A fake API that accepts the register request and answers every other
 /// request with `rest`.
 pub(crate) fn registered_then(rest: Reply) -> FakeApi {
