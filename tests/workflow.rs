@@ -572,6 +572,21 @@ fn invoke_round_trips_a_payload_and_reports_errors_with_aws_cli_s_codes() {
     let line = line.trim().strip_prefix("error: ").unwrap();
     assert!(aws_said.contains(line), "lext: {line}\naws-cli: {aws_said}");
 
+    // The log tail: decoded, from START to REPORT.
+    let out = served.invoke(&["--log-type", "Tail", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let log = summary["LogResult"].as_str().unwrap_or_default();
+    assert!(log.starts_with("START RequestId: "), "{summary}");
+    assert!(
+        log.trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("REPORT RequestId: "),
+        "{summary}"
+    );
+
     // Asynchronous: 202, no payload.
     let out = served.invoke(&["--invocation-type", "Event", "--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
