@@ -392,3 +392,46 @@ fn the_code_is_at_var_task_read_only_and_the_runtimes_working_directory() {
         r.dump()
     );
 }
+
+/// A function runtime (Python) that prints its capabilities and uid, and
+/// what `umount /opt` and a read-write remount of `/opt` do.
+const CAPS_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, subprocess
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+umount = subprocess.run(["umount", "/opt"], capture_output=True).returncode
+remount = subprocess.run(["mount", "-o", "remount,rw", "/opt"], capture_output=True).returncode
+print("probe " + json.dumps({"eff": status["CapEff"].strip(), "bnd": status["CapBnd"].strip(),
+      "nnp": status["NoNewPrivs"].strip(), "uid": os.getuid(), "umount": umount, "remount": remount}), flush=True)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+#[test]
+fn the_runtime_keeps_its_uid_and_has_no_capabilities() {
+    let s = Scene::new();
+    let runtime = s.script("caps-probe", CAPS_PROBE);
+    let r = s.lext(&["--function", runtime.to_str().unwrap(), "--invoke", "1"]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    assert_eq!(seen["eff"], "0000000000000000", "{seen}");
+    assert_eq!(seen["bnd"], "0000000000000000", "{seen}");
+    assert_eq!(seen["nnp"], "1", "{seen}");
+    // The uid of whoever ran lext (files the user owns stay readable).
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        .unwrap();
+    assert_eq!(seen["uid"].to_string(), uid, "{seen}");
+    // /opt stays as the layers left it.
+    assert_ne!(seen["umount"], 0, "{seen}");
+    assert_ne!(seen["remount"], 0, "{seen}");
+}

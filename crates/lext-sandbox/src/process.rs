@@ -363,6 +363,12 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         });
     }
 
+    // SAFETY: a few prctl/capset system calls on constants: no allocation,
+    // no locks. After the mounts (which need the capabilities), before exec.
+    unsafe {
+        command.pre_exec(drop_capabilities);
+    }
+
     // A path is executed with a plain execve as the last pre-exec step,
     // because std execs with `execvp`, which runs a file the kernel refuses
     // (ENOEXEC, e.g. a binary for the wrong architecture) through /bin/sh
@@ -423,6 +429,38 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         readers,
         exit: None,
     })
+}
+
+/// Between fork and exec: the process keeps its uid and gid but loses
+/// every capability, for good, as Lambda runs functions unprivileged (AWS:
+/// Lambda execution environment, the function runs as a user without
+/// root's powers). As root it could otherwise unmount or remount `/opt`
+/// and `/var/task` from inside. The secure bits stop a root process from
+/// getting capabilities back at exec; the bounding set, the ambient set and
+/// the process's own sets are emptied; `no_new_privs` stops set-uid
+/// programs. Without capabilities to begin with (not root), the steps that
+/// need them fail with EPERM and change nothing, which is the point.
+fn drop_capabilities() -> io::Result<()> {
+    use rustix::thread::{self as t, CapabilitiesSecureBits as Bits, CapabilitySet};
+    let _ = t::set_capabilities_secure_bits(
+        Bits::NO_ROOT | Bits::NO_ROOT_LOCKED | Bits::NO_SETUID_FIXUP | Bits::NO_SETUID_FIXUP_LOCKED,
+    );
+    for bit in 0..64 {
+        // EINVAL past the kernel's last capability, EPERM without
+        // CAP_SETPCAP: nothing to drop either way.
+        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
+    }
+    let _ = t::clear_ambient_capability_set();
+    t::set_capabilities(
+        None,
+        t::CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )?;
+    t::set_no_new_privs(true)?;
+    Ok(())
 }
 
 /// An `execve` call prepared before the fork: the path, argv and envp as
