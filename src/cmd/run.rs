@@ -35,8 +35,9 @@ pub(crate) struct Args {
     /// An extension executable (its file name is its name). Repeatable.
     #[arg(long = "extension", value_name = "PATH")]
     pub extensions: Vec<PathBuf>,
-    /// The function runtime: a shell command (run with `sh -c`) that speaks
-    /// the Runtime API at $AWS_LAMBDA_RUNTIME_API.
+    /// The function runtime, speaking the Runtime API at
+    /// $AWS_LAMBDA_RUNTIME_API: a program and its arguments (run directly),
+    /// or any shell command line (run with `sh -c`).
     #[arg(long, value_name = "CMD")]
     pub function: Option<String>,
     /// The function's code (directory or zip), read-only at /var/task, the
