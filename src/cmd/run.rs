@@ -70,6 +70,16 @@ pub(crate) struct Args {
     /// The handler (`_HANDLER`).
     #[arg(long, default_value = "bootstrap")]
     pub handler: String,
+    /// The log format: `text`, or `json` (platform records instead of the
+    /// START/END/REPORT lines, output lines as JSON objects, levels applied).
+    #[arg(long, value_name = "text|json", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// With JSON: function and extension lines below this level are dropped.
+    #[arg(long, value_name = "LEVEL", default_value = "INFO", value_parser = parse_level)]
+    pub application_log_level: lext_sandbox::LogLevel,
+    /// With JSON: platform records below this level are dropped (DEBUG, INFO, WARN).
+    #[arg(long, value_name = "LEVEL", default_value = "INFO", value_parser = parse_level)]
+    pub system_log_level: lext_sandbox::LogLevel,
     /// The runtime version the INIT_START line names, as Lambda prints it.
     #[arg(long, value_name = "VERSION", default_value = lext_sandbox::DEFAULT_RUNTIME_VERSION)]
     pub runtime_version: String,
@@ -108,6 +118,11 @@ const EXIT_CODES: &str = "Exit codes: 0 when the Init and every invoke succeeded
     when Ctrl-C or SIGTERM stopped it); 1 when an Init or an invoke failed (whatever REPORT \
     shows as failed, even after the response was sent) or the environment could not start; \
     2 for a bad command line; 130 after a second Ctrl-C.";
+
+fn parse_level(s: &str) -> Result<lext_sandbox::LogLevel, String> {
+    lext_sandbox::LogLevel::parse(s)
+        .ok_or_else(|| format!("{s:?} is no log level: TRACE, DEBUG, INFO, WARN, ERROR or FATAL"))
+}
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -154,6 +169,7 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
     let limit = lext_sandbox::MAX_SYNC_PAYLOAD;
     let size = payload.len();
     anyhow::ensure!(size <= limit, "--payload is {size} bytes; Lambda refuses synchronous invokes over {limit} (RequestEntityTooLargeException)");
+    let json = args.log_format == "json";
     let function = FunctionConfig {
         name: args.function_name,
         memory_mb: args.memory,
@@ -162,6 +178,14 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         handler: args.handler,
         init_timeout: Duration::from_secs(args.init_timeout),
         runtime_version: Some(args.runtime_version),
+        logging: lext_sandbox::Logging {
+            format: match json {
+                true => lext_sandbox::LogFormat::Json,
+                false => lext_sandbox::LogFormat::Text,
+            },
+            application_level: args.application_log_level,
+            system_level: args.system_log_level,
+        },
         ..FunctionConfig::default()
     };
     let function_name = function.name.clone();
@@ -178,7 +202,10 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
             bytes: (args.max_queued_mb as usize) << 20,
         })
         .api_addr(args.api)
-        .sink(ConsoleSink::new())
+        .sink(match json {
+            true => ConsoleSink::without_times(),
+            false => ConsoleSink::new(),
+        })
         .envs(args.env)
         .layers(args.layers)
         .extensions(args.extensions.into_iter().chain(example));

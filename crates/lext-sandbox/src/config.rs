@@ -28,6 +28,98 @@ pub struct FunctionConfig {
     /// name, in Lambda's form (`python:3.13.v43`); `None` for neither.
     /// Default [`DEFAULT_RUNTIME_VERSION`].
     pub runtime_version: Option<String>,
+    /// Log format and levels (Lambda's advanced logging controls).
+    pub logging: Logging,
+}
+
+/// A function's log format (AWS: Configuring advanced logging controls for
+/// Lambda functions,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Plain text: the `START`/`END`/`REPORT` lines, output lines as written.
+    #[default]
+    Text,
+    /// Structured JSON: platform records instead of the text lines, every
+    /// output line a JSON object, log levels applied.
+    Json,
+}
+
+/// A log level, from the most detail to the least (AWS: Log-level
+/// filtering,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// `TRACE`.
+    Trace,
+    /// `DEBUG`.
+    Debug,
+    /// `INFO`.
+    Info,
+    /// `WARN`.
+    Warn,
+    /// `ERROR`.
+    Error,
+    /// `FATAL`.
+    Fatal,
+}
+
+impl LogLevel {
+    /// The level named `name`, in any case (`WARNING` too); `None` for
+    /// anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "TRACE" => Self::Trace,
+            "DEBUG" => Self::Debug,
+            "INFO" => Self::Info,
+            "WARN" | "WARNING" => Self::Warn,
+            "ERROR" => Self::Error,
+            "FATAL" | "CRITICAL" => Self::Fatal,
+            _ => return None,
+        })
+    }
+
+    /// The name Lambda uses, upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "TRACE",
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+        }
+    }
+}
+
+/// The log format and the levels below which lines are dropped (levels
+/// apply with [`LogFormat::Json`] only, as in Lambda).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logging {
+    /// Text (default) or JSON.
+    pub format: LogFormat,
+    /// Function and extension lines below it are dropped (default INFO).
+    pub application_level: LogLevel,
+    /// Platform records below it are dropped (DEBUG, INFO or WARN; default
+    /// INFO).
+    pub system_level: LogLevel,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            application_level: LogLevel::Info,
+            system_level: LogLevel::Info,
+        }
+    }
+}
+
+impl Logging {
+    /// Whether the format is JSON.
+    pub fn is_json(&self) -> bool {
+        self.format == LogFormat::Json
+    }
 }
 
 /// The runtime version of a function run by lext: a custom runtime on
@@ -50,6 +142,7 @@ impl Default for FunctionConfig {
             handler: "bootstrap".to_owned(),
             init_timeout: Duration::from_secs(10),
             runtime_version: Some(DEFAULT_RUNTIME_VERSION.to_owned()),
+            logging: Logging::default(),
         }
     }
 }

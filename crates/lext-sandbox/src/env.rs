@@ -100,6 +100,10 @@ pub(crate) struct EnvConfig {
     pub task_root: String,
     /// `LAMBDA_RUNTIME_DIR` (default `/var/runtime`).
     pub runtime_dir: String,
+    /// `AWS_LAMBDA_LOG_FORMAT` (`Text` or `JSON`), and with JSON
+    /// `AWS_LAMBDA_LOG_LEVEL` (the application log level), for the runtime
+    /// and the extensions.
+    pub logging: crate::config::Logging,
     /// The user's variables (`--env KEY=VALUE`), in the order given. They
     /// override the unreserved defaults; see [`validate_user_env`] for the
     /// reserved ones.
@@ -121,6 +125,7 @@ impl EnvConfig {
             memory_mb: 128,
             task_root: DEFAULT_TASK_ROOT.to_owned(),
             runtime_dir: DEFAULT_RUNTIME_DIR.to_owned(),
+            logging: crate::config::Logging::default(),
             user: Vec::new(),
         }
     }
@@ -230,6 +235,22 @@ pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
         ("_AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_HOST.to_owned()),
         ("_AWS_XRAY_DAEMON_PORT", XRAY_DAEMON_PORT.to_owned()),
     ];
+    // The log format for every function (the runtime clients read it to
+    // log in JSON), the level with JSON only, where it applies (AWS:
+    // Configuring advanced logging controls, "Log format and level
+    // environment variables").
+    let mut platform = platform;
+    let json = config.logging.is_json();
+    platform.push((
+        "AWS_LAMBDA_LOG_FORMAT",
+        if json { "JSON" } else { "Text" }.to_owned(),
+    ));
+    if json {
+        platform.push((
+            "AWS_LAMBDA_LOG_LEVEL",
+            config.logging.application_level.as_str().to_owned(),
+        ));
+    }
     let mut vars: Vec<(String, String)> = platform
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -299,6 +320,7 @@ mod tests {
             log_stream_name: "2022/10/21/[$LATEST]00000000000000000000000000000abc".into(),
             task_root: DEFAULT_TASK_ROOT.into(),
             runtime_dir: DEFAULT_RUNTIME_DIR.into(),
+            logging: crate::config::Logging::default(),
             user: vec![],
         }
     }
@@ -337,6 +359,7 @@ mod tests {
             ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
             ("_AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129"),
             ("_AWS_XRAY_DAEMON_PORT", "2000"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
         ];
         assert_eq!(vars.len(), want.len());
         for (key, value) in want {
@@ -344,6 +367,18 @@ mod tests {
         }
         // Custom runtimes get no AWS_EXECUTION_ENV.
         assert_eq!(get(&vars, "AWS_EXECUTION_ENV"), None);
+    }
+
+    #[test]
+    fn json_logging_sets_the_format_and_level_for_everyone() {
+        let mut cfg = config();
+        cfg.logging.format = crate::config::LogFormat::Json;
+        cfg.logging.application_level = crate::config::LogLevel::Debug;
+        for vars in [runtime_env(&cfg), extension_env(&cfg)] {
+            assert_eq!(get(&vars, "AWS_LAMBDA_LOG_FORMAT"), Some("JSON"));
+            assert_eq!(get(&vars, "AWS_LAMBDA_LOG_LEVEL"), Some("DEBUG"));
+        }
+        assert_eq!(get(&runtime_env(&config()), "AWS_LAMBDA_LOG_LEVEL"), None);
     }
 
     #[test]

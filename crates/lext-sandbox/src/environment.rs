@@ -17,10 +17,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use lext_protocol::telemetry::{LogRecord, Record};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::FunctionConfig;
+use crate::config::{FunctionConfig, Logging};
 use crate::driver::{Engine, EngineConfig, Handle, NotRun, QueueLimit, Summary};
 use crate::env::{self, EnvConfig, EnvError};
 use crate::host::{ExtensionSpec, ProcessHost, RuntimeSpec};
@@ -389,6 +390,7 @@ impl Environment {
         env.handler = self.function.handler.clone();
         env.region = self.function.region.clone();
         env.memory_mb = self.function.memory_mb;
+        env.logging = self.function.logging;
         if let (false, Some(code)) = (in_task, &code) {
             env.task_root = code.display().to_string();
         }
@@ -405,7 +407,7 @@ impl Environment {
         }
         let sink: Arc<dyn Sink> = Arc::new(Fanout::new(sinks));
         let hub = Hub::new(HubConfig::default(), sink.clone());
-        let lines = output_lines(hub.clone(), sink.clone());
+        let lines = output_lines(hub.clone(), sink.clone(), self.function.logging);
         let names = extensions.iter().map(|e| e.name.clone()).collect();
         let host = ProcessHost::new(
             extensions,
@@ -671,17 +673,42 @@ fn wrapped(runtime: RuntimeSpec, env: &[(String, String)], opt_root: &Path) -> R
 
 /// Where the processes' output lines go: to the telemetry hub (`function`
 /// and `extension` records) and to the sinks.
-fn output_lines(hub: Hub, sink: Arc<dyn Sink>) -> crate::process::LineSink {
+///
+/// In JSON format each line becomes a JSON object (as written, or wrapped
+/// with the current invoke's request id), below the application level it is
+/// dropped, and subscribers get the object as the record (see
+/// [`crate::jsonlog`]).
+fn output_lines(hub: Hub, sink: Arc<dyn Sink>, logging: Logging) -> crate::process::LineSink {
     Arc::new(move |line: OutputLine| {
-        hub.record_line(&line);
-        let source = match line.source {
+        let source = match &line.source {
             Source::Function => LineSource::Function,
-            Source::Extension(name) => LineSource::Extension(name),
+            Source::Extension(name) => LineSource::Extension(name.clone()),
         };
+        if !logging.is_json() {
+            hub.record_line(&line);
+            sink.line(LogLine {
+                time: line.time,
+                source,
+                text: line.line,
+            });
+            return;
+        }
+        let request_id = hub.current_request();
+        let min = logging.application_level;
+        let Some((value, text)) =
+            crate::jsonlog::output_line(&line.line, line.time, request_id.as_deref(), min)
+        else {
+            return;
+        };
+        let record = match line.source {
+            Source::Function => Record::Function(LogRecord::Json(value)),
+            Source::Extension(_) => Record::ExtensionLog(LogRecord::Json(value)),
+        };
+        hub.record_at(line.time, record);
         sink.line(LogLine {
             time: line.time,
             source,
-            text: line.line,
+            text,
         });
     })
 }

@@ -118,6 +118,7 @@ mod ids;
 mod invocation;
 mod invoke;
 mod isolation;
+mod jsonlog;
 mod lifecycle;
 mod logline;
 mod platform;
@@ -131,7 +132,7 @@ mod telemetry;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{FunctionConfig, DEFAULT_RUNTIME_VERSION};
+pub use config::{FunctionConfig, LogFormat, LogLevel, Logging, DEFAULT_RUNTIME_VERSION};
 pub use driver::{QueueLimit, Summary};
 pub use environment::{
     kill_all_processes, Environment, EnvironmentError, EnvironmentHandle, RunningEnvironment,

@@ -92,6 +92,8 @@ pub(crate) trait Telemetry: Send + 'static {
     fn shutdown_sent(&mut self, extension: &str);
     /// `extension`'s process exited.
     fn extension_exited(&mut self, extension: &str);
+    /// The invoke `request_id` started (`None`: it ended).
+    fn current_request(&mut self, request_id: Option<&str>);
     /// The environment is about to be frozen (`true`) or was just thawed:
     /// deliveries to frozen listeners wait instead of timing out.
     fn freeze(&mut self, frozen: bool);
@@ -116,6 +118,7 @@ impl Telemetry for NoTelemetry {
     fn flush_now(&mut self) {}
     fn shutdown_sent(&mut self, _: &str) {}
     fn extension_exited(&mut self, _: &str) {}
+    fn current_request(&mut self, _: Option<&str>) {}
     fn freeze(&mut self, _frozen: bool) {}
     fn finish(&mut self, _deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async {})
@@ -163,6 +166,10 @@ impl Telemetry for Hub {
 
     fn extension_exited(&mut self, extension: &str) {
         Hub::extension_exited(self, extension);
+    }
+
+    fn current_request(&mut self, request_id: Option<&str>) {
+        Hub::set_current_request(self, request_id);
     }
 
     fn freeze(&mut self, frozen: bool) {

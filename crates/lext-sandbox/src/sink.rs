@@ -171,11 +171,25 @@ impl ConsoleSink {
     /// # Panics
     /// If the thread cannot be started (the process is out of threads).
     pub fn new() -> Self {
+        Self::start(true)
+    }
+
+    /// As [`new`](Self::new), but each line is printed as it is, without
+    /// the time in front: for the JSON log format, whose lines carry their
+    /// own, so that standard output is one JSON document a line.
+    pub fn without_times() -> Self {
+        Self::start(false)
+    }
+
+    fn start(times: bool) -> Self {
         let spool = Spool::start(
             "lext-console",
             io::stdout(),
             OUTPUT_BUFFER_BYTES,
-            |out, (time, text): (SystemTime, String)| {
+            move |out, (time, text): (SystemTime, String)| {
+                if !times {
+                    return writeln!(out, "{text}");
+                }
                 let time = crate::logline::iso8601_ms(time);
                 writeln!(out, "{time} {text}")
             },

@@ -124,7 +124,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let _ = reply.send(ApiReply::Refused(r));
                 return;
             }
-            let out = &mut super::effects::out(&self.sink, &mut self.telemetry);
+            let out =
+                &mut super::effects::out(&self.sink, &mut self.telemetry, self.function.logging);
             events::subscribed(out, &name, api, &request.types);
         }
         let _ = reply.send(ApiReply::Subscribed);

@@ -19,8 +19,10 @@ use lext_protocol::telemetry::{Phase, Record};
 
 use super::{Driver, FREEZE_DELAY};
 use crate::api::{ApiReply, Invocation};
+use crate::config::Logging;
 use crate::events::{self, Emit};
 use crate::invocation::{InvokeResponse, InvokeResult};
+use crate::jsonlog;
 use crate::lifecycle::{Effect, ExtensionId, ExtensionSummary, Fault, Input, Outcome, Report};
 use crate::ports::{Host, Telemetry};
 use crate::sink::{LineSource, LogLine, Sink};
@@ -30,10 +32,16 @@ use crate::sink::{LineSource, LogLine, Sink};
 pub(super) struct Out<'a, T> {
     sink: &'a dyn Sink,
     telemetry: &'a mut T,
+    logging: Logging,
 }
 
 impl<T: Telemetry> Emit for Out<'_, T> {
     fn line(&mut self, text: String) {
+        // In JSON format the platform's records take the text lines'
+        // place (AWS: Configuring advanced logging controls).
+        if self.logging.is_json() {
+            return;
+        }
         self.sink.line(LogLine {
             time: SystemTime::now(),
             source: LineSource::Platform,
@@ -42,16 +50,31 @@ impl<T: Telemetry> Emit for Out<'_, T> {
     }
 
     fn record(&mut self, record: Record) {
+        if self.logging.is_json() {
+            let time = SystemTime::now();
+            if let Some(text) = jsonlog::platform_line(&record, time, self.logging.system_level) {
+                self.sink.line(LogLine {
+                    time,
+                    source: LineSource::Platform,
+                    text,
+                });
+            }
+        }
         self.telemetry.record(record);
     }
 }
 
 /// Where events are told. A function of the two fields rather than a
 /// method, so that the rest of the driver stays borrowable beside it.
-pub(super) fn out<'a, T>(sink: &'a Arc<dyn Sink>, telemetry: &'a mut T) -> Out<'a, T> {
+pub(super) fn out<'a, T>(
+    sink: &'a Arc<dyn Sink>,
+    telemetry: &'a mut T,
+    logging: Logging,
+) -> Out<'a, T> {
     Out {
         sink: &**sink,
         telemetry,
+        logging,
     }
 }
 
@@ -63,7 +86,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InitStarted { phase } => {
                 self.inits_started();
                 tracing::info!(phase = phase.as_str(), "init started");
-                let out = &mut out(&self.sink, &mut self.telemetry);
+                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
                 events::init_started(out, &self.function, phase);
             }
             Effect::LaunchExtension { index } => {
@@ -107,8 +130,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn apply_invoke_or_shutdown(&mut self, effect: Effect) {
         match effect {
             Effect::InvokeStarted { request_id } => {
+                self.telemetry.current_request(Some(&request_id));
                 let trace = self.trace();
-                let out = &mut out(&self.sink, &mut self.telemetry);
+                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
                 events::invoke_started(out, &request_id, &self.function.version, trace);
             }
             Effect::DeliverInvoke {
@@ -142,16 +166,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             } => {
                 let trace = self.trace();
                 let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
-                let out = &mut out(&self.sink, &mut self.telemetry);
+                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
                 events::runtime_done(out, &request_id, fault.as_ref(), trace, duration, produced);
             }
             Effect::TimedOut { request_id, after } => {
                 let _ = self.host.peak_memory_mb();
-                let out = &mut out(&self.sink, &mut self.telemetry);
+                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
                 events::timed_out(out, &request_id, after);
             }
             Effect::FaultLine { message, fault } => {
-                events::fault(&mut out(&self.sink, &mut self.telemetry), message, &fault);
+                events::fault(
+                    &mut out(&self.sink, &mut self.telemetry, self.function.logging),
+                    message,
+                    &fault,
+                );
             }
             Effect::InvokeEnded(report) => self.invoke_ended(report),
             Effect::Freeze => self.schedule_freeze(),
@@ -202,7 +230,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
         self.inits += 1;
         events::init_done(
-            &mut out(&self.sink, &mut self.telemetry),
+            &mut out(&self.sink, &mut self.telemetry, self.function.logging),
             duration,
             extensions,
         );
@@ -219,7 +247,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.summary.init_failures += 1;
         // Before the reset's signals take the processes away.
         let _ = self.host.peak_memory_mb();
-        let out = &mut out(&self.sink, &mut self.telemetry);
+        let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
         events::init_failed(out, phase, duration, fault, extensions);
     }
 
@@ -317,6 +345,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     }
 
     fn invoke_ended(&mut self, report: Report) {
+        self.telemetry.current_request(None);
         self.summary.invokes += 1;
         if report.fault.is_some() {
             self.summary.failed_invokes += 1;
@@ -325,7 +354,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         let trace = self.trace();
         let memory_mb = self.function.memory_mb;
         events::invoke_ended(
-            &mut out(&self.sink, &mut self.telemetry),
+            &mut out(&self.sink, &mut self.telemetry, self.function.logging),
             &report,
             memory_mb,
             max_memory,

@@ -596,6 +596,7 @@ mod tests {
             handler: "h".into(),
             init_timeout: Duration::from_secs(10),
             runtime_version: None,
+            logging: crate::config::Logging::default(),
         }
     }
 }

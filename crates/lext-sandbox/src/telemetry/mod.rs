@@ -202,6 +202,9 @@ struct Inner {
     /// `sink.wants_events()`, asked once.
     wants_events: bool,
     freeze: Arc<Freeze>,
+    /// The request id of the invoke running now, for the JSON log
+    /// format's wrapped lines.
+    current_request: Mutex<Option<Arc<str>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -248,6 +251,7 @@ impl Hub {
                 wants_events: sink.wants_events(),
                 sink,
                 freeze: Arc::default(),
+                current_request: Mutex::new(None),
             }),
         }
     }
@@ -298,6 +302,17 @@ impl Hub {
                 state.replay_dropped_bytes += size as u64;
             }
         }
+    }
+
+    /// The invoke running now (`None` between invokes), for the lines
+    /// written meanwhile.
+    pub(crate) fn set_current_request(&self, request_id: Option<&str>) {
+        *lock(&self.inner.current_request) = request_id.map(Arc::from);
+    }
+
+    /// The request id of the invoke running now.
+    pub(crate) fn current_request(&self) -> Option<Arc<str>> {
+        lock(&self.inner.current_request).clone()
     }
 
     /// Record one output line as a `function` or `extension` event.
