@@ -665,3 +665,118 @@ fn cargo_run_after_the_tests_compiles_with_their_feature_set() {
         differ.join("\n")
     );
 }
+
+// --- run --watch ----------------------------------------------------------------
+
+/// Lines a child writes, read on threads of their own.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    rx
+}
+
+/// The first line that contains `needle`, within `within`.
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no line with {needle:?} within {within:?}:\n{}",
+        seen.join("\n")
+    );
+}
+
+fn invoke_at(addr: &str) -> u16 {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = "{}";
+    write!(
+        s,
+        "POST /2015-03-31/functions/function/invocations HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn run_watch_rebuilds_on_a_change_keeps_the_address_and_survives_a_broken_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok("lext new", lext_in(tmp.path()).args(["new", "watched"]));
+    let project = tmp.path().join("watched");
+    let mut child = lext_in(&project)
+        .args(["run", "--watch", "--serve", "127.0.0.1:0"])
+        .env("CARGO_TARGET_DIR", shared_target())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let build = Duration::from_secs(600);
+    let serving = wait_for(&rx, "serving the Invoke API on http://", build);
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(invoke_at(&addr), 200);
+    wait_for(&rx, "[watched] invoke ", Duration::from_secs(10));
+
+    // A change: rebuilt, restarted on the same address, the new code runs.
+    let main = project.join("src/main.rs");
+    let source = fs::read_to_string(&main).unwrap();
+    fs::write(&main, source.replace("\"invoke {}\"", "\"invoke v2 {}\"")).unwrap();
+    wait_for(&rx, "lext: rebuilt in ", build);
+    let again = wait_for(
+        &rx,
+        "serving the Invoke API on http://",
+        Duration::from_secs(30),
+    );
+    assert!(again.contains(&format!("http://{addr} ")), "{again}");
+    assert_eq!(invoke_at(&addr), 200);
+    wait_for(&rx, "[watched] invoke v2 ", Duration::from_secs(10));
+
+    // A broken change: cargo's error, and the old environment still serves.
+    let source = fs::read_to_string(&main).unwrap();
+    fs::write(&main, format!("{source}\nfn broken( {{\n")).unwrap();
+    wait_for(&rx, "the build failed", build);
+    assert_eq!(invoke_at(&addr), 200);
+    wait_for(&rx, "[watched] invoke v2 ", Duration::from_secs(10));
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "lext run --watch did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -20,6 +20,7 @@ pub(crate) mod package;
 pub(crate) mod publish;
 pub(crate) mod run;
 mod signals;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -24,7 +24,7 @@ use lext_sandbox::{
 /// builds and runs examples/rust-example-extension. With no `--function`,
 /// the built-in echo runtime answers each invoke with its payload. With
 /// neither `--invoke` nor `--serve`, it runs one invoke of `{}`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXIT_CODES)]
 pub(crate) struct Args {
     /// A layer (zip file or directory), unpacked at /opt. Repeatable; later
@@ -98,6 +98,12 @@ pub(crate) struct Args {
     /// 1,769 MB, at most 6): `auto`, or `off` for all of the machine's.
     #[arg(long, value_name = "auto|off", default_value = "off", value_parser = ["auto", "off"])]
     pub cpu_share: String,
+    /// Build the Cargo project here (as lext build does) and run its
+    /// extensions; rebuild and restart the environment on every source
+    /// change, on the same --serve address. A failed build keeps the
+    /// previous environment serving.
+    #[arg(long, requires = "serve")]
+    pub watch: bool,
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
     pub no_freeze: bool,
@@ -133,17 +139,16 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 /// What `lext run` will do, validated.
 #[derive(Debug)]
-struct Plan {
-    environment: Environment,
+pub(super) struct Plan {
+    pub(super) environment: Environment,
     payload: Vec<u8>,
     invokes: u32,
     serve: bool,
-    function_name: String,
+    pub(super) function_name: String,
 }
 
 /// Runs `lext run`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let plan = plan(args)?;
     // One thread: every invoke is a ping-pong of small messages between
     // the API server, the driver and the processes, and cross-thread
     // wake-ups cost more than the work (measured: 7.9k -> 11k invokes/s
@@ -154,10 +159,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.watch {
+        return runtime.block_on(super::watch::run(args));
+    }
+    let plan = plan(args)?;
     runtime.block_on(execute(plan))
 }
 
-fn plan(args: Args) -> anyhow::Result<Plan> {
+pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
     let payload = match args.payload.strip_prefix('@') {
         Some(file) => {
             std::fs::read(file).with_context(|| format!("reading the payload file {file}"))?
@@ -241,7 +250,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     for notice in env.notices() {
         note!("{notice}");
     }
-    super::signals::watch(env.handle());
+    let _signals = super::signals::watch(env.handle());
     let failed = if plan.serve {
         // Until Ctrl-C or SIGTERM shuts the environment down.
         if let Some(addr) = env.invoke_api_addr() {

@@ -4,12 +4,49 @@
 //! directory and exits with 130, for a user who will not wait for the
 //! shutdown budget.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use lext_sandbox::EnvironmentHandle;
 
-/// Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT): a spindown shutdown. A second
-/// Ctrl-C kills every process at once and exits.
-pub(crate) fn watch(handle: EnvironmentHandle) {
-    let signals = handle.clone();
+/// The environment the signals are for: `lext run --watch` replaces it at
+/// every reload.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    handle: Arc<Mutex<EnvironmentHandle>>,
+    /// A signal asked for the end (also if it came between two
+    /// environments of a reload).
+    stopping: Arc<AtomicBool>,
+}
+
+impl Current {
+    /// Signals go to `handle` from now on.
+    pub(crate) fn set(&self, handle: EnvironmentHandle) {
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = handle;
+    }
+
+    /// Whether a signal asked lext to stop.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .shutdown();
+    }
+}
+
+/// Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT): a spindown shutdown of `handle`'s
+/// environment. A second Ctrl-C kills every process at once and exits.
+pub(crate) fn watch(handle: EnvironmentHandle) -> Current {
+    let current = Current {
+        handle: Arc::new(Mutex::new(handle)),
+        stopping: Arc::new(AtomicBool::new(false)),
+    };
+    let signals = current.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         note!("lext: shutting down (Ctrl-C again to kill at once)");
@@ -26,12 +63,13 @@ pub(crate) fn watch(handle: EnvironmentHandle) {
         SignalKind::hangup(),
         SignalKind::quit(),
     ] {
-        let handle = handle.clone();
+        let current = current.clone();
         tokio::spawn(async move {
             if let Ok(mut s) = signal(kind) {
                 s.recv().await;
-                handle.shutdown();
+                current.shutdown();
             }
         });
     }
+    current
 }
