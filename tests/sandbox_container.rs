@@ -435,3 +435,66 @@ fn the_runtime_keeps_its_uid_and_has_no_capabilities() {
     assert_ne!(seen["umount"], 0, "{seen}");
     assert_ne!(seen["remount"], 0, "{seen}");
 }
+
+#[test]
+fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
+    let s = Scene::new();
+    let marker = format!("sleep 6{}", std::process::id() % 100 + 100);
+    // The escape repro: a setsid'd sleeper, then the echo runtime.
+    let runtime = format!(
+        "setsid {marker} </dev/null >/dev/null 2>&1 & sleep 0.2; exec {} __echo-runtime",
+        env!("CARGO_BIN_EXE_lext")
+    );
+    let (mut child, addr, _logs) = sandbox_support::serve(&s, &["--function", &runtime]);
+    let path = "/2015-03-31/functions/function/invocations";
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", path, &[], b"{}").0,
+        200
+    );
+    let alive = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!alive().is_empty(), "the sleeper never started");
+    // kill -9 of lext in the middle of serving.
+    let pid = child.id();
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !alive().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{marker} outlived a SIGKILLed lext: {}",
+            alive()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And lext's cgroups are gone with it.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    if let Some(path) = own
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned()))
+    {
+        let base = std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = std::fs::read_dir(&base).unwrap().flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("lext-{pid}-"))
+            });
+            if !left {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "lext-{pid}-* left");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! Compiles the built-in echo runtime (`echo/main.rs`, standard library
-//! only) into a small program of its own, which the library embeds.
+//! Compiles the built-in echo runtime (`echo/main.rs`) and the cgroup guard
+//! (`guard/main.rs`), standard library only, into small programs of their
+//! own, which the library embeds.
 //!
 //! Why a program and not the embedding binary re-executed: an environment
 //! started from `cargo test` or a doctest has no `lext` binary to re-execute
@@ -18,13 +19,20 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=echo/main.rs");
     println!("cargo:rerun-if-changed=echo/runtime.rs");
+    println!("cargo:rerun-if-changed=guard/main.rs");
+    compile("lext_echo_runtime", "echo/main.rs", "echo-runtime");
+    compile("lext_cgroup_guard", "guard/main.rs", "cgroup-guard");
+}
+
+/// Compiles `source` (standard library only) into `OUT_DIR/output`.
+fn compile(crate_name: &str, source: &str, output: &str) {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = env::var("TARGET").expect("cargo sets TARGET");
     let mut command = Command::new(rustc);
     command
         .args(["--edition", "2021", "--crate-type", "bin"])
-        .args(["--crate-name", "lext_echo_runtime", "--target", &target])
+        .args(["--crate-name", crate_name, "--target", &target])
         // Small and quick to load: it starts on every cold start.
         .args([
             "-C",
@@ -36,8 +44,8 @@ fn main() {
         ])
         .args(["-C", "codegen-units=1", "--cap-lints", "allow"])
         .arg("-o")
-        .arg(out.join("echo-runtime"))
-        .arg("echo/main.rs");
+        .arg(out.join(output))
+        .arg(source);
     // The linker cargo would use for this target, if one is configured.
     let linker_var = format!(
         "CARGO_TARGET_{}_LINKER",
@@ -52,9 +60,6 @@ fn main() {
     }
     let status = command
         .status()
-        .expect("running rustc to build the echo runtime");
-    assert!(
-        status.success(),
-        "building the echo runtime failed ({status})"
-    );
+        .expect("running rustc to build a helper program");
+    assert!(status.success(), "building {source} failed ({status})");
 }

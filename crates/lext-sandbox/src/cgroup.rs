@@ -98,7 +98,12 @@ pub(crate) struct Cgroup {
     oom_seen: AtomicU64,
     /// The peak-memory file, kept open: read with `pread` at every invoke.
     peak: Option<fs::File>,
+    /// The guard (see [`Cgroup::guard`]) and the write end of its pipe.
+    guard: Option<(std::process::Child, std::process::ChildStdin)>,
 }
+
+/// The cgroup guard program (`guard/main.rs`, built by `build.rs`).
+const GUARD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cgroup-guard"));
 
 /// Cgroups alive in this process, for [`kill_all`].
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -139,6 +144,7 @@ impl Cgroup {
             join: Arc::new(Vec::new()),
             oom_seen: AtomicU64::new(0),
             peak: None,
+            guard: None,
         };
         // From here on, Drop removes what was made.
         let cgroup = cgroup.configure(limits)?;
@@ -209,6 +215,40 @@ impl Cgroup {
                 .chain(cpu.as_deref())
                 .collect(),
             Layout::V2 { dir } => vec![dir.as_path()],
+        }
+    }
+
+    /// Starts the guard: a small program outside the cgroup, written into
+    /// `dir`, holding a pipe that only this process writes. When lext ends
+    /// in any way, SIGKILL included, the pipe closes and the guard kills
+    /// what is left in the cgroup and removes it: what the end of a PID
+    /// namespace's init would do. Best effort: without it, the next lext
+    /// removes the leftovers at its start.
+    pub(crate) fn guard(&mut self, dir: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::process::CommandExt as _;
+        let program = dir.join("cgroup-guard");
+        let written = fs::write(&program, GUARD)
+            .and_then(|()| fs::set_permissions(&program, fs::Permissions::from_mode(0o755)));
+        if let Err(error) = written {
+            tracing::debug!(%error, "the cgroup guard could not be written");
+            return;
+        }
+        let spawned = std::process::Command::new(&program)
+            .args(self.dirs())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Not in the terminal's process group: a Ctrl-C is lext's.
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                if let Some(stdin) = child.stdin.take() {
+                    self.guard = Some((child, stdin));
+                }
+            }
+            Err(error) => tracing::debug!(%error, "the cgroup guard could not be started"),
         }
     }
 
@@ -325,6 +365,16 @@ impl Drop for Cgroup {
         let dirs: Vec<PathBuf> = self.dirs().into_iter().map(Path::to_path_buf).collect();
         for dir in &dirs {
             remove(dir);
+        }
+        // The guard finds nothing left, and ends: reap it (bounded).
+        if let Some((mut child, stdin)) = self.guard.take() {
+            drop(stdin);
+            for _ in 0..100 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|d| !dirs.contains(d));

@@ -366,7 +366,10 @@ impl Environment {
             cpu_share: self.cpu_share,
         };
         let cgroup = match crate::cgroup::Cgroup::create(limits) {
-            Ok(cgroup) => Some(Arc::new(cgroup)),
+            Ok(mut cgroup) => {
+                cgroup.guard(state.path());
+                Some(Arc::new(cgroup))
+            }
             Err(why) => {
                 notices.push(why.line());
                 None
