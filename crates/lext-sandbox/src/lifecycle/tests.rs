@@ -1335,6 +1335,10 @@ mod property {
                 too_large
             }),
             rids.clone().prop_map(|r| runtime_error(r, None)),
+            rids.clone().prop_map(stream_start),
+            (rids.clone(), any::<bool>(), any::<bool>()).prop_map(|(r, error, too_large)| {
+                stream_end(r, error.then_some("Runtime.StreamError"), too_large)
+            }),
             Just(Input::RuntimeInitError {
                 error_type: Some("Runtime.X".into())
             }),
