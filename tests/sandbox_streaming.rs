@@ -338,3 +338,44 @@ fn a_stream_that_hangs_ends_with_the_timeout() {
         results[1]
     );
 }
+
+#[test]
+fn a_caller_that_hangs_up_mid_stream_leaves_the_runtime_to_finish() {
+    let s = Scene::new();
+    let (mut child, addr, logs) = serve_streaming(&s, "60", &[]);
+    // A raw caller reads the head of a 20 MiB stream and hangs up; the
+    // runtime still writes to the end and gets its 202, and the next
+    // invoke is served.
+    let script = r#"
+import http.client, sys
+host, port = sys.argv[1].rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port), timeout=30)
+c.request("POST", "/2021-11-15/functions/stream-fn/response-streaming-invocations",
+          body=b'{"size": 20971520}')
+r = c.getresponse()
+print(r.status, r.getheader("Content-Type"), len(r.read(1000)), flush=True)
+c.sock.close()
+"#;
+    let output = Command::new(venv_program("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&addr)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        stdout.trim(),
+        "200 application/vnd.amazon.eventstream 1000",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results = call(&addr, &[r#"{"chunks": 1}"#]);
+    interrupt(&mut child);
+    let logs = logs.join().unwrap();
+    assert_eq!(results[0]["head"], "chunk 0\n", "{}", results[0]);
+    assert_eq!(
+        logs.matches("[runtime] stream answered 202").count(),
+        2,
+        "{logs}"
+    );
+}
