@@ -379,3 +379,50 @@ c.sock.close()
         "{logs}"
     );
 }
+
+#[test]
+fn the_streaming_endpoint_checks_requests_as_invoke_does() {
+    let s = Scene::new();
+    let (mut child, addr, logs) = serve_streaming(&s, "60", &[]);
+    let script = r#"
+import boto3, json, sys
+c = boto3.client("lambda", endpoint_url="http://" + sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="test", aws_secret_access_key="test")
+try:
+    c.invoke_with_response_stream(FunctionName="nope", Payload=b"{}")
+except c.exceptions.ResourceNotFoundException as e:
+    print("notfound", e.response["Error"]["Message"], flush=True)
+try:
+    c.invoke_with_response_stream(FunctionName="stream-fn", Payload=b"not json")
+except c.exceptions.InvalidRequestContentException:
+    print("badjson", flush=True)
+r = c.invoke_with_response_stream(FunctionName="stream-fn", InvocationType="DryRun", Payload=b"{}")
+print("dryrun", r["StatusCode"], flush=True)
+"#;
+    let output = Command::new(venv_program("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&addr)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    interrupt(&mut child);
+    drop(logs.join());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "notfound Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope",
+            "badjson",
+            "dryrun 204"
+        ],
+        "{stdout}"
+    );
+}
