@@ -107,6 +107,10 @@ pub(crate) struct Args {
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
     pub no_freeze: bool,
+    /// Stream responses (InvokeWithResponseStream) at full speed, without
+    /// Lambda's bandwidth rule (6 MB at full speed, then about 2 MB/s).
+    #[arg(long)]
+    pub no_stream_rate_limit: bool,
     /// How many invokes may wait behind the running one; past it, the
     /// Invoke API answers 429 TooManyRequestsException.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -205,6 +209,7 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
     let mut environment = Environment::new()
         .function(function)
         .freeze(!args.no_freeze)
+        .stream_rate_limit(!args.no_stream_rate_limit)
         .cpu_share(args.cpu_share == "auto")
         .queue_limit(QueueLimit {
             invokes: args.max_queued_invokes as usize,

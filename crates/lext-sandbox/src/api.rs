@@ -75,6 +75,9 @@ pub(crate) enum ApiReply {
     Subscribed,
     /// The refusal, rendered as AWS does.
     Refused(Refusal),
+    /// A streamed response may start: where its bytes go. Never rendered;
+    /// the handler forwards the body, then ends the stream.
+    Stream(crate::stream::StreamSink),
 }
 
 /// What the router sends to the driver: a request and where to answer.
@@ -244,6 +247,9 @@ impl IntoResponse for Refusal {
 fn render(reply: ApiReply) -> Response {
     match reply {
         ApiReply::Refused(r) => r.into_response(),
+        // Only the streaming handler asks for this, and it does not render
+        // it.
+        ApiReply::Stream(_) => Refusal::Internal.into_response(),
         ApiReply::Accepted => {
             // Go's json.Encoder, like every rapid body, ends with a newline.
             let mut body = serde_json::to_vec(&StatusResponse::ok()).unwrap_or_default();
@@ -509,17 +515,18 @@ async fn runtime_response(
     body: Body,
 ) -> Answer {
     let request_id = invocation_id(request_id)?;
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_owned);
     if let Some(mode) = headers.get(rt::HEADER_RESPONSE_MODE) {
-        // Streaming responses are accepted and buffered (docs/fidelity.md);
-        // any other value is refused as rapid does.
+        // `streaming` is forwarded as it comes; any other value is refused
+        // as rapid does.
         if !mode
             .as_bytes()
             .eq_ignore_ascii_case(rt::RESPONSE_MODE_STREAMING.as_bytes())
         {
             return Err(Refusal::InvalidResponseMode);
         }
+        return runtime_stream(&driver, request_id, &headers, content_type, body).await;
     }
-    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_owned);
     let (body, too_large) = match read_body(body, lext_protocol::MAX_PAYLOAD_SIZE).await? {
         Some(b) => (b, false),
         None => (Bytes::new(), true),
@@ -532,6 +539,51 @@ async fn runtime_response(
         too_large,
     };
     Ok(call(&driver, input).await)
+}
+
+/// A streamed response (`Lambda-Runtime-Function-Response-Mode:
+/// streaming`): the lifecycle accepts it (or refuses it as any response),
+/// the body goes to the caller chunk by chunk through a bounded channel,
+/// and once it has ended, with its trailers, the lifecycle hears of its
+/// end and the runtime gets its answer (202, or 413 past the limit). The
+/// body is never held whole.
+async fn runtime_stream(
+    driver: &mpsc::Sender<ApiCall>,
+    request_id: String,
+    headers: &HeaderMap,
+    content_type: Option<String>,
+    body: Body,
+) -> Answer {
+    let start = Input::RuntimeStreamStart {
+        request_id: request_id.clone(),
+        invocation_id: echoed_invocation_id(headers),
+        content_type,
+    };
+    let (tx, rx) = oneshot::channel();
+    if driver.send((start, tx)).await.is_err() {
+        return Err(Refusal::Internal);
+    }
+    let sink = match rx.await {
+        Ok(ApiReply::Stream(sink)) => sink,
+        Ok(other) => {
+            // Refused (not the current invoke, out of turn): the body is
+            // read and thrown away first (up to DRAIN_LIMIT), so that the
+            // runtime gets the answer rather than a broken pipe.
+            let _ = read_body(body, 0).await;
+            return Ok(render(other));
+        }
+        Err(_) => return Err(Refusal::Internal),
+    };
+    // A body that broke off: the runtime went away, and its exit (or the
+    // timeout) ends the invoke.
+    let forwarded = sink.forward(body).await.ok_or(Refusal::Truncated)?;
+    let end = Input::RuntimeStreamEnd {
+        request_id,
+        error_type: forwarded.error_type,
+        too_large: forwarded.too_large,
+        produced_bytes: forwarded.produced,
+    };
+    Ok(call(driver, end).await)
 }
 
 async fn runtime_error(

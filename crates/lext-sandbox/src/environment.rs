@@ -82,6 +82,7 @@ pub struct Environment {
     api_addr: SocketAddr,
     invoke_api: Option<SocketAddr>,
     queue: QueueLimit,
+    stream_rate_limit: bool,
     cpu_share: bool,
     code: Option<PathBuf>,
     sinks: Vec<Arc<dyn Sink>>,
@@ -205,6 +206,7 @@ impl Environment {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             invoke_api: None,
             queue: QueueLimit::default(),
+            stream_rate_limit: true,
             cpu_share: false,
             code: None,
             sinks: Vec::new(),
@@ -292,6 +294,14 @@ impl Environment {
     /// [`EnvironmentError::QueueFull`], and the Invoke API answers 429.
     pub fn queue_limit(mut self, limit: QueueLimit) -> Self {
         self.queue = limit;
+        self
+    }
+
+    /// Whether streamed responses (`InvokeWithResponseStream`) follow
+    /// Lambda's bandwidth rule: the first 6 MB at full speed, then about
+    /// 2 MB/s (default on). Off, they go as fast as the runtime writes.
+    pub fn stream_rate_limit(mut self, on: bool) -> Self {
+        self.stream_rate_limit = on;
         self
     }
 
@@ -426,6 +436,7 @@ impl Environment {
             extensions: names,
             freeze: self.freeze,
             queue: self.queue,
+            stream_rate_limit: self.stream_rate_limit,
         };
         let engine =
             Engine::start(listener, config, host, hub, sink).map_err(EnvironmentError::Serve)?;

@@ -11,6 +11,11 @@
 //! queue in the driver: one runs at a time per environment, as in Lambda,
 //! and past the queue's bound ([`QueueLimit`](crate::QueueLimit)) an invoke
 //! gets Lambda's throttling answer, 429 `TooManyRequestsException`.
+//!
+//! `POST /2021-11-15/functions/{name}/response-streaming-invocations`
+//! (`InvokeWithResponseStream`) takes the same requests and answers with an
+//! event stream ([`crate::eventstream`]): the runtime's bytes as they come
+//! ([`crate::stream`]), then `InvokeComplete`.
 
 use std::sync::Arc;
 
@@ -23,8 +28,12 @@ use axum::Router;
 use http_body_util::BodyExt as _;
 use lext_protocol::runtime::invoke as inv;
 
+use bytes::Bytes;
+
 use crate::driver::{Handle, NotRun};
+use crate::eventstream;
 use crate::invocation::{InvokeRequest, InvokeResult};
+use crate::stream::{Answer, StreamError, StreamItem};
 use crate::tail::{Tails, TAIL_BYTES};
 
 /// The largest synchronous request payload the Invoke API takes (6 MB).
@@ -108,6 +117,10 @@ struct Ctx {
 pub(crate) fn router(handle: Handle, target: InvokeTarget, tails: Tails) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(invoke_with_response_stream),
+        )
         .with_state(Ctx {
             handle,
             target: Arc::new(target),
@@ -226,23 +239,32 @@ fn too_many_requests() -> Response {
     r
 }
 
-async fn invoke(
-    State(ctx): State<Ctx>,
-    Path(name): Path<String>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
+/// A request both invoke endpoints accept, checked as the service checks
+/// it: the function's name and qualifier, the invocation and log types,
+/// and the payload.
+struct Checked {
+    kind: Kind,
+    tail: bool,
+    request: InvokeRequest,
+}
+
+async fn check(
+    ctx: &Ctx,
+    name: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Checked, Response> {
     // One environment serves one function: another name or version is the
     // service's 404, which the SDKs map to ResourceNotFoundException.
     let qualifier = qualifier(uri.query());
-    if !ctx.target.matches(&name, qualifier.as_deref()) {
-        let asked = ctx.target.asked_arn(&name, qualifier.as_deref());
-        return service_error(
+    if !ctx.target.matches(name, qualifier.as_deref()) {
+        let asked = ctx.target.asked_arn(name, qualifier.as_deref());
+        return Err(service_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
             &format!("Function not found: {asked}"),
-        );
+        ));
     }
     let text = |name: &str| {
         headers
@@ -255,11 +277,11 @@ async fn invoke(
         Some("Event") => Kind::Event,
         Some("DryRun") => Kind::DryRun,
         Some(other) => {
-            return service_error(
+            return Err(service_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
                 &format!("Unsupported invocation type {other}"),
-            )
+            ))
         }
     };
     // `X-Amz-Log-Type` (AWS: Invoke, `LogType`: `None` or `Tail`, for
@@ -268,23 +290,42 @@ async fn invoke(
         None | Some("None") => false,
         Some("Tail") => kind == Kind::Sync,
         Some(other) => {
-            return service_error(
+            return Err(service_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
                 &format!("Unsupported log type {other}"),
-            )
+            ))
         }
     };
-    let payload = match read_payload(body, kind.payload_limit()).await {
-        Ok(payload) => payload,
-        Err(refused) => return refused,
-    };
+    let payload = read_payload(body, kind.payload_limit()).await?;
     // The client context travels base64-encoded in the header; the runtime
     // gets the JSON itself (RIE decodes it the same way).
     let request = InvokeRequest {
         payload,
         trace_id: text(inv::HEADER_TRACE_ID),
         client_context: text(inv::HEADER_CLIENT_CONTEXT).and_then(|b64| decode_base64(&b64)),
+    };
+    Ok(Checked {
+        kind,
+        tail,
+        request,
+    })
+}
+
+async fn invoke(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Checked {
+        kind,
+        tail,
+        request,
+    } = match check(&ctx, &name, &uri, &headers, body).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     match kind {
         Kind::Sync => {}
@@ -335,20 +376,168 @@ async fn invoke(
         );
     }
     if tail {
-        // The tail ends with REPORT, which comes once the extensions are
-        // done with the invoke: bounded by the timeout and the shutdown
-        // budget.
-        let wait = ctx.target.timeout + std::time::Duration::from_secs(5);
-        if let Ok(Some(log)) = tokio::time::timeout(wait, ctx.tails.take(&reply.request_id)).await {
-            use base64::Engine as _;
-            debug_assert!(log.len() <= TAIL_BYTES);
-            let encoded = base64::engine::general_purpose::STANDARD.encode(log);
-            if let Ok(v) = HeaderValue::from_str(&encoded) {
-                h.insert(inv::HEADER_LOG_RESULT, v);
-            }
+        if let Some(v) = log_result(&ctx, &reply.request_id)
+            .await
+            .and_then(|l| HeaderValue::from_str(&l).ok())
+        {
+            h.insert(inv::HEADER_LOG_RESULT, v);
         }
     }
     r
+}
+
+/// The base64 tail of the invoke's log (`LogResult`). The tail ends with
+/// REPORT, which comes once the extensions are done with the invoke:
+/// bounded by the timeout and the shutdown budget.
+async fn log_result(ctx: &Ctx, request_id: &str) -> Option<String> {
+    use base64::Engine as _;
+    let wait = ctx.target.timeout + std::time::Duration::from_secs(5);
+    let log = tokio::time::timeout(wait, ctx.tails.take(request_id))
+        .await
+        .ok()??;
+    debug_assert!(log.len() <= TAIL_BYTES);
+    Some(base64::engine::general_purpose::STANDARD.encode(log))
+}
+
+/// Event stream messages in flight to the caller.
+const MESSAGES_IN_FLIGHT: usize = 4;
+
+/// `POST /2021-11-15/functions/{name}/response-streaming-invocations`
+/// (`InvokeWithResponseStream`, botocore's Lambda model): the same checks
+/// as `Invoke`, then a 200 whose body is an event stream of `PayloadChunk`
+/// events, as the runtime writes its bytes, and one `InvokeComplete` with
+/// the error, if any, and the log tail when asked for. Its invocation
+/// types are `RequestResponse` and `DryRun` (the model's
+/// `ResponseStreamingInvocationType`); `Event` is refused as an unknown
+/// type.
+async fn invoke_with_response_stream(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Checked {
+        kind,
+        tail,
+        request,
+    } = match check(&ctx, &name, &uri, &headers, body).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
+    };
+    match kind {
+        Kind::Sync => {}
+        Kind::DryRun => return StatusCode::NO_CONTENT.into_response(),
+        Kind::Event => {
+            return service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "Unsupported invocation type Event",
+            )
+        }
+    }
+    let answer = match ctx.handle.invoke_stream(request).await {
+        Ok(answer) => answer,
+        Err(why) => return not_run(why),
+    };
+    let request_id = match &answer {
+        Answer::Whole(r) => r.request_id.clone(),
+        Answer::Stream(s) => s.request_id.clone(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(MESSAGES_IN_FLIGHT);
+    tokio::spawn(pump(ctx.clone(), answer, tail, tx));
+    let mut r = (StatusCode::OK, Body::new(Messages(rx))).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(eventstream::CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert(inv::HEADER_REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.target.version) {
+        h.insert(inv::HEADER_EXECUTED_VERSION, v);
+    }
+    r
+}
+
+/// Writes the answer as event stream messages: the chunks as they come,
+/// then `InvokeComplete`. Stops early if the caller goes away.
+async fn pump(ctx: Ctx, answer: Answer, tail: bool, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    let (request_id, error) = match answer {
+        Answer::Whole(reply) => {
+            // A buffered response (or an error) to a streaming caller: one
+            // chunk, or the error (docs/fidelity.md).
+            let error = match reply.result {
+                InvokeResult::Response { body, .. } => {
+                    if !body.is_empty() && tx.send(eventstream::payload_chunk(&body)).await.is_err()
+                    {
+                        return;
+                    }
+                    None
+                }
+                InvokeResult::FunctionError { body } => Some(function_error(&body)),
+                InvokeResult::PlatformError {
+                    error_type,
+                    message,
+                } => Some(StreamError {
+                    code: error_type,
+                    details: message,
+                }),
+            };
+            (reply.request_id, error)
+        }
+        Answer::Stream(mut streamed) => {
+            let error = loop {
+                match streamed.next().await {
+                    StreamItem::Chunk(bytes) => {
+                        if tx.send(eventstream::payload_chunk(&bytes)).await.is_err() {
+                            return;
+                        }
+                    }
+                    StreamItem::End(error) => break error,
+                }
+            };
+            (streamed.request_id, error)
+        }
+    };
+    let log = if tail {
+        log_result(&ctx, &request_id).await
+    } else {
+        None
+    };
+    let _ = tx
+        .send(eventstream::invoke_complete(error.as_ref(), log.as_deref()))
+        .await;
+}
+
+/// A function's `/error` document as `InvokeComplete`'s error: its
+/// `errorType` and `errorMessage`, or `Unhandled` and the body as text.
+fn function_error(body: &[u8]) -> StreamError {
+    let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |name: &str| doc.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    StreamError {
+        code: field("errorType").unwrap_or_else(|| inv::FUNCTION_ERROR_UNHANDLED.to_owned()),
+        details: field("errorMessage")
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// The response body: the messages `pump` writes, each one frame.
+struct Messages(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl axum::body::HttpBody for Messages {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|m| m.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
 }
 
 /// Decodes standard base64 (with or without padding), as the SDKs encode

@@ -113,6 +113,7 @@ mod echo;
 mod env;
 mod environment;
 mod events;
+mod eventstream;
 mod host;
 mod ids;
 mod invocation;
@@ -127,6 +128,7 @@ mod process;
 mod sink;
 mod spool;
 mod state;
+mod stream;
 mod tail;
 mod telemetry;
 #[cfg(test)]

@@ -17,7 +17,7 @@ use lext_protocol::telemetry::{
 };
 
 use crate::config::FunctionConfig;
-use crate::lifecycle::{ExtensionSummary, Fault, Report};
+use crate::lifecycle::{ExtensionSummary, Fault, Report, ResponseSpans};
 use crate::logline;
 
 /// Milliseconds with two decimals: the figures must agree with the REPORT
@@ -146,6 +146,33 @@ pub(crate) fn runtime_done(
         tracing: trace_context(trace),
         extra: Default::default(),
     })
+}
+
+/// A `platform.runtimeDone` for a streamed response: with its
+/// `responseLatency` and `responseDuration` spans (AWS: Telemetry API
+/// schema reference,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html>,
+/// `platform.runtimeDone`).
+pub(crate) fn streamed_runtime_done(mut record: Record, spans: &ResponseSpans) -> Record {
+    if let Record::RuntimeDone(done) = &mut record {
+        let at = |epoch_ms: u64| {
+            logline::iso8601_ms(std::time::UNIX_EPOCH + Duration::from_millis(epoch_ms))
+        };
+        let latency_ms = spans.latency.as_millis() as u64;
+        done.spans = Some(vec![
+            tel::Span {
+                name: "responseLatency".to_owned(),
+                start: at(spans.released_ms),
+                duration_ms: ms(spans.latency),
+            },
+            tel::Span {
+                name: "responseDuration".to_owned(),
+                start: at(spans.released_ms + latency_ms),
+                duration_ms: ms(spans.duration),
+            },
+        ]);
+    }
+    record
 }
 
 /// `platform.report`.

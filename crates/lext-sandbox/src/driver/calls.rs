@@ -18,6 +18,7 @@ use crate::api::ApiReply;
 use crate::events;
 use crate::lifecycle::{Effect, ExtensionId, Input, Refusal};
 use crate::ports::{Host, Telemetry};
+use crate::stream;
 
 type Reply = oneshot::Sender<ApiReply>;
 
@@ -51,6 +52,25 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 };
                 self.answer_now(input, reply, ok);
             }
+            Input::RuntimeStreamStart { .. } => self.stream_start(input, reply),
+            Input::RuntimeStreamEnd {
+                too_large,
+                produced_bytes,
+                ..
+            } => {
+                // Past the limit the runtime gets 413, as for a buffered
+                // response; the caller's stream already ended with
+                // Function.ResponseSizeTooLarge.
+                let ok = if too_large {
+                    ApiReply::Refused(Refusal::PayloadTooLarge)
+                } else {
+                    ApiReply::Accepted
+                };
+                if let Some(c) = self.current.as_mut() {
+                    c.produced_bytes = Some(produced_bytes);
+                }
+                self.answer_now(input, reply, ok);
+            }
             Input::RuntimeError { .. } | Input::RuntimeInitError { .. } => {
                 self.answer_now(input, reply, ApiReply::Accepted);
             }
@@ -78,6 +98,37 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Ok(effects) => {
                 let _ = reply.send(ok);
                 self.apply_all(effects);
+            }
+            Err(r) => {
+                let _ = reply.send(ApiReply::Refused(r));
+            }
+        }
+    }
+
+    /// A streamed response starts: if the lifecycle accepts it, the channel
+    /// to the caller is made, its sending end goes to the handler with the
+    /// rules for this caller, and its receiving end to the caller (by the
+    /// `Outcome::Stream` the effects carry).
+    fn stream_start(&mut self, input: Input, reply: Reply) {
+        match self.lc.transition(input, super::now()) {
+            Ok(effects) => {
+                let streaming = self.current.as_ref().is_some_and(|c| c.streaming);
+                let (tx, rx) = tokio::sync::mpsc::channel(stream::CHUNKS_IN_FLIGHT);
+                self.pending_stream = Some(rx);
+                let _ = reply.send(ApiReply::Stream(stream::StreamSink {
+                    tx,
+                    // A buffered caller (`Invoke`) gets at most the
+                    // buffered limit; the bandwidth rule is the streaming
+                    // API's.
+                    limit: if streaming {
+                        stream::MAX_STREAM_SIZE
+                    } else {
+                        lext_protocol::MAX_PAYLOAD_SIZE
+                    },
+                    rate_limited: streaming && self.stream_rate_limit,
+                }));
+                self.apply_all(effects);
+                self.pending_stream = None;
             }
             Err(r) => {
                 let _ = reply.send(ApiReply::Refused(r));

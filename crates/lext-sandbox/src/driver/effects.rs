@@ -26,6 +26,7 @@ use crate::jsonlog;
 use crate::lifecycle::{Effect, ExtensionId, ExtensionSummary, Fault, Input, Outcome, Report};
 use crate::ports::{Host, Telemetry};
 use crate::sink::{LineSource, LogLine, Sink};
+use crate::stream::{Answer, StreamError, Streamed};
 
 /// The driver's two outputs, for [`events`]: lines to the sink, records to
 /// telemetry.
@@ -163,11 +164,33 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 request_id,
                 fault,
                 duration,
+                spans,
             } => {
                 let trace = self.trace();
                 let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
                 let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
-                events::runtime_done(out, &request_id, fault.as_ref(), trace, duration, produced);
+                match spans {
+                    // A streamed response: the same record, with its
+                    // spans (no line either way).
+                    Some(spans) => out.record(crate::platform::streamed_runtime_done(
+                        crate::platform::runtime_done(
+                            &request_id,
+                            fault.as_ref(),
+                            trace,
+                            duration,
+                            produced,
+                        ),
+                        &spans,
+                    )),
+                    None => events::runtime_done(
+                        out,
+                        &request_id,
+                        fault.as_ref(),
+                        trace,
+                        duration,
+                        produced,
+                    ),
+                }
             }
             Effect::TimedOut { request_id, after } => {
                 let _ = self.host.peak_memory_mb();
@@ -327,6 +350,26 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     /// Answers the caller of the invoke.
     fn respond(&mut self, request_id: String, outcome: Outcome) {
         let result = match outcome {
+            Outcome::Stream { content_type } => {
+                let Some(chunks) = self.pending_stream.take() else {
+                    tracing::warn!("a stream started without its channel");
+                    return;
+                };
+                let (verdict, verdict_rx) = tokio::sync::oneshot::channel();
+                let Some(current) = self.current.as_mut() else {
+                    return;
+                };
+                current.verdict = Some(verdict);
+                if let Some(reply) = current.reply.take() {
+                    let _ = reply.send(Answer::Stream(Streamed {
+                        request_id,
+                        content_type,
+                        chunks,
+                        verdict: verdict_rx,
+                    }));
+                }
+                return;
+            }
             Outcome::Response { body, content_type } => {
                 if let Some(c) = self.current.as_mut() {
                     c.produced_bytes = Some(body.len() as u64);
@@ -340,7 +383,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             },
         };
         if let Some(reply) = self.current.as_mut().and_then(|c| c.reply.take()) {
-            let _ = reply.send(InvokeResponse { request_id, result });
+            let _ = reply.send(Answer::Whole(InvokeResponse { request_id, result }));
         }
     }
 
@@ -349,6 +392,14 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.summary.invokes += 1;
         if report.fault.is_some() {
             self.summary.failed_invokes += 1;
+        }
+        // A streamed response's caller learns the invoke's fault, if its
+        // stream did not end by itself (a timeout, a crash).
+        if let Some(verdict) = self.current.as_mut().and_then(|c| c.verdict.take()) {
+            let _ = verdict.send(report.fault.as_ref().map(|f| StreamError {
+                code: f.error_type().to_owned(),
+                details: format!("RequestId: {} Error: {}", report.request_id, f.error_type()),
+            }));
         }
         let max_memory = self.host.peak_memory_mb();
         let trace = self.trace();
@@ -371,14 +422,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         let Some(current) = self.current.take() else {
             return;
         };
+        if let Some(verdict) = current.verdict {
+            let _ = verdict.send(Some(StreamError {
+                code: error_type::SANDBOX_FAILURE.into(),
+                details: message.into(),
+            }));
+        }
         if let Some(reply) = current.reply {
-            let _ = reply.send(InvokeResponse {
+            let _ = reply.send(Answer::Whole(InvokeResponse {
                 request_id: current.request_id,
                 result: InvokeResult::PlatformError {
                     error_type: error_type::SANDBOX_FAILURE.into(),
                     message: message.into(),
                 },
-            });
+            }));
         }
     }
 

@@ -43,6 +43,7 @@ use crate::invocation::{InvokeRequest, InvokeResponse};
 use crate::lifecycle::{ExtensionId, Input, Lifecycle, LifecycleConfig, Now, Proc};
 use crate::ports::{Exited, Exits, Host, Telemetry};
 use crate::sink::Sink;
+use crate::stream::{Answer, StreamError, StreamItem};
 
 pub use queue::QueueLimit;
 use queue::{Budget, Queued};
@@ -119,20 +120,34 @@ impl Handle {
     /// runs at a time, as in Lambda.
     pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, NotRun> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(request, Some(tx))?;
+        self.enqueue(request, Some(tx), false)?;
+        match rx.await.map_err(|_| NotRun::Stopped)? {
+            Answer::Whole(response) => Ok(response),
+            // A streaming function invoked with `Invoke`: its response,
+            // whole, under the buffered limit (docs/fidelity.md).
+            Answer::Stream(streamed) => Ok(streamed.collect().await),
+        }
+    }
+
+    /// Invokes the function for a caller that reads a stream
+    /// (`InvokeWithResponseStream`).
+    pub(crate) async fn invoke_stream(&self, request: InvokeRequest) -> Result<Answer, NotRun> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(request, Some(tx), true)?;
         rx.await.map_err(|_| NotRun::Stopped)
     }
 
     /// Queues an asynchronous invoke (invocation type `Event`), and returns
     /// its request id.
     pub(crate) fn invoke_async(&self, request: InvokeRequest) -> Result<String, NotRun> {
-        self.enqueue(request, None)
+        self.enqueue(request, None, false)
     }
 
     fn enqueue(
         &self,
         request: InvokeRequest,
-        reply: Option<oneshot::Sender<InvokeResponse>>,
+        reply: Option<oneshot::Sender<Answer>>,
+        streaming: bool,
     ) -> Result<String, NotRun> {
         let ticket = self
             .queue
@@ -144,6 +159,7 @@ impl Handle {
                 request_id: request_id.clone(),
                 request,
                 reply,
+                streaming,
                 ticket,
             }))
             .map_err(|_| NotRun::Stopped)?;
@@ -187,6 +203,9 @@ pub(crate) struct EngineConfig {
     pub(crate) freeze: bool,
     /// The bound on invokes waiting.
     pub(crate) queue: QueueLimit,
+    /// Pace streamed responses past their first 6 MiB (Lambda's
+    /// bandwidth rule).
+    pub(crate) stream_rate_limit: bool,
 }
 
 impl Engine {
@@ -221,6 +240,8 @@ impl Engine {
             arn: config.function.arn(),
             function: config.function,
             freeze: config.freeze,
+            stream_rate_limit: config.stream_rate_limit,
+            pending_stream: None,
             lc: lifecycle,
             host,
             telemetry,
@@ -292,13 +313,21 @@ struct Current {
     trace: String,
     /// Size of the runtime's response, for `platform.runtimeDone`.
     produced_bytes: Option<u64>,
-    reply: Option<oneshot::Sender<InvokeResponse>>,
+    reply: Option<oneshot::Sender<Answer>>,
+    /// The caller reads a stream.
+    streaming: bool,
+    /// For a streamed response: the invoke's fault, told when it ends.
+    verdict: Option<oneshot::Sender<Option<StreamError>>>,
 }
 
 struct Driver<H, T> {
     function: FunctionConfig,
     arn: String,
     freeze: bool,
+    stream_rate_limit: bool,
+    /// The caller's side of a streamed response whose start the lifecycle
+    /// is about to answer (`Outcome::Stream`).
+    pending_stream: Option<tokio::sync::mpsc::Receiver<StreamItem>>,
     lc: Lifecycle,
     host: H,
     telemetry: T,
@@ -447,6 +476,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 request_id,
                 request,
                 reply,
+                streaming,
                 ticket,
             }) = self.queue.pop_front()
             else {
@@ -464,6 +494,8 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 trace,
                 produced_bytes: None,
                 reply,
+                streaming,
+                verdict: None,
             });
             self.feed(Input::Invoke {
                 request_id,

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use crate::invocation::{InvokeRequest, InvokeResponse};
+use crate::invocation::InvokeRequest;
+use crate::stream::Answer;
 
 /// How many invokes, and how many bytes of their payloads, may wait behind
 /// the running one (`lext run --max-queued-invokes`, `--max-queued-mb`).
@@ -97,7 +98,10 @@ pub(super) struct Queued {
     pub(super) request_id: String,
     pub(super) request: InvokeRequest,
     /// `None` for an asynchronous (`Event`) invoke.
-    pub(super) reply: Option<oneshot::Sender<InvokeResponse>>,
+    pub(super) reply: Option<oneshot::Sender<Answer>>,
+    /// The caller reads a stream (`InvokeWithResponseStream`): a streamed
+    /// response gets the streaming limit and bandwidth rule.
+    pub(super) streaming: bool,
     pub(super) ticket: Ticket,
 }
 

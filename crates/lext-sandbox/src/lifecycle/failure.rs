@@ -372,6 +372,7 @@ impl Lifecycle {
                 request_id: inv.request_id.clone(),
                 fault: Some(Fault::Timeout),
                 duration: after,
+                spans: None,
             });
         }
         // REPORT shows the timeout itself as Duration, and Status: timeout,

@@ -16,7 +16,7 @@ use lext_protocol::telemetry::Phase;
 
 use super::{
     Effect, ExtensionState, Fault, InvokeCtx, Lifecycle, Now, Outcome, PendingInvoke, Refusal,
-    Report, RuntimeState, Stage, Step,
+    Report, ResponseSpans, RuntimeState, Stage, Step,
 };
 
 impl Lifecycle {
@@ -48,6 +48,7 @@ impl Lifecycle {
                         request_id: inv.request_id.clone(),
                         fault: inv.function_error.clone(),
                         duration: now.instant.saturating_duration_since(inv.started),
+                        spans: inv.spans,
                     });
                 }
                 fx.extend(self.maybe_finish_invoke(now));
@@ -149,6 +150,70 @@ impl Lifecycle {
         }])
     }
 
+    /// `POST /runtime/invocation/{id}/response` in streaming mode, once its
+    /// headers have come. The caller gets the stream at once; the runtime
+    /// stays in InvocationResponse until the body ends (RIE:
+    /// internal/lambda/core/states.go, where a streamed response is the
+    /// state's own duration), and may not call `/next` before.
+    pub(super) fn runtime_stream_start(
+        &mut self,
+        ids: (&str, Option<&str>),
+        content_type: Option<String>,
+        now: Now,
+    ) -> Step {
+        let inv = self.current_invoke(ids, RuntimeState::InvocationResponse)?;
+        inv.responded = true;
+        inv.stream_started = Some(now);
+        let rid = inv.request_id.clone();
+        self.runtime = RuntimeState::InvocationResponse;
+        Ok(vec![Effect::Respond {
+            request_id: rid,
+            outcome: Outcome::Stream { content_type },
+        }])
+    }
+
+    /// The streamed body of the current invoke ended: with a mid-stream
+    /// error (the `Lambda-Runtime-Function-Error-Type` trailer; AWS:
+    /// Custom runtimes, "Response streaming",
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-custom.html#runtimes-custom-response-streaming>),
+    /// past the streaming limit, or whole. The invoke fails for the first
+    /// two, as for `/error`, without a reset: the runtime answered.
+    pub(super) fn runtime_stream_end(
+        &mut self,
+        request_id: &str,
+        error_type: Option<String>,
+        too_large: bool,
+        now: Now,
+    ) -> Step {
+        let from = self.runtime;
+        let to = RuntimeState::ResponseSent;
+        let Stage::Invoke(inv) = &mut self.stage else {
+            return Err(Refusal::RuntimeState { from, to });
+        };
+        let Some(started) = inv
+            .stream_started
+            .filter(|_| from == RuntimeState::InvocationResponse)
+        else {
+            return Err(Refusal::RuntimeState { from, to });
+        };
+        if inv.request_id != request_id {
+            return Err(Refusal::InvalidRequestId);
+        }
+        let latency = started.instant.saturating_duration_since(inv.started);
+        inv.spans = Some(ResponseSpans {
+            released_ms: started.epoch_ms.saturating_sub(latency.as_millis() as u64),
+            latency,
+            duration: now.instant.saturating_duration_since(started.instant),
+        });
+        if too_large {
+            inv.function_error = Some(Fault::ResponseTooLarge);
+        } else if let Some(t) = error_type {
+            inv.function_error = Some(Fault::Function(sanitize_runtime_error_type(&t).to_owned()));
+        }
+        self.runtime = to;
+        Ok(Vec::new())
+    }
+
     /// `POST /runtime/invocation/{id}/error`: a handled function error.
     pub(super) fn runtime_error(
         &mut self,
@@ -248,6 +313,8 @@ impl Lifecycle {
             // Only the first invoke after an Init is a cold start.
             init_duration: self.cold_start.take(),
             function_error: None,
+            stream_started: None,
+            spans: None,
         });
         fx
     }

@@ -77,8 +77,9 @@ mod vocabulary;
 pub(crate) use self::refusal::Refusal;
 pub(crate) use self::vocabulary::{
     Effect, ExitStatus, ExtensionId, ExtensionState, ExtensionSummary, Fault, Input, LaunchFailure,
-    LifecycleConfig, Now, Outcome, Proc, Report, RuntimeState, Signal, MAX_PROCESS_EXIT_WAIT,
-    RUNTIME_SHARE_EXTERNAL, SHUTDOWN_BUDGET_EXTERNAL, SHUTDOWN_BUDGET_INTERNAL,
+    LifecycleConfig, Now, Outcome, Proc, Report, ResponseSpans, RuntimeState, Signal,
+    MAX_PROCESS_EXIT_WAIT, RUNTIME_SHARE_EXTERNAL, SHUTDOWN_BUDGET_EXTERNAL,
+    SHUTDOWN_BUDGET_INTERNAL,
 };
 
 /// Whether an extension is a process of its own (a file of
@@ -169,6 +170,10 @@ struct InvokeCtx {
     /// error (REPORT has no Status for it, but `platform.report` does) or an
     /// oversized response.
     function_error: Option<Fault>,
+    /// When a streamed response started.
+    stream_started: Option<Now>,
+    /// The spans of a streamed response that ended.
+    spans: Option<ResponseSpans>,
 }
 
 /// A running shutdown (a spindown or a reset).
@@ -345,6 +350,20 @@ impl Lifecycle {
                 let ids = (request_id.as_str(), invocation_id.as_deref());
                 self.runtime_response(ids, body, content_type, too_large)
             }
+            Input::RuntimeStreamStart {
+                request_id,
+                invocation_id,
+                content_type,
+            } => {
+                let ids = (request_id.as_str(), invocation_id.as_deref());
+                self.runtime_stream_start(ids, content_type, now)
+            }
+            Input::RuntimeStreamEnd {
+                request_id,
+                error_type,
+                too_large,
+                ..
+            } => self.runtime_stream_end(&request_id, error_type, too_large, now),
             Input::RuntimeError {
                 request_id,
                 invocation_id,

@@ -1335,6 +1335,10 @@ mod property {
                 too_large
             }),
             rids.clone().prop_map(|r| runtime_error(r, None)),
+            rids.clone().prop_map(stream_start),
+            (rids.clone(), any::<bool>(), any::<bool>()).prop_map(|(r, error, too_large)| {
+                stream_end(r, error.then_some("Runtime.StreamError"), too_large)
+            }),
             Just(Input::RuntimeInitError {
                 error_type: Some("Runtime.X".into())
             }),
@@ -1504,4 +1508,125 @@ fn invocation_ids_are_checked_when_echoed_and_a_late_answer_gets_410() {
         h.refused(response("r2")),
         Refusal::RuntimeState { .. }
     ));
+}
+
+fn stream_start(rid: &str) -> Input {
+    Input::RuntimeStreamStart {
+        request_id: rid.into(),
+        invocation_id: None,
+        content_type: Some("text/plain".into()),
+    }
+}
+
+fn stream_end(rid: &str, error_type: Option<&str>, too_large: bool) -> Input {
+    Input::RuntimeStreamEnd {
+        request_id: rid.into(),
+        error_type: error_type.map(str::to_owned),
+        too_large,
+        produced_bytes: 0,
+    }
+}
+
+#[test]
+fn a_streamed_response_answers_at_once_and_its_end_gives_the_spans() {
+    let mut h = H::new(&[]);
+    h.init_all();
+    h.invoke("r1");
+    h.advance(Duration::from_millis(40));
+    let fx = h.ok(stream_start("r1"));
+    assert_eq!(
+        fx,
+        vec![Effect::Respond {
+            request_id: "r1".into(),
+            outcome: Outcome::Stream {
+                content_type: Some("text/plain".into())
+            },
+        }]
+    );
+    // While the body streams, the runtime may neither answer again nor
+    // call /next.
+    assert!(matches!(
+        h.refused(response("r1")),
+        Refusal::RuntimeState { .. }
+    ));
+    assert!(matches!(
+        h.refused(Input::RuntimeNext),
+        Refusal::RuntimeState { .. }
+    ));
+    h.advance(Duration::from_millis(1_500));
+    assert!(h.ok(stream_end("r1", None, false)).is_empty());
+    // A second end is out of turn.
+    assert!(matches!(
+        h.refused(stream_end("r1", None, false)),
+        Refusal::RuntimeState { .. }
+    ));
+    h.advance(Duration::from_millis(5));
+    let fx = h.ok(Input::RuntimeNext);
+    let spans = fx.iter().find_map(|e| match e {
+        Effect::RuntimeDone { spans, .. } => *spans,
+        _ => None,
+    });
+    assert_eq!(
+        spans,
+        Some(ResponseSpans {
+            released_ms: T0_EPOCH,
+            latency: Duration::from_millis(40),
+            duration: Duration::from_millis(1_500),
+        })
+    );
+    assert_eq!(report(&fx).status(), Status::Success);
+}
+
+#[test]
+fn a_mid_stream_error_or_an_oversized_stream_fails_the_invoke_without_a_reset() {
+    for (error_type, too_large, expected) in [
+        (Some("Runtime.StreamError"), false, "Runtime.StreamError"),
+        (None, true, "Function.ResponseSizeTooLarge"),
+    ] {
+        let mut h = H::new(&[]);
+        h.init_all();
+        h.invoke("r1");
+        h.ok(stream_start("r1"));
+        h.ok(stream_end("r1", error_type, too_large));
+        let fx = h.ok(Input::RuntimeNext);
+        let r = report(&fx);
+        assert_eq!(r.error_type(), Some(expected));
+        assert!(!has(&fx, |e| matches!(e, Effect::ShutdownDone { .. })));
+    }
+}
+
+#[test]
+fn a_stream_for_another_request_or_out_of_turn_is_refused() {
+    let mut h = H::new(&[]);
+    h.init_all();
+    // No invoke: nothing to stream.
+    assert!(matches!(
+        h.refused(stream_end("r1", None, false)),
+        Refusal::RuntimeState { .. }
+    ));
+    h.invoke("r1");
+    assert_eq!(h.refused(stream_start("r2")), Refusal::InvalidRequestId);
+    // An end before any start is out of turn.
+    assert!(matches!(
+        h.refused(stream_end("r1", None, false)),
+        Refusal::RuntimeState { .. }
+    ));
+    h.ok(stream_start("r1"));
+    assert_eq!(
+        h.refused(stream_end("r2", None, false)),
+        Refusal::InvalidRequestId
+    );
+}
+
+#[test]
+fn a_stream_that_hangs_times_out_and_resets() {
+    let mut h = H::new(&[]);
+    h.init_all();
+    h.invoke("r1");
+    h.ok(stream_start("r1"));
+    let fx = h.tick_to_deadline();
+    // The caller already has its stream: no second answer, and the
+    // timeout's REPORT.
+    assert!(!has(&fx, |e| matches!(e, Effect::Respond { .. })));
+    assert_eq!(report(&fx).error_type(), Some("Sandbox.Timedout"));
 }

@@ -290,6 +290,14 @@ pub(crate) enum Outcome {
         /// The body.
         body: Bytes,
     },
+    /// The runtime started a streamed response
+    /// (`Lambda-Runtime-Function-Response-Mode: streaming`): its bytes go
+    /// to the caller as they come, outside the lifecycle, and
+    /// [`Input::RuntimeStreamEnd`] ends it.
+    Stream {
+        /// The runtime's `Content-Type`, if it sent one.
+        content_type: Option<String>,
+    },
     /// An error made by the platform: `{"errorType","errorMessage"}` with
     /// `X-Amz-Function-Error: Unhandled`.
     PlatformError {
@@ -337,6 +345,21 @@ impl Report {
     pub(crate) fn error_type(&self) -> Option<&str> {
         self.fault.as_ref().map(Fault::error_type)
     }
+}
+
+/// The timing of a streamed response, for the `spans` of
+/// `platform.runtimeDone` (AWS: Telemetry API schema reference,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html>):
+/// `responseLatency` runs from the event's release to the start of the
+/// response, `responseDuration` from there to its last byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseSpans {
+    /// The event's release, epoch ms (the start of `responseLatency`).
+    pub(crate) released_ms: u64,
+    /// `responseLatency`.
+    pub(crate) latency: Duration,
+    /// `responseDuration` (it starts at `released_ms + latency`).
+    pub(crate) duration: Duration,
 }
 
 /// What the driver must do. Effects are ordered: carry them out in order.
@@ -429,6 +452,9 @@ pub(crate) enum Effect {
         /// From the event's release to the runtime's next `/next` (or the
         /// timeout): `metrics.durationMs`.
         duration: Duration,
+        /// The `responseLatency` and `responseDuration` spans of a
+        /// streamed response that ended.
+        spans: Option<ResponseSpans>,
     },
     /// Print `Task timed out after N.NN seconds`.
     TimedOut {
@@ -565,6 +591,29 @@ pub(crate) enum Input {
         content_type: Option<String>,
         /// The body is over the payload limit.
         too_large: bool,
+    },
+    /// `POST /runtime/invocation/{id}/response` with
+    /// `Lambda-Runtime-Function-Response-Mode: streaming`: its headers have
+    /// come, its body is still coming.
+    RuntimeStreamStart {
+        /// The id in the path.
+        request_id: String,
+        /// `Lambda-Runtime-Invocation-Id`, when the runtime echoes it.
+        invocation_id: Option<String>,
+        /// Its `Content-Type`, for the caller.
+        content_type: Option<String>,
+    },
+    /// The streamed body of the current invoke ended.
+    RuntimeStreamEnd {
+        /// The id in the path.
+        request_id: String,
+        /// The `Lambda-Runtime-Function-Error-Type` trailer, if sent (a
+        /// mid-stream error).
+        error_type: Option<String>,
+        /// The body went past the streaming limit.
+        too_large: bool,
+        /// Bytes the runtime wrote, for `producedBytes` (the driver's).
+        produced_bytes: u64,
     },
     /// `POST /runtime/invocation/{id}/error`.
     RuntimeError {

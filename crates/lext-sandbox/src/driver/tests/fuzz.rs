@@ -109,6 +109,7 @@ async fn run_case(reqs: Vec<Req>) {
         extensions: vec!["ext".into()],
         freeze: true,
         queue: crate::driver::QueueLimit::default(),
+        stream_rate_limit: true,
     };
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();

@@ -29,6 +29,7 @@ async fn env(extensions: &[&str]) -> Env {
         extensions: extensions.iter().map(|s| s.to_string()).collect(),
         freeze: true,
         queue: crate::driver::QueueLimit::default(),
+        stream_rate_limit: true,
     };
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
