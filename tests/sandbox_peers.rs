@@ -225,6 +225,38 @@ fn aws_cli_log_type_tail_prints_the_decoded_tail() {
 }
 
 #[test]
+fn a_tenant_id_for_a_function_without_tenant_isolation_is_refused_as_lambda_refuses_it() {
+    let s = Scene::new();
+    let (mut child, addr, logs) = serve(&s, &[]);
+    let output = Command::new(venv_program("aws"))
+        .args([
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            &format!("http://{addr}"),
+        ])
+        .args(["--function-name", "lext-function", "--tenant-id", "blue"])
+        .arg(s.path("out.json"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(InvalidParameterValueException)")
+            && stderr.contains("Tenant ID configuration not specified or passed to a function when tenant isolation is not enabled."),
+        "{stderr}"
+    );
+    interrupt(&mut child);
+    let logs = logs.join().unwrap();
+    assert!(!logs.contains("START RequestId"), "nothing ran: {logs}");
+}
+
+#[test]
 fn boto3_invoke_against_serve() {
     let s = Scene::new();
     let (mut child, addr, logs) = serve(&s, &["--function-name", "sdk-fn", "--timeout", "1"]);

@@ -73,6 +73,9 @@ pub mod invoke {
     pub const HEADER_REQUEST_ID: &str = "X-Amzn-RequestId";
     /// Response header: the executed version.
     pub const HEADER_EXECUTED_VERSION: &str = "X-Amz-Executed-Version";
+    /// Request header: the tenant of a function with tenant isolation
+    /// (`aws lambda invoke --tenant-id`).
+    pub const HEADER_TENANT_ID: &str = "X-Amz-Tenant-Id";
     /// Request header: `None` (default) or `Tail`, for the log's tail.
     pub const HEADER_LOG_TYPE: &str = "X-Amz-Log-Type";
     /// Response header with `Tail`: the base64 of the last 4 KB of the log.

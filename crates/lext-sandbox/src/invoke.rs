@@ -297,6 +297,18 @@ async fn check(
             ))
         }
     };
+    // A tenant id for a function without tenant isolation (the only kind
+    // here): the service refuses it (AWS: Troubleshooting tenant isolation,
+    // "InvalidParameterValueException ... invoking a non-tenant-isolated
+    // function with a tenant ID").
+    if text(inv::HEADER_TENANT_ID).is_some_and(|t| !t.is_empty()) {
+        return Err(service_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            "Tenant ID configuration not specified or passed to a function when tenant \
+             isolation is not enabled.",
+        ));
+    }
     let payload = read_payload(body, kind.payload_limit()).await?;
     // The client context travels base64-encoded in the header; the runtime
     // gets the JSON itself (RIE decodes it the same way).
