@@ -13,10 +13,9 @@ use sandbox_support::{header, http, interrupt, repo, serve, Scene};
 
 #[test]
 fn main_command_prints_the_sample_log() {
-    // `cargo run -- run` from the repository root. The nested cargo build
-    // gets its own target directory: the outer `cargo test` may hold the
-    // lock of the usual one.
-    let target = std::env::temp_dir().join("lext-e2e-nested-target");
+    // `cargo run -- run` from the repository root, with its own target
+    // directory.
+    let target = sandbox_support::nested_target();
     let output = Command::new(env!("CARGO_BIN_EXE_lext"))
         .arg("run")
         .current_dir(repo())

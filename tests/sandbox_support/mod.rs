@@ -446,7 +446,7 @@ fn build_bins_of(
     manifest: Option<&Path>,
     packages: &[&str],
 ) -> std::collections::HashMap<String, PathBuf> {
-    let target = std::env::temp_dir().join("lext-e2e-nested-target");
+    let target = nested_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo())
@@ -472,6 +472,14 @@ fn build_bins_of(
             Some((m["target"]["name"].as_str()?.to_owned(), PathBuf::from(exe)))
         })
         .collect()
+}
+
+/// The target directory of the cargo builds the tests run themselves: not
+/// the usual one, whose lock the outer `cargo test` may hold, and inside
+/// this checkout, so that two checkouts' test runs never share (and
+/// overwrite) each other's binaries.
+pub(crate) fn nested_target() -> PathBuf {
+    repo().join("target").join("lext-nested")
 }
 
 /// A free TCP port on 127.0.0.1 (for peers that need a fixed port).
