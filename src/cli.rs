@@ -44,7 +44,7 @@ pub(crate) enum Command {
     Publish(crate::cmd::publish::Args),
     /// Run extensions and a function locally in a Lambda-like execution
     /// environment (Init, invokes, shutdown, Telemetry API, REPORT lines).
-    Run(crate::cmd::run::Args),
+    Run(Box<crate::cmd::run::Args>),
     /// Invoke a function served by `lext run --serve` (or on Lambda) once,
     /// and print the response and aws-cli's summary, with aws-cli's exit
     /// codes.

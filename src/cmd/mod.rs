@@ -36,7 +36,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Package(args) => package::run(args),
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Invoke(args) => invoke::run(args),
         Command::EchoRuntime => run_echo_runtime(),
     }

@@ -7,13 +7,42 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use lext_sandbox::EnvironmentHandle;
+use lext_sandbox::{EnvironmentHandle, FunctionHandle};
+
+/// What a signal shuts down: one environment, or every environment of a
+/// function (each within its own shutdown budget, at once).
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Environment(EnvironmentHandle),
+    Function(FunctionHandle),
+}
+
+impl Target {
+    fn shutdown(&self) {
+        match self {
+            Self::Environment(h) => h.shutdown(),
+            Self::Function(h) => h.shutdown(),
+        }
+    }
+}
+
+impl From<EnvironmentHandle> for Target {
+    fn from(handle: EnvironmentHandle) -> Self {
+        Self::Environment(handle)
+    }
+}
+
+impl From<FunctionHandle> for Target {
+    fn from(handle: FunctionHandle) -> Self {
+        Self::Function(handle)
+    }
+}
 
 /// The environment the signals are for: `lext run --watch` replaces it at
 /// every reload.
 #[derive(Debug, Clone)]
 pub(crate) struct Current {
-    handle: Arc<Mutex<EnvironmentHandle>>,
+    handle: Arc<Mutex<Target>>,
     /// A signal asked for the end (also if it came between two
     /// environments of a reload).
     stopping: Arc<AtomicBool>,
@@ -22,7 +51,7 @@ pub(crate) struct Current {
 impl Current {
     /// Signals go to `handle` from now on.
     pub(crate) fn set(&self, handle: EnvironmentHandle) {
-        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = handle;
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = handle.into();
     }
 
     /// Whether a signal asked lext to stop.
@@ -41,9 +70,9 @@ impl Current {
 
 /// Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT): a spindown shutdown of `handle`'s
 /// environment. A second Ctrl-C kills every process at once and exits.
-pub(crate) fn watch(handle: EnvironmentHandle) -> Current {
+pub(crate) fn watch(handle: impl Into<Target>) -> Current {
     let current = Current {
-        handle: Arc::new(Mutex::new(handle)),
+        handle: Arc::new(Mutex::new(handle.into())),
         stopping: Arc::new(AtomicBool::new(false)),
     };
     let signals = current.clone();

@@ -844,6 +844,9 @@ pub struct RuntimeDone {
     /// `responseLatency`, `responseDuration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<Vec<Span>>,
+    /// Tenant id, for a function with tenant isolation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// X-Ray context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TraceContext>,
@@ -882,6 +885,9 @@ pub struct Report {
     /// Spans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<Vec<Span>>,
+    /// Tenant id, for a function with tenant isolation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// X-Ray context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TraceContext>,

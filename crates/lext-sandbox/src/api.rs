@@ -51,6 +51,8 @@ pub(crate) struct Invocation {
     pub trace_id: Option<String>,
     /// `Lambda-Runtime-Client-Context`.
     pub client_context: Option<String>,
+    /// `Lambda-Runtime-Aws-Tenant-Id`, for an environment of one tenant.
+    pub tenant_id: Option<Arc<str>>,
     /// The raw payload.
     pub payload: Bytes,
 }
@@ -298,6 +300,7 @@ fn render(reply: ApiReply) -> Response {
                 rt::HEADER_CLIENT_CONTEXT,
                 inv.client_context.as_deref().unwrap_or(""),
             );
+            set(rt::HEADER_TENANT_ID, inv.tenant_id.as_deref().unwrap_or(""));
             set("content-type", "application/json");
             r
         }

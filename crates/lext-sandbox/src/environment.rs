@@ -85,6 +85,7 @@ pub struct Environment {
     stream_rate_limit: bool,
     cpu_share: bool,
     code: Option<PathBuf>,
+    tenant: Option<Arc<str>>,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -98,6 +99,7 @@ impl std::fmt::Debug for Environment {
             .field("freeze", &self.freeze)
             .field("api_addr", &self.api_addr)
             .field("invoke_api", &self.invoke_api)
+            .field("tenant", &self.tenant)
             .field("sinks", &self.sinks.len())
             .finish()
     }
@@ -182,6 +184,26 @@ pub enum EnvironmentError {
         /// The bound that was reached.
         limit: QueueLimit,
     },
+    /// A [`Function`](crate::Function) with reserved concurrency is at it
+    /// (at 0, always): the Invoke API answers 429 with the reason
+    /// `ReservedFunctionConcurrentInvocationLimitExceeded`.
+    #[error("the function is at its reserved concurrency")]
+    ReservedConcurrency,
+    /// An invoke without a tenant id for a [`Function`](crate::Function)
+    /// with tenant isolation, or with one for a function without it: Lambda
+    /// refuses both (`InvalidParameterValueException`).
+    #[error("{}", if *isolated { "the function has tenant isolation: the invoke needs a tenant id" } else { "the function has no tenant isolation: the invoke must not name a tenant" })]
+    Tenant {
+        /// Whether the function has tenant isolation.
+        isolated: bool,
+    },
+    /// A new environment of a [`Function`](crate::Function) could not
+    /// start.
+    #[error("a new execution environment could not start: {message}")]
+    StartFailed {
+        /// Why, with its causes.
+        message: String,
+    },
     /// The first Init failed (its `INIT_REPORT` line and
     /// `platform.initReport` say why).
     #[error("Init failed")]
@@ -209,6 +231,7 @@ impl Environment {
             stream_rate_limit: true,
             cpu_share: false,
             code: None,
+            tenant: None,
             sinks: Vec::new(),
         }
     }
@@ -322,6 +345,18 @@ impl Environment {
         self
     }
 
+    /// Makes this an environment of one tenant, as Lambda's tenant
+    /// isolation does (AWS: Tenant isolation): the runtime gets the id in
+    /// `Lambda-Runtime-Aws-Tenant-Id` on every `/next`, and `tenantId` is
+    /// on `platform.start`, `platform.runtimeDone` and `platform.report`,
+    /// and on the JSON format's wrapped log lines. The environment serves
+    /// this tenant only: a [`Function`](crate::Function) with tenant
+    /// isolation never routes another tenant's invoke to it.
+    pub fn tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant = Some(Arc::from(tenant_id.into()));
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -420,7 +455,12 @@ impl Environment {
         }
         let sink: Arc<dyn Sink> = Arc::new(Fanout::new(sinks));
         let hub = Hub::new(HubConfig::default(), sink.clone());
-        let lines = output_lines(hub.clone(), sink.clone(), self.function.logging);
+        let lines = output_lines(
+            hub.clone(),
+            sink.clone(),
+            self.function.logging,
+            self.tenant.clone(),
+        );
         let names = extensions.iter().map(|e| e.name.clone()).collect();
         let host = ProcessHost::new(
             extensions,
@@ -437,6 +477,7 @@ impl Environment {
             freeze: self.freeze,
             queue: self.queue,
             stream_rate_limit: self.stream_rate_limit,
+            tenant: self.tenant,
         };
         let engine =
             Engine::start(listener, config, host, hub, sink).map_err(EnvironmentError::Serve)?;
@@ -444,7 +485,8 @@ impl Environment {
         tracing::info!(api = %api_addr, "Runtime API listening");
         let (invoke_addr, invoke_server) = match (invoke_listener, tails) {
             (Some(listener), Some(tails)) => {
-                let (addr, server) = serve_invoke_api(listener, &handle, &self.function, tails)?;
+                let backend = crate::invoke::Backend::Environment(handle.clone());
+                let (addr, server) = serve_invoke_api(listener, backend, &self.function, tails)?;
                 (Some(addr), Some(server))
             }
             _ => (None, None),
@@ -460,7 +502,39 @@ impl Environment {
     }
 }
 
-async fn bind(api: &'static str, addr: SocketAddr) -> Result<TcpListener, EnvironmentError> {
+impl Environment {
+    /// The bound on invokes waiting.
+    pub(crate) fn queue_limit_setting(&self) -> QueueLimit {
+        self.queue
+    }
+
+    /// The function's settings.
+    pub(crate) fn function_config(&self) -> &FunctionConfig {
+        &self.function
+    }
+
+    /// This builder without its Invoke API, and the address it had.
+    pub(crate) fn without_invoke_api(mut self) -> (Self, Option<SocketAddr>) {
+        let addr = self.invoke_api.take();
+        (self, addr)
+    }
+
+    /// Takes the sinks out of the builder.
+    pub(crate) fn take_sinks(&mut self) -> Vec<Arc<dyn Sink>> {
+        std::mem::take(&mut self.sinks)
+    }
+
+    /// Adds a sink that is already shared.
+    pub(crate) fn sink_arc(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+}
+
+pub(crate) async fn bind(
+    api: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, EnvironmentError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| EnvironmentError::Bind { api, addr, source })
@@ -692,7 +766,12 @@ fn wrapped(runtime: RuntimeSpec, env: &[(String, String)], opt_root: &Path) -> R
 /// with the current invoke's request id), below the application level it is
 /// dropped, and subscribers get the object as the record (see
 /// [`crate::jsonlog`]).
-fn output_lines(hub: Hub, sink: Arc<dyn Sink>, logging: Logging) -> crate::process::LineSink {
+fn output_lines(
+    hub: Hub,
+    sink: Arc<dyn Sink>,
+    logging: Logging,
+    tenant: Option<Arc<str>>,
+) -> crate::process::LineSink {
     Arc::new(move |line: OutputLine| {
         let source = match &line.source {
             Source::Function => LineSource::Function,
@@ -704,14 +783,19 @@ fn output_lines(hub: Hub, sink: Arc<dyn Sink>, logging: Logging) -> crate::proce
                 time: line.time,
                 source,
                 text: line.line,
+                environment: None,
             });
             return;
         }
         let request_id = hub.current_request();
         let min = logging.application_level;
-        let Some((value, text)) =
-            crate::jsonlog::output_line(&line.line, line.time, request_id.as_deref(), min)
-        else {
+        let Some((value, text)) = crate::jsonlog::output_line(
+            &line.line,
+            line.time,
+            request_id.as_deref(),
+            tenant.as_deref(),
+            min,
+        ) else {
             return;
         };
         let record = match line.source {
@@ -723,14 +807,15 @@ fn output_lines(hub: Hub, sink: Arc<dyn Sink>, logging: Logging) -> crate::proce
             time: line.time,
             source,
             text,
+            environment: None,
         });
     })
 }
 
-/// Serves the Invoke API until the environment stops.
-fn serve_invoke_api(
+/// Serves the Invoke API until the environment (or function) stops.
+pub(crate) fn serve_invoke_api(
     listener: TcpListener,
-    handle: &Handle,
+    backend: crate::invoke::Backend,
     function: &FunctionConfig,
     tails: crate::tail::Tails,
 ) -> Result<(SocketAddr, JoinHandle<io::Result<()>>), EnvironmentError> {
@@ -741,10 +826,9 @@ fn serve_invoke_api(
         version: function.version.clone(),
         timeout: function.timeout,
     };
-    let router = crate::invoke::router(handle.clone(), target, tails);
-    let stopped = handle.clone();
+    let router = crate::invoke::router(backend.clone(), target, tails);
     let server = tokio::spawn(crate::api::serve(listener, router, async move {
-        stopped.wait_for(|p| p.stopped).await;
+        backend.stopped().await;
     }));
     Ok((addr, server))
 }
@@ -788,9 +872,20 @@ impl Drop for StateDir {
 /// shut it down. (For a task that handles Ctrl-C, say.)
 /// The public error for an invoke that did not run.
 fn not_run(why: NotRun) -> EnvironmentError {
-    match why {
-        NotRun::Stopped => EnvironmentError::Stopped,
-        NotRun::QueueFull(limit) => EnvironmentError::QueueFull { limit },
+    why.into()
+}
+
+impl From<NotRun> for EnvironmentError {
+    fn from(why: NotRun) -> Self {
+        match why {
+            NotRun::Stopped => EnvironmentError::Stopped,
+            NotRun::QueueFull(limit) => EnvironmentError::QueueFull { limit },
+            NotRun::ReservedConcurrency => EnvironmentError::ReservedConcurrency,
+            NotRun::Failed(message) => EnvironmentError::StartFailed {
+                message: message.to_string(),
+            },
+            NotRun::Tenant { isolated } => EnvironmentError::Tenant { isolated },
+        }
     }
 }
 
@@ -872,6 +967,11 @@ impl RunningEnvironment {
     /// A cloneable handle.
     pub fn handle(&self) -> EnvironmentHandle {
         self.handle.clone()
+    }
+
+    /// The driver's own handle, for a [`Function`](crate::Function).
+    pub(crate) fn driver_handle(&self) -> &Handle {
+        &self.handle.inner
     }
 
     /// Invokes the function; see [`EnvironmentHandle::invoke`].

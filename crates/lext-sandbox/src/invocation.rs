@@ -13,6 +13,11 @@ pub struct InvokeRequest {
     pub trace_id: Option<String>,
     /// Client context JSON (already base64-decoded).
     pub client_context: Option<String>,
+    /// `X-Amz-Tenant-Id`: the tenant, for a [`Function`](crate::Function)
+    /// with tenant isolation, which routes the invoke to that tenant's
+    /// environments. An [`Environment`](crate::Environment) ignores it: its
+    /// tenant is its own ([`Environment::tenant`](crate::Environment::tenant)).
+    pub tenant_id: Option<String>,
 }
 
 impl InvokeRequest {

@@ -32,6 +32,8 @@ use bytes::Bytes;
 
 use crate::driver::{Handle, NotRun};
 use crate::eventstream;
+use crate::function::FunctionHandle;
+use crate::invocation::InvokeResponse;
 use crate::invocation::{InvokeRequest, InvokeResult};
 use crate::stream::{Answer, StreamError, StreamItem};
 use crate::tail::{Tails, TAIL_BYTES};
@@ -105,16 +107,65 @@ fn qualifier(query: Option<&str>) -> Option<String> {
     })
 }
 
+/// What runs the invokes: one environment, or a function's pool of them.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Environment(Handle),
+    Function(FunctionHandle),
+}
+
+impl Backend {
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, NotRun> {
+        match self {
+            Self::Environment(h) => h.invoke(request).await,
+            Self::Function(f) => f.invoke_inner(request).await,
+        }
+    }
+
+    fn invoke_async(&self, request: InvokeRequest) -> Result<String, NotRun> {
+        match self {
+            Self::Environment(h) => h.invoke_async(request),
+            Self::Function(f) => f.invoke_async_inner(request),
+        }
+    }
+
+    async fn invoke_stream(&self, request: InvokeRequest) -> Result<Answer, NotRun> {
+        match self {
+            Self::Environment(h) => h.invoke_stream(request).await,
+            Self::Function(f) => f.invoke_stream(request).await,
+        }
+    }
+
+    fn tenant_isolation(&self) -> bool {
+        match self {
+            Self::Environment(_) => false,
+            Self::Function(f) => f.tenant_isolation(),
+        }
+    }
+
+    /// Returns when the environment or every environment has stopped.
+    pub(crate) async fn stopped(&self) {
+        match self {
+            Self::Environment(h) => {
+                h.wait_for(|p| p.stopped).await;
+            }
+            Self::Function(f) => {
+                f.wait_for(|p| p.stopped).await;
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Ctx {
-    handle: Handle,
+    handle: Backend,
     target: Arc<InvokeTarget>,
     tails: Tails,
 }
 
 /// The router of the Invoke API for one function; `tails` follows the log
 /// for `X-Amz-Log-Type: Tail`.
-pub(crate) fn router(handle: Handle, target: InvokeTarget, tails: Tails) -> Router {
+pub(crate) fn router(handle: Backend, target: InvokeTarget, tails: Tails) -> Router {
     Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .route(
@@ -200,6 +251,17 @@ async fn read_payload(body: Body, limit: usize) -> Result<bytes::Bytes, Response
     Ok(payload)
 }
 
+/// The service's answer to a tenant id where none belongs, or to none
+/// where one must be (AWS: Troubleshooting tenant isolation).
+fn tenant_refused() -> Response {
+    service_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValueException",
+        "Tenant ID configuration not specified or passed to a function when tenant isolation \
+         is not enabled.",
+    )
+}
+
 /// The answer for an invoke that did not run.
 fn not_run(why: NotRun) -> Response {
     match why {
@@ -208,7 +270,16 @@ fn not_run(why: NotRun) -> Response {
             "ServiceException",
             "the execution environment has stopped",
         ),
-        NotRun::QueueFull(_) => too_many_requests(),
+        NotRun::QueueFull(_) => too_many_requests("ConcurrentInvocationLimitExceeded"),
+        NotRun::ReservedConcurrency => {
+            too_many_requests("ReservedFunctionConcurrentInvocationLimitExceeded")
+        }
+        NotRun::Tenant { .. } => tenant_refused(),
+        NotRun::Failed(message) => service_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            &format!("a new execution environment could not start: {message}"),
+        ),
     }
 }
 
@@ -216,11 +287,13 @@ fn not_run(why: NotRun) -> Response {
 /// `TooManyRequestsException`, HTTP 429, with `Reason` and the
 /// `Retry-After` header that the SDKs read as `retryAfterSeconds`). The
 /// queue is full as a function is over its concurrency: the reason is
-/// `ConcurrentInvocationLimitExceeded`, the message the service's own
-/// "Rate Exceeded." (docs/fidelity.md).
-fn too_many_requests() -> Response {
+/// `ConcurrentInvocationLimitExceeded`, or
+/// `ReservedFunctionConcurrentInvocationLimitExceeded` for a function with
+/// reserved concurrency, the message the service's own "Rate Exceeded."
+/// (docs/fidelity.md).
+fn too_many_requests(reason: &str) -> Response {
     let body = serde_json::json!({
-        "Reason": "ConcurrentInvocationLimitExceeded",
+        "Reason": reason,
         "Type": "User",
         "message": "Rate Exceeded.",
     })
@@ -297,17 +370,15 @@ async fn check(
             ))
         }
     };
-    // A tenant id for a function without tenant isolation (the only kind
-    // here): the service refuses it (AWS: Troubleshooting tenant isolation,
-    // "InvalidParameterValueException ... invoking a non-tenant-isolated
-    // function with a tenant ID").
-    if text(inv::HEADER_TENANT_ID).is_some_and(|t| !t.is_empty()) {
-        return Err(service_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterValueException",
-            "Tenant ID configuration not specified or passed to a function when tenant \
-             isolation is not enabled.",
-        ));
+    // A tenant id for a function without tenant isolation, and none for
+    // one with it: the service refuses both with one error (AWS:
+    // Troubleshooting tenant isolation, "InvalidParameterValueException ...
+    // This error occurs when invoking a tenant-isolated function without a
+    // tenant ID, or invoking a non-tenant-isolated function with a tenant
+    // ID").
+    let tenant_id = text(inv::HEADER_TENANT_ID).filter(|t| !t.is_empty());
+    if tenant_id.is_some() != ctx.handle.tenant_isolation() {
+        return Err(tenant_refused());
     }
     let payload = read_payload(body, kind.payload_limit()).await?;
     // The client context travels base64-encoded in the header; the runtime
@@ -316,6 +387,7 @@ async fn check(
         payload,
         trace_id: text(inv::HEADER_TRACE_ID),
         client_context: text(inv::HEADER_CLIENT_CONTEXT).and_then(|b64| decode_base64(&b64)),
+        tenant_id,
     };
     Ok(Checked {
         kind,

@@ -8,7 +8,7 @@
 //! - A line that is a JSON object is the record as it is; its `level` (any
 //!   case) decides the filtering, INFO when absent or unknown.
 //! - Any other line is wrapped as `{"timestamp","level":"INFO","message",
-//!   "requestId"}`, the shape seen in live batches (honeycomb-lambda-extension
+//!   "requestId"}` (and `"tenantId"` under tenant isolation), the shape seen in live batches (honeycomb-lambda-extension
 //!   #173).
 //! - Platform records are printed as the Telemetry API carries them,
 //!   `{"time","type","record"}`, in place of the text lines, filtered by the
@@ -31,6 +31,7 @@ pub(crate) fn output_line(
     text: &str,
     time: SystemTime,
     request_id: Option<&str>,
+    tenant_id: Option<&str>,
     min: LogLevel,
 ) -> Option<(Value, String)> {
     if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) {
@@ -50,6 +51,12 @@ pub(crate) fn output_line(
     object.insert("message".into(), Value::String(text.to_owned()));
     if let Some(id) = request_id {
         object.insert("requestId".into(), Value::String(id.to_owned()));
+    }
+    // "The tenant identifier is automatically included in Lambda logs when
+    // you have JSON logging enabled" (AWS: Accessing tenant identifier in
+    // Lambda function code).
+    if let Some(id) = tenant_id {
+        object.insert("tenantId".into(), Value::String(id.to_owned()));
     }
     let value = Value::Object(object);
     let line = value.to_string();
@@ -98,22 +105,28 @@ mod tests {
     fn json_lines_stay_and_are_filtered_by_their_level() {
         let t = SystemTime::UNIX_EPOCH;
         let debug = r#"{"level":"debug","msg":"x"}"#;
-        assert_eq!(output_line(debug, t, None, LogLevel::Info), None);
-        let (value, line) = output_line(debug, t, None, LogLevel::Debug).unwrap();
+        assert_eq!(output_line(debug, t, None, None, LogLevel::Info), None);
+        let (value, line) = output_line(debug, t, None, None, LogLevel::Debug).unwrap();
         assert_eq!(value["msg"], "x");
         assert_eq!(line, debug);
         // No level, or an unknown one: INFO.
-        assert!(output_line(r#"{"msg":"y"}"#, t, None, LogLevel::Info).is_some());
-        assert!(output_line(r#"{"level":"LOUD"}"#, t, None, LogLevel::Warn).is_none());
+        assert!(output_line(r#"{"msg":"y"}"#, t, None, None, LogLevel::Info).is_some());
+        assert!(output_line(r#"{"level":"LOUD"}"#, t, None, None, LogLevel::Warn).is_none());
         // A JSON value that is no object is a plain line.
-        let (value, _) = output_line("42", t, None, LogLevel::Info).unwrap();
+        let (value, _) = output_line("42", t, None, None, LogLevel::Info).unwrap();
         assert_eq!(value["message"], "42");
     }
 
     #[test]
     fn plain_lines_are_wrapped_with_the_request_id() {
-        let (value, line) =
-            output_line("hello", SystemTime::UNIX_EPOCH, Some("r1"), LogLevel::Info).unwrap();
+        let (value, line) = output_line(
+            "hello",
+            SystemTime::UNIX_EPOCH,
+            Some("r1"),
+            None,
+            LogLevel::Info,
+        )
+        .unwrap();
         assert_eq!(
             value,
             serde_json::json!({"timestamp": "1970-01-01T00:00:00.000Z", "level": "INFO",
@@ -121,9 +134,19 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), value);
         assert_eq!(
-            output_line("hello", SystemTime::UNIX_EPOCH, None, LogLevel::Warn),
+            output_line("hello", SystemTime::UNIX_EPOCH, None, None, LogLevel::Warn),
             None
         );
+        let (value, _) = output_line(
+            "hi",
+            SystemTime::UNIX_EPOCH,
+            Some("r2"),
+            Some("blue"),
+            LogLevel::Info,
+        )
+        .unwrap();
+        assert_eq!(value["tenantId"], "blue");
+        assert_eq!(value["requestId"], "r2");
     }
 
     #[test]

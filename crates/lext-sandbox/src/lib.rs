@@ -80,10 +80,12 @@
 //! # Layout
 //!
 //! The public face: [`Environment`] (the builder) and
-//! [`RunningEnvironment`]; [`FunctionConfig`]; [`InvokeRequest`] and
+//! [`RunningEnvironment`]; [`Function`] and [`RunningFunction`]; [`FunctionConfig`]; [`InvokeRequest`] and
 //! [`InvokeResponse`], shared with the Invoke API; the [`Sink`]s. Inside:
 //!
 //! - `environment`: the front door; it assembles the parts below.
+//! - `function`: [`Function`], several environments of one function, as
+//!   invokes need them (concurrency, spin-down, tenant isolation).
 //! - `config`, `invocation`, `sink`: the leaf vocabulary of the face.
 //! - `lifecycle`: the pure state machine (`transition(input, now) ->
 //!   effects | refusal`) with every rule of Init, Invoke and Shutdown, and
@@ -114,6 +116,7 @@ mod env;
 mod environment;
 mod events;
 mod eventstream;
+mod function;
 mod host;
 mod ids;
 mod invocation;
@@ -140,6 +143,7 @@ pub use environment::{
     kill_all_processes, Environment, EnvironmentError, EnvironmentHandle, RunningEnvironment,
     Runtime,
 };
+pub use function::{Function, FunctionHandle, RunningFunction, DEFAULT_IDLE_TIMEOUT};
 pub use invocation::{InvokeRequest, InvokeResponse, InvokeResult};
 /// The largest payload of a synchronous invoke (6 MB), as the Invoke API takes it.
 pub use invoke::MAX_REQUEST_PAYLOAD as MAX_SYNC_PAYLOAD;

@@ -143,6 +143,8 @@ pub(crate) fn runtime_done(
             extra: Default::default(),
         }),
         spans: None,
+        // The driver stamps the tenant (`driver::effects::Out`).
+        tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
     })
@@ -200,6 +202,7 @@ pub(crate) fn report(
             extra: Default::default(),
         },
         spans: None,
+        tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
     })

@@ -45,6 +45,10 @@ pub struct LogLine {
     pub source: LineSource,
     /// The text, without a newline.
     pub text: String,
+    /// Which environment of a [`Function`](crate::Function) wrote it
+    /// (`env-2`), as CloudWatch keeps one log stream per environment;
+    /// `None` for a lone [`Environment`](crate::Environment).
+    pub environment: Option<Arc<str>>,
 }
 
 /// A receiver of an environment's log lines and telemetry events.
@@ -129,6 +133,60 @@ impl Sink for Fanout {
     }
 }
 
+/// The lines and events of one environment of a [`Function`](crate::Function),
+/// each marked with the environment's label before it reaches the sinks:
+/// lines in [`LogLine::environment`], events with an `"environment"` key
+/// first in their JSON (so `--telemetry-out` says whose each record is).
+/// Subscribers get the records unmarked, as Lambda sends them.
+pub(crate) struct Tagged {
+    inner: Arc<dyn Sink>,
+    label: Arc<str>,
+}
+
+impl Tagged {
+    pub(crate) fn new(inner: Arc<dyn Sink>, label: Arc<str>) -> Self {
+        Self { inner, label }
+    }
+}
+
+impl Sink for Tagged {
+    fn line(&self, mut line: LogLine) {
+        line.environment = Some(self.label.clone());
+        self.inner.line(line);
+    }
+
+    fn event(&self, event: &TelemetryEvent, json: &[u8]) {
+        match tagged_json(json, &self.label) {
+            Some(tagged) => self.inner.event(event, &tagged),
+            None => self.inner.event(event, json),
+        }
+    }
+
+    fn wants_events(&self) -> bool {
+        self.inner.wants_events()
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// `json` (an object) with `"environment":"<label>"` as its first key, or
+/// `None` when it is no object. The label is lext's own (`env-N`), with
+/// nothing to escape.
+fn tagged_json(json: &[u8], label: &str) -> Option<Vec<u8>> {
+    let rest = json.strip_prefix(b"{")?;
+    let mut out = Vec::with_capacity(json.len() + label.len() + 20);
+    out.extend_from_slice(b"{\"environment\":\"");
+    out.extend_from_slice(label.as_bytes());
+    out.push(b'"');
+    if !rest.trim_ascii_start().starts_with(b"}") {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; poisoned data is still the
     // right data.
@@ -161,7 +219,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// the environment.
 #[derive(Debug)]
 pub struct ConsoleSink {
-    spool: Spool<(SystemTime, String)>,
+    spool: Spool<(SystemTime, Option<Arc<str>>, String)>,
     report: LossReport,
 }
 
@@ -186,12 +244,27 @@ impl ConsoleSink {
             "lext-console",
             io::stdout(),
             OUTPUT_BUFFER_BYTES,
-            move |out, (time, text): (SystemTime, String)| {
-                if !times {
-                    return writeln!(out, "{text}");
+            move |out, (time, environment, text): (SystemTime, Option<Arc<str>>, String)| {
+                match (times, environment) {
+                    (false, None) => writeln!(out, "{text}"),
+                    // A JSON line says its environment as its first key,
+                    // so that each line stays one JSON document.
+                    (false, Some(env)) => match tagged_json(text.as_bytes(), &env) {
+                        Some(json) => {
+                            out.write_all(&json)?;
+                            out.write_all(b"\n")
+                        }
+                        None => writeln!(out, "[{env}] {text}"),
+                    },
+                    (true, None) => {
+                        let time = crate::logline::iso8601_ms(time);
+                        writeln!(out, "{time} {text}")
+                    }
+                    (true, Some(env)) => {
+                        let time = crate::logline::iso8601_ms(time);
+                        writeln!(out, "{time} [{env}] {text}")
+                    }
                 }
-                let time = crate::logline::iso8601_ms(time);
-                writeln!(out, "{time} {text}")
             },
             // A closed standard output (`lext run | head`) is not an error
             // worth a line: the lines are in the telemetry too.
@@ -219,7 +292,10 @@ impl Default for ConsoleSink {
 impl Sink for ConsoleSink {
     fn line(&self, line: LogLine) {
         let size = line.text.len();
-        if !self.spool.push((line.time, line.text), size) {
+        if !self
+            .spool
+            .push((line.time, line.environment, line.text), size)
+        {
             self.report.first_drop(self.spool.dropped());
         }
     }
@@ -503,6 +579,7 @@ mod tests {
             time: SystemTime::UNIX_EPOCH,
             source: LineSource::Platform,
             text: text.to_owned(),
+            environment: None,
         }
     }
 
@@ -518,6 +595,23 @@ mod tests {
         capture.event(&event, b"{}");
         assert_eq!(capture.records("function").len(), 1);
         assert!(capture.records("platform.report").is_empty());
+    }
+
+    #[test]
+    fn tagged_json_puts_the_environment_first() {
+        let tag = |json: &str| tagged_json(json.as_bytes(), "env-2").map(String::from_utf8);
+        assert_eq!(
+            tag(r#"{"time":"t","type":"x"}"#),
+            Some(Ok(
+                r#"{"environment":"env-2","time":"t","type":"x"}"#.to_owned()
+            ))
+        );
+        assert_eq!(tag("{}"), Some(Ok(r#"{"environment":"env-2"}"#.to_owned())));
+        assert_eq!(tag("[1]"), None);
+        let value: serde_json::Value =
+            serde_json::from_slice(&tagged_json(br#"{ "a": 1 }"#, "env-9").unwrap()).unwrap();
+        assert_eq!(value["environment"], "env-9");
+        assert_eq!(value["a"], 1);
     }
 
     #[test]

@@ -136,6 +136,7 @@ mod tests {
             time: SystemTime::UNIX_EPOCH,
             source,
             text: text.to_owned(),
+            environment: None,
         }
     }
 

@@ -292,3 +292,110 @@ async fn bad_configurations_are_refused_before_anything_runs() {
         .unwrap_err();
     assert!(err.to_string().starts_with("--layer "), "{err}");
 }
+
+/// A [`Function`] from `cargo test`: invokes that overlap get environments
+/// of their own, each with its own copy of the extension and its own
+/// telemetry, and a tenant's environment serves only that tenant.
+#[tokio::test]
+async fn a_function_runs_overlapping_invokes_in_environments_of_their_own() {
+    use lext_sandbox::Function;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Capture::new();
+    let template = Environment::new()
+        .layer(layer(dir.path(), &["observer"]))
+        .env("SUBSCRIBE", "1")
+        .freeze(false)
+        .sink(capture.clone());
+    let function = Function::new(template.clone())
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        function.invoke(InvokeRequest::new("1")),
+        function.invoke(InvokeRequest::new("2"))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((&a.payload()[..], &b.payload()[..]), (&b"1"[..], &b"2"[..]));
+    function.idle().await;
+    // Each environment's extension got the report of its own invoke, and
+    // its lines say which environment it is.
+    eventually(&capture, "each environment's reports", |c| {
+        let got: Vec<(String, String)> = c
+            .lines()
+            .into_iter()
+            .filter(|l| l.source == LineSource::Extension("observer".into()))
+            .filter_map(|l| Some((l.environment?.to_string(), l.text)))
+            .collect();
+        [&a, &b].iter().all(|r| {
+            got.iter()
+                .any(|(_, text)| *text == format!("got platform.report {}", r.request_id))
+        })
+    })
+    .await;
+    let mut where_reported: Vec<String> = capture
+        .lines()
+        .into_iter()
+        .filter(|l| l.text.starts_with("got platform.report "))
+        .map(|l| l.environment.unwrap().to_string())
+        .collect();
+    where_reported.sort();
+    assert_eq!(where_reported, ["env-1", "env-2"]);
+    // A tenant id for a function without tenant isolation is refused.
+    let refused = function
+        .invoke(InvokeRequest {
+            tenant_id: Some("blue".into()),
+            ..InvokeRequest::new("{}")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        EnvironmentError::Tenant { isolated: false }
+    ));
+    let summary = function.stop().await.unwrap();
+    assert_eq!(summary.environments, 2);
+    assert_eq!(summary.invokes, 2);
+    assert_eq!(summary.unreaped, 0);
+
+    // With tenant isolation, invokes need a tenant, and each tenant's
+    // records say whose they are.
+    capture.clear();
+    let function = Function::new(template)
+        .tenant_isolation(true)
+        .start()
+        .await
+        .unwrap();
+    let refused = function.invoke(InvokeRequest::new("{}")).await.unwrap_err();
+    assert!(matches!(
+        refused,
+        EnvironmentError::Tenant { isolated: true }
+    ));
+    for tenant in ["blue", "green", "blue"] {
+        let response = function
+            .invoke(InvokeRequest {
+                tenant_id: Some(tenant.into()),
+                ..InvokeRequest::new("{}")
+            })
+            .await
+            .unwrap();
+        assert!(response.is_success(), "{response:?}");
+    }
+    let summary = function.stop().await.unwrap();
+    assert_eq!(
+        summary.environments, 2,
+        "blue's environment served blue twice"
+    );
+    let tenants: Vec<Option<String>> = capture
+        .records("platform.report")
+        .into_iter()
+        .map(|r| match r {
+            Record::Report(r) => r.tenant_id,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        tenants,
+        [Some("blue"), Some("green"), Some("blue")].map(|t| t.map(str::to_owned))
+    );
+}

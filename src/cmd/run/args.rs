@@ -88,7 +88,7 @@ pub(crate) struct Args {
     /// extensions; rebuild and restart the environment on every source
     /// change, on the same --serve address. A failed build keeps the
     /// previous environment serving.
-    #[arg(long, requires = "serve")]
+    #[arg(long, requires = "serve", conflicts_with_all = ["concurrency", "reserved_concurrency", "idle_timeout", "tenant_isolation"])]
     pub watch: bool,
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
@@ -104,6 +104,29 @@ pub(crate) struct Args {
     /// How many MiB of payloads may wait; past it, 429 too.
     #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_mb: u32,
+    /// Up to N environments at once, as Lambda scales a function: an invoke
+    /// goes to an idle environment, or to a new one (its own processes,
+    /// extensions, Init and telemetry) while fewer than N exist; otherwise
+    /// it waits (see --max-queued-invokes). With --invoke, N invokes run at
+    /// a time.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub concurrency: u32,
+    /// Reserved concurrency, as Lambda means it: at most N environments at
+    /// once (with --concurrency, the smaller), and 0 throttles every invoke
+    /// (429, ReservedFunctionConcurrentInvocationLimitExceeded).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub reserved_concurrency: Option<u32>,
+    /// An environment idle this many seconds spins down (SHUTDOWN
+    /// `spindown`), as Lambda reclaims idle environments. Default: 300.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+    /// Tenant isolation: every invoke names its tenant (`aws lambda invoke
+    /// --tenant-id`), and each tenant gets environments of its own.
+    #[arg(long)]
+    pub tenant_isolation: bool,
+    /// The tenant of --invoke's invokes (with --tenant-isolation).
+    #[arg(long, value_name = "ID", requires = "tenant_isolation")]
+    pub tenant_id: Option<String>,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,

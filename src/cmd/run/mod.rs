@@ -4,7 +4,10 @@
 //! [`Plan`] (payload checked, environment configured, the example extension
 //! built when none is given) before anything starts; [`execute`] starts it
 //! and runs N invokes or serves the Invoke API until Ctrl-C, then spins the
-//! environment down, so no process is left behind.
+//! environment down, so no process is left behind. With `--concurrency`,
+//! `--reserved-concurrency`, `--idle-timeout` or `--tenant-isolation`, the
+//! environment is the template of a [`lext_sandbox::Function`]'s
+//! environments (`function.rs`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,10 +15,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 mod args;
+mod function;
 pub(crate) use args::Args;
 use lext_sandbox::{
-    ConsoleSink, Environment, FunctionConfig, InvokeRequest, InvokeResult, JsonLinesSink,
-    QueueLimit, RunningEnvironment, Runtime,
+    ConsoleSink, Environment, FunctionConfig, InvokeRequest, InvokeResponse, InvokeResult,
+    JsonLinesSink, QueueLimit, RunningEnvironment, Runtime,
 };
 
 /// What `lext run` will do, validated.
@@ -26,6 +30,8 @@ pub(super) struct Plan {
     invokes: u32,
     serve: bool,
     pub(super) function_name: String,
+    /// Several environments: the function's settings.
+    pool: Option<function::Pool>,
 }
 
 /// Runs `lext run`.
@@ -118,16 +124,27 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
     if let Some(command) = args.function {
         environment = environment.runtime(Runtime::Shell(command));
     }
+    let pool = function::Pool::from_args(
+        args.concurrency,
+        args.reserved_concurrency,
+        args.idle_timeout,
+        args.tenant_isolation,
+        args.tenant_id,
+    );
     Ok(Plan {
         environment,
         payload,
         invokes: args.invoke.unwrap_or(1),
         serve: args.serve.is_some(),
         function_name,
+        pool,
     })
 }
 
-async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
+async fn execute(mut plan: Plan) -> anyhow::Result<ExitCode> {
+    if let Some(pool) = plan.pool.take() {
+        return function::execute(plan, pool).await;
+    }
     let env = plan.environment.start().await?;
     for notice in env.notices() {
         note!("{notice}");
@@ -173,20 +190,24 @@ async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32) -> u32 {
         let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
             break;
         };
-        let what = match &reply.result {
-            InvokeResult::Response { body, .. } => {
-                format!("response {}", String::from_utf8_lossy(body))
-            }
-            InvokeResult::FunctionError { body } => {
-                format!("function error {}", String::from_utf8_lossy(body))
-            }
-            InvokeResult::PlatformError {
-                error_type,
-                message,
-            } => format!("{error_type}: {message}"),
-        };
         failed += u32::from(!reply.is_success());
-        note!("lext: invoke {n}: {what}");
+        note!("lext: invoke {n}: {}", outcome(&reply));
     }
     failed
+}
+
+/// What an invoke's caller got, in one line.
+fn outcome(reply: &InvokeResponse) -> String {
+    match &reply.result {
+        InvokeResult::Response { body, .. } => {
+            format!("response {}", String::from_utf8_lossy(body))
+        }
+        InvokeResult::FunctionError { body } => {
+            format!("function error {}", String::from_utf8_lossy(body))
+        }
+        InvokeResult::PlatformError {
+            error_type,
+            message,
+        } => format!("{error_type}: {message}"),
+    }
 }

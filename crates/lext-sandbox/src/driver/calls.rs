@@ -175,8 +175,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let _ = reply.send(ApiReply::Refused(r));
                 return;
             }
-            let out =
-                &mut super::effects::out(&self.sink, &mut self.telemetry, self.function.logging);
+            let out = &mut super::effects::out(
+                &self.sink,
+                &mut self.telemetry,
+                self.function.logging,
+                self.tenant.as_deref(),
+            );
             events::subscribed(out, &name, api, &request.types);
         }
         let _ = reply.send(ApiReply::Subscribed);

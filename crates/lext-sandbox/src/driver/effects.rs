@@ -34,6 +34,11 @@ pub(super) struct Out<'a, T> {
     sink: &'a dyn Sink,
     telemetry: &'a mut T,
     logging: Logging,
+    /// The environment's tenant, stamped on `platform.start`,
+    /// `platform.runtimeDone` and `platform.report` (RIE
+    /// `internal/lambda/interop/events_api.go`: `tenantId`, omitted when
+    /// empty).
+    tenant: Option<&'a str>,
 }
 
 impl<T: Telemetry> Emit for Out<'_, T> {
@@ -47,10 +52,22 @@ impl<T: Telemetry> Emit for Out<'_, T> {
             time: SystemTime::now(),
             source: LineSource::Platform,
             text,
+            environment: None,
         });
     }
 
-    fn record(&mut self, record: Record) {
+    fn record(&mut self, mut record: Record) {
+        if let Some(tenant) = self.tenant {
+            let slot = match &mut record {
+                Record::Start(r) => Some(&mut r.tenant_id),
+                Record::RuntimeDone(r) => Some(&mut r.tenant_id),
+                Record::Report(r) => Some(&mut r.tenant_id),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                *slot = Some(tenant.to_owned());
+            }
+        }
         if self.logging.is_json() {
             let time = SystemTime::now();
             if let Some(text) = jsonlog::platform_line(&record, time, self.logging.system_level) {
@@ -58,6 +75,7 @@ impl<T: Telemetry> Emit for Out<'_, T> {
                     time,
                     source: LineSource::Platform,
                     text,
+                    environment: None,
                 });
             }
         }
@@ -71,11 +89,13 @@ pub(super) fn out<'a, T>(
     sink: &'a Arc<dyn Sink>,
     telemetry: &'a mut T,
     logging: Logging,
+    tenant: Option<&'a str>,
 ) -> Out<'a, T> {
     Out {
         sink: &**sink,
         telemetry,
         logging,
+        tenant,
     }
 }
 
@@ -87,7 +107,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InitStarted { phase } => {
                 self.inits_started();
                 tracing::info!(phase = phase.as_str(), "init started");
-                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
+                let out = &mut out(
+                    &self.sink,
+                    &mut self.telemetry,
+                    self.function.logging,
+                    self.tenant.as_deref(),
+                );
                 events::init_started(out, &self.function, phase);
             }
             Effect::LaunchExtension { index } => {
@@ -133,7 +158,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InvokeStarted { request_id } => {
                 self.telemetry.current_request(Some(&request_id));
                 let trace = self.trace();
-                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
+                let out = &mut out(
+                    &self.sink,
+                    &mut self.telemetry,
+                    self.function.logging,
+                    self.tenant.as_deref(),
+                );
                 events::invoke_started(out, &request_id, &self.function.version, trace);
             }
             Effect::DeliverInvoke {
@@ -154,6 +184,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 invoked_function_arn: self.arn.clone(),
                 trace_id: self.trace(),
                 client_context,
+                tenant_id: self.tenant.clone(),
                 payload,
             }),
             Effect::Respond {
@@ -168,7 +199,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             } => {
                 let trace = self.trace();
                 let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
-                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
+                let out = &mut out(
+                    &self.sink,
+                    &mut self.telemetry,
+                    self.function.logging,
+                    self.tenant.as_deref(),
+                );
                 match spans {
                     // A streamed response: the same record, with its
                     // spans (no line either way).
@@ -194,12 +230,22 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Effect::TimedOut { request_id, after } => {
                 let _ = self.host.peak_memory_mb();
-                let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
+                let out = &mut out(
+                    &self.sink,
+                    &mut self.telemetry,
+                    self.function.logging,
+                    self.tenant.as_deref(),
+                );
                 events::timed_out(out, &request_id, after);
             }
             Effect::FaultLine { message, fault } => {
                 events::fault(
-                    &mut out(&self.sink, &mut self.telemetry, self.function.logging),
+                    &mut out(
+                        &self.sink,
+                        &mut self.telemetry,
+                        self.function.logging,
+                        self.tenant.as_deref(),
+                    ),
                     message,
                     &fault,
                 );
@@ -253,7 +299,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
         self.inits += 1;
         events::init_done(
-            &mut out(&self.sink, &mut self.telemetry, self.function.logging),
+            &mut out(
+                &self.sink,
+                &mut self.telemetry,
+                self.function.logging,
+                self.tenant.as_deref(),
+            ),
             duration,
             extensions,
         );
@@ -270,7 +321,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.summary.init_failures += 1;
         // Before the reset's signals take the processes away.
         let _ = self.host.peak_memory_mb();
-        let out = &mut out(&self.sink, &mut self.telemetry, self.function.logging);
+        let out = &mut out(
+            &self.sink,
+            &mut self.telemetry,
+            self.function.logging,
+            self.tenant.as_deref(),
+        );
         events::init_failed(out, phase, duration, fault, extensions);
     }
 
@@ -405,7 +461,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         let trace = self.trace();
         let memory_mb = self.function.memory_mb;
         events::invoke_ended(
-            &mut out(&self.sink, &mut self.telemetry, self.function.logging),
+            &mut out(
+                &self.sink,
+                &mut self.telemetry,
+                self.function.logging,
+                self.tenant.as_deref(),
+            ),
             &report,
             memory_mb,
             max_memory,

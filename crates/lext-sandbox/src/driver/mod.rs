@@ -46,7 +46,8 @@ use crate::sink::Sink;
 use crate::stream::{Answer, StreamError, StreamItem};
 
 pub use queue::QueueLimit;
-use queue::{Budget, Queued};
+use queue::Queued;
+pub(crate) use queue::{Budget, Ticket};
 
 /// How long after an invoke (or Init) ends the processes are frozen, unless
 /// the next event comes first (docs/fidelity.md).
@@ -80,6 +81,22 @@ pub struct Summary {
     pub resets: u64,
     /// Processes that were still alive 2 s after SIGKILL.
     pub unreaped: usize,
+    /// Execution environments that were started: 1 for an
+    /// [`Environment`](crate::Environment), each one of a
+    /// [`Function`](crate::Function).
+    pub environments: u64,
+}
+
+impl Summary {
+    /// The counts of `self` and `other` together.
+    pub(crate) fn add(&mut self, other: &Summary) {
+        self.invokes += other.invokes;
+        self.failed_invokes += other.failed_invokes;
+        self.init_failures += other.init_failures;
+        self.resets += other.resets;
+        self.unreaped += other.unreaped;
+        self.environments += other.environments;
+    }
 }
 
 /// Where the environment is, published after every message the driver
@@ -98,12 +115,22 @@ pub(crate) struct Progress {
 }
 
 /// Why an invoke did not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NotRun {
     /// The environment stopped (or was stopping) before it ran.
     Stopped,
     /// The queue was full ([`QueueLimit`]).
     QueueFull(QueueLimit),
+    /// A function at its reserved concurrency (or with none).
+    ReservedConcurrency,
+    /// The environment for it could not start; why.
+    Failed(Arc<str>),
+    /// A tenant id for a function without tenant isolation, or none for
+    /// one with it.
+    Tenant {
+        /// Whether the function has tenant isolation.
+        isolated: bool,
+    },
 }
 
 /// A cloneable handle to invoke the environment and to stop it.
@@ -120,7 +147,7 @@ impl Handle {
     /// runs at a time, as in Lambda.
     pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, NotRun> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(request, Some(tx), false)?;
+        self.enqueue(request, Some(tx), false, None)?;
         match rx.await.map_err(|_| NotRun::Stopped)? {
             Answer::Whole(response) => Ok(response),
             // A streaming function invoked with `Invoke`: its response,
@@ -133,14 +160,24 @@ impl Handle {
     /// (`InvokeWithResponseStream`).
     pub(crate) async fn invoke_stream(&self, request: InvokeRequest) -> Result<Answer, NotRun> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(request, Some(tx), true)?;
+        self.enqueue(request, Some(tx), true, None)?;
         rx.await.map_err(|_| NotRun::Stopped)
     }
 
     /// Queues an asynchronous invoke (invocation type `Event`), and returns
     /// its request id.
     pub(crate) fn invoke_async(&self, request: InvokeRequest) -> Result<String, NotRun> {
-        self.enqueue(request, None, false)
+        self.enqueue(request, None, false, None)
+    }
+
+    /// Queues an asynchronous invoke that already has its request id (a
+    /// [`Function`](crate::Function) gives it when it accepts the invoke).
+    pub(crate) fn invoke_async_as(
+        &self,
+        request: InvokeRequest,
+        request_id: String,
+    ) -> Result<String, NotRun> {
+        self.enqueue(request, None, false, Some(request_id))
     }
 
     fn enqueue(
@@ -148,12 +185,13 @@ impl Handle {
         request: InvokeRequest,
         reply: Option<oneshot::Sender<Answer>>,
         streaming: bool,
+        request_id: Option<String>,
     ) -> Result<String, NotRun> {
         let ticket = self
             .queue
             .take(request.payload.len())
             .ok_or(NotRun::QueueFull(self.limit))?;
-        let request_id = crate::ids::uuid().to_string();
+        let request_id = request_id.unwrap_or_else(|| crate::ids::uuid().to_string());
         self.ctl
             .send(Control::Invoke(Queued {
                 request_id: request_id.clone(),
@@ -206,6 +244,8 @@ pub(crate) struct EngineConfig {
     /// Pace streamed responses past their first 6 MiB (Lambda's
     /// bandwidth rule).
     pub(crate) stream_rate_limit: bool,
+    /// The tenant this environment serves, under tenant isolation.
+    pub(crate) tenant: Option<Arc<str>>,
 }
 
 impl Engine {
@@ -238,6 +278,7 @@ impl Engine {
         });
         let driver = Driver {
             arn: config.function.arn(),
+            tenant: config.tenant,
             function: config.function,
             freeze: config.freeze,
             stream_rate_limit: config.stream_rate_limit,
@@ -251,7 +292,10 @@ impl Engine {
             runtime_waiter: None,
             queue: VecDeque::new(),
             current: None,
-            summary: Summary::default(),
+            summary: Summary {
+                environments: 1,
+                ..Summary::default()
+            },
             inits: 0,
             finishing: None,
             stop_requested: false,
@@ -321,6 +365,8 @@ struct Current {
 }
 
 struct Driver<H, T> {
+    /// The tenant of this environment (tenant isolation), if any.
+    tenant: Option<Arc<str>>,
     function: FunctionConfig,
     arn: String,
     freeze: bool,

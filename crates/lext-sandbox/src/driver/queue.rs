@@ -38,14 +38,14 @@ impl Default for QueueLimit {
 
 /// What is waiting now, against the limit.
 #[derive(Debug)]
-pub(super) struct Budget {
+pub(crate) struct Budget {
     limit: QueueLimit,
     /// Invokes and bytes held by live tickets.
     held: Mutex<(usize, usize)>,
 }
 
 impl Budget {
-    pub(super) fn new(limit: QueueLimit) -> Arc<Self> {
+    pub(crate) fn new(limit: QueueLimit) -> Arc<Self> {
         Arc::new(Self {
             limit,
             held: Mutex::new((0, 0)),
@@ -54,7 +54,7 @@ impl Budget {
 
     /// A place in the queue for `bytes` of payload, or `None` when it is
     /// full. One invoke always fits an empty queue, whatever its size.
-    pub(super) fn take(self: &Arc<Self>, bytes: usize) -> Option<Ticket> {
+    pub(crate) fn take(self: &Arc<Self>, bytes: usize) -> Option<Ticket> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let (invokes, queued) = *held;
         let fits = invokes == 0
@@ -73,7 +73,7 @@ impl Budget {
 /// A place in the queue; given back when dropped (the invoke started, or
 /// was dropped).
 #[derive(Debug)]
-pub(super) struct Ticket {
+pub(crate) struct Ticket {
     budget: Arc<Budget>,
     bytes: usize,
 }

@@ -107,6 +107,7 @@ mod tests {
             error_type: None,
             metrics: None,
             spans: None,
+            tenant_id: None,
             tracing: None,
             extra: Default::default(),
         });

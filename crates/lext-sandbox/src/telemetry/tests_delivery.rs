@@ -526,6 +526,7 @@ fn report_record() -> Record {
             extra: Default::default(),
         },
         spans: None,
+        tenant_id: None,
         tracing: None,
         extra: Default::default(),
     })

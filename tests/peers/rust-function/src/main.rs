@@ -1,8 +1,16 @@
 //! Test peer: an echo function on `lambda_runtime`. A payload with a `fail`
-//! key makes it return an error; `sleep_ms` makes it wait first.
+//! key makes it return an error; `sleep_ms` makes it wait first. Each
+//! answer says which process served it and how many invokes that process
+//! has served (a count kept in a global, as a warm environment keeps it),
+//! and the tenant `Context` read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
+
+/// Invokes this process has served.
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     println!("[lambda_runtime] handling {}", event.context.request_id);
@@ -17,6 +25,9 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "requestId": event.context.request_id,
         "deadline": event.context.deadline,
         "arn": event.context.invoked_function_arn,
+        "tenantId": event.context.tenant_id,
+        "pid": std::process::id(),
+        "served": SERVED.fetch_add(1, Ordering::Relaxed) + 1,
     }))
 }
 

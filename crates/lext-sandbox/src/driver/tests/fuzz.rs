@@ -110,6 +110,7 @@ async fn run_case(reqs: Vec<Req>) {
         freeze: true,
         queue: crate::driver::QueueLimit::default(),
         stream_rate_limit: true,
+        tenant: None,
     };
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();

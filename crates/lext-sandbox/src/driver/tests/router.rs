@@ -20,9 +20,16 @@ use tower::ServiceExt as _;
 struct Env {
     sandbox: Engine,
     router: Router,
+    capture: Arc<Capture>,
+    tenant: Option<String>,
 }
 
 async fn env(extensions: &[&str]) -> Env {
+    env_of(extensions, None).await
+}
+
+/// An environment of `tenant` (tenant isolation).
+async fn env_of(extensions: &[&str], tenant: Option<&str>) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = EngineConfig {
         function: function(),
@@ -30,11 +37,26 @@ async fn env(extensions: &[&str]) -> Env {
         freeze: true,
         queue: crate::driver::QueueLimit::default(),
         stream_rate_limit: true,
+        tenant: tenant.map(Arc::from),
     };
-    let sink = Arc::new(Capture::new());
-    let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
+    let capture = Arc::new(Capture::new());
+    let sink = capture.clone();
+    let sandbox = match tenant {
+        // The records reach the capture through a real hub.
+        Some(_) => {
+            let hub = crate::telemetry::Hub::new(Default::default(), capture.clone());
+            Engine::start(listener, config, FakeHost::default(), hub, sink)
+        }
+        None => Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink),
+    }
+    .unwrap();
     let router = sandbox.api_router();
-    Env { sandbox, router }
+    Env {
+        sandbox,
+        router,
+        capture,
+        tenant: tenant.map(str::to_owned),
+    }
 }
 
 struct Answer {
@@ -502,7 +524,58 @@ async fn invoke_to_runtime(
         .to_str()
         .unwrap()
         .to_owned();
+    if let Some(tenant) = &e.tenant {
+        assert_eq!(
+            next.headers["lambda-runtime-aws-tenant-id"],
+            tenant.as_str()
+        );
+    }
     (invoke, rid)
+}
+
+/// An environment of one tenant gives the runtime its id on `/next` and
+/// puts it on `platform.start`, `runtimeDone` and `report` (RIE
+/// `internal/lambda/rapi/rendering/rendering.go`,
+/// `internal/lambda/interop/events_api.go`).
+#[tokio::test]
+async fn a_tenants_environment_tells_its_tenant() {
+    use lext_protocol::telemetry::Record;
+    let e = env_of(&[], Some("blue")).await;
+    let r = &e.router;
+    let rt = init_runtime_only(r).await;
+    let (invoke, rid) = invoke_to_runtime(&e, rt).await;
+    let next = poll(r, "GET", RT_NEXT, None);
+    send(
+        r,
+        "POST",
+        &format!("/2018-06-01/runtime/invocation/{rid}/response"),
+        &[],
+        "{}",
+    )
+    .await;
+    invoke.await.unwrap();
+    e.sandbox.handle().wait_for(|p| p.quiet).await;
+    next.abort();
+    let tenants: Vec<(&str, Option<String>)> = e
+        .capture
+        .events()
+        .iter()
+        .filter_map(|event| match &event.record {
+            Record::Start(s) => Some(("start", s.tenant_id.clone())),
+            Record::RuntimeDone(d) => Some(("runtimeDone", d.tenant_id.clone())),
+            Record::Report(p) => Some(("report", p.tenant_id.clone())),
+            _ => None,
+        })
+        .collect();
+    let blue = Some("blue".to_owned());
+    assert_eq!(
+        tenants,
+        [
+            ("start", blue.clone()),
+            ("runtimeDone", blue.clone()),
+            ("report", blue)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -527,6 +600,7 @@ async fn runtime_api_refusals_and_invoke() {
                 payload: "{\"k\":1}".into(),
                 trace_id: Some("Root=1-abc".into()),
                 client_context: Some(r#"{"custom":{"k":"v"}}"#.into()),
+                tenant_id: None,
             })
             .await
             .unwrap()
@@ -554,6 +628,7 @@ async fn runtime_api_refusals_and_invoke() {
         r#"{"custom":{"k":"v"}}"#
     );
     assert_eq!(next.headers["content-type"], "application/json");
+    assert!(next.headers.get("lambda-runtime-aws-tenant-id").is_none());
     send(
         r,
         "POST",
