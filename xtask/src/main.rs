@@ -11,6 +11,9 @@
 //! - `bench_sandbox`: `bench-sandbox`, the `lext run` benchmark of issue 3
 //!   (invokes/s, added latency, cold start, telemetry; figures in
 //!   BENCHMARKS.md), with its parts in `sandbox/`.
+//! - `bench_function`: `bench-function`, the figures of issue 8: warm
+//!   invokes beside a cold start in a new environment, and streaming
+//!   throughput against the loopback (BENCHMARKS.md).
 //! - `peers/lambda-simulator-bench`: its reference, the crates.io
 //!   `lambda-simulator` (a separate workspace, built only on request).
 
@@ -18,6 +21,7 @@
 
 mod api;
 mod bench;
+mod bench_function;
 mod bench_sandbox;
 mod cargo;
 mod sandbox;
@@ -55,6 +59,15 @@ tasks:
       delivered to a Telemetry API subscriber. --lext measures another lext
       binary (A/B of two commits). --one-cpu pins every process of the
       run to one CPU (steadier: no cross-vCPU wake-ups).
+  bench-function [--invokes N] [--rounds R] [--init-ms MS] [--stream-mb M]
+                 [--no-build] [--lext PATH]
+      With `lext run --serve --tenant-isolation --concurrency 3` and
+      rust-example-extension: two callers keep two warm environments busy,
+      N invokes each (default 2000), alone and then while a new tenant's
+      environment runs an Init of MS ms (default 500); p50/p99 of both, R
+      rounds (default 5). Then M MiB (default 200) streamed through
+      InvokeWithResponseStream with --no-stream-rate-limit, against one
+      loopback TCP transfer of the same bytes.
 ";
 
 fn main() -> ExitCode {
@@ -62,6 +75,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench-extension") => bench::main(&args[1..]),
         Some("bench-sandbox") => bench_sandbox::main(&args[1..]),
+        Some("bench-function") => bench_function::main(&args[1..]),
+        Some("__function-runtime") => bench_function::runtime(&args[1..]),
         // Helper roles of bench-sandbox, run by `lext run` (not for users).
         Some("__sandbox-log-runtime") => sandbox::telemetry::log_runtime(&args[1..]),
         Some("__sandbox-telemetry-subscriber") => sandbox::telemetry::subscriber(&args[1..]),
