@@ -71,7 +71,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let lext = o.lext.clone().unwrap_or_else(|| release.join("lext"));
     let extension = release.join("rust-example-extension");
     for path in [&lext, &extension] {
-        ensure!(path.is_file(), "{} is missing (build it, or drop --no-build)", path.display());
+        ensure!(
+            path.is_file(),
+            "{} is missing (build it, or drop --no-build)",
+            path.display()
+        );
     }
     let xtask = std::env::current_exe().context("the xtask executable")?;
     let runtime = format!(
@@ -107,7 +111,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     for round in 0..o.rounds {
         alone.extend(warm_callers(server.addr, o.invokes, None)?.0);
         let (during, cold) = warm_callers(server.addr, o.invokes, Some(round))?;
-        ensure!(!during.is_empty(), "no warm invoke overlapped the cold start");
+        ensure!(
+            !during.is_empty(),
+            "no warm invoke overlapped the cold start"
+        );
         beside.extend(during);
         cold_ms.extend(cold.map(|d| d.as_secs_f64() * 1000.0));
         eprintln!(
@@ -120,7 +127,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     ensure!(clean, "lext did not stop within 10 s of SIGTERM");
     let p = |s: &[u64], q: f64| percentile(s, q) as f64 / 1000.0;
     println!("\nwarm invokes, 2 callers of tenant `warm` (2 environments), rust-example-extension in each:");
-    println!("{:<52} {:>8} {:>10} {:>10}", "", "invokes", "p50 µs", "p99 µs");
+    println!(
+        "{:<52} {:>8} {:>10} {:>10}",
+        "", "invokes", "p50 µs", "p99 µs"
+    );
     println!(
         "{:<52} {:>8} {:>10.1} {:>10.1}",
         "alone (reference)",
@@ -159,7 +169,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     }
     let clean = server.stop()?;
     ensure!(clean, "lext did not stop within 10 s of SIGTERM");
-    println!("\nstreaming {} MiB (64 KiB chunks), --no-stream-rate-limit, median of {} rounds:", o.stream_mb, o.rounds);
+    println!(
+        "\nstreaming {} MiB (64 KiB chunks), --no-stream-rate-limit, median of {} rounds:",
+        o.stream_mb, o.rounds
+    );
     println!(
         "  runtime -> lext -> InvokeWithResponseStream caller: {:>8.0} MB/s (target: at least 500)",
         median_f64(&mut through)
@@ -183,7 +196,12 @@ fn invoke_path() -> String {
 fn invoke_once(addr: SocketAddr, tenant: &str) -> Result<Duration> {
     let mut client = Client::connect(addr)?;
     let t = Instant::now();
-    let r = client.send("POST", &invoke_path(), &[("X-Amz-Tenant-Id", tenant)], b"{}")?;
+    let r = client.send(
+        "POST",
+        &invoke_path(),
+        &[("X-Amz-Tenant-Id", tenant)],
+        b"{}",
+    )?;
     ensure!(r.status == 200, "invoke answered {}", r.status);
     Ok(t.elapsed())
 }
@@ -192,7 +210,11 @@ fn invoke_once(addr: SocketAddr, tenant: &str) -> Result<Duration> {
 /// a third caller invokes as tenant `cold-N` once the warm ones are under
 /// way; then only the warm invokes that started while that cold invoke
 /// ran are returned, with the cold invoke's time.
-fn warm_callers(addr: SocketAddr, n: usize, cold: Option<usize>) -> Result<(Vec<u64>, Option<Duration>)> {
+fn warm_callers(
+    addr: SocketAddr,
+    n: usize,
+    cold: Option<usize>,
+) -> Result<(Vec<u64>, Option<Duration>)> {
     let start = Arc::new(Barrier::new(if cold.is_some() { 3 } else { 2 }));
     let t0 = Instant::now();
     let callers: Vec<_> = (0..2)
@@ -227,13 +249,18 @@ fn warm_callers(addr: SocketAddr, n: usize, cold: Option<usize>) -> Result<(Vec<
     };
     let mut samples = Vec::new();
     for caller in callers {
-        let out = caller.join().map_err(|_| anyhow::anyhow!("a caller panicked"))??;
+        let out = caller
+            .join()
+            .map_err(|_| anyhow::anyhow!("a caller panicked"))??;
         samples.extend(out.into_iter().filter(|(begin, _)| match window {
             Some((from, to, _)) => *begin >= from && *begin <= to,
             None => true,
         }));
     }
-    Ok((samples.into_iter().map(|(_, ns)| ns).collect(), window.map(|w| w.2)))
+    Ok((
+        samples.into_iter().map(|(_, ns)| ns).collect(),
+        window.map(|w| w.2),
+    ))
 }
 
 /// One `InvokeWithResponseStream` of `bytes`, read whole; its wall time.
@@ -347,6 +374,9 @@ fn stream(api: &str, path: &str, bytes: usize) -> Result<()> {
     let mut answer = [0u8; 512];
     let n = s.read(&mut answer)?;
     let head = String::from_utf8_lossy(&answer[..n]);
-    ensure!(head.starts_with("HTTP/1.1 202"), "streamed /response answered {head:?}");
+    ensure!(
+        head.starts_with("HTTP/1.1 202"),
+        "streamed /response answered {head:?}"
+    );
     Ok(())
 }

@@ -226,8 +226,17 @@ impl Printer {
             Record::InitStart(init) => format!("{kind} phase={}", init.phase),
             Record::Start(start) => format!("{kind} requestId={}", start.request_id),
             Record::RuntimeDone(done) => {
+                // A streamed response's spans: how long the first byte took
+                // (responseLatency) and the rest of the stream
+                // (responseDuration).
+                let spans: String = done
+                    .spans
+                    .iter()
+                    .flatten()
+                    .map(|s| format!(" {}={}ms", s.name, s.duration_ms))
+                    .collect();
                 format!(
-                    "{kind} requestId={} status={}",
+                    "{kind} requestId={} status={}{spans}",
                     done.request_id, done.status
                 )
             }
