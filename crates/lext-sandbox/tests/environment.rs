@@ -399,3 +399,42 @@ async fn a_function_runs_overlapping_invokes_in_environments_of_their_own() {
         [Some("blue"), Some("green"), Some("blue")].map(|t| t.map(str::to_owned))
     );
 }
+
+/// A new environment that cannot start fails only the invoke given to it:
+/// the function keeps serving with the others, and stops cleanly.
+#[tokio::test]
+async fn a_function_whose_new_environment_cannot_start_fails_that_invoke_only() {
+    use lext_sandbox::Function;
+    let dir = tempfile::tempdir().unwrap();
+    let layer = layer(dir.path(), &["observer"]);
+    let function = Function::new(Environment::new().layer(&layer).freeze(false))
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap();
+    // The first environment has its copy; a second one would unpack the
+    // layer again, and it is gone.
+    std::fs::remove_dir_all(&layer).unwrap();
+    let (a, b) = tokio::join!(
+        function.invoke(InvokeRequest::new("1")),
+        function.invoke(InvokeRequest::new("2"))
+    );
+    let (ok, failed): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
+    assert_eq!(ok.len(), 1, "{ok:?} {failed:?}");
+    let error = failed.into_iter().next().unwrap().unwrap_err();
+    assert!(
+        matches!(&error, EnvironmentError::StartFailed { message } if message.contains("layer")),
+        "{error}"
+    );
+    // The first environment still serves, once its extension is done with
+    // the invoke (until then a third invoke would need a new one).
+    function.idle().await;
+    let again = function.invoke(InvokeRequest::new("3")).await.unwrap();
+    assert!(again.is_success(), "{again:?}");
+    let summary = tokio::time::timeout(Duration::from_secs(20), function.stop())
+        .await
+        .expect("the function stops")
+        .unwrap();
+    assert_eq!(summary.environments, 1);
+    assert_eq!(summary.invokes, 2);
+}

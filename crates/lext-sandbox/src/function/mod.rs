@@ -468,18 +468,10 @@ impl Dispatcher {
                     self.placement.done(slot, Instant::now().into_std());
                     self.pump();
                 }
-                Some(Msg::Failed(slot)) => {
-                    self.jobs.remove(&slot);
-                    self.placement.gone(slot);
-                    self.pump();
-                }
+                Some(Msg::Failed(slot)) => self.gone(slot),
                 Some(Msg::Stopped(slot, summary)) => {
                     self.summary.add(&summary);
-                    if self.jobs.remove(&slot).is_none() {
-                        self.stopping = self.stopping.saturating_sub(1);
-                    }
-                    self.placement.gone(slot);
-                    self.pump();
+                    self.gone(slot);
                 }
                 Some(Msg::Shutdown) => self.shut_down(),
             }
@@ -492,6 +484,16 @@ impl Dispatcher {
             }
         });
         self.summary
+    }
+
+    /// Environment `slot` has stopped, or could not start: spun down
+    /// (then it was counted as stopping) or not.
+    fn gone(&mut self, slot: Slot) {
+        if self.jobs.remove(&slot).is_none() {
+            self.stopping = self.stopping.saturating_sub(1);
+        }
+        self.placement.gone(slot);
+        self.pump();
     }
 
     /// Ctrl-C: the waiting invokes are dropped, and every environment
