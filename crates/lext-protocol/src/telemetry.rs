@@ -733,7 +733,9 @@ pub struct InitStart {
     /// Environment instance id (newer schemas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    /// Memory of the instance, MB (newer schemas).
+    /// Memory of the instance, in bytes (Managed Instances: RIE
+    /// `internal/lambda-managed-instances/interop/events_api.go`,
+    /// `InstanceMaxMemory`, set from the function's memory size in bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_max_memory: Option<u64>,
     /// X-Ray context.
@@ -816,6 +818,11 @@ pub struct Start {
     /// Function version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The function's ARN (Managed Instances: RIE
+    /// `internal/lambda-managed-instances/interop/events_api.go`,
+    /// `InvokeStartData.FunctionARN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
     /// Tenant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,

@@ -119,6 +119,7 @@ pub(crate) fn start(request_id: &str, version: &str, trace: Option<String>) -> R
     Record::Start(tel::Start {
         request_id: request_id.to_owned(),
         version: Some(version.to_owned()),
+        function_arn: None,
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),

@@ -93,6 +93,73 @@ fn managed_instances_report_has_only_duration() {
     assert_eq!(serde_json::to_value(&event).unwrap(), raw);
 }
 
+/// A batch as Lambda Managed Instances sends it (schema `2025-01-29`): the
+/// shapes of RIE `internal/lambda-managed-instances/interop/events_api.go`
+/// (`initStart` with `instanceId` and `instanceMaxMemory` in bytes, `start`
+/// with `functionArn`, `report` with `durationMs` only and spans), with the
+/// requests of two overlapping invokes interleaved, and a JSON function line.
+const LMI_BATCH: &str = r#"[
+{"time":"2026-11-01T10:00:00.000Z","type":"platform.initStart","record":{"initializationType":"lambda-managed-instances","runtimeVersion":"provided:al2023.v1","runtimeVersionArn":"arn:aws:lambda:us-east-1::runtime:abc","functionName":"fn","functionVersion":"1","instanceId":"i-0123456789abcdef0","instanceMaxMemory":2147483648,"phase":"init"}},
+{"time":"2026-11-01T10:00:00.200Z","type":"platform.initRuntimeDone","record":{"initializationType":"lambda-managed-instances","status":"success","phase":"init"}},
+{"time":"2026-11-01T10:00:00.201Z","type":"platform.initReport","record":{"initializationType":"lambda-managed-instances","metrics":{"durationMs":201.5},"phase":"init","status":"success"}},
+{"time":"2026-11-01T10:00:01.000Z","type":"platform.start","record":{"requestId":"a","version":"1","functionArn":"arn:aws:lambda:us-east-1:123456789012:function:fn:1"}},
+{"time":"2026-11-01T10:00:01.001Z","type":"platform.start","record":{"requestId":"b","version":"1","functionArn":"arn:aws:lambda:us-east-1:123456789012:function:fn:1"}},
+{"time":"2026-11-01T10:00:01.050Z","type":"function","record":{"timestamp":"2026-11-01T10:00:01.050Z","level":"INFO","requestId":"b","message":"hi"}},
+{"time":"2026-11-01T10:00:01.100Z","type":"platform.report","record":{"requestId":"b","status":"success","metrics":{"durationMs":99.125},"spans":[{"name":"responseLatency","start":"2026-11-01T10:00:01.001Z","durationMs":98.5}]}},
+{"time":"2026-11-01T10:00:01.200Z","type":"platform.report","record":{"requestId":"a","status":"error","errorType":"Sandbox.Timedout","metrics":{"durationMs":200.0}}}
+]"#;
+
+#[test]
+fn a_managed_instances_batch_decodes_into_typed_records() {
+    let batch = decode_batch(LMI_BATCH.as_bytes()).unwrap();
+    assert!(batch.failures.is_empty(), "{:?}", batch.failures);
+    let Record::InitStart(init) = &batch.events[0].record else {
+        panic!("not initStart")
+    };
+    assert_eq!(
+        init.initialization_type,
+        InitializationType::LambdaManagedInstances
+    );
+    assert_eq!(init.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+    assert_eq!(init.instance_max_memory, Some(2 * 1024 * 1024 * 1024));
+    let Record::Start(start) = &batch.events[3].record else {
+        panic!("not start")
+    };
+    assert_eq!(
+        start.function_arn.as_deref(),
+        Some("arn:aws:lambda:us-east-1:123456789012:function:fn:1")
+    );
+    let reports: Vec<(&str, f64, Option<&str>)> = batch
+        .events
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::Report(r) => Some((
+                r.request_id.as_str(),
+                r.metrics.duration_ms,
+                r.error_type.as_deref(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        [("b", 99.125, None), ("a", 200.0, Some("Sandbox.Timedout"))]
+    );
+    let Record::Report(b) = &batch.events[6].record else {
+        panic!("not report")
+    };
+    assert_eq!(b.spans.as_ref().map(Vec::len), Some(1));
+    assert_eq!(b.metrics.billed_duration_ms, None);
+    // Nothing is lost on the way back out.
+    let original: Vec<Value> = serde_json::from_str(LMI_BATCH).unwrap();
+    let again: Vec<Value> = batch
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
+    assert_eq!(again, original);
+}
+
 #[test]
 fn a_malformed_element_does_not_spoil_the_batch() {
     let body = br#"[{"time":"t","type":"platform.report","record":{"status":"success"}},{"time":"t","type":"function","record":"ok"},42]"#;

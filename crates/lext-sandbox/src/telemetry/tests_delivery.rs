@@ -566,6 +566,7 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
     hub.record(Record::Start(Start {
         request_id: "req".into(),
         version: Some("$LATEST".into()),
+        function_arn: None,
         tenant_id: None,
         tracing: Some(TraceContext {
             span_id: None,
