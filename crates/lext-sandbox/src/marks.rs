@@ -1,0 +1,122 @@
+//! Marks: the moments of each process's life that the platform records and
+//! telemetry do not tell, for a sink that draws a timeline (`lext run
+//! --report`).
+//!
+//! The `platform.*` records give the invoke as a whole: its start, the
+//! runtime's part (`runtimeDone`) and its end (`report`), when the last
+//! INVOKE-subscribed extension is back in `/event/next`. What each process
+//! did in between is not in them: when each extension came back, when a
+//! process was started, signalled or ended, when the environment was frozen
+//! and thawed. The driver tells those here, as it sees them, through
+//! [`Sink::mark`], whose default does nothing: a sink that does not draw
+//! costs one clock read and an empty call per mark.
+
+use std::time::SystemTime;
+
+use crate::lifecycle::{ExitStatus, Lifecycle, Proc};
+use crate::sink::Sink;
+
+/// Which process a [`Mark`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkProcess<'a> {
+    /// The function runtime.
+    Runtime,
+    /// An external extension, by name.
+    Extension(&'a str),
+    /// All of the environment's processes (freeze and thaw).
+    Environment,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkExit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal (this number) killed it.
+    Signal(i32),
+    /// The kernel killed it: the environment was over its memory.
+    OutOfMemory,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MarkKind {
+    /// The process was started (Init begins for it).
+    Launched,
+    /// Its long poll arrived and was accepted: the runtime's
+    /// `/runtime/invocation/next`, an extension's `/event/next`. After an
+    /// INVOKE, this is when the process was done with it.
+    Next,
+    /// SHUTDOWN was delivered to the extension; it must be gone by
+    /// `deadline_ms` (Unix epoch milliseconds).
+    Shutdown {
+        /// The event's `deadlineMs`.
+        deadline_ms: u64,
+    },
+    /// The process was sent SIGTERM (`kill: false`) or SIGKILL.
+    Signalled {
+        /// SIGKILL rather than SIGTERM.
+        kill: bool,
+    },
+    /// The process ended.
+    Exited(MarkExit),
+    /// Every process was stopped until the next event (the freeze).
+    Frozen,
+    /// The processes were resumed.
+    Thawed,
+}
+
+/// One moment of a process's life; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark<'a> {
+    /// When the driver saw it (the clock of the log lines' times).
+    pub time: SystemTime,
+    /// Who.
+    pub process: MarkProcess<'a>,
+    /// What.
+    pub kind: MarkKind,
+}
+
+/// Tells `sink` that `kind` happened to `proc` now.
+pub(crate) fn tell(sink: &dyn Sink, lc: &Lifecycle, proc: Proc, kind: MarkKind) {
+    let process = match proc {
+        Proc::Runtime => MarkProcess::Runtime,
+        Proc::Extension(index) => match lc.extension_name(index) {
+            Some(name) => MarkProcess::Extension(name),
+            None => return,
+        },
+    };
+    tell_process(sink, process, kind);
+}
+
+/// Tells `sink` that `kind` happened to the extension with this id now
+/// (nothing for an id the lifecycle does not know).
+pub(crate) fn tell_extension(
+    sink: &dyn Sink,
+    lc: &Lifecycle,
+    id: crate::lifecycle::ExtensionId,
+    kind: MarkKind,
+) {
+    if let Some((_, name, _)) = lc.extension(id) {
+        tell_process(sink, MarkProcess::Extension(name), kind);
+    }
+}
+
+/// Tells `sink` that `kind` happened to `process` now.
+pub(crate) fn tell_process(sink: &dyn Sink, process: MarkProcess<'_>, kind: MarkKind) {
+    sink.mark(&Mark {
+        time: SystemTime::now(),
+        process,
+        kind,
+    });
+}
+
+/// A process's exit as a mark.
+pub(crate) fn exited(status: ExitStatus) -> MarkKind {
+    MarkKind::Exited(match status {
+        ExitStatus::Code(code) => MarkExit::Code(code),
+        ExitStatus::Signal(signal) => MarkExit::Signal(signal),
+        ExitStatus::OutOfMemory => MarkExit::OutOfMemory,
+    })
+}
