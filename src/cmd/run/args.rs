@@ -104,6 +104,19 @@ pub(crate) struct Args {
     /// How many MiB of payloads may wait; past it, 429 too.
     #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_mb: u32,
+    /// Measure what the extensions cost the function and write the figures
+    /// and a timeline as one HTML page: the same invokes (--invoke, default
+    /// 10) run with no extension (the baseline), with every extension, and,
+    /// with several, with each one alone. With -v the table is printed too.
+    #[arg(long, value_name = "FILE.html", conflicts_with_all = ["serve", "watch"])]
+    pub report: Option<PathBuf>,
+    /// Write the report's figures to FILE as JSON (docs/report.md gives
+    /// the shape); alone, or with --report.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["serve", "watch"])]
+    pub report_json: Option<PathBuf>,
+    /// `-v`, from the global flag (set by main).
+    #[arg(skip)]
+    pub verbose: u8,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,

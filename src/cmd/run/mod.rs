@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 mod args;
+mod report;
 pub(crate) use args::Args;
 use lext_sandbox::{
     ConsoleSink, Environment, FunctionConfig, InvokeRequest, InvokeResult, JsonLinesSink,
@@ -43,11 +44,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.watch {
         return runtime.block_on(super::watch::run(args));
     }
+    if args.report.is_some() || args.report_json.is_some() {
+        return runtime.block_on(report::run(args));
+    }
     let plan = plan(args)?;
     runtime.block_on(execute(plan))
 }
 
 pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
+    plan_with(args, true)
+}
+
+/// [`plan`], with the example extension built when no extension is given
+/// only if `example` (the report's baseline runs without any).
+fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
     let payload = match args.payload.strip_prefix('@') {
         Some(file) => {
             std::fs::read(file).with_context(|| format!("reading the payload file {file}"))?
@@ -79,7 +89,7 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
         ..FunctionConfig::default()
     };
     let function_name = function.name.clone();
-    let example = match args.layers.is_empty() && args.extensions.is_empty() {
+    let example = match example && args.layers.is_empty() && args.extensions.is_empty() {
         true => super::example::build()?,
         false => None,
     };

@@ -1,0 +1,504 @@
+//! The figures: each run's invokes as its REPORT records tell them, and
+//! what each extension adds, as the difference between a run with it and
+//! the baseline run without any extension (the same invokes, side by side).
+//!
+//! Pure: from what [`Recorder`](super::record::Recorder) kept to the
+//! [`Figures`] that `--report-json` writes (serialized as they are; the
+//! shape is documented in docs/report.md) and that the page and `-v` show.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use lext_protocol::telemetry::{Record, Status};
+use serde::Serialize;
+
+use super::record::{Recorded, Who};
+
+/// The version of the JSON shape (docs/report.md).
+pub(super) const SCHEMA: &str = "lext-report/1";
+
+/// Everything `--report-json` writes.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Figures {
+    /// [`SCHEMA`].
+    pub(super) schema: &'static str,
+    /// The function the runs invoked.
+    pub(super) function: FunctionInfo,
+    /// Invokes in each run.
+    pub(super) invokes_per_run: u32,
+    /// The runs, baseline first.
+    pub(super) runs: Vec<RunFigures>,
+    /// What each extension (each `--extension`, each `--layer`) costs,
+    /// against the baseline; with several, also all of them together.
+    pub(super) costs: Vec<Cost>,
+}
+
+/// The function's settings.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct FunctionInfo {
+    pub(super) name: String,
+    pub(super) memory_mb: u32,
+    pub(super) timeout_s: u32,
+}
+
+/// One run: one environment, its Init and its invokes.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RunFigures {
+    /// `baseline`, `all`, or the one extension's name.
+    pub(super) label: String,
+    /// The extensions (or layers) given to this run.
+    pub(super) subjects: Vec<String>,
+    /// The extensions that took part (`platform.extension` records).
+    pub(super) extensions: Vec<ExtensionState>,
+    /// The first Init's `platform.initReport` duration.
+    pub(super) init_ms: Option<f64>,
+    /// Its status (`success`, `error`, `timeout`, ...).
+    pub(super) init_status: Option<String>,
+    /// How many Inits ran (more than one after a reset).
+    pub(super) inits: u32,
+    /// Each invoke, in order.
+    pub(super) invokes: Vec<InvokeFigures>,
+    /// Duration (REPORT), over the invokes.
+    pub(super) duration_ms: Stat,
+    /// The runtime's part (`platform.runtimeDone`).
+    pub(super) runtime_ms: Stat,
+    /// Duration minus the runtime's part: the time the extensions took
+    /// after the runtime was done (Lambda's PostRuntimeExtensionsDuration).
+    pub(super) post_runtime_ms: Stat,
+    /// The highest Max Memory Used of the run's REPORTs.
+    pub(super) max_memory_used_mb: Option<u64>,
+    /// CPU time (user + system) of the run's processes, when measured.
+    pub(super) cpu_ms: Option<f64>,
+    /// What each process wrote, and what it subscribed to.
+    pub(super) processes: Vec<ProcessFigures>,
+    /// `platform.logsDropped`, summed.
+    pub(super) logs_dropped: Dropped,
+    /// Records and marks the report could not keep (its bound).
+    pub(super) not_kept: u64,
+}
+
+/// An extension's state at the end of Init.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ExtensionState {
+    pub(super) name: String,
+    pub(super) state: String,
+    pub(super) events: Vec<String>,
+}
+
+/// One invoke, from its records.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct InvokeFigures {
+    pub(super) request_id: String,
+    /// `success`, `error`, `timeout`, `failure`.
+    pub(super) status: String,
+    pub(super) error_type: Option<String>,
+    /// REPORT's Duration.
+    pub(super) duration_ms: f64,
+    /// `platform.runtimeDone`'s duration.
+    pub(super) runtime_ms: Option<f64>,
+    /// `duration_ms - runtime_ms`.
+    pub(super) post_runtime_ms: Option<f64>,
+    pub(super) billed_duration_ms: Option<u64>,
+    pub(super) max_memory_used_mb: Option<u64>,
+    /// REPORT's Init Duration (cold starts only).
+    pub(super) init_duration_ms: Option<f64>,
+}
+
+/// p50 and p99 (nearest rank) of some milliseconds; `None` with no value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(super) struct Stat {
+    pub(super) p50: Option<f64>,
+    pub(super) p99: Option<f64>,
+}
+
+/// One process's output and subscriptions.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ProcessFigures {
+    /// `runtime`, or the extension's name.
+    pub(super) process: String,
+    pub(super) log_lines: u64,
+    pub(super) log_bytes: u64,
+    pub(super) subscriptions: Vec<Subscription>,
+    /// The records of the streams it subscribed to over the run (what a
+    /// Telemetry API subscriber to them is sent, before any drop).
+    pub(super) records_of_subscribed_types: u64,
+    /// Their bytes, as encoded.
+    pub(super) bytes_of_subscribed_types: u64,
+}
+
+/// One subscription.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Subscription {
+    /// `telemetry` or `logs`.
+    pub(super) api: &'static str,
+    pub(super) types: Vec<String>,
+}
+
+/// Records lost to slow subscribers.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(super) struct Dropped {
+    pub(super) notices: u64,
+    pub(super) records: u64,
+    pub(super) bytes: u64,
+}
+
+/// What one extension (or all of them) adds to the function.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Cost {
+    /// The extension, the layer, or `all`.
+    pub(super) subject: String,
+    /// The run measured against the baseline.
+    pub(super) run: String,
+    pub(super) init_added_ms: Option<f64>,
+    /// The run's own post-runtime time.
+    pub(super) post_runtime_ms: Stat,
+    /// Post-runtime time over the baseline's, p50 and p99.
+    pub(super) post_runtime_added_ms: Stat,
+    /// Duration over the baseline's, p50 and p99.
+    pub(super) duration_added_ms: Stat,
+    pub(super) max_memory_added_mb: Option<i64>,
+    pub(super) cpu_added_ms: Option<f64>,
+    /// The output lines and bytes of the subject's extensions.
+    pub(super) log_lines: u64,
+    pub(super) log_bytes: u64,
+    pub(super) subscriptions: Vec<Subscription>,
+    pub(super) records_of_subscribed_types: u64,
+    /// Failed invokes in the run (the baseline's are not counted).
+    pub(super) failed_invokes: usize,
+}
+
+/// Nearest-rank percentile `p` (0-100) of `values`.
+fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn stat(values: &[f64]) -> Stat {
+    Stat {
+        p50: percentile(values, 50.0),
+        p99: percentile(values, 99.0),
+    }
+}
+
+/// Two decimals, as Lambda prints milliseconds.
+fn round2(ms: f64) -> f64 {
+    (ms * 100.0).round() / 100.0
+}
+
+fn minus(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(round2(a? - b?))
+}
+
+fn status(status: &Status) -> String {
+    status.as_str().to_owned()
+}
+
+/// The invokes of a run, in the order they started, from their
+/// `platform.start`, `runtimeDone` and `report` records.
+pub(super) fn invokes(recorded: &Recorded) -> Vec<InvokeFigures> {
+    let mut runtime_done: BTreeMap<&str, f64> = BTreeMap::new();
+    for timed in &recorded.records {
+        if let Record::RuntimeDone(done) = &timed.item {
+            if let Some(metrics) = &done.metrics {
+                runtime_done.insert(done.request_id.as_str(), metrics.duration_ms);
+            }
+        }
+    }
+    let mut invokes = Vec::new();
+    for timed in &recorded.records {
+        let Record::Report(report) = &timed.item else {
+            continue;
+        };
+        let metrics = &report.metrics;
+        let runtime_ms = runtime_done.get(report.request_id.as_str()).copied();
+        invokes.push(InvokeFigures {
+            request_id: report.request_id.clone(),
+            status: status(&report.status),
+            error_type: report.error_type.clone(),
+            duration_ms: metrics.duration_ms,
+            runtime_ms,
+            post_runtime_ms: runtime_ms.map(|r| round2((metrics.duration_ms - r).max(0.0))),
+            billed_duration_ms: metrics.billed_duration_ms,
+            max_memory_used_mb: metrics.max_memory_used_mb,
+            init_duration_ms: metrics.init_duration_ms,
+        });
+    }
+    invokes
+}
+
+/// The figures of one run. `cpu_ms` is measured outside the sink.
+pub(super) fn run(
+    label: &str,
+    subjects: &[String],
+    recorded: &Recorded,
+    cpu_ms: Option<f64>,
+) -> RunFigures {
+    let invokes = invokes(recorded);
+    let of = |f: fn(&InvokeFigures) -> Option<f64>| -> Vec<f64> {
+        invokes.iter().filter_map(f).collect::<Vec<_>>()
+    };
+    let mut figures = RunFigures {
+        label: label.to_owned(),
+        subjects: subjects.to_vec(),
+        extensions: Vec::new(),
+        init_ms: None,
+        init_status: None,
+        inits: 0,
+        duration_ms: stat(&of(|i| Some(i.duration_ms))),
+        runtime_ms: stat(&of(|i| i.runtime_ms)),
+        post_runtime_ms: stat(&of(|i| i.post_runtime_ms)),
+        max_memory_used_mb: invokes.iter().filter_map(|i| i.max_memory_used_mb).max(),
+        invokes,
+        cpu_ms: cpu_ms.map(round2),
+        processes: Vec::new(),
+        logs_dropped: Dropped::default(),
+        not_kept: recorded.dropped,
+    };
+    let mut subscriptions: BTreeMap<Who, Vec<Subscription>> = BTreeMap::new();
+    for timed in &recorded.records {
+        match &timed.item {
+            Record::InitReport(init) => {
+                figures.inits += 1;
+                if figures.init_ms.is_none() {
+                    figures.init_ms = Some(init.metrics.duration_ms);
+                    figures.init_status = init.status.as_ref().map(status);
+                }
+            }
+            // The states of the first Init.
+            Record::Extension(ext) if figures.inits == 0 => {
+                figures.extensions.push(ExtensionState {
+                    name: ext.name.clone(),
+                    state: ext.state.clone(),
+                    events: ext.events.clone(),
+                });
+            }
+            Record::TelemetrySubscription(sub) | Record::LogsSubscription(sub) => {
+                let api = match &timed.item {
+                    Record::TelemetrySubscription(_) => "telemetry",
+                    _ => "logs",
+                };
+                let list = subscriptions
+                    .entry(Who::Extension(sub.name.clone()))
+                    .or_default();
+                // Once per subscriber and API: a reset subscribes again.
+                if !list.iter().any(|s| s.api == api) {
+                    list.push(Subscription {
+                        api,
+                        types: sub.types.clone(),
+                    });
+                }
+            }
+            Record::LogsDropped(dropped) => {
+                figures.logs_dropped.notices += 1;
+                figures.logs_dropped.records += dropped.dropped_records;
+                figures.logs_dropped.bytes += dropped.dropped_bytes;
+            }
+            _ => {}
+        }
+    }
+    figures.processes = processes(recorded, &figures.extensions, subscriptions);
+    figures
+}
+
+/// The runtime and each extension, with what they wrote and subscribed to.
+fn processes(
+    recorded: &Recorded,
+    extensions: &[ExtensionState],
+    mut subscriptions: BTreeMap<Who, Vec<Subscription>>,
+) -> Vec<ProcessFigures> {
+    let mut who: Vec<Who> = vec![Who::Runtime];
+    who.extend(extensions.iter().map(|e| Who::Extension(e.name.clone())));
+    for key in recorded.output.keys().chain(subscriptions.keys()) {
+        if !who.contains(key) {
+            who.push(key.clone());
+        }
+    }
+    who.into_iter()
+        .map(|w| {
+            let volume = recorded.output.get(&w).copied().unwrap_or_default();
+            let subs = subscriptions.remove(&w).unwrap_or_default();
+            let mut streams: Vec<&str> = subs
+                .iter()
+                .flat_map(|s| s.types.iter().map(String::as_str))
+                .collect();
+            streams.sort_unstable();
+            streams.dedup();
+            let (mut records, mut bytes) = (0, 0);
+            for name in streams {
+                if let Some(v) = recorded.telemetry.get(name) {
+                    records += v.lines;
+                    bytes += v.bytes;
+                }
+            }
+            ProcessFigures {
+                process: match w {
+                    Who::Extension(name) => name,
+                    _ => "runtime".to_owned(),
+                },
+                log_lines: volume.lines,
+                log_bytes: volume.bytes,
+                subscriptions: subs,
+                records_of_subscribed_types: records,
+                bytes_of_subscribed_types: bytes,
+            }
+        })
+        .collect()
+}
+
+/// What `run` adds over `baseline`, for `subject`.
+pub(super) fn cost(subject: &str, baseline: &RunFigures, run: &RunFigures) -> Cost {
+    let diff = |a: Stat, b: Stat| Stat {
+        p50: minus(a.p50, b.p50),
+        p99: minus(a.p99, b.p99),
+    };
+    let names: Vec<&str> = run.extensions.iter().map(|e| e.name.as_str()).collect();
+    let own: Vec<&ProcessFigures> = run
+        .processes
+        .iter()
+        .filter(|p| names.contains(&p.process.as_str()))
+        .collect();
+    Cost {
+        subject: subject.to_owned(),
+        run: run.label.clone(),
+        init_added_ms: minus(run.init_ms, baseline.init_ms),
+        post_runtime_ms: run.post_runtime_ms,
+        post_runtime_added_ms: diff(run.post_runtime_ms, baseline.post_runtime_ms),
+        duration_added_ms: diff(run.duration_ms, baseline.duration_ms),
+        max_memory_added_mb: match (run.max_memory_used_mb, baseline.max_memory_used_mb) {
+            (Some(a), Some(b)) => Some(a as i64 - b as i64),
+            _ => None,
+        },
+        cpu_added_ms: minus(run.cpu_ms, baseline.cpu_ms),
+        log_lines: own.iter().map(|p| p.log_lines).sum(),
+        log_bytes: own.iter().map(|p| p.log_bytes).sum(),
+        subscriptions: own.iter().flat_map(|p| p.subscriptions.clone()).collect(),
+        records_of_subscribed_types: own.iter().map(|p| p.records_of_subscribed_types).sum(),
+        failed_invokes: run.invokes.iter().filter(|i| i.status != "success").count(),
+    }
+}
+
+/// A figure for a table: two decimals, `+` for an increase, `-` when
+/// unknown.
+pub(super) fn signed(ms: Option<f64>) -> String {
+    match ms {
+        Some(v) if v >= 0.0 => format!("+{v:.2}"),
+        Some(v) => format!("{v:.2}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn plain(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// The columns of the cost table: header, then one row per cost.
+pub(super) fn cost_rows(figures: &Figures) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "extension",
+        "Init added (ms)",
+        "post-runtime p50 (ms)",
+        "post-runtime p99 (ms)",
+        "added p50 / p99 (ms)",
+        "Duration added p50 (ms)",
+        "Max Memory Used added (MB)",
+        "CPU added (ms)",
+        "log lines / bytes",
+        "subscriptions",
+        "records of its types",
+        "failed invokes",
+    ];
+    let rows = figures
+        .costs
+        .iter()
+        .map(|c| {
+            let subs: Vec<String> = c
+                .subscriptions
+                .iter()
+                .map(|s| format!("{} [{}]", s.api, s.types.join(", ")))
+                .collect();
+            vec![
+                c.subject.clone(),
+                signed(c.init_added_ms),
+                plain(c.post_runtime_ms.p50),
+                plain(c.post_runtime_ms.p99),
+                format!(
+                    "{} / {}",
+                    signed(c.post_runtime_added_ms.p50),
+                    signed(c.post_runtime_added_ms.p99)
+                ),
+                signed(c.duration_added_ms.p50),
+                c.max_memory_added_mb
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:+}")),
+                signed(c.cpu_added_ms),
+                format!("{} / {}", c.log_lines, c.log_bytes),
+                match subs.is_empty() {
+                    true => "none".to_owned(),
+                    false => subs.join("; "),
+                },
+                c.records_of_subscribed_types.to_string(),
+                c.failed_invokes.to_string(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The cost table as text, for `-v`: one `name: value` block per
+/// extension (a wide table does not fit a terminal).
+pub(super) fn text_table(figures: &Figures) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lext: what the extensions cost ({} invoke(s) per run; baseline: the function alone)",
+        figures.invokes_per_run
+    );
+    if let Some(base) = figures.runs.first() {
+        let _ = writeln!(
+            out,
+            "  baseline: Init {} ms, Duration p50 {} ms, p99 {} ms, Max Memory Used {} MB, CPU {} ms",
+            plain(base.init_ms),
+            plain(base.duration_ms.p50),
+            plain(base.duration_ms.p99),
+            base.max_memory_used_mb
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            plain(base.cpu_ms),
+        );
+    }
+    let (header, rows) = cost_rows(figures);
+    let width = header.iter().map(|h| h.len()).max().unwrap_or(0);
+    for row in rows {
+        for (name, value) in header.iter().zip(&row) {
+            let _ = writeln!(out, "  {name:<width$}  {value}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(5.0));
+        assert_eq!(percentile(&values, 99.0), Some(10.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[f64::NAN, 2.0], 50.0), Some(2.0));
+    }
+
+    #[test]
+    fn signed_figures() {
+        assert_eq!(signed(Some(1.234)), "+1.23");
+        assert_eq!(signed(Some(-0.5)), "-0.50");
+        assert_eq!(signed(None), "-");
+        assert_eq!(minus(Some(3.0), Some(1.25)), Some(1.75));
+        assert_eq!(minus(None, Some(1.0)), None);
+    }
+}

@@ -1,0 +1,624 @@
+//! The timeline of one run: a lane per process (the runtime, then each
+//! extension), with its Init, each invoke split into the runtime's part
+//! and the post-runtime part, its shutdown up to the deadline, the freeze
+//! gaps, and markers for timeouts, crashes, errors and
+//! `platform.logsDropped`.
+//!
+//! Built from the run's records (the invokes' start and durations) and the
+//! sandbox's marks (each process's launch, long polls, signals and exit).
+//! Times are milliseconds from the run's first mark. [`Scale`] maps them
+//! to pixels, cutting long idle stretches (the wait for a shutdown
+//! deadline) down to a fixed width so that sub-millisecond invokes stay
+//! visible next to a 2 s shutdown budget.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lext_protocol::telemetry::Record;
+use lext_sandbox::{MarkExit, MarkKind};
+
+use super::figures::{ExtensionState, InvokeFigures};
+use super::record::{OwnedMark, Recorded, Who};
+
+/// What a bar is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BarKind {
+    /// From the process's start to its first long poll.
+    Init,
+    /// One invoke: from its start to when this process was done with it.
+    Invoke,
+    /// From SHUTDOWN (or SIGTERM) to the process's exit.
+    Shutdown,
+}
+
+/// One bar of a lane.
+#[derive(Debug, Clone)]
+pub(super) struct Bar {
+    pub(super) kind: BarKind,
+    pub(super) start: f64,
+    pub(super) end: f64,
+    /// An invoke: where the runtime's part ends (the rest is post-runtime).
+    pub(super) split: Option<f64>,
+    /// A shutdown: its deadline.
+    pub(super) deadline: Option<f64>,
+    pub(super) request_id: Option<String>,
+    /// The hover text.
+    pub(super) title: String,
+    /// It did not end well (a crash, a timeout, an error).
+    pub(super) failed: bool,
+}
+
+/// A lane: one process.
+#[derive(Debug, Clone)]
+pub(super) struct Lane {
+    /// `runtime`, or the extension's name.
+    pub(super) name: String,
+    pub(super) bars: Vec<Bar>,
+}
+
+/// What a marker marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MarkerKind {
+    /// The function timed out.
+    Timeout,
+    /// A process ended outside a shutdown, or was killed.
+    Crash,
+    /// An invoke or an Init ended with an error.
+    Error,
+    /// `platform.logsDropped`.
+    LogsDropped,
+}
+
+impl MarkerKind {
+    /// The CSS class and legend name.
+    pub(super) fn class(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Crash => "crash",
+            Self::Error => "error",
+            Self::LogsDropped => "logs-dropped",
+        }
+    }
+}
+
+/// A marker: on one lane, or across all (`lane: None`).
+#[derive(Debug, Clone)]
+pub(super) struct Marker {
+    pub(super) kind: MarkerKind,
+    pub(super) at: f64,
+    pub(super) lane: Option<usize>,
+    pub(super) title: String,
+}
+
+/// The timeline of one run.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Timeline {
+    pub(super) lanes: Vec<Lane>,
+    /// Freeze gaps: every process stopped.
+    pub(super) freezes: Vec<(f64, f64)>,
+    pub(super) markers: Vec<Marker>,
+    /// The last time anything is drawn at.
+    pub(super) end: f64,
+}
+
+/// Milliseconds of `t` after `t0` (0 before it).
+fn ms(t0: SystemTime, t: SystemTime) -> f64 {
+    t.duration_since(t0).unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+fn exit_text(exit: MarkExit) -> String {
+    match exit {
+        MarkExit::Code(code) => format!("exited with status {code}"),
+        MarkExit::Signal(signal) => format!("killed by signal {signal}"),
+        MarkExit::OutOfMemory => "killed: out of memory".to_owned(),
+    }
+}
+
+/// Builds the timeline of a run from what it recorded, its invokes (as
+/// [`figures::invokes`](super::figures::invokes) made them) and the
+/// extensions' states.
+pub(super) fn build(
+    recorded: &Recorded,
+    invokes: &[InvokeFigures],
+    extensions: &[ExtensionState],
+) -> Timeline {
+    let first = recorded.marks.first().map(|m| m.time);
+    let first_record = recorded.records.first().map(|r| r.time);
+    let Some(t0) = first.into_iter().chain(first_record).min() else {
+        return Timeline::default();
+    };
+    let mut timeline = Timeline {
+        lanes: lanes(&recorded.marks),
+        ..Timeline::default()
+    };
+    let starts: Vec<(f64, &InvokeFigures)> = invokes
+        .iter()
+        .filter_map(|inv| {
+            recorded.records.iter().find_map(|r| match &r.item {
+                Record::Start(s) if s.request_id == inv.request_id => Some((ms(t0, r.time), inv)),
+                _ => None,
+            })
+        })
+        .collect();
+    for index in 0..timeline.lanes.len() {
+        let name = timeline.lanes[index].name.clone();
+        let who = match index {
+            0 => Who::Runtime,
+            _ => Who::Extension(name.clone()),
+        };
+        let marks: Vec<(f64, MarkKind)> = recorded
+            .marks
+            .iter()
+            .filter(|m| m.who == who)
+            .map(|m| (ms(t0, m.time), m.kind))
+            .collect();
+        let invoke_subscribed = index == 0
+            || extensions
+                .iter()
+                .any(|e| e.name == name && e.events.iter().any(|ev| ev == "INVOKE"));
+        let mut bars = init_bars(&name, &marks);
+        if invoke_subscribed {
+            bars.extend(invoke_bars(index == 0, &name, &marks, &starts));
+        }
+        let (shutdowns, crashes) = shutdown_bars(&name, &marks, t0);
+        bars.extend(shutdowns);
+        bars.sort_by(|a, b| a.start.total_cmp(&b.start));
+        timeline.lanes[index].bars = bars;
+        for (at, title) in crashes {
+            timeline.markers.push(Marker {
+                kind: MarkerKind::Crash,
+                at,
+                lane: Some(index),
+                title,
+            });
+        }
+    }
+    timeline.markers.extend(invoke_markers(&starts));
+    timeline.markers.extend(record_markers(recorded, t0));
+    timeline.freezes = freezes(&recorded.marks, t0);
+    timeline.end = end_of(&timeline);
+    timeline
+}
+
+/// The runtime's lane, then one per extension in the order they first
+/// show up (launch order, which is name order).
+fn lanes(marks: &[OwnedMark]) -> Vec<Lane> {
+    let mut lanes = vec![Lane {
+        name: "runtime".to_owned(),
+        bars: Vec::new(),
+    }];
+    for mark in marks {
+        if let Who::Extension(name) = &mark.who {
+            if !lanes[1..].iter().any(|l| &l.name == name) {
+                lanes.push(Lane {
+                    name: name.clone(),
+                    bars: Vec::new(),
+                });
+            }
+        }
+    }
+    lanes
+}
+
+/// One Init bar per launch: to the first long poll, or to the exit.
+fn init_bars(name: &str, marks: &[(f64, MarkKind)]) -> Vec<Bar> {
+    let mut bars = Vec::new();
+    for (i, &(start, kind)) in marks.iter().enumerate() {
+        if kind != MarkKind::Launched {
+            continue;
+        }
+        let next = marks[i + 1..]
+            .iter()
+            .find(|(_, k)| matches!(k, MarkKind::Next | MarkKind::Exited(_)));
+        let (end, failed) = match next {
+            Some(&(end, MarkKind::Next)) => (end, false),
+            Some(&(end, _)) => (end, true),
+            None => continue,
+        };
+        let how = match failed {
+            true => "ended before its first /next",
+            false => "started to first /next",
+        };
+        bars.push(Bar {
+            kind: BarKind::Init,
+            start,
+            end,
+            split: None,
+            deadline: None,
+            request_id: None,
+            title: format!("{name}: Init {:.2} ms ({how})", end - start),
+            failed,
+        });
+    }
+    bars
+}
+
+/// One bar per invoke: the runtime's from the start to the end of the
+/// invoke (its part, then the wait for the extensions); an extension's to
+/// its own next `/event/next` (or its exit).
+fn invoke_bars(
+    runtime: bool,
+    name: &str,
+    marks: &[(f64, MarkKind)],
+    starts: &[(f64, &InvokeFigures)],
+) -> Vec<Bar> {
+    let mut bars = Vec::new();
+    for (n, &(start, inv)) in starts.iter().enumerate() {
+        let end_of_invoke = start + inv.duration_ms;
+        let runtime_end = start + inv.runtime_ms.unwrap_or(inv.duration_ms);
+        let window_end = starts.get(n + 1).map_or(f64::INFINITY, |(s, _)| *s);
+        let (end, failed) = if runtime {
+            (end_of_invoke, inv.status != "success")
+        } else {
+            let done = marks.iter().find(|(t, k)| {
+                *t >= start && *t < window_end && matches!(k, MarkKind::Next | MarkKind::Exited(_))
+            });
+            match done {
+                Some(&(t, MarkKind::Next)) => (t, false),
+                Some(&(t, _)) => (t, true),
+                // Never back (a timeout): the invoke's end.
+                None => (end_of_invoke, true),
+            }
+        };
+        let split = runtime_end.min(end);
+        let mut title = format!(
+            "{}\nDuration {:.2} ms = runtime {} ms + post-runtime {} ms (status {}{})",
+            inv.request_id,
+            inv.duration_ms,
+            inv.runtime_ms
+                .map_or_else(|| "?".to_owned(), |v| format!("{v:.2}")),
+            inv.post_runtime_ms
+                .map_or_else(|| "?".to_owned(), |v| format!("{v:.2}")),
+            inv.status,
+            inv.error_type
+                .as_deref()
+                .map(|e| format!(", {e}"))
+                .unwrap_or_default(),
+        );
+        if !runtime {
+            title.push_str(&format!(
+                "\n{name}: done {:.2} ms after the start, {:.2} ms after the runtime",
+                end - start,
+                (end - runtime_end).max(0.0)
+            ));
+        }
+        bars.push(Bar {
+            kind: BarKind::Invoke,
+            start,
+            end: end.max(start),
+            split: Some(split.max(start)),
+            deadline: None,
+            request_id: Some(inv.request_id.clone()),
+            title,
+            failed,
+        });
+    }
+    bars
+}
+
+/// Shutdown bars (SHUTDOWN or the first signal, to the exit, with the
+/// deadline), and the exits that were no part of a shutdown: crashes.
+fn shutdown_bars(
+    name: &str,
+    marks: &[(f64, MarkKind)],
+    t0: SystemTime,
+) -> (Vec<Bar>, Vec<(f64, String)>) {
+    let mut bars = Vec::new();
+    let mut crashes = Vec::new();
+    // The open shutdown: its start and deadline.
+    let mut open: Option<(f64, Option<f64>)> = None;
+    for &(at, kind) in marks {
+        match kind {
+            MarkKind::Shutdown { deadline_ms } => {
+                let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+                open.get_or_insert((at, Some(ms(t0, deadline))));
+            }
+            MarkKind::Signalled { kill } => {
+                let (_, deadline) = *open.get_or_insert((at, None));
+                if kill {
+                    crashes.push((
+                        at,
+                        format!(
+                            "{name}: SIGKILL{}",
+                            match deadline {
+                                Some(d) if at + 0.5 >= d => " at its shutdown deadline",
+                                _ => "",
+                            }
+                        ),
+                    ));
+                }
+            }
+            MarkKind::Exited(exit) => match open.take() {
+                Some((start, deadline)) => bars.push(Bar {
+                    kind: BarKind::Shutdown,
+                    start,
+                    end: at,
+                    split: None,
+                    deadline,
+                    request_id: None,
+                    title: format!(
+                        "{name}: shutdown {:.2} ms, {}{}",
+                        at - start,
+                        exit_text(exit),
+                        deadline
+                            .map(|d| format!(" (deadline {:.2} ms after it began)", d - start))
+                            .unwrap_or_default()
+                    ),
+                    // SIGTERM's default action is how a runtime ends.
+                    failed: !matches!(exit, MarkExit::Code(0) | MarkExit::Signal(15)),
+                }),
+                None => crashes.push((at, format!("{name}: {}", exit_text(exit)))),
+            },
+            MarkKind::Launched => open = None,
+            _ => {}
+        }
+    }
+    (bars, crashes)
+}
+
+/// Timeouts and errors, at the end of their invoke, on the runtime's lane.
+fn invoke_markers(starts: &[(f64, &InvokeFigures)]) -> Vec<Marker> {
+    starts
+        .iter()
+        .filter(|(_, inv)| inv.status != "success")
+        .map(|&(start, inv)| Marker {
+            kind: match inv.status.as_str() {
+                "timeout" => MarkerKind::Timeout,
+                _ => MarkerKind::Error,
+            },
+            at: start + inv.duration_ms,
+            lane: Some(0),
+            title: format!(
+                "{}: {} after {:.2} ms{}",
+                inv.request_id,
+                match inv.status.as_str() {
+                    "timeout" => "Task timed out",
+                    other => other,
+                },
+                inv.duration_ms,
+                inv.error_type
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+        })
+        .collect()
+}
+
+/// Failed Inits, and `platform.logsDropped` across every lane.
+fn record_markers(recorded: &Recorded, t0: SystemTime) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    for timed in &recorded.records {
+        let at = ms(t0, timed.time);
+        match &timed.item {
+            Record::InitReport(init)
+                if init
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.as_str() != "success") =>
+            {
+                let status = init.status.as_ref().map_or("", |s| s.as_str());
+                markers.push(Marker {
+                    kind: match status {
+                        "timeout" => MarkerKind::Timeout,
+                        _ => MarkerKind::Error,
+                    },
+                    at,
+                    lane: Some(0),
+                    title: format!(
+                        "Init {status} after {:.2} ms{}",
+                        init.metrics.duration_ms,
+                        init.error_type
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+            Record::LogsDropped(dropped) => markers.push(Marker {
+                kind: MarkerKind::LogsDropped,
+                at,
+                lane: None,
+                title: format!(
+                    "platform.logsDropped: {} records, {} bytes: {}",
+                    dropped.dropped_records, dropped.dropped_bytes, dropped.reason
+                ),
+            }),
+            _ => {}
+        }
+    }
+    markers
+}
+
+/// Frozen to thawed (or to the end of the record).
+fn freezes(marks: &[OwnedMark], t0: SystemTime) -> Vec<(f64, f64)> {
+    let mut gaps = Vec::new();
+    let mut frozen_at = None;
+    for mark in marks.iter().filter(|m| m.who == Who::Environment) {
+        match mark.kind {
+            MarkKind::Frozen => frozen_at = frozen_at.or(Some(ms(t0, mark.time))),
+            MarkKind::Thawed => {
+                if let Some(start) = frozen_at.take() {
+                    gaps.push((start, ms(t0, mark.time)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some(start), Some(last)) = (frozen_at, marks.last()) {
+        gaps.push((start, ms(t0, last.time)));
+    }
+    gaps
+}
+
+fn end_of(timeline: &Timeline) -> f64 {
+    let bars = timeline
+        .lanes
+        .iter()
+        .flat_map(|l| &l.bars)
+        .map(|b| b.end.max(b.deadline.unwrap_or(0.0)));
+    let markers = timeline.markers.iter().map(|m| m.at);
+    let freezes = timeline.freezes.iter().map(|f| f.1);
+    bars.chain(markers).chain(freezes).fold(0.0, f64::max)
+}
+
+/// Time to pixels: linear where something happens, with every idle
+/// stretch longer than a threshold cut to [`Scale::BREAK_PX`].
+#[derive(Debug, Clone)]
+pub(super) struct Scale {
+    /// Pieces `(t0, t1, x0, x1)`, in order, covering `[0, end]`.
+    pieces: Vec<(f64, f64, f64, f64)>,
+    /// Where a cut is: its x, and the idle time it stands for.
+    pub(super) breaks: Vec<(f64, f64)>,
+    /// Whether each piece is a cut.
+    cut: Vec<bool>,
+}
+
+impl Scale {
+    /// The width of a cut idle stretch, px.
+    pub(super) const BREAK_PX: f64 = 24.0;
+
+    /// A scale over `width` px for these busy intervals (ms), cutting
+    /// idle stretches longer than max(1 ms, a fifth of the busy time).
+    pub(super) fn new(busy: &[(f64, f64)], end: f64, width: f64) -> Self {
+        let mut spans: Vec<(f64, f64)> = busy
+            .iter()
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .map(|&(a, b)| (a.max(0.0), b.max(a).max(0.0)))
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Their union.
+        let mut union: Vec<(f64, f64)> = Vec::new();
+        for (a, b) in spans {
+            match union.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => union.push((a, b)),
+            }
+        }
+        let end = end.max(union.last().map_or(0.0, |u| u.1));
+        let busy_ms: f64 = union.iter().map(|(a, b)| b - a).sum();
+        let threshold = (busy_ms / 5.0).max(1.0);
+        // The stretches of [0, end]: busy or short idle (linear), or long
+        // idle (cut).
+        let mut stretches = Vec::new();
+        let mut at = 0.0;
+        for &(a, b) in &union {
+            if a > at {
+                stretches.push((at, a, a - at > threshold));
+            }
+            stretches.push((a, b, false));
+            at = b;
+        }
+        if end > at {
+            stretches.push((at, end, end - at > threshold));
+        }
+        let cuts = stretches.iter().filter(|s| s.2).count() as f64;
+        let linear: f64 = stretches.iter().filter(|s| !s.2).map(|s| s.1 - s.0).sum();
+        let room = (width - cuts * Self::BREAK_PX).max(width / 4.0);
+        let px_per_ms = match linear > 0.0 {
+            true => room / linear,
+            false => 0.0,
+        };
+        let mut pieces = Vec::with_capacity(stretches.len());
+        let mut breaks = Vec::new();
+        let mut cut_pieces = Vec::with_capacity(stretches.len());
+        let mut x = 0.0;
+        for (a, b, cut) in stretches {
+            let w = match cut {
+                true => Self::BREAK_PX,
+                false => (b - a) * px_per_ms,
+            };
+            if cut {
+                breaks.push((x + w / 2.0, b - a));
+            }
+            cut_pieces.push(cut);
+            pieces.push((a, b, x, x + w));
+            x += w;
+        }
+        Self {
+            pieces,
+            breaks,
+            cut: cut_pieces,
+        }
+    }
+
+    /// The time (ms) at `x`, or `None` inside a cut or past the end.
+    pub(super) fn t(&self, x: f64) -> Option<f64> {
+        self.pieces
+            .iter()
+            .zip(&self.cut)
+            .find(|((_, _, x0, x1), _)| x >= *x0 && x <= *x1)
+            .filter(|(_, cut)| !**cut)
+            .map(|(&(t0, t1, x0, x1), _)| match x1 > x0 {
+                true => t0 + (x - x0) / (x1 - x0) * (t1 - t0),
+                false => t0,
+            })
+    }
+
+    /// The x of time `t` (ms).
+    pub(super) fn x(&self, t: f64) -> f64 {
+        for &(t0, t1, x0, x1) in &self.pieces {
+            if t <= t1 {
+                if t1 <= t0 {
+                    return x0;
+                }
+                return x0 + (t.max(t0) - t0) / (t1 - t0) * (x1 - x0);
+            }
+        }
+        self.pieces.last().map_or(0.0, |p| p.3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_idle_stretch_is_cut_and_the_rest_is_linear() {
+        // Busy 0-2 ms and 2000-2001 ms; the 1998 ms between is cut.
+        let scale = Scale::new(&[(0.0, 2.0), (2000.0, 2001.0)], 2001.0, 324.0);
+        assert_eq!(scale.breaks.len(), 1);
+        assert!((scale.breaks[0].1 - 1998.0).abs() < 1e-9);
+        // 300 px for 3 ms of busy time: 100 px/ms.
+        assert!((scale.x(1.0) - 100.0).abs() < 1e-9);
+        assert!((scale.x(2.0) - 200.0).abs() < 1e-9);
+        assert!((scale.x(2000.0) - 224.0).abs() < 1e-9);
+        assert!((scale.x(2001.0) - 324.0).abs() < 1e-9);
+        assert_eq!(scale.t(100.0), Some(1.0));
+        assert_eq!(scale.t(210.0), None);
+        assert_eq!(scale.t(1000.0), None);
+        // Monotonic through the cut.
+        assert!(scale.x(1000.0) > scale.x(2.0) && scale.x(1000.0) < scale.x(2000.0));
+    }
+
+    #[test]
+    fn nothing_busy_is_no_panic() {
+        let scale = Scale::new(&[], 0.0, 100.0);
+        assert_eq!(scale.x(5.0), 0.0);
+        let scale = Scale::new(&[(f64::NAN, 1.0)], 3.0, 100.0);
+        assert!(scale.x(1.0).is_finite());
+    }
+
+    #[test]
+    fn an_exit_outside_a_shutdown_is_a_crash() {
+        let t0 = UNIX_EPOCH;
+        let marks = [
+            (0.0, MarkKind::Launched),
+            (1.0, MarkKind::Next),
+            (5.0, MarkKind::Exited(MarkExit::Code(4))),
+            (6.0, MarkKind::Launched),
+            (7.0, MarkKind::Next),
+            (8.0, MarkKind::Shutdown { deadline_ms: 2008 }),
+            (9.0, MarkKind::Exited(MarkExit::Code(0))),
+        ];
+        let (bars, crashes) = shutdown_bars("x", &marks, t0);
+        assert_eq!(crashes.len(), 1);
+        assert!(crashes[0].1.contains("status 4"), "{crashes:?}");
+        assert_eq!(bars.len(), 1);
+        assert_eq!((bars[0].start, bars[0].end), (8.0, 9.0));
+        assert_eq!(bars[0].deadline, Some(2008.0));
+        assert!(!bars[0].failed);
+        let inits = init_bars("x", &marks);
+        assert_eq!(inits.len(), 2);
+        assert_eq!((inits[1].start, inits[1].end), (6.0, 7.0));
+    }
+}
