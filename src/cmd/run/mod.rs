@@ -153,7 +153,7 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
         }
         0
     } else {
-        let failed = invoke_n(&env, &plan.payload, plan.invokes).await;
+        let failed = invoke_n(&env, &plan.payload, plan.invokes, Duration::ZERO).await;
         env.shutdown();
         failed
     };
@@ -175,10 +175,14 @@ async fn execute(plan: Plan) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs `count` invokes one after the other; returns how many failed.
-async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32) -> u32 {
+/// Runs `count` invokes one after the other, `gap` apart; returns how many
+/// failed.
+async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32, gap: Duration) -> u32 {
     let mut failed = 0;
     for n in 1..=count {
+        if n > 1 && !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         // An error: Ctrl-C during the invokes.
         let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
             break;
