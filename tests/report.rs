@@ -226,6 +226,21 @@ fn two_extensions_get_a_lane_each_a_bar_per_invoke_and_figures_that_match_report
         assert_eq!(cost["log_lines"], 1 + 3 + 1, "{cost}");
     }
     assert_eq!(assert_json_agrees_with_report_lines(&r, &json), 4 * 3);
+    // In the run with both, each extension's own post-runtime time (from
+    // its own /event/next) is there.
+    let all = &json["runs"][1];
+    for name in ["ext-a", "ext-b"] {
+        let p = all["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["process"] == name)
+            .unwrap_or_else(|| panic!("no process {name}: {all}"));
+        assert!(
+            p["own_post_runtime_ms"]["p50"].as_f64().unwrap() >= 0.0,
+            "{p}"
+        );
+    }
 
     // The page: nothing from elsewhere, and as Chromium renders it, one
     // lane per process and one invoke bar per invoke in each.

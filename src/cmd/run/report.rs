@@ -110,6 +110,12 @@ pub(super) async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         !subjects.is_empty(),
         "--report: there is no extension to measure (give --extension or --layer)"
     );
+    // Refused now rather than after every run: an output that cannot be
+    // written.
+    for path in html_path.iter().chain(&json_path) {
+        std::fs::File::create(path)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     let telemetry_out = args.telemetry_out.take();
     let specs = runs(&subjects);
     let mut signals: Option<crate::cmd::signals::Current> = None;
@@ -220,11 +226,16 @@ fn assemble(
     invokes: u32,
     done: &[(RunSpec, Recorded, Option<f64>)],
 ) -> (Figures, timeline::Timeline, String) {
+    let mut timelines = Vec::with_capacity(done.len());
     let runs: Vec<RunFigures> = done
         .iter()
         .map(|(spec, recorded, cpu)| {
             let names: Vec<String> = spec.subjects.iter().map(|s| s.name.clone()).collect();
-            figures::run(&spec.label, &names, recorded, *cpu)
+            let mut run = figures::run(&spec.label, &names, recorded, *cpu);
+            let timeline = timeline::build(recorded, &run.invokes, &run.extensions);
+            figures::own_post_runtime(&mut run, &timeline);
+            timelines.push(timeline);
+            run
         })
         .collect();
     let mut costs = Vec::new();
@@ -251,17 +262,12 @@ fn assemble(
             }
         }
     }
-    let index = match done.len() {
-        0 => None,
-        1 => Some(0),
-        _ => Some(1),
-    };
-    let (timeline, label) = match index {
-        Some(i) => (
-            timeline::build(&done[i].1, &runs[i].invokes, &runs[i].extensions),
-            runs[i].label.clone(),
-        ),
-        None => (timeline::Timeline::default(), String::new()),
+    // The run with every extension (the second), or the only one.
+    let index = done.len().min(2).saturating_sub(1);
+    let label = runs.get(index).map(|r| r.label.clone()).unwrap_or_default();
+    let timeline = match timelines.len() > index {
+        true => timelines.swap_remove(index),
+        false => timeline::Timeline::default(),
     };
     let figures = Figures {
         schema: figures::SCHEMA,

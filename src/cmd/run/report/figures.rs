@@ -124,6 +124,11 @@ pub(super) struct ProcessFigures {
     pub(super) records_of_subscribed_types: u64,
     /// Their bytes, as encoded.
     pub(super) bytes_of_subscribed_types: u64,
+    /// An extension's own post-runtime time per invoke: from the end of
+    /// the runtime's part to its own next `/event/next` (0 when it was back
+    /// first), from the sandbox's marks. With several extensions, the
+    /// invoke's post-runtime time is the longest of theirs.
+    pub(super) own_post_runtime_ms: Stat,
 }
 
 /// One subscription.
@@ -345,9 +350,26 @@ fn processes(
                 subscriptions: subs,
                 records_of_subscribed_types: records,
                 bytes_of_subscribed_types: bytes,
+                own_post_runtime_ms: Stat::default(),
             }
         })
         .collect()
+}
+
+/// Fills each extension's [`ProcessFigures::own_post_runtime_ms`] from the
+/// run's timeline.
+pub(super) fn own_post_runtime(run: &mut RunFigures, timeline: &super::timeline::Timeline) {
+    for lane in timeline.lanes.iter().skip(1) {
+        let times: Vec<f64> = lane
+            .bars
+            .iter()
+            .filter(|b| b.kind == super::timeline::BarKind::Invoke)
+            .filter_map(|b| b.split.map(|split| round2((b.end - split).max(0.0))))
+            .collect();
+        if let Some(p) = run.processes.iter_mut().find(|p| p.process == lane.name) {
+            p.own_post_runtime_ms = stat(&times);
+        }
+    }
 }
 
 /// What `run` adds over `baseline`, for `subject`.

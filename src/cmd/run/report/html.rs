@@ -87,6 +87,9 @@ pub(super) fn page(figures: &Figures, timeline: &Timeline, timeline_run: &str) -
     );
     cost_table(&mut out, figures);
     runs_table(&mut out, &figures.runs);
+    if let Some(run) = figures.runs.iter().find(|r| r.label == timeline_run) {
+        processes_table(&mut out, run);
+    }
     let _ = writeln!(
         out,
         "<h2>Timeline: the {} run</h2>\n<p class=\"note\">One lane per process. Hover a bar \
@@ -156,6 +159,48 @@ fn runs_table(out: &mut String, runs: &[RunFigures]) {
             opt(run.cpu_ms),
             failed,
             run.logs_dropped.records,
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// Each process of one run: what it wrote and subscribed to, and (an
+/// extension) its own post-runtime time.
+fn processes_table(out: &mut String, run: &RunFigures) {
+    let _ = writeln!(
+        out,
+        "<h2>Processes of the {} run</h2><table class=\"processes\"><thead><tr>\
+         <th>process</th><th>own post-runtime p50 / p99 (ms)</th><th>log lines</th>\
+         <th>log bytes</th><th>subscriptions</th><th>records of its types</th></tr></thead>\
+         <tbody>",
+        esc(&run.label)
+    );
+    for p in &run.processes {
+        let subs: Vec<String> = p
+            .subscriptions
+            .iter()
+            .map(|s| format!("{} [{}]", s.api, s.types.join(", ")))
+            .collect();
+        let own = match p.process.as_str() {
+            "runtime" => "-".to_owned(),
+            _ => format!(
+                "{} / {}",
+                opt(p.own_post_runtime_ms.p50),
+                opt(p.own_post_runtime_ms.p99)
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.process),
+            own,
+            p.log_lines,
+            p.log_bytes,
+            esc(&match subs.is_empty() {
+                true => "none".to_owned(),
+                false => subs.join("; "),
+            }),
+            p.records_of_subscribed_types,
         );
     }
     out.push_str("</tbody></table>\n");

@@ -599,6 +599,52 @@ mod tests {
     }
 
     #[test]
+    fn logs_dropped_and_a_failed_init_are_marked() {
+        use lext_protocol::telemetry::{
+            DurationMetrics, InitReport, InitializationType, LogsDropped, Phase, Status,
+        };
+        let t0 = UNIX_EPOCH;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let recorded = Recorded {
+            records: vec![
+                super::super::record::Timed {
+                    time: at(3),
+                    item: Record::InitReport(InitReport {
+                        initialization_type: InitializationType::OnDemand,
+                        phase: Phase::Init,
+                        status: Some(Status::Error),
+                        error_type: Some("Extension.Crash".into()),
+                        metrics: DurationMetrics {
+                            duration_ms: 3.0,
+                            extra: Default::default(),
+                        },
+                        spans: None,
+                        tracing: None,
+                        extra: Default::default(),
+                    }),
+                },
+                super::super::record::Timed {
+                    time: at(7),
+                    item: Record::LogsDropped(LogsDropped {
+                        reason: "<slow>".into(),
+                        dropped_records: 12,
+                        dropped_bytes: 345,
+                        extra: Default::default(),
+                    }),
+                },
+            ],
+            ..Recorded::default()
+        };
+        let markers = record_markers(&recorded, t0);
+        assert_eq!(markers.len(), 2);
+        assert_eq!(markers[0].kind, MarkerKind::Error);
+        assert!(markers[0].title.contains("Extension.Crash"));
+        assert_eq!(markers[1].kind, MarkerKind::LogsDropped);
+        assert_eq!((markers[1].at, markers[1].lane), (7.0, None));
+        assert!(markers[1].title.contains("12 records, 345 bytes"));
+    }
+
+    #[test]
     fn an_exit_outside_a_shutdown_is_a_crash() {
         let t0 = UNIX_EPOCH;
         let marks = [
