@@ -319,16 +319,27 @@ fn svg(out: &mut String, t: &Timeline) {
         );
     }
     ticks(out, &scale, WIDTH - LABEL - 60.0);
+    // A cut's label only where it does not run into the previous one (the
+    // hover text has it anyway).
+    let mut labelled = f64::NEG_INFINITY;
     for &(x, idle) in &scale.breaks {
         let x = LABEL + x;
+        let label = match x - labelled >= 56.0 {
+            true => {
+                labelled = x;
+                format!(
+                    "<text x=\"{x:.2}\" y=\"{:.1}\" text-anchor=\"middle\">+{}</text>",
+                    TOP - 4.0,
+                    human(idle)
+                )
+            }
+            false => String::new(),
+        };
         let _ = write!(
             out,
             "<g class=\"break\"><line x1=\"{x:.2}\" x2=\"{x:.2}\" y1=\"{:.1}\" y2=\"{bottom:.1}\"/>\
-             <text x=\"{x:.2}\" y=\"{:.1}\" text-anchor=\"middle\">+{}</text>\
-             <title>{:.2} ms cut</title></g>",
+             {label}<title>{:.2} ms cut</title></g>",
             TOP - 2.0,
-            TOP - 4.0,
-            human(idle),
             idle
         );
     }
