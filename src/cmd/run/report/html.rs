@@ -442,8 +442,10 @@ fn notes(out: &mut String) {
          <li><b>Log lines / bytes</b>: what the extension wrote to stdout and stderr. \
          <b>Records of its types</b>: the telemetry records of the streams it subscribed to \
          during the run, as a Telemetry API subscriber is sent them before any drop.</li>\
-         <li>Timing noise: the runs are one after the other on a shared machine; rerun \
-         before reading much into a difference of a few tenths of a millisecond.</li></ul>\n",
+         <li>Timing noise: the runs are one after the other on a shared machine, and each \
+         has one Init, so <b>Init added</b> is a single difference; rerun before reading much \
+         into a few milliseconds of Init or a few tenths of a millisecond per invoke.</li>\
+         </ul>\n",
     );
 }
 
