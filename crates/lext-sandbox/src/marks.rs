@@ -120,3 +120,99 @@ pub(crate) fn exited(status: ExitStatus) -> MarkKind {
         ExitStatus::OutOfMemory => MarkExit::OutOfMemory,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Environment, InvokeRequest};
+
+    /// The marks, as `process kind` text.
+    #[derive(Clone, Default)]
+    struct Marks(Arc<Mutex<Vec<(String, MarkKind)>>>);
+
+    impl Sink for Marks {
+        fn mark(&self, mark: &Mark<'_>) {
+            let who = match mark.process {
+                MarkProcess::Runtime => "runtime".to_owned(),
+                MarkProcess::Extension(name) => name.to_owned(),
+                MarkProcess::Environment => "environment".to_owned(),
+            };
+            self.0.lock().unwrap().push((who, mark.kind));
+        }
+    }
+
+    /// An extension that registers for both events and exits at SHUTDOWN.
+    const EXTENSION: &str = r#"
+import http.client, json, os, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+def call(method, path, body=None, headers={}):
+    c = http.client.HTTPConnection(host, int(port))
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    return r.headers, r.read()
+h, _ = call("POST", "/2020-01-01/extension/register", json.dumps({"events": ["INVOKE", "SHUTDOWN"]}),
+            {"Lambda-Extension-Name": "marked"})
+me = {"Lambda-Extension-Identifier": h["Lambda-Extension-Identifier"]}
+while json.loads(call("GET", "/2020-01-01/extension/event/next", headers=me)[1])["eventType"] != "SHUTDOWN":
+    pass
+"#;
+
+    #[tokio::test]
+    async fn every_process_is_marked_from_launch_to_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marked");
+        let script = format!("#!{}\n{EXTENSION}", crate::test_support::python().display());
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let marks = Marks::default();
+        let env = Environment::new()
+            .extension(&path)
+            .sink(marks.clone())
+            .start()
+            .await
+            .unwrap();
+        env.ready().await.unwrap();
+        let response = env.invoke(InvokeRequest::new("{}")).await.unwrap();
+        assert!(response.is_success());
+        env.idle().await;
+        // Long enough for the freeze (2 ms after the invoke) to land.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        env.stop().await.unwrap();
+        let marks = marks.0.lock().unwrap().clone();
+        let of = |who: &str| -> Vec<MarkKind> {
+            marks
+                .iter()
+                .filter(|(w, _)| w == who)
+                .map(|(_, k)| *k)
+                .collect()
+        };
+        // The extension: launched, back in /event/next after Init and after
+        // the invoke, sent SHUTDOWN, exited with 0.
+        let ext = of("marked");
+        assert_eq!(
+            ext[..3],
+            [MarkKind::Launched, MarkKind::Next, MarkKind::Next]
+        );
+        assert!(matches!(ext[3], MarkKind::Shutdown { deadline_ms } if deadline_ms > 0));
+        assert_eq!(ext[4..], [MarkKind::Exited(MarkExit::Code(0))]);
+        // The runtime starts once the extension has registered: after it.
+        let first = |who: &str| marks.iter().position(|(w, _)| w == who).unwrap();
+        assert!(first("marked") < first("runtime"));
+        let runtime = of("runtime");
+        assert_eq!(
+            runtime[..3],
+            [MarkKind::Launched, MarkKind::Next, MarkKind::Next]
+        );
+        assert_eq!(runtime[3], MarkKind::Signalled { kill: false });
+        assert!(
+            matches!(runtime.last(), Some(MarkKind::Exited(_))),
+            "{runtime:?}"
+        );
+        // Frozen after the invoke, thawed for the shutdown.
+        assert_eq!(of("environment"), [MarkKind::Frozen, MarkKind::Thawed]);
+    }
+}
