@@ -116,6 +116,8 @@ pub(super) struct Stat {
 pub(super) struct ProcessFigures {
     /// `runtime`, or the extension's name.
     pub(super) process: String,
+    /// `runtime` or `extension`.
+    pub(super) kind: &'static str,
     pub(super) log_lines: u64,
     pub(super) log_bytes: u64,
     pub(super) subscriptions: Vec<Subscription>,
@@ -340,11 +342,13 @@ fn processes(
                     bytes += v.bytes;
                 }
             }
+            let (process, kind) = match w {
+                Who::Extension(name) => (name, "extension"),
+                _ => ("runtime".to_owned(), "runtime"),
+            };
             ProcessFigures {
-                process: match w {
-                    Who::Extension(name) => name,
-                    _ => "runtime".to_owned(),
-                },
+                process,
+                kind,
                 log_lines: volume.lines,
                 log_bytes: volume.bytes,
                 subscriptions: subs,
@@ -366,7 +370,8 @@ pub(super) fn own_post_runtime(run: &mut RunFigures, timeline: &super::timeline:
             .filter(|b| b.kind == super::timeline::BarKind::Invoke)
             .filter_map(|b| b.split.map(|split| round2((b.end - split).max(0.0))))
             .collect();
-        if let Some(p) = run.processes.iter_mut().find(|p| p.process == lane.name) {
+        let lane_of = |p: &&mut ProcessFigures| p.kind == "extension" && p.process == lane.name;
+        if let Some(p) = run.processes.iter_mut().find(lane_of) {
             p.own_post_runtime_ms = stat(&times);
         }
     }
@@ -378,11 +383,12 @@ pub(super) fn cost(subject: &str, baseline: &RunFigures, run: &RunFigures) -> Co
         p50: minus(a.p50, b.p50),
         p99: minus(a.p99, b.p99),
     };
-    let names: Vec<&str> = run.extensions.iter().map(|e| e.name.as_str()).collect();
+    // Every extension of a run is one of its subjects' (the baseline has
+    // none), even one that never got as far as its platform.extension record.
     let own: Vec<&ProcessFigures> = run
         .processes
         .iter()
-        .filter(|p| names.contains(&p.process.as_str()))
+        .filter(|p| p.kind == "extension")
         .collect();
     Cost {
         subject: subject.to_owned(),

@@ -181,7 +181,7 @@ fn processes_table(out: &mut String, run: &RunFigures) {
             .iter()
             .map(|s| format!("{} [{}]", s.api, s.types.join(", ")))
             .collect();
-        let own = match p.process.as_str() {
+        let own = match p.kind {
             "runtime" => "-".to_owned(),
             _ => format!(
                 "{} / {}",
