@@ -36,8 +36,11 @@ pub(super) struct Figures {
 /// The function's settings.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct FunctionInfo {
+    /// `--function-name`.
     pub(super) name: String,
+    /// `--memory`.
     pub(super) memory_mb: u32,
+    /// `--timeout`.
     pub(super) timeout_s: u32,
 }
 
@@ -63,7 +66,9 @@ pub(super) struct RunFigures {
     /// The runtime's part (`platform.runtimeDone`).
     pub(super) runtime_ms: Stat,
     /// Duration minus the runtime's part: the time the extensions took
-    /// after the runtime was done (Lambda's PostRuntimeExtensionsDuration).
+    /// after the runtime was done (Lambda's PostRuntimeExtensionsDuration,
+    /// part of the invoke's Duration: AWS: Extensions API, "Invoke phase",
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html>).
     pub(super) post_runtime_ms: Stat,
     /// The highest Max Memory Used of the run's REPORTs.
     pub(super) max_memory_used_mb: Option<u64>,
@@ -80,17 +85,22 @@ pub(super) struct RunFigures {
 /// An extension's state at the end of Init.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct ExtensionState {
+    /// Its name.
     pub(super) name: String,
+    /// `Ready`, `LaunchError`, ...
     pub(super) state: String,
+    /// The events it registered for.
     pub(super) events: Vec<String>,
 }
 
 /// One invoke, from its records.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct InvokeFigures {
+    /// The invoke's request id, as REPORT prints it.
     pub(super) request_id: String,
     /// `success`, `error`, `timeout`, `failure`.
     pub(super) status: String,
+    /// REPORT's Error Type.
     pub(super) error_type: Option<String>,
     /// REPORT's Duration.
     pub(super) duration_ms: f64,
@@ -98,7 +108,9 @@ pub(super) struct InvokeFigures {
     pub(super) runtime_ms: Option<f64>,
     /// `duration_ms - runtime_ms`.
     pub(super) post_runtime_ms: Option<f64>,
+    /// REPORT's Billed Duration.
     pub(super) billed_duration_ms: Option<u64>,
+    /// REPORT's Max Memory Used.
     pub(super) max_memory_used_mb: Option<u64>,
     /// REPORT's Init Duration (cold starts only).
     pub(super) init_duration_ms: Option<f64>,
@@ -107,7 +119,9 @@ pub(super) struct InvokeFigures {
 /// p50 and p99 (nearest rank) of some milliseconds; `None` with no value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub(super) struct Stat {
+    /// The median.
     pub(super) p50: Option<f64>,
+    /// The 99th percentile.
     pub(super) p99: Option<f64>,
 }
 
@@ -118,8 +132,11 @@ pub(super) struct ProcessFigures {
     pub(super) process: String,
     /// `runtime` or `extension`.
     pub(super) kind: &'static str,
+    /// Lines it wrote to stdout and stderr.
     pub(super) log_lines: u64,
+    /// Their bytes, newlines included.
     pub(super) log_bytes: u64,
+    /// Its Telemetry and Logs API subscriptions.
     pub(super) subscriptions: Vec<Subscription>,
     /// The records of the streams it subscribed to over the run (what a
     /// Telemetry API subscriber to them is sent, before any drop).
@@ -138,14 +155,18 @@ pub(super) struct ProcessFigures {
 pub(super) struct Subscription {
     /// `telemetry` or `logs`.
     pub(super) api: &'static str,
+    /// The streams.
     pub(super) types: Vec<String>,
 }
 
 /// Records lost to slow subscribers.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(super) struct Dropped {
+    /// `platform.logsDropped` records.
     pub(super) notices: u64,
+    /// The records they say were dropped.
     pub(super) records: u64,
+    /// And their bytes.
     pub(super) bytes: u64,
 }
 
@@ -156,6 +177,7 @@ pub(super) struct Cost {
     pub(super) subject: String,
     /// The run measured against the baseline.
     pub(super) run: String,
+    /// Init Duration over the baseline's.
     pub(super) init_added_ms: Option<f64>,
     /// The run's own post-runtime time.
     pub(super) post_runtime_ms: Stat,
@@ -163,12 +185,16 @@ pub(super) struct Cost {
     pub(super) post_runtime_added_ms: Stat,
     /// Duration over the baseline's, p50 and p99.
     pub(super) duration_added_ms: Stat,
+    /// Max Memory Used over the baseline's, MB.
     pub(super) max_memory_added_mb: Option<i64>,
+    /// CPU time over the baseline's.
     pub(super) cpu_added_ms: Option<f64>,
     /// The output lines and bytes of the subject's extensions.
     pub(super) log_lines: u64,
     pub(super) log_bytes: u64,
+    /// Their subscriptions.
     pub(super) subscriptions: Vec<Subscription>,
+    /// The records of the streams they subscribed to.
     pub(super) records_of_subscribed_types: u64,
     /// Failed invokes in the run (the baseline's are not counted).
     pub(super) failed_invokes: usize,

@@ -432,7 +432,7 @@ fn notes(out: &mut String) {
          Init Duration) minus the baseline's.</li>\
          <li><b>Post-runtime</b>: per invoke, REPORT's Duration minus \
          <code>platform.runtimeDone</code>'s: the time the extensions took after the runtime \
-         was done (Lambda's PostRuntimeExtensionsDuration, billed). p50 and p99 are nearest \
+         was done (Lambda's PostRuntimeExtensionsDuration, part of the billed Duration). p50 and p99 are nearest \
          rank over the run's invokes; <b>added</b> is the run's minus the baseline's.</li>\
          <li><b>Max Memory Used added</b>: the highest REPORT Max Memory Used of the run (the \
          environment's cgroup peak, whole MB) minus the baseline's.</li>\

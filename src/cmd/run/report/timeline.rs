@@ -33,13 +33,17 @@ pub(super) enum BarKind {
 /// One bar of a lane.
 #[derive(Debug, Clone)]
 pub(super) struct Bar {
+    /// What it is.
     pub(super) kind: BarKind,
+    /// Its start, ms from the run's first mark.
     pub(super) start: f64,
+    /// Its end, ms.
     pub(super) end: f64,
     /// An invoke: where the runtime's part ends (the rest is post-runtime).
     pub(super) split: Option<f64>,
     /// A shutdown: its deadline.
     pub(super) deadline: Option<f64>,
+    /// An invoke: its request id.
     pub(super) request_id: Option<String>,
     /// The hover text.
     pub(super) title: String,
@@ -52,6 +56,7 @@ pub(super) struct Bar {
 pub(super) struct Lane {
     /// `runtime`, or the extension's name.
     pub(super) name: String,
+    /// Its bars, in time order.
     pub(super) bars: Vec<Bar>,
 }
 
@@ -83,18 +88,24 @@ impl MarkerKind {
 /// A marker: on one lane, or across all (`lane: None`).
 #[derive(Debug, Clone)]
 pub(super) struct Marker {
+    /// What it marks.
     pub(super) kind: MarkerKind,
+    /// When, ms.
     pub(super) at: f64,
+    /// The lane's index, or `None` for all of them.
     pub(super) lane: Option<usize>,
+    /// The hover text.
     pub(super) title: String,
 }
 
 /// The timeline of one run.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Timeline {
+    /// The runtime's, then each extension's.
     pub(super) lanes: Vec<Lane>,
     /// Freeze gaps: every process stopped.
     pub(super) freezes: Vec<(f64, f64)>,
+    /// Timeouts, crashes, errors, logsDropped.
     pub(super) markers: Vec<Marker>,
     /// The last time anything is drawn at.
     pub(super) end: f64,
