@@ -485,7 +485,7 @@ pub(super) struct Scale {
 }
 
 impl Scale {
-    /// The width of a cut idle stretch, px.
+    /// The width of a cut idle stretch, px (less when there are many).
     pub(super) const BREAK_PX: f64 = 24.0;
 
     /// A scale over `width` px for these busy intervals (ms), cutting
@@ -524,7 +524,12 @@ impl Scale {
         }
         let cuts = stretches.iter().filter(|s| s.2).count() as f64;
         let linear: f64 = stretches.iter().filter(|s| !s.2).map(|s| s.1 - s.0).sum();
-        let room = (width - cuts * Self::BREAK_PX).max(width / 4.0);
+        // Many cuts (a thousand frozen gaps) share at most half the width.
+        let break_px = match cuts > 0.0 {
+            true => Self::BREAK_PX.min(width / 2.0 / cuts),
+            false => Self::BREAK_PX,
+        };
+        let room = width - cuts * break_px;
         let px_per_ms = match linear > 0.0 {
             true => room / linear,
             false => 0.0,
@@ -535,7 +540,7 @@ impl Scale {
         let mut x = 0.0;
         for (a, b, cut) in stretches {
             let w = match cut {
-                true => Self::BREAK_PX,
+                true => break_px,
                 false => (b - a) * px_per_ms,
             };
             if cut {
@@ -599,6 +604,23 @@ mod tests {
         assert_eq!(scale.t(1000.0), None);
         // Monotonic through the cut.
         assert!(scale.x(1000.0) > scale.x(2.0) && scale.x(1000.0) < scale.x(2000.0));
+    }
+
+    #[test]
+    fn a_thousand_cuts_still_fit_the_width() {
+        // 1 ms busy every second: every idle stretch (999 ms, over a fifth
+        // of the 1,000 ms busy) is cut, and the last one runs to the end.
+        let busy: Vec<(f64, f64)> = (0..1000)
+            .map(|n| (f64::from(n) * 1000.0, f64::from(n) * 1000.0 + 1.0))
+            .collect();
+        let scale = Scale::new(&busy, 1_000_000.0, 900.0);
+        assert_eq!(scale.breaks.len(), 1000);
+        assert!(
+            scale.x(1_000_000.0) <= 900.0 + 1e-6,
+            "{}",
+            scale.x(1_000_000.0)
+        );
+        assert!(scale.x(999_000.5) > scale.x(999_000.0));
     }
 
     #[test]
