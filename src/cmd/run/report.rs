@@ -10,12 +10,16 @@
 //!
 //! - `record`: the sink that keeps one run's records, volumes and marks;
 //! - `figures`: the numbers, and the JSON and the `-v` table;
-//! - `timeline`: the lanes, bars and markers of one run, and their scale;
+//! - `table`: the cost table's rows, for the page and for `-v`;
+//! - `timeline`: the lanes, bars and markers of one run; `scale`, their
+//!   time-to-pixels map;
 //! - `html`: the page.
 
 mod figures;
 mod html;
 mod record;
+mod scale;
+mod table;
 mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -191,7 +195,7 @@ pub(super) async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         note!("lext: report written to {}", path.display());
     }
     if args.verbose > 0 {
-        note!("{}", figures::text_table(&figures));
+        note!("{}", table::text(&figures));
     }
     Ok(match failed {
         true => ExitCode::FAILURE,

@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::figures::{self, Figures, RunFigures};
-use super::timeline::{Bar, BarKind, Scale, Timeline};
+use super::figures::{Figures, RunFigures};
+use super::scale::Scale;
+use super::timeline::{Bar, BarKind, Timeline};
 
 /// Escapes text for HTML and SVG, in text and in quoted attributes.
 pub(super) fn esc(text: &str) -> String {
@@ -105,7 +106,7 @@ pub(super) fn page(figures: &Figures, timeline: &Timeline, timeline_run: &str) -
 }
 
 fn cost_table(out: &mut String, figures: &Figures) {
-    let (header, rows) = figures::cost_rows(figures);
+    let (header, rows) = super::table::cost_rows(figures);
     out.push_str("<table class=\"costs\"><thead><tr>");
     for h in header {
         let _ = write!(out, "<th>{}</th>", esc(h));
