@@ -18,8 +18,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
     init_tracing(cli.verbose);
+    // `lext run --report -v` prints the report's table too.
+    if let cli::Command::Run(args) = &mut cli.command {
+        args.verbose = cli.verbose;
+    }
     match cmd::run(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -105,6 +105,8 @@
 //! - `telemetry`: the Telemetry and Logs API delivery engine.
 //! - `echo`: the built-in echo runtime (also built as its own program).
 //! - `ids`: fresh ids without a system call each.
+//! - `marks`: the moments of each process's life no record tells, for
+//!   a sink that draws a timeline ([`Sink::mark`]).
 
 mod api;
 mod cgroup;
@@ -125,6 +127,7 @@ mod isolation;
 mod jsonlog;
 mod lifecycle;
 mod logline;
+mod marks;
 mod platform;
 mod ports;
 mod process;
@@ -147,6 +150,7 @@ pub use function::{Function, FunctionHandle, RunningFunction, DEFAULT_IDLE_TIMEO
 pub use invocation::{InvokeRequest, InvokeResponse, InvokeResult};
 /// The largest payload of a synchronous invoke (6 MB), as the Invoke API takes it.
 pub use invoke::MAX_REQUEST_PAYLOAD as MAX_SYNC_PAYLOAD;
+pub use marks::{Mark, MarkExit, MarkKind, MarkProcess};
 pub use sink::{
     Capture, ConsoleSink, JsonLinesSink, LineSource, LogLine, Sink, OUTPUT_BUFFER_BYTES,
 };

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use lext_protocol::telemetry::{Record, TelemetryEvent};
 
+use crate::marks::Mark;
 use crate::spool::{Losses, Spool};
 
 /// Who wrote a line of the environment's log.
@@ -77,6 +78,12 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Writes out what is buffered. Called when the environment stops.
     fn flush(&self) {}
+
+    /// One moment of a process's life that no record tells (see
+    /// [`Mark`]), for a sink that draws a timeline. The default ignores it.
+    fn mark(&self, mark: &Mark<'_>) {
+        let _ = mark;
+    }
 }
 
 /// Several sinks as one: each gets everything, in the order given.
@@ -131,6 +138,12 @@ impl Sink for Fanout {
             sink.flush();
         }
     }
+
+    fn mark(&self, mark: &Mark<'_>) {
+        for sink in &self.sinks {
+            sink.mark(mark);
+        }
+    }
 }
 
 /// The lines and events of one environment of a [`Function`](crate::Function),
@@ -168,6 +181,10 @@ impl Sink for Tagged {
 
     fn flush(&self) {
         self.inner.flush();
+    }
+
+    fn mark(&self, mark: &Mark<'_>) {
+        self.inner.mark(mark);
     }
 }
 

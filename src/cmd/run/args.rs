@@ -127,10 +127,34 @@ pub(crate) struct Args {
     /// The tenant of --invoke's invokes (with --tenant-isolation).
     #[arg(long, value_name = "ID", requires = "tenant_isolation")]
     pub tenant_id: Option<String>,
+    /// Measure what the extensions cost the function and write the figures
+    /// and a timeline as one HTML page: the same invokes (--invoke, default
+    /// 10) run with no extension (the baseline), with every extension, and,
+    /// with several, with each one alone. With -v the table is printed too.
+    #[arg(long, value_name = "FILE.html", conflicts_with_all = REPORT_CONFLICTS)]
+    pub report: Option<PathBuf>,
+    /// Write the report's figures to FILE as JSON (docs/report.md gives
+    /// the shape); alone, or with --report.
+    #[arg(long, value_name = "FILE", conflicts_with_all = REPORT_CONFLICTS)]
+    pub report_json: Option<PathBuf>,
+    /// `-v`, from the global flag (set by main).
+    #[arg(skip)]
+    pub verbose: u8,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,
 }
+
+/// What a report cannot be made with: it runs its own invokes, in one
+/// environment per run.
+const REPORT_CONFLICTS: [&str; 6] = [
+    "serve",
+    "watch",
+    "concurrency",
+    "reserved_concurrency",
+    "idle_timeout",
+    "tenant_isolation",
+];
 
 /// The end of `lext run --help`.
 const EXIT_CODES: &str = "Exit codes: 0 when the Init and every invoke succeeded (with --serve: \

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 
 mod args;
 mod function;
+mod report;
 pub(crate) use args::Args;
 use lext_sandbox::{
     ConsoleSink, Environment, FunctionConfig, InvokeRequest, InvokeResponse, InvokeResult,
@@ -49,11 +50,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.watch {
         return runtime.block_on(super::watch::run(args));
     }
+    if args.report.is_some() || args.report_json.is_some() {
+        return runtime.block_on(report::run(args));
+    }
     let plan = plan(args)?;
     runtime.block_on(execute(plan))
 }
 
 pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
+    plan_with(args, true)
+}
+
+/// [`plan`], with the example extension built when no extension is given
+/// only if `example` (the report's baseline runs without any).
+fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
     let payload = match args.payload.strip_prefix('@') {
         Some(file) => {
             std::fs::read(file).with_context(|| format!("reading the payload file {file}"))?
@@ -85,7 +95,7 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
         ..FunctionConfig::default()
     };
     let function_name = function.name.clone();
-    let example = match args.layers.is_empty() && args.extensions.is_empty() {
+    let example = match example && args.layers.is_empty() && args.extensions.is_empty() {
         true => super::example::build()?,
         false => None,
     };
@@ -160,7 +170,7 @@ async fn execute(mut plan: Plan) -> anyhow::Result<ExitCode> {
         }
         0
     } else {
-        let failed = invoke_n(&env, &plan.payload, plan.invokes).await;
+        let failed = invoke_n(&env, &plan.payload, plan.invokes, Duration::ZERO).await;
         env.shutdown();
         failed
     };
@@ -182,10 +192,14 @@ async fn execute(mut plan: Plan) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs `count` invokes one after the other; returns how many failed.
-async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32) -> u32 {
+/// Runs `count` invokes one after the other, `gap` apart; returns how many
+/// failed.
+async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32, gap: Duration) -> u32 {
     let mut failed = 0;
     for n in 1..=count {
+        if n > 1 && !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         // An error: Ctrl-C during the invokes.
         let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
             break;

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use super::Driver;
 use crate::api::ApiReply;
 use crate::events;
-use crate::lifecycle::{Effect, ExtensionId, Input, Refusal};
+use crate::lifecycle::{Effect, ExtensionId, Input, Proc, Refusal};
+use crate::marks::MarkKind;
 use crate::ports::{Host, Telemetry};
 use crate::stream;
 
@@ -143,9 +144,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Ok(effects) => {
                 match waiter {
                     Waiter::Extension(id) => {
+                        crate::marks::tell_extension(&*self.sink, &self.lc, id, MarkKind::Next);
                         self.ext_waiters.insert(id, reply);
                     }
-                    Waiter::Runtime => self.runtime_waiter = Some(reply),
+                    Waiter::Runtime => {
+                        crate::marks::tell(&*self.sink, &self.lc, Proc::Runtime, MarkKind::Next);
+                        self.runtime_waiter = Some(reply);
+                    }
                 }
                 self.apply_all(effects);
             }

@@ -23,7 +23,10 @@ use crate::config::Logging;
 use crate::events::{self, Emit};
 use crate::invocation::{InvokeResponse, InvokeResult};
 use crate::jsonlog;
-use crate::lifecycle::{Effect, ExtensionId, ExtensionSummary, Fault, Input, Outcome, Report};
+use crate::lifecycle::{
+    Effect, ExtensionId, ExtensionSummary, Fault, Input, Outcome, Proc, Report,
+};
+use crate::marks::{self, MarkKind, MarkProcess};
 use crate::ports::{Host, Telemetry};
 use crate::sink::{LineSource, LogLine, Sink};
 use crate::stream::{Answer, StreamError, Streamed};
@@ -117,6 +120,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Effect::LaunchExtension { index } => {
                 let generation = self.lc.generation();
+                marks::tell(
+                    &*self.sink,
+                    &self.lc,
+                    Proc::Extension(index),
+                    MarkKind::Launched,
+                );
                 if let Err(failure) = self.host.launch_extension(index, generation, &self.exits) {
                     // One input for all the failures of this batch.
                     match followups.back_mut() {
@@ -129,6 +138,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Effect::StartRuntime => {
                 let generation = self.lc.generation();
+                marks::tell(&*self.sink, &self.lc, Proc::Runtime, MarkKind::Launched);
                 if let Err(message) = self.host.start_runtime(generation, &self.exits) {
                     followups.push_back(Input::RuntimeLaunchFailed { message });
                 }
@@ -265,7 +275,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     budget.as_millis()
                 );
             }
-            Effect::Signal { proc, signal } => self.host.signal(proc, signal),
+            Effect::Signal { proc, signal } => {
+                let kill = signal == crate::lifecycle::Signal::Kill;
+                marks::tell(&*self.sink, &self.lc, proc, MarkKind::Signalled { kill });
+                self.host.signal(proc, signal);
+            }
             Effect::DeliverShutdown {
                 id,
                 reason,
@@ -280,6 +294,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     self.telemetry.shutdown_sent(name);
                 }
                 self.telemetry.flush_now();
+                marks::tell_extension(
+                    &*self.sink,
+                    &self.lc,
+                    id,
+                    MarkKind::Shutdown { deadline_ms },
+                );
                 let event = NextEvent::Shutdown(ShutdownEvent {
                     deadline_ms,
                     shutdown_reason: reason,
@@ -354,6 +374,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         // A pending freeze never happened: nothing to thaw.
         if self.freeze_at.take().is_none() && self.frozen {
             self.frozen = false;
+            marks::tell_process(&*self.sink, MarkProcess::Environment, MarkKind::Thawed);
             self.host.freeze(false);
             self.telemetry.freeze(false);
         }
@@ -375,6 +396,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     pub(super) fn freeze_now(&mut self) {
         if self.freeze_at.take().is_some() && !self.frozen {
             self.frozen = true;
+            marks::tell_process(&*self.sink, MarkProcess::Environment, MarkKind::Frozen);
             self.telemetry.freeze(true);
             self.host.freeze(true);
         }

@@ -461,6 +461,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     }
 
     fn exited(&mut self, exit: Exited) {
+        crate::marks::tell(
+            &*self.sink,
+            &self.lc,
+            exit.proc,
+            crate::marks::exited(exit.status),
+        );
         if let (Proc::Extension(index), true) = (exit.proc, exit.generation == self.lc.generation())
         {
             if let Some(name) = self.lc.extension_name(index) {
