@@ -255,9 +255,15 @@ impl Job {
             Reply::Stream(tx) => {
                 let _ = tx.send(Err(why));
             }
-            Reply::Event(request_id) => tracing::warn!(
-                "Event invoke {request_id} was dropped: the function shut down before it ran"
-            ),
+            Reply::Event(request_id) => {
+                let why = match why {
+                    NotRun::Failed(message) => {
+                        format!("its new execution environment could not start: {message}")
+                    }
+                    _ => "the function shut down before it ran".to_owned(),
+                };
+                tracing::warn!("Event invoke {request_id} was dropped: {why}");
+            }
         }
     }
 
