@@ -368,8 +368,16 @@ fn ensure_mount_points() -> Result<(), IsolationError> {
 
 /// Decide at start-up whether isolation works, by applying it once in a
 /// throwaway child (with an empty layers directory) that exits right after
-/// the mounts, without exec.
+/// the mounts, without exec. The answer is the kernel's and the user's, the
+/// same for every environment of the process: it is found once, and the
+/// environments started after the first (a function's, as invokes need
+/// them) do not probe again while others serve invokes.
 pub(crate) async fn detect() -> Decision {
+    static DECISION: tokio::sync::OnceCell<Decision> = tokio::sync::OnceCell::const_new();
+    DECISION.get_or_init(detect_now).await.clone()
+}
+
+async fn detect_now() -> Decision {
     let mode = Mode::for_current_user();
     match probe(mode).await {
         Ok(()) => Decision::Isolate(mode),
@@ -411,7 +419,10 @@ async fn probe(mode: Mode) -> Result<(), ProbeError> {
         })
     })?;
     let result = probe_in(mode, &layers, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // Off the event loop: removing the directory the child's namespace
+    // mounted over was seen to take hundreds of milliseconds on a busy
+    // disk.
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
     result
 }
 
