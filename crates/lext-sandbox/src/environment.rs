@@ -85,6 +85,7 @@ pub struct Environment {
     stream_rate_limit: bool,
     cpu_share: bool,
     code: Option<PathBuf>,
+    ephemeral_storage_mb: u32,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -189,6 +190,12 @@ pub enum EnvironmentError {
     /// Serving the Runtime API failed.
     #[error("serving the Runtime API")]
     Serve(#[source] io::Error),
+    /// An ephemeral storage size Lambda refuses.
+    #[error("ephemeral storage of {mb} MB: Lambda allows 512 to 10240 MB")]
+    EphemeralStorage {
+        /// The size asked for.
+        mb: u32,
+    },
 }
 
 impl Environment {
@@ -209,6 +216,7 @@ impl Environment {
             stream_rate_limit: true,
             cpu_share: false,
             code: None,
+            ephemeral_storage_mb: crate::tmp::MIN_MB,
             sinks: Vec::new(),
         }
     }
@@ -322,6 +330,17 @@ impl Environment {
         self
     }
 
+    /// The size of the environment's private `/tmp`, MB: Lambda's
+    /// ephemeral storage, 512 (the default) to 10,240; another size is
+    /// refused at [`start`](Self::start). Writing past it fails with
+    /// `ENOSPC`. Enforced where lext runs as root (a file system of its
+    /// own); elsewhere `/tmp` is a private directory without a limit, and
+    /// [`RunningEnvironment::notices`] says so.
+    pub fn ephemeral_storage(mut self, mb: u32) -> Self {
+        self.ephemeral_storage_mb = mb;
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -337,7 +356,13 @@ impl Environment {
     /// Must be called within a tokio runtime with I/O and time enabled.
     pub async fn start(self) -> Result<RunningEnvironment, EnvironmentError> {
         env::validate_user_env(&self.env)?;
+        let mb = self.ephemeral_storage_mb;
+        if !(crate::tmp::MIN_MB..=crate::tmp::MAX_MB).contains(&mb) {
+            return Err(EnvironmentError::EphemeralStorage { mb });
+        }
         let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
+        // First: the formatting of /tmp runs while the rest is prepared.
+        let tmp = crate::tmp::begin(state.path(), mb).map_err(EnvironmentError::TempDir)?;
         let layers_dir = state.path().join("opt");
         std::fs::create_dir_all(&layers_dir).map_err(EnvironmentError::TempDir)?;
         // One budget for all the layers: Lambda's 250 MB unzipped limit
@@ -358,11 +383,7 @@ impl Environment {
         let isolation = match isolation::detect().await {
             Decision::Isolate(mode) => {
                 let isolation = Isolation::new(mode, &layers_dir, state.path())?;
-                Some(Arc::new(with_task(
-                    isolation,
-                    code.as_deref(),
-                    &mut notices,
-                )))
+                Some(with_task(isolation, code.as_deref(), &mut notices))
             }
             decision @ Decision::Rewrite { .. } => {
                 notices.extend(decision.fallback_line());
@@ -398,6 +419,30 @@ impl Environment {
             runtime.cwd = code.clone();
         }
         let runtime = wrapped(runtime, &self.env, &opt_root);
+        let (isolation, tmpdir) = match isolation {
+            Some(isolation) => {
+                let prepared = tmp.finish().await;
+                notices.extend(prepared.notice);
+                let named = std::iter::once(runtime.program.as_os_str())
+                    .chain(runtime.args.iter().map(|a| a.as_os_str()))
+                    .chain(extensions.iter().map(|e| e.path.as_os_str()))
+                    .chain(self.env.iter().map(|(_, v)| std::ffi::OsStr::new(v)));
+                let keep = crate::tmp::host_paths(named, state.path());
+                (
+                    Some(Arc::new(isolation.with_tmp(prepared.tmp, &keep))),
+                    None,
+                )
+            }
+            None => {
+                let dir = tmp.into_dir();
+                notices.push(format!(
+                    "lext: no private /tmp (no private mount namespace); the processes get \
+                     TMPDIR={} instead, and /tmp is the host's",
+                    dir.display()
+                ));
+                (None, Some(dir))
+            }
+        };
 
         let mut env = EnvConfig::new(api_addr.to_string(), self.function.name.clone());
         env.handler = self.function.handler.clone();
@@ -408,8 +453,15 @@ impl Environment {
             env.task_root = code.display().to_string();
         }
         env.user = self.env;
-        let runtime_env = env::runtime_env(&env);
-        let extension_env = env::extension_env(&env);
+        let mut runtime_env = env::runtime_env(&env);
+        let mut extension_env = env::extension_env(&env);
+        if let Some(dir) = tmpdir {
+            for vars in [&mut runtime_env, &mut extension_env] {
+                if !vars.iter().any(|(k, _)| k == "TMPDIR") {
+                    vars.push(("TMPDIR".to_owned(), dir.display().to_string()));
+                }
+            }
+        }
 
         // The Invoke API's `X-Amz-Log-Type: Tail` reads the log through a
         // sink of its own.

@@ -104,6 +104,11 @@ pub(crate) struct Args {
     /// How many MiB of payloads may wait; past it, 429 too.
     #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_mb: u32,
+    /// The size of the environment's private /tmp, MB (Lambda's ephemeral
+    /// storage, 512 to 10240). Writing past it fails with ENOSPC; enforced
+    /// as root, elsewhere /tmp is a private directory without a limit.
+    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(512..=10240))]
+    pub ephemeral_storage: u32,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,

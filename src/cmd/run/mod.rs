@@ -88,6 +88,7 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
         .freeze(!args.no_freeze)
         .stream_rate_limit(!args.no_stream_rate_limit)
         .cpu_share(args.cpu_share == "auto")
+        .ephemeral_storage(args.ephemeral_storage)
         .queue_limit(QueueLimit {
             invokes: args.max_queued_invokes as usize,
             bytes: (args.max_queued_mb as usize) << 20,
