@@ -461,6 +461,8 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
     assert!(!alive().is_empty(), "the sleeper never started");
     // kill -9 of lext in the middle of serving.
     let pid = child.id();
+    let state = state_dirs_of(pid);
+    assert_eq!(state.len(), 1, "{state:?}");
     assert!(std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -476,6 +478,9 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The loop device of its /tmp detached itself (the image is left in
+    // the state directory, which the next lext removes).
+    assert_no_loop_device_in(&state[0]);
     // And lext's cgroups are gone with it.
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     if let Some(path) = own
@@ -497,4 +502,273 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A function runtime (Python) that does to `/tmp` what each invoke's
+/// payload says, and answers with what it saw:
+/// `{"op": "fill"}` writes 1 MiB blocks to `/tmp/fill` until a write fails
+/// (at most 2,000), then removes it: `{"mb": N, "error": "ENOSPC"}`;
+/// `{"op": "write", "name": X}` writes `/tmp/X`; `{"op": "crash"}` exits 3
+/// (a reset); every answer has `files`, the names in `/tmp`.
+const TMP_PROBE: &str = r#"#!/usr/bin/env python3
+import errno, http.client, json, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    event = json.loads(r.read() or b"{}")
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    answer = {}
+    op = event.get("op")
+    if op == "fill":
+        block, n, error = b"x" * (1 << 20), 0, None
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while n < 2000:
+                    f.write(block)
+                    f.flush()
+                    n += 1
+        except OSError as e:
+            error = errno.errorcode.get(e.errno, str(e.errno))
+        os.remove("/tmp/fill")
+        answer = {"mb": n, "error": error}
+    elif op == "write":
+        with open("/tmp/" + event["name"], "w") as f:
+            f.write(event["name"])
+    elif op == "crash":
+        os._exit(3)
+    answer["files"] = sorted(os.listdir("/tmp"))
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(answer))
+    c.getresponse().read()
+"#;
+
+const INVOKE: &str = "/2015-03-31/functions/function/invocations";
+
+/// One invoke of `{"op": op, "name": name}`; the answer as JSON.
+fn tmp_op(addr: &str, op: &str, name: &str) -> serde_json::Value {
+    let payload = serde_json::json!({"op": op, "name": name}).to_string();
+    let (status, _, body) = sandbox_support::http(addr, "POST", INVOKE, &[], payload.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The names the answer saw in `/tmp`.
+fn files(answer: &serde_json::Value) -> Vec<String> {
+    answer["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files in {answer}"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The state directories (`/tmp/lext-run-*`) of the lext process `pid`.
+fn state_dirs_of(pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::read_to_string(p.join(".lext-sandbox-owner"))
+                .is_ok_and(|owner| owner.trim() == pid.to_string())
+        })
+        .collect()
+}
+
+/// The loop devices whose backing file lies in `dir`.
+fn loop_devices_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            backing
+                .starts_with(&dir.display().to_string())
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Waits (at most 5 s) until no loop device is backed by a file in `dir`.
+fn assert_no_loop_device_in(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !loop_devices_in(dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loop devices left behind for {}: {:?}",
+            dir.display(),
+            loop_devices_in(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails the test with lext's own reason when /tmp is not a file system of
+/// its own.
+fn assert_own_tmp(r: &sandbox_support::Run) {
+    assert!(
+        !r.stderr.contains("lext: /tmp is a private directory")
+            && !r.stderr.contains("no private /tmp"),
+        "this test needs a /tmp of the environment's own (root, loop devices, mkfs.ext4):\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn tmp_holds_512_mb_by_default_and_then_gives_enospc_not_an_oom() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    // 128 MB of memory: the writes must not be charged as memory.
+    let r = s.lext(&[
+        "--function",
+        probe.to_str().unwrap(),
+        "--invoke",
+        "1",
+        "--payload",
+        r#"{"op": "fill"}"#,
+    ]);
+    assert_own_tmp(&r);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let answer = r.invoke_json(1, "response");
+    assert_eq!(answer["error"], "ENOSPC", "{answer}");
+    // At least the 512 MB asked for, and not much more (ext4's metadata
+    // is given on top).
+    let mb = answer["mb"].as_u64().unwrap();
+    assert!((512..530).contains(&mb), "{mb} MiB written: {answer}");
+    assert!(!r.line("REPORT").contains("Error Type"), "{}", r.dump());
+}
+
+#[test]
+fn an_ephemeral_storage_outside_lambdas_range_is_refused() {
+    let s = Scene::new();
+    for mb in ["511", "10241"] {
+        let r = s.lext(&["--ephemeral-storage", mb, "--invoke", "1"]);
+        assert_eq!(r.output.status.code(), Some(2), "{}", r.dump());
+        assert!(r.stderr.contains("512..=10240"), "{}", r.dump());
+    }
+}
+
+#[test]
+fn tmp_is_kept_across_invokes_and_resets_private_and_removed_at_exit() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    let scene_dir = s
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let (mut a, addr_a, logs_a) =
+        sandbox_support::serve(&s, &["--function", probe.to_str().unwrap()]);
+    let (mut b, addr_b, _logs_b) =
+        sandbox_support::serve(&s, &["--function", probe.to_str().unwrap()]);
+    // Empty at first, but for the directory of the runtime's script, which
+    // stays reachable at its path (docs/fidelity.md).
+    let first = tmp_op(&addr_a, "list", "");
+    assert_eq!(files(&first), vec![scene_dir.clone()], "{first}");
+    let name = format!("kept-{}", std::process::id());
+    tmp_op(&addr_a, "write", &name);
+    assert!(files(&tmp_op(&addr_a, "list", "")).contains(&name));
+    // The other environment, and the host, do not see it.
+    assert!(!files(&tmp_op(&addr_b, "list", "")).contains(&name));
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
+    tmp_op(&addr_b, "write", "only-in-b");
+    assert!(!files(&tmp_op(&addr_a, "list", "")).contains(&"only-in-b".to_owned()));
+    // A crash resets the environment: Init runs again, /tmp is kept, as
+    // AWS documents ("Failures during the invoke phase").
+    let payload = br#"{"op": "crash"}"#;
+    let (status, _, body) = sandbox_support::http(&addr_a, "POST", INVOKE, &[], payload);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Runtime.ExitError"), "{body}");
+    let after = tmp_op(&addr_a, "list", "");
+    assert!(files(&after).contains(&name), "{after}");
+    // At exit nothing is left: no loop device, no directory.
+    let dirs = state_dirs_of(a.id());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert_eq!(
+        loop_devices_in(&dirs[0]).len(),
+        1,
+        "the image is not on a loop device"
+    );
+    assert!(sandbox_support::interrupt(&mut a).success());
+    let logs = logs_a.join().unwrap();
+    assert_eq!(logs.matches("INIT_START").count(), 2, "{logs}");
+    assert!(!dirs[0].exists());
+    assert_no_loop_device_in(&dirs[0]);
+    assert!(sandbox_support::interrupt(&mut b).success());
+}
+
+#[test]
+fn without_a_file_system_of_its_own_tmp_is_a_private_directory_and_lext_says_so() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    let name = format!("plain-{}", std::process::id());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args([
+            "run",
+            "--function",
+            probe.to_str().unwrap(),
+            "--invoke",
+            "1",
+        ])
+        .args([
+            "--payload",
+            &serde_json::json!({"op": "write", "name": name}).to_string(),
+        ])
+        .env("LEXT_PLAIN_TMP", "1")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(
+                "lext: /tmp is a private directory without a size limit (LEXT_PLAIN_TMP is set); \
+                 --ephemeral-storage is not enforced"
+            )
+            .count(),
+        1,
+        "{stderr}"
+    );
+    // Private all the same: the function saw its file, the host's /tmp has
+    // none.
+    assert!(stderr.contains(&format!("\"{name}\"")), "{stderr}");
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
+}
+
+#[test]
+fn as_an_unprivileged_user_the_environment_runs_and_says_what_it_lacks() {
+    // A scene `nobody` may enter, and the built lext, which it may run.
+    let s = Scene::new();
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args([env!("CARGO_BIN_EXE_lext"), "run", "--invoke", "1"])
+        .current_dir(s.dir.path())
+        .env_remove("LEXT_NO_CGROUP")
+        .output()
+        .expect("setpriv (util-linux) runs the test as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("REPORT RequestId: "), "{stdout}");
+    // One line about /tmp: a private directory (user namespaces) or
+    // TMPDIR (none at all), never silence.
+    let tmp_lines = stderr
+        .lines()
+        .filter(|l| {
+            l.contains(
+                "lext: /tmp is a private directory without a size limit (a file system of \
+                        its own needs root)",
+            ) || l.contains("lext: no private /tmp")
+        })
+        .count();
+    assert_eq!(tmp_lines, 1, "{stderr}");
 }
