@@ -421,13 +421,13 @@ impl Environment {
         let runtime = wrapped(runtime, &self.env, &opt_root);
         let (isolation, tmpdir) = match isolation {
             Some(isolation) => {
-                let prepared = tmp.finish().await;
-                notices.extend(prepared.notice);
                 let named = std::iter::once(runtime.program.as_os_str())
                     .chain(runtime.args.iter().map(|a| a.as_os_str()))
                     .chain(extensions.iter().map(|e| e.path.as_os_str()))
                     .chain(self.env.iter().map(|(_, v)| std::ffi::OsStr::new(v)));
                 let keep = crate::tmp::host_paths(named, state.path());
+                let prepared = tmp.finish(&keep).await;
+                notices.extend(prepared.notice);
                 (
                     Some(Arc::new(isolation.with_tmp(prepared.tmp, &keep))),
                     None,

@@ -222,8 +222,12 @@ fn find_mkfs() -> Option<PathBuf> {
 
 impl Pending {
     /// Waits for the image and mounts it (detached), or falls back to the
-    /// plain directory with a notice.
-    pub(crate) async fn finish(self) -> Prepared {
+    /// plain directory with a notice. The mount points of `keep` (see
+    /// [`host_paths`]) are made in it now, before Init: the first writes to
+    /// a fresh file system read its bitmaps from the disk (up to hundreds
+    /// of ms on a busy disk), which each process would otherwise do at its
+    /// launch.
+    pub(crate) async fn finish(self, keep: &[PathBuf]) -> Prepared {
         let Pending {
             started,
             dir,
@@ -239,6 +243,9 @@ impl Pending {
             }),
             Err(why) => Err(why),
         };
+        if let Ok(fs) = &mounted {
+            make_mount_points(fs, keep);
+        }
         // What the environment's start paid for /tmp (`waited_us`), and
         // the whole of it, formatting in the background included.
         tracing::debug!(
@@ -287,6 +294,42 @@ async fn formatted(child: tokio::process::Child) -> Result<(), String> {
         output.status,
         stderr.lines().next().unwrap_or("").trim()
     ))
+}
+
+/// Makes, in the file system whose root is `root`, the directories leading
+/// to each of `keep` (host paths under `/tmp`) and an empty directory or
+/// file for it to be mounted on. Best effort: what fails here is tried
+/// again by each process.
+fn make_mount_points(root: &OwnedFd, keep: &[PathBuf]) {
+    for path in keep {
+        let Ok(inside) = path.strip_prefix("/tmp") else {
+            continue;
+        };
+        let mut at = PathBuf::new();
+        let mut parts = inside.components().peekable();
+        while let Some(part) = parts.next() {
+            at.push(part);
+            let last = parts.peek().is_none();
+            let made = if last && !path.is_dir() {
+                rustix::fs::openat(
+                    root,
+                    &at,
+                    OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map(drop)
+            } else {
+                rustix::fs::mkdirat(root, &at, Mode::from_raw_mode(0o755))
+            };
+            if let Err(error) = made.or_else(|e| match e {
+                rustix::io::Errno::EXIST => Ok(()),
+                e => Err(e),
+            }) {
+                tracing::debug!(path = %path.display(), %error, "no mount point in /tmp");
+                break;
+            }
+        }
+    }
 }
 
 /// Attaches `image` to a loop device and mounts its file system, detached.
