@@ -509,9 +509,10 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
 /// `{"op": "fill"}` writes 1 MiB blocks to `/tmp/fill` until a write fails
 /// (at most 2,000), then removes it: `{"mb": N, "error": "ENOSPC"}`;
 /// `{"op": "write", "name": X}` writes `/tmp/X`; `{"op": "crash"}` exits 3
-/// (a reset); every answer has `files`, the names in `/tmp`.
+/// and `{"op": "hang"}` sleeps past the timeout (each a reset); every
+/// answer has `files`, the names in `/tmp`.
 const TMP_PROBE: &str = r#"#!/usr/bin/env python3
-import errno, http.client, json, os
+import errno, http.client, json, os, time
 HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
 c = http.client.HTTPConnection(HOST, int(PORT))
 while True:
@@ -538,6 +539,8 @@ while True:
             f.write(event["name"])
     elif op == "crash":
         os._exit(3)
+    elif op == "hang":
+        time.sleep(600)
     answer["files"] = sorted(os.listdir("/tmp"))
     c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(answer))
     c.getresponse().read()
@@ -660,8 +663,10 @@ fn tmp_is_kept_across_invokes_and_resets_private_and_removed_at_exit() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let (mut a, addr_a, logs_a) =
-        sandbox_support::serve(&s, &["--function", probe.to_str().unwrap()]);
+    let (mut a, addr_a, logs_a) = sandbox_support::serve(
+        &s,
+        &["--function", probe.to_str().unwrap(), "--timeout", "1"],
+    );
     let (mut b, addr_b, _logs_b) =
         sandbox_support::serve(&s, &["--function", probe.to_str().unwrap()]);
     // Empty at first, but for the directory of the runtime's script, which
@@ -684,6 +689,13 @@ fn tmp_is_kept_across_invokes_and_resets_private_and_removed_at_exit() {
     assert!(body.contains("Runtime.ExitError"), "{body}");
     let after = tmp_op(&addr_a, "list", "");
     assert!(files(&after).contains(&name), "{after}");
+    // So does a timeout.
+    let payload = br#"{"op": "hang"}"#;
+    let (status, _, body) = sandbox_support::http(&addr_a, "POST", INVOKE, &[], payload);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Sandbox.Timedout"), "{body}");
+    let after = tmp_op(&addr_a, "list", "");
+    assert!(files(&after).contains(&name), "{after}");
     // At exit nothing is left: no loop device, no directory.
     let dirs = state_dirs_of(a.id());
     assert_eq!(dirs.len(), 1, "{dirs:?}");
@@ -694,7 +706,7 @@ fn tmp_is_kept_across_invokes_and_resets_private_and_removed_at_exit() {
     );
     assert!(sandbox_support::interrupt(&mut a).success());
     let logs = logs_a.join().unwrap();
-    assert_eq!(logs.matches("INIT_START").count(), 2, "{logs}");
+    assert_eq!(logs.matches("INIT_START").count(), 3, "{logs}");
     assert!(!dirs[0].exists());
     assert_no_loop_device_in(&dirs[0]);
     assert!(sandbox_support::interrupt(&mut b).success());
