@@ -396,15 +396,23 @@ impl Environment {
             memory_mb: self.function.memory_mb,
             cpu_share: self.cpu_share,
         };
-        let cgroup = match crate::cgroup::Cgroup::create(limits) {
-            Ok(mut cgroup) => {
-                cgroup.guard(state.path());
-                Some(Arc::new(cgroup))
-            }
+        let mut cgroup = match crate::cgroup::Cgroup::create(limits) {
+            Ok(cgroup) => Some(cgroup),
             Err(why) => {
                 notices.push(why.line());
                 None
             }
+        };
+        // The PID namespace's init is the cgroup's guard too; without a
+        // namespace the guard runs alone.
+        let pid_ns = pid_namespace(isolation.is_some(), cgroup.as_ref(), state.path());
+        if let (None, Some(cgroup)) = (&pid_ns, cgroup.as_mut()) {
+            cgroup.guard(state.path());
+        }
+        let cgroup = cgroup.map(Arc::new);
+        let isolation = match (isolation, &pid_ns) {
+            (Some(isolation), Some(_)) => Some(isolation.with_proc()),
+            (isolation, _) => isolation,
         };
         let opt_root = match isolation {
             Some(_) => PathBuf::from(isolation::OPT),
@@ -482,7 +490,8 @@ impl Environment {
             isolation,
             cgroup,
             lines,
-        );
+        )
+        .with_pid_namespace(pid_ns);
         let config = EngineConfig {
             function: self.function.clone(),
             extensions: names,
@@ -546,6 +555,33 @@ fn code_dir(
     lext_layer::extract_within(code, &dest, budget)
         .map_err(|e| error("unpacking the code", Box::new(e)))?;
     Ok(Some(dest))
+}
+
+/// The environment's PID namespace, as root with a private mount namespace
+/// (for its `/proc`); its init also guards `cgroup`. `None` elsewhere, or
+/// when the kernel refuses (said at debug level: the cgroup guard then
+/// does the kill).
+fn pid_namespace(
+    isolated: bool,
+    cgroup: Option<&crate::cgroup::Cgroup>,
+    state: &Path,
+) -> Option<Arc<crate::pidns::PidNamespace>> {
+    if !isolated || !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let made = crate::cgroup::guard_program(state)
+        .map_err(|e| format!("writing its init: {e}"))
+        .and_then(|guard| {
+            let dirs = cgroup.map(|c| c.guard_dirs()).unwrap_or_default();
+            crate::pidns::PidNamespace::create(&guard, &dirs)
+        });
+    match made {
+        Ok(ns) => Some(Arc::new(ns)),
+        Err(why) => {
+            tracing::debug!(%why, "no PID namespace for the environment");
+            None
+        }
+    }
 }
 
 /// `isolation` showing `code` at `/var/task`, or, where `/var/task` cannot

@@ -56,6 +56,8 @@ pub(crate) struct ProcessHost {
     /// The environment's cgroup, when there is one: freeze, kill and
     /// memory go through it.
     cgroup: Option<Arc<Cgroup>>,
+    /// The environment's PID namespace, when there is one.
+    pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
     sink: LineSink,
     groups: Groups,
     peak: PeakMemory,
@@ -91,12 +93,22 @@ impl ProcessHost {
             extension_env,
             isolation,
             cgroup,
+            pid_ns: None,
             sink,
             groups: Arc::default(),
             peak: PeakMemory::new(),
             sampled: None,
             generation: 0,
         }
+    }
+
+    /// Starts every process in `pid_ns`.
+    pub(crate) fn with_pid_namespace(
+        mut self,
+        pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    ) -> Self {
+        self.pid_ns = pid_ns;
+        self
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<Proc, (u64, u32)>> {
@@ -126,6 +138,7 @@ impl ProcessHost {
     ) -> Result<(), process::LaunchError> {
         let mut spec = spec;
         spec.cgroup = self.cgroup.as_ref().map(|c| c.join_fds());
+        spec.pid_ns = self.pid_ns.clone();
         let mut child = process::spawn(spec, self.sink.clone())?;
         let pgid = child.pid();
         self.groups().insert(proc, (generation, pgid));

@@ -152,6 +152,8 @@ struct Plan {
     task: Option<CString>,
     /// The environment's own `/tmp`, shown over the host's.
     tmp: Option<TmpPlan>,
+    /// Mount a `proc` of the process's PID namespace on `/proc`.
+    proc: bool,
 }
 
 /// The environment's `/tmp` (see [`crate::tmp`]) and the host paths under
@@ -236,6 +238,7 @@ impl Isolation {
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             task: None,
             tmp: None,
+            proc: false,
         };
         Ok(Self {
             plan: Arc::new(plan),
@@ -298,6 +301,15 @@ impl Isolation {
         // Just made: the plan is not shared yet.
         if let Some(plan) = Arc::get_mut(&mut self.plan) {
             plan.tmp = Some(TmpPlan { source, keep });
+        }
+        self
+    }
+
+    /// Shows at `/proc` the processes of the PID namespace each process
+    /// starts in (see [`crate::pidns`]), not the host's.
+    pub(crate) fn with_proc(mut self) -> Self {
+        if let Some(plan) = Arc::get_mut(&mut self.plan) {
+            plan.proc = true;
         }
         self
     }
@@ -402,6 +414,16 @@ impl Plan {
             let _ = rustix::mount::mount_remount(
                 c"/var/task",
                 MountFlags::BIND | MountFlags::RDONLY | self.locked_flags,
+                c"",
+            );
+        }
+        if self.proc {
+            // Best effort: without it, the host's processes stay visible.
+            let _ = rustix::mount::mount(
+                c"proc",
+                c"/proc",
+                c"proc",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
                 c"",
             );
         }

@@ -101,6 +101,7 @@
 //!   own process groups, with a clean environment, output captured line by
 //!   line, inside a private mount namespace that shows the layers at `/opt`.
 //! - `tmp`: the environment's own `/tmp` of its ephemeral storage size.
+//! - `pidns`: the environment's PID namespace, whose init is the guard.
 //! - `telemetry`: the Telemetry and Logs API delivery engine.
 //! - `echo`: the built-in echo runtime (also built as its own program).
 //! - `ids`: fresh ids without a system call each.
@@ -123,6 +124,7 @@ mod isolation;
 mod jsonlog;
 mod lifecycle;
 mod logline;
+mod pidns;
 mod platform;
 mod ports;
 mod process;

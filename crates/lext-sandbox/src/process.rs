@@ -118,6 +118,9 @@ pub(crate) struct Spec {
     /// `cgroup.procs` files it writes itself into before exec (see
     /// [`crate::cgroup`]).
     pub cgroup: Option<Arc<Vec<std::os::fd::OwnedFd>>>,
+    /// The environment's PID namespace to start the process in, if any
+    /// (see [`crate::pidns`]); lext stays its parent.
+    pub pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
 }
 
 impl Spec {
@@ -136,6 +139,7 @@ impl Spec {
             isolation: None,
             in_task: false,
             cgroup: None,
+            pid_ns: None,
         }
     }
 }
@@ -345,7 +349,12 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         Some(isolation) => isolation.install(&mut command),
         None => {}
     }
-    let parent = rustix::process::getpid();
+    // The parent as the child sees it: lext, or, from inside the
+    // environment's PID namespace, no pid at all (0: it is outside).
+    let parent = match spec.pid_ns {
+        Some(_) => None,
+        None => Some(rustix::process::getpid()),
+    };
     // SAFETY: the closure runs in the forked child before exec; it only
     // makes two system calls through rustix (no allocation, no locks), which
     // is async-signal-safe.
@@ -353,8 +362,9 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         command.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // lext may have died between fork and prctl: then the child was
-            // already reparented and would never get the signal.
-            if rustix::process::getppid() != Some(parent) {
+            // already reparented (to the namespace's init, pid 1, inside
+            // one) and would never get the signal.
+            if rustix::process::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(
                     rustix::io::Errno::SRCH.raw_os_error(),
                 ));
@@ -392,15 +402,23 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
     // (ETXTBSY). It clears within moments, so wait a little, a bounded
     // number of times.
     let mut busy = 0;
-    let mut child = loop {
+    // Forks from this thread go into the environment's PID namespace until
+    // `entered` is dropped, right after the fork: no await in between.
+    let entered = match &spec.pid_ns {
+        Some(ns) => Some(ns.enter().map_err(|e| LaunchError::new(&spec.program, e))?),
+        None => None,
+    };
+    let spawned = loop {
         match command.spawn() {
             Err(e) if e.raw_os_error() == Some(TEXT_BUSY) && busy < TEXT_BUSY_RETRIES => {
                 busy += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
-            spawned => break spawned.map_err(|e| LaunchError::new(&spec.program, e))?,
+            spawned => break spawned,
         }
     };
+    drop(entered);
+    let mut child = spawned.map_err(|e| LaunchError::new(&spec.program, e))?;
     // A spawned child always has a pid until it is reaped.
     let pid = child.id().unwrap_or_default();
     register_group(pid as i32);
