@@ -167,7 +167,8 @@ fn processes_that_leave_their_group_do_not_outlive_the_environment_or_run_frozen
     // A background loop, setsid'd out of the runtime's group, that writes a
     // line every 10 ms; and a sleeper that would outlive everything.
     let runtime = format!(
-        "setsid sh -c 'echo $$ > {pid}; while :; do echo t >> {ticks}; sleep 0.01; done' \
+        "setsid sh -c 'echo $$ $(readlink /proc/self/ns/pid) > {pid}; \
+         while :; do echo t >> {ticks}; sleep 0.01; done' \
          </dev/null >/dev/null 2>&1 & \
          setsid sleep 601 </dev/null >/dev/null 2>&1 & \
          sleep 0.2; exec {echo} __echo-runtime",
@@ -196,11 +197,8 @@ fn processes_that_leave_their_group_do_not_outlive_the_environment_or_run_frozen
         logs.contains("process(es) of the environment had left their process group"),
         "{logs}"
     );
-    let loop_pid: i32 = std::fs::read_to_string(s.path("loop.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let loop_pid =
+        sandbox_support::host_pid(&std::fs::read_to_string(s.path("loop.pid")).unwrap()).unwrap();
     assert!(!sandbox_support::alive(loop_pid), "the loop outlived lext");
     let sleepers = std::process::Command::new("pgrep")
         .args(["-f", "sleep 601"])
@@ -783,4 +781,115 @@ fn as_an_unprivileged_user_the_environment_runs_and_says_what_it_lacks() {
         })
         .count();
     assert_eq!(tmp_lines, 1, "{stderr}");
+}
+
+/// A function runtime (Python) that prints, once, its pid and parent pid
+/// and the pids it sees in `/proc`, and writes its pid and PID namespace to
+/// `probe.pid` beside itself; then answers every invoke with `{}`.
+const PID_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print("probe " + json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "proc": seen}), flush=True)
+with open(os.path.dirname(sys.argv[0]) + "/probe.pid", "w") as f:
+    f.write(f"{os.getpid()} {os.readlink('/proc/self/ns/pid')}")
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+#[test]
+fn the_environment_has_a_pid_namespace_and_sees_only_its_own_processes() {
+    let s = Scene::new();
+    let runtime = s.script("pid-probe", PID_PROBE);
+    let r = s.lext(&["--function", runtime.to_str().unwrap(), "--invoke", "1"]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    // Its parent, lext, is outside the namespace (0); pid 1 is the
+    // namespace's init, the guard.
+    assert_eq!(
+        seen["ppid"], 0,
+        "this test needs root for the PID namespace: {seen}"
+    );
+    let pid = seen["pid"].as_u64().unwrap();
+    assert!((2..10).contains(&pid), "{seen}");
+    // Only the environment's processes: the init and the runtime.
+    assert_eq!(seen["proc"], serde_json::json!([1, pid]), "{seen}");
+
+    // The tests' helper finds such a process from the host while it runs
+    // (what `assert_no_process_left` relies on), and not once it is gone.
+    let (mut lext, addr, _logs) =
+        sandbox_support::serve(&s, &["--function", runtime.to_str().unwrap()]);
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", INVOKE, &[], b"{}").0,
+        200
+    );
+    let recorded = std::fs::read_to_string(s.path("probe.pid")).unwrap();
+    let host = sandbox_support::host_pid(&recorded).unwrap();
+    assert!(
+        host > 10 && sandbox_support::alive(host),
+        "{recorded} -> {host}"
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap();
+    assert!(cmdline.contains("pid-probe"), "{cmdline}");
+    assert!(sandbox_support::interrupt(&mut lext).success());
+    assert_eq!(sandbox_support::host_pid(&recorded), Some(0));
+}
+
+#[test]
+fn without_a_cgroup_the_pid_namespace_still_kills_what_a_sigkilled_lext_left() {
+    let s = Scene::new();
+    let marker = format!("sleep 7{}", std::process::id() % 100 + 100);
+    let runtime = format!(
+        "setsid {marker} </dev/null >/dev/null 2>&1 & sleep 0.2; exec {} __echo-runtime",
+        env!("CARGO_BIN_EXE_lext")
+    );
+    let addr = format!("127.0.0.1:{}", sandbox_support::free_port());
+    // No cgroup, so no cgroup guard: only the namespace can reach the
+    // setsid'd sleeper.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--serve", &addr, "--function", &runtime])
+        .env("LEXT_NO_CGROUP", "1")
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "lext never served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", INVOKE, &[], b"{}").0,
+        200
+    );
+    let alive = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!alive().is_empty(), "the sleeper never started");
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !alive().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{marker} outlived a SIGKILLed lext without a cgroup: {}",
+            alive()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
