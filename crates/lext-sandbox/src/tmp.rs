@@ -502,6 +502,10 @@ pub(crate) fn host_paths<'a>(
             }
         }
     }
+    if !keep.is_empty() {
+        // What the function reaches of the host through its /tmp (`-v`).
+        tracing::info!(paths = ?keep, "host paths under /tmp stay reachable at their paths");
+    }
     keep
 }
 
