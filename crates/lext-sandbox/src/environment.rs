@@ -86,6 +86,7 @@ pub struct Environment {
     cpu_share: bool,
     code: Option<PathBuf>,
     ephemeral_storage_mb: u32,
+    user: Option<(u32, u32)>,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -190,6 +191,14 @@ pub enum EnvironmentError {
     /// Serving the Runtime API failed.
     #[error("serving the Runtime API")]
     Serve(#[source] io::Error),
+    /// [`Environment::user`] without root.
+    #[error("--user {uid}:{gid} needs lext to run as root")]
+    User {
+        /// The uid asked for.
+        uid: u32,
+        /// The gid asked for.
+        gid: u32,
+    },
     /// An ephemeral storage size Lambda refuses.
     #[error("ephemeral storage of {mb} MB: Lambda allows 512 to 10240 MB")]
     EphemeralStorage {
@@ -217,6 +226,7 @@ impl Environment {
             cpu_share: false,
             code: None,
             ephemeral_storage_mb: crate::tmp::MIN_MB,
+            user: None,
             sinks: Vec::new(),
         }
     }
@@ -341,6 +351,16 @@ impl Environment {
         self
     }
 
+    /// Runs the runtime and the extensions as `uid` and `gid` (no
+    /// supplementary groups), not as lext's own user, as Lambda runs them
+    /// as an unprivileged user of its own. Needs root; refused at
+    /// [`start`](Self::start) otherwise. The files they run and read must
+    /// be readable by that user.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -360,7 +380,18 @@ impl Environment {
         if !(crate::tmp::MIN_MB..=crate::tmp::MAX_MB).contains(&mb) {
             return Err(EnvironmentError::EphemeralStorage { mb });
         }
+        if let Some((uid, gid)) = self.user {
+            if !rustix::process::geteuid().is_root() {
+                return Err(EnvironmentError::User { uid, gid });
+            }
+        }
         let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
+        if self.user.is_some() {
+            // The echo runtime in it must be reachable by the user.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o711))
+                .map_err(EnvironmentError::TempDir)?;
+        }
         // First: the formatting of /tmp runs while the rest is prepared.
         let tmp = crate::tmp::begin(state.path(), mb).map_err(EnvironmentError::TempDir)?;
         let layers_dir = state.path().join("opt");
@@ -491,7 +522,8 @@ impl Environment {
             cgroup,
             lines,
         )
-        .with_pid_namespace(pid_ns);
+        .with_pid_namespace(pid_ns)
+        .with_user(self.user);
         let config = EngineConfig {
             function: self.function.clone(),
             extensions: names,

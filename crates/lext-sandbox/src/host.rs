@@ -58,6 +58,8 @@ pub(crate) struct ProcessHost {
     cgroup: Option<Arc<Cgroup>>,
     /// The environment's PID namespace, when there is one.
     pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    /// The uid and gid to run the processes as (`--user`).
+    user: Option<(u32, u32)>,
     sink: LineSink,
     groups: Groups,
     peak: PeakMemory,
@@ -94,6 +96,7 @@ impl ProcessHost {
             isolation,
             cgroup,
             pid_ns: None,
+            user: None,
             sink,
             groups: Arc::default(),
             peak: PeakMemory::new(),
@@ -108,6 +111,12 @@ impl ProcessHost {
         pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
     ) -> Self {
         self.pid_ns = pid_ns;
+        self
+    }
+
+    /// Runs every process as `user` (uid, gid).
+    pub(crate) fn with_user(mut self, user: Option<(u32, u32)>) -> Self {
+        self.user = user;
         self
     }
 
@@ -139,6 +148,7 @@ impl ProcessHost {
         let mut spec = spec;
         spec.cgroup = self.cgroup.as_ref().map(|c| c.join_fds());
         spec.pid_ns = self.pid_ns.clone();
+        spec.user = self.user;
         let mut child = process::spawn(spec, self.sink.clone())?;
         let pgid = child.pid();
         self.groups().insert(proc, (generation, pgid));

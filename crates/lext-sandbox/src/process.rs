@@ -121,6 +121,8 @@ pub(crate) struct Spec {
     /// The environment's PID namespace to start the process in, if any
     /// (see [`crate::pidns`]); lext stays its parent.
     pub pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    /// Run as this uid and gid instead of lext's (lext must be root).
+    pub user: Option<(u32, u32)>,
 }
 
 impl Spec {
@@ -140,6 +142,7 @@ impl Spec {
             in_task: false,
             cgroup: None,
             pid_ns: None,
+            user: None,
         }
     }
 }
@@ -349,6 +352,14 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         Some(isolation) => isolation.install(&mut command),
         None => {}
     }
+    if let Some((uid, gid)) = spec.user {
+        // SAFETY: a few system calls on plain integers, no allocation, no
+        // locks. After the mounts (which need root), before the
+        // parent-death signal, which a change of uid clears.
+        unsafe {
+            command.pre_exec(move || become_user(uid, gid));
+        }
+    }
     // The parent as the child sees it: lext, or, from inside the
     // environment's PID namespace, no pid at all (0: it is outside).
     let parent = match spec.pid_ns {
@@ -463,11 +474,7 @@ fn drop_capabilities() -> io::Result<()> {
     let _ = t::set_capabilities_secure_bits(
         Bits::NO_ROOT | Bits::NO_ROOT_LOCKED | Bits::NO_SETUID_FIXUP | Bits::NO_SETUID_FIXUP_LOCKED,
     );
-    for bit in 0..64 {
-        // EINVAL past the kernel's last capability, EPERM without
-        // CAP_SETPCAP: nothing to drop either way.
-        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
-    }
+    empty_bounding_set();
     let _ = t::clear_ambient_capability_set();
     t::set_capabilities(
         None,
@@ -478,6 +485,30 @@ fn drop_capabilities() -> io::Result<()> {
         },
     )?;
     t::set_no_new_privs(true)?;
+    Ok(())
+}
+
+/// Empties the capability bounding set. EINVAL past the kernel's last
+/// capability, EPERM without CAP_SETPCAP: nothing to drop either way.
+fn empty_bounding_set() {
+    use rustix::thread::{self as t, CapabilitySet};
+    for bit in 0..64 {
+        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
+    }
+}
+
+/// Between fork and exec (`--user`): becomes `uid`:`gid` with no
+/// supplementary groups. The bounding set goes first, while the process
+/// still has CAP_SETPCAP; the uid change then clears every capability.
+fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread as t;
+    empty_bounding_set();
+    t::set_thread_groups(&[])?;
+    let gid = Gid::from_raw(gid);
+    t::set_thread_res_gid(gid, gid, gid)?;
+    let uid = Uid::from_raw(uid);
+    t::set_thread_res_uid(uid, uid, uid)?;
     Ok(())
 }
 

@@ -104,6 +104,9 @@ pub(super) fn plan(args: Args) -> anyhow::Result<Plan> {
     if let Some(code) = args.code {
         environment = environment.code(code);
     }
+    if let Some((uid, gid)) = args.user {
+        environment = environment.user(uid, gid);
+    }
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
             format!(
