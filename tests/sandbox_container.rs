@@ -781,6 +781,26 @@ fn as_an_unprivileged_user_the_environment_runs_and_says_what_it_lacks() {
         })
         .count();
     assert_eq!(tmp_lines, 1, "{stderr}");
+    // Another user needs root.
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args([
+            env!("CARGO_BIN_EXE_lext"),
+            "run",
+            "--user",
+            "1000",
+            "--invoke",
+            "1",
+        ])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--user 1000:1000 needs lext to run as root"),
+        "{stderr}"
+    );
 }
 
 /// A function runtime (Python) that prints, once, its pid and parent pid
@@ -892,4 +912,64 @@ fn without_a_cgroup_the_pid_namespace_still_kills_what_a_sigkilled_lext_left() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A function runtime (Python) that prints, once, its user, groups and
+/// capabilities and what writing to `/tmp` does; then answers with `{}`.
+const USER_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+try:
+    open("/tmp/mine", "w").write("x")
+    tmp = "wrote"
+except OSError as e:
+    tmp = e.strerror
+print("probe " + json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+      "groups": os.getgroups(), "eff": status["CapEff"].strip(), "bnd": status["CapBnd"].strip(),
+      "tmp": tmp}), flush=True)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+#[test]
+fn with_user_the_processes_run_as_that_user_without_capabilities() {
+    let s = Scene::new();
+    // The script must be readable by that user.
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime = s.script("user-probe", USER_PROBE);
+    let r = s.lext(&[
+        "--user",
+        "65534:65533",
+        "--function",
+        runtime.to_str().unwrap(),
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    assert_eq!(seen["uid"], 65534, "{seen}");
+    assert_eq!(seen["euid"], 65534, "{seen}");
+    assert_eq!(seen["gid"], 65533, "{seen}");
+    assert_eq!(seen["groups"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["eff"], "0000000000000000", "{seen}");
+    assert_eq!(seen["bnd"], "0000000000000000", "{seen}");
+    assert_eq!(seen["tmp"], "wrote", "{seen}");
+    // And the echo runtime, from lext's own directory, runs as it too.
+    let r = s.lext(&["--user", "65534", "--invoke", "1"]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    // Not a number: refused by the command line.
+    let r = s.lext(&["--user", "nobody", "--invoke", "1"]);
+    assert_eq!(r.output.status.code(), Some(2), "{}", r.dump());
+    assert!(r.stderr.contains("expected UID or UID:GID"), "{}", r.dump());
 }
