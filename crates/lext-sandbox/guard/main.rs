@@ -27,8 +27,15 @@ extern "C" {
 const SIGKILL: i32 = 9;
 
 fn pids(dir: &Path) -> Vec<i32> {
+    // A process outside the guard's PID namespace is listed as 0, and
+    // kill(0) would signal the guard's own group: only real pids.
     std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .filter(|&pid| pid > 0)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
