@@ -538,7 +538,7 @@ mod tests {
             echo.to_str().unwrap_or_default(),
             "/tmp/does-not-exist-here/x",
             "/tmp/../etc/passwd",
-            "/work/bin/ext",
+            "/usr/local/bin/ext",
         ];
         let kept = host_paths(named.iter().map(std::ffi::OsStr::new), state.path());
         assert_eq!(kept, vec![scene.path().to_owned(), echo]);
