@@ -104,7 +104,10 @@ pub(crate) struct Pending {
     started: std::time::Instant,
     dir: PathBuf,
     image: PathBuf,
-    format: Result<Format, String>,
+    /// The formatting, copy and mount, running in a task of their own
+    /// (the mount in a blocking thread: the kernel's part takes ms), or
+    /// why there is no file system to make.
+    work: Result<tokio::task::JoinHandle<Result<OwnedFd, String>>, String>,
 }
 
 /// `mkfs.ext4` at work on the image, in memory.
@@ -142,11 +145,27 @@ pub(crate) fn begin(state: &Path, mb: u32) -> io::Result<Pending> {
     } else {
         start_format(mb)
     };
+    // Dropped unfinished (the environment's start failed), the task ends by
+    // itself: its mount fd is dropped, and the loop device detaches.
+    let work = format.map(|format| {
+        let image = image.clone();
+        tokio::spawn(async move {
+            formatted(format.mkfs).await?;
+            let (memory, size) = (format.memory, format.size);
+            tokio::task::spawn_blocking(move || {
+                copy_extents(&memory, &image, size)
+                    .map_err(|e| format!("writing {}: {e}", image.display()))?;
+                mount(&image)
+            })
+            .await
+            .map_err(|e| format!("mounting the image: {e}"))?
+        })
+    });
     Ok(Pending {
         started: std::time::Instant::now(),
         dir,
         image,
-        format,
+        work,
     })
 }
 
@@ -232,15 +251,13 @@ impl Pending {
             started,
             dir,
             image,
-            format,
+            work,
         } = self;
         let waited = std::time::Instant::now();
-        let mounted = match format {
-            Ok(format) => formatted(format.mkfs).await.and_then(|()| {
-                copy_extents(&format.memory, &image, format.size)
-                    .map_err(|e| format!("writing {}: {e}", image.display()))?;
-                mount(&image)
-            }),
+        let mounted = match work {
+            Ok(task) => task
+                .await
+                .unwrap_or_else(|e| Err(format!("preparing the image: {e}"))),
             Err(why) => Err(why),
         };
         if let Ok(fs) = &mounted {
@@ -274,8 +291,11 @@ impl Pending {
     /// The plain directory, without waiting: for processes that get no
     /// private `/tmp`, as their `TMPDIR`.
     pub(crate) fn into_dir(self) -> PathBuf {
-        // Dropping the child kills mkfs (kill_on_drop).
-        let _ = std::fs::remove_file(&self.image);
+        // Aborted while mkfs runs, the task drops it, which kills it
+        // (kill_on_drop); later, its mount is released when it ends.
+        if let Ok(task) = &self.work {
+            task.abort();
+        }
         self.dir
     }
 }
