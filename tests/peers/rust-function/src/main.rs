@@ -1,16 +1,25 @@
 //! Test peer: an echo function on `lambda_runtime`. A payload with a `fail`
 //! key makes it return an error; `sleep_ms` makes it wait first. Each
-//! answer says which process served it and how many invokes that process
-//! has served (a count kept in a global, as a warm environment keeps it),
-//! and the tenant `Context` read.
+//! answer says which process served it (`instance`, random for each start:
+//! pids repeat across environments, each in a PID namespace of its own) and
+//! how many invokes that process has served (a count kept in a global, as a
+//! warm environment keeps it), and the tenant `Context` read.
 
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
 /// Invokes this process has served.
 static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// This process's random id.
+fn instance() -> u64 {
+    static INSTANCE: OnceLock<u64> = OnceLock::new();
+    *INSTANCE.get_or_init(|| RandomState::new().hash_one(std::process::id()))
+}
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     println!("[lambda_runtime] handling {}", event.context.request_id);
@@ -27,6 +36,7 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "arn": event.context.invoked_function_arn,
         "tenantId": event.context.tenant_id,
         "pid": std::process::id(),
+        "instance": instance().to_string(),
         "served": SERVED.fetch_add(1, Ordering::Relaxed) + 1,
     }))
 }
