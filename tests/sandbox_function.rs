@@ -14,11 +14,10 @@
 mod sandbox_support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sandbox_support::{
-    build_bins, build_peer_bins, header, http, interrupt, serve, venv_program, Scene,
+    aws_lambda_invoke, build_bins, build_peer_bins, header, http, interrupt, serve, Scene,
 };
 
 const INVOKE: &str = "/2015-03-31/functions/lext-function/invocations";
@@ -306,27 +305,12 @@ fn aws_invoke(
     out: &std::path::Path,
     tenant: Option<&str>,
 ) -> Result<serde_json::Value, String> {
-    let mut command = Command::new(venv_program("aws"));
-    command
-        .args([
-            "lambda",
-            "invoke",
-            "--endpoint-url",
-            &format!("http://{addr}"),
-        ])
-        .args(["--function-name", "lext-function", "--payload", "{}"]);
+    let mut command = aws_lambda_invoke(addr);
+    command.args(["--function-name", "lext-function", "--payload", "{}"]);
     if let Some(tenant) = tenant {
         command.args(["--tenant-id", tenant]);
     }
-    let output = command
-        .arg(out)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
+    let output = command.arg(out).output().unwrap();
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }

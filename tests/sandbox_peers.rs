@@ -10,7 +10,7 @@ mod sandbox_support;
 
 use std::process::Command;
 
-use sandbox_support::{interrupt, serve, venv_program, Scene};
+use sandbox_support::{aws_lambda_invoke, interrupt, serve, venv_program, Scene};
 
 /// A handler module for awslambdaric, and the runtime command that runs it.
 fn awslambdaric_runtime(scene: &Scene, handler: &str) -> String {
@@ -102,27 +102,12 @@ fn aws_invoke_with(
     out: &std::path::Path,
     extra: &[&str],
 ) -> serde_json::Value {
-    let aws = venv_program("aws");
-    let output = Command::new(aws)
-        .args([
-            "lambda",
-            "invoke",
-            "--endpoint-url",
-            &format!("http://{addr}"),
-            "--function-name",
-            function,
-            "--payload",
-            payload,
-        ])
+    let output = aws_lambda_invoke(addr)
+        .args(["--function-name", function, "--payload", payload])
         .args(extra)
         // awscli v1 sends --payload as given (v2 would need
         // --cli-binary-format raw-in-base64-out).
         .arg(out)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap();
     assert!(
@@ -228,20 +213,9 @@ fn aws_cli_log_type_tail_prints_the_decoded_tail() {
 fn a_tenant_id_for_a_function_without_tenant_isolation_is_refused_as_lambda_refuses_it() {
     let s = Scene::new();
     let (mut child, addr, logs) = serve(&s, &[]);
-    let output = Command::new(venv_program("aws"))
-        .args([
-            "lambda",
-            "invoke",
-            "--endpoint-url",
-            &format!("http://{addr}"),
-        ])
+    let output = aws_lambda_invoke(&addr)
         .args(["--function-name", "lext-function", "--tenant-id", "blue"])
         .arg(s.path("out.json"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -405,6 +405,25 @@ pub(crate) fn serve(
     (Lext(child), addr, logs)
 }
 
+/// `aws lambda invoke --endpoint-url http://ADDR` from the test venv, with
+/// placeholder credentials and no user configuration; add the rest.
+pub(crate) fn aws_lambda_invoke(addr: &str) -> Command {
+    let mut command = Command::new(venv_program("aws"));
+    command
+        .args([
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            &format!("http://{addr}"),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    command
+}
+
 /// One HTTP/1.1 request; returns status, headers (lowercase names), body.
 pub(crate) fn http(
     addr: &str,

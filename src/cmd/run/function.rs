@@ -97,18 +97,8 @@ pub(super) async fn execute(plan: Plan, pool: Pool) -> anyhow::Result<ExitCode> 
             summary.invokes,
             summary.environments
         );
-    } else if summary.unreaped > 0 {
-        note!(
-            "lext: {} process(es) did not exit after SIGKILL",
-            summary.unreaped
-        );
     }
-    let failed = failed > 0 || summary.failed_invokes > 0 || summary.init_failures > 0;
-    Ok(if failed && !plan.serve {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::exit_code(plan.serve, failed, &summary))
 }
 
 /// Runs `count` invokes, `at_once` at a time; returns how many failed.

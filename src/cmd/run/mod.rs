@@ -181,19 +181,26 @@ async fn execute(mut plan: Plan) -> anyhow::Result<ExitCode> {
     let summary = env.stopped().await?;
     if plan.serve {
         note!("lext: {} invoke(s) served", summary.invokes);
-    } else if summary.unreaped > 0 {
+    }
+    Ok(exit_code(plan.serve, failed, &summary))
+}
+
+/// The end of a run: processes that did not die are named, and the exit
+/// code says whether anything failed (never with `--serve`, which a signal
+/// ends). REPORT decides (`failed_invokes`), not only what the caller got.
+fn exit_code(serve: bool, failed: u32, summary: &lext_sandbox::Summary) -> ExitCode {
+    if !serve && summary.unreaped > 0 {
         note!(
             "lext: {} process(es) did not exit after SIGKILL",
             summary.unreaped
         );
     }
-    // REPORT decides (`failed_invokes`), not only what the caller got.
     let failed = failed > 0 || summary.failed_invokes > 0 || summary.init_failures > 0;
-    Ok(if failed && !plan.serve {
+    if failed && !serve {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Runs `count` invokes one after the other, `gap` apart; returns how many
