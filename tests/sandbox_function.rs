@@ -274,12 +274,12 @@ fn an_idle_environment_spins_down_and_the_next_invoke_starts_a_new_one() {
     let logs = logs.join().unwrap();
     // The environment of the first invoke spun down on its own, before
     // the second invoke started.
-    let starts = starts_by_environment(&logs);
-    let first_env = starts
-        .iter()
-        .find(|(_, ids)| ids.len() == 1)
-        .map(|(env, _)| env.clone())
-        .unwrap();
+    let first_env = logs
+        .lines()
+        .filter_map(tagged)
+        .find(|(_, t)| t.starts_with("START RequestId: "))
+        .map(|(env, _)| env.to_owned())
+        .unwrap_or_else(|| panic!("no START:\n{logs}"));
     let lines: Vec<&str> = logs.lines().collect();
     let spindown = lines
         .iter()
