@@ -163,12 +163,27 @@ while json.loads(call("GET", "/2020-01-01/extension/event/next", headers=me)[1])
 
     #[tokio::test]
     async fn every_process_is_marked_from_launch_to_exit() {
+        // A bound, so that a stuck environment fails the test with the
+        // marks so far instead of holding the suite.
+        let marks = Marks::default();
+        let seen = marks.clone();
+        if tokio::time::timeout(Duration::from_secs(60), marked_run(marks))
+            .await
+            .is_err()
+        {
+            panic!(
+                "the environment did not run and stop within 60 s; marks: {:?}",
+                seen.0.lock().unwrap()
+            );
+        }
+    }
+
+    async fn marked_run(marks: Marks) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("marked");
         let script = format!("#!{}\n{EXTENSION}", crate::test_support::python().display());
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let marks = Marks::default();
         let env = Environment::new()
             .extension(&path)
             .sink(marks.clone())
