@@ -111,10 +111,18 @@ fn max_memory_used_is_the_environments_peak() {
     assert_cgroup(&r);
     assert!(r.output.status.success(), "{}", r.dump());
     let reports = r.all("REPORT");
-    // 50 MB, then 100 MB held, with Python's own few MB: within 10 %.
+    // 50 MB, then 100 MB held, on top of Python's own (its heap and the
+    // page cache of its libraries, charged to the cgroup too: 8 to 15 MB
+    // here, more when the cache is cold). The measured 50 MB between the
+    // two peaks is within 10 %, and neither peak misses the 50 MB steps.
     let (first, second) = (max_memory_used(reports[0]), max_memory_used(reports[1]));
-    assert!((50..=60).contains(&first), "{first} MB: {}", reports[0]);
-    assert!((100..=110).contains(&second), "{second} MB: {}", reports[1]);
+    assert!((50..=70).contains(&first), "{first} MB: {}", reports[0]);
+    assert!(
+        (45..=55).contains(&second.saturating_sub(first)),
+        "{first} then {second} MB: {}\n{}",
+        reports[0],
+        reports[1]
+    );
 }
 
 /// An extension (Python) that allocates 200 MB on its first INVOKE.
