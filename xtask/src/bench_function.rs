@@ -27,6 +27,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::sandbox::http::Client;
 use crate::sandbox::lext::{Server, FUNCTION};
 use crate::sandbox::stats::percentile;
+use crate::sandbox::telemetry::{runtime_api, value_of};
 
 #[derive(Debug)]
 struct Options {
@@ -320,13 +321,8 @@ const CHUNK: usize = 64 * 1024;
 /// `MS` in its Init, then answers each invoke with `{}`, or, for a payload
 /// `{"stream":N}`, streams N bytes in 64 KiB chunks.
 pub(crate) fn runtime(args: &[String]) -> Result<()> {
-    let init_ms: u64 = args
-        .iter()
-        .position(|a| a == "--init-ms")
-        .and_then(|i| args.get(i + 1))
-        .context("--init-ms MS")?
-        .parse()?;
-    let api = std::env::var("AWS_LAMBDA_RUNTIME_API").context("AWS_LAMBDA_RUNTIME_API")?;
+    let init_ms: u64 = value_of(args, "--init-ms")?.parse()?;
+    let api = runtime_api()?;
     thread::sleep(Duration::from_millis(init_ms));
     let mut client = Client::connect(api.as_str())?;
     loop {

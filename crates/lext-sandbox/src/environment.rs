@@ -871,10 +871,6 @@ impl Drop for StateDir {
 /// A cloneable handle to a running environment: invoke it, wait for it,
 /// shut it down. (For a task that handles Ctrl-C, say.)
 /// The public error for an invoke that did not run.
-fn not_run(why: NotRun) -> EnvironmentError {
-    why.into()
-}
-
 impl From<NotRun> for EnvironmentError {
     fn from(why: NotRun) -> Self {
         match why {
@@ -898,14 +894,14 @@ impl EnvironmentHandle {
     /// Invokes the function and waits for its answer. Invokes queue: one
     /// runs at a time, as in Lambda.
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, EnvironmentError> {
-        self.inner.invoke(request).await.map_err(not_run)
+        self.inner.invoke(request).await.map_err(Into::into)
     }
 
     /// Queues an asynchronous invoke (invocation type `Event`), and returns
     /// its request id. An `Event` invoke still queued when the environment
     /// shuts down never runs; each is reported by its request id.
     pub fn invoke_async(&self, request: InvokeRequest) -> Result<String, EnvironmentError> {
-        self.inner.invoke_async(request).map_err(not_run)
+        self.inner.invoke_async(request).map_err(Into::into)
     }
 
     /// Asks for a spindown shutdown: invokes still queued are dropped, the

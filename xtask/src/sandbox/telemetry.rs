@@ -46,12 +46,12 @@ fn epoch_ns(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn runtime_api() -> Result<String> {
+pub(crate) fn runtime_api() -> Result<String> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").context("AWS_LAMBDA_RUNTIME_API")?;
     Ok(api.trim_start_matches("http://").to_owned())
 }
 
-fn value_of(args: &[String], flag: &str) -> Result<String> {
+pub(crate) fn value_of(args: &[String], flag: &str) -> Result<String> {
     args.iter()
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1))

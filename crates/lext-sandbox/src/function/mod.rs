@@ -181,7 +181,7 @@ impl Function {
         };
         let mut notices = Vec::new();
         if !self.tenant_isolation && concurrency > 0 {
-            let (slot, env) = dispatcher.first()?;
+            let (slot, env) = dispatcher.first();
             let running = env.start().await?;
             notices = running.notices().to_vec();
             dispatcher.serve(slot, running);
@@ -218,8 +218,6 @@ pub(crate) struct Progress {
     pub(crate) busy: usize,
     /// Invokes waiting for an environment.
     pub(crate) waiting: usize,
-    /// Environments spinning down.
-    pub(crate) stopping: usize,
     /// Stopped for good.
     pub(crate) stopped: bool,
 }
@@ -309,13 +307,13 @@ struct Dispatcher {
 impl Dispatcher {
     /// The first environment, started before the function is returned: an
     /// idle one of no tenant.
-    fn first(&mut self) -> Result<(Slot, Environment), EnvironmentError> {
+    fn first(&mut self) -> (Slot, Environment) {
         let Place::Start { slot, .. } = self.placement.place(None, Instant::now().into_std())
         else {
             unreachable!("an empty function places its first invoke on a new environment");
         };
         self.placement.done(slot, Instant::now().into_std());
-        Ok((slot, self.environment(slot, None)))
+        (slot, self.environment(slot, None))
     }
 
     /// The builder of environment `slot`.
@@ -438,7 +436,6 @@ impl Dispatcher {
             environments: self.placement.len(),
             busy: self.placement.busy(),
             waiting: self.waiting.len(),
-            stopping: self.stopping,
             stopped: false,
         };
         self.progress.send_if_modified(|old| {
@@ -595,18 +592,6 @@ pub struct FunctionHandle {
     reserved: Option<usize>,
 }
 
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Msg::Invoke(_) => "Invoke",
-            Msg::Done(_) => "Done",
-            Msg::Failed(_) => "Failed",
-            Msg::Stopped(..) => "Stopped",
-            Msg::Shutdown => "Shutdown",
-        })
-    }
-}
-
 impl FunctionHandle {
     /// Whether invokes must name a tenant.
     pub(crate) fn tenant_isolation(&self) -> bool {
@@ -686,13 +671,6 @@ impl FunctionHandle {
     /// How many environments are alive now (busy or idle).
     pub fn environments(&self) -> usize {
         self.progress.borrow().environments
-    }
-
-    /// Waits until every environment that was asked to spin down has
-    /// stopped, and `environments` is `n` or fewer.
-    pub async fn settled(&self, n: usize) {
-        self.wait_for(|p| p.stopped || (p.stopping == 0 && p.environments <= n))
-            .await;
     }
 
     pub(crate) async fn wait_for(&self, mut done: impl FnMut(&Progress) -> bool) -> Progress {
