@@ -175,7 +175,8 @@ fn processes_that_leave_their_group_do_not_outlive_the_environment_or_run_frozen
     // A background loop, setsid'd out of the runtime's group, that writes a
     // line every 10 ms; and a sleeper that would outlive everything.
     let runtime = format!(
-        "setsid sh -c 'echo $$ > {pid}; while :; do echo t >> {ticks}; sleep 0.01; done' \
+        "setsid sh -c 'echo $$ $(readlink /proc/self/ns/pid) > {pid}; \
+         while :; do echo t >> {ticks}; sleep 0.01; done' \
          </dev/null >/dev/null 2>&1 & \
          setsid sleep 601 </dev/null >/dev/null 2>&1 & \
          sleep 0.2; exec {echo} __echo-runtime",
@@ -204,11 +205,8 @@ fn processes_that_leave_their_group_do_not_outlive_the_environment_or_run_frozen
         logs.contains("process(es) of the environment had left their process group"),
         "{logs}"
     );
-    let loop_pid: i32 = std::fs::read_to_string(s.path("loop.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let loop_pid =
+        sandbox_support::host_pid(&std::fs::read_to_string(s.path("loop.pid")).unwrap()).unwrap();
     assert!(!sandbox_support::alive(loop_pid), "the loop outlived lext");
     let sleepers = std::process::Command::new("pgrep")
         .args(["-f", "sleep 601"])
@@ -469,6 +467,8 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
     assert!(!alive().is_empty(), "the sleeper never started");
     // kill -9 of lext in the middle of serving.
     let pid = child.id();
+    let state = state_dirs_of(pid);
+    assert_eq!(state.len(), 1, "{state:?}");
     assert!(std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -484,6 +484,9 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The loop device of its /tmp detached itself (the image is left in
+    // the state directory, which the next lext removes).
+    assert_no_loop_device_in(&state[0]);
     // And lext's cgroups are gone with it.
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     if let Some(path) = own
@@ -505,4 +508,476 @@ fn nothing_of_the_environment_outlives_a_sigkilled_lext() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A function runtime (Python) that does to `/tmp` what each invoke's
+/// payload says, and answers with what it saw:
+/// `{"op": "fill"}` writes 1 MiB blocks to `/tmp/fill` until a write fails
+/// (at most 2,000), then removes it: `{"mb": N, "error": "ENOSPC"}`;
+/// `{"op": "write", "name": X}` writes `/tmp/X`; `{"op": "crash"}` exits 3
+/// and `{"op": "hang"}` sleeps past the timeout (each a reset); every
+/// answer has `files`, the names in `/tmp`.
+const TMP_PROBE: &str = r#"#!/usr/bin/env python3
+import errno, http.client, json, os, time
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    event = json.loads(r.read() or b"{}")
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    answer = {}
+    op = event.get("op")
+    if op == "fill":
+        block, n, error = b"x" * (1 << 20), 0, None
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while n < 2000:
+                    f.write(block)
+                    f.flush()
+                    n += 1
+        except OSError as e:
+            error = errno.errorcode.get(e.errno, str(e.errno))
+        os.remove("/tmp/fill")
+        answer = {"mb": n, "error": error}
+    elif op == "write":
+        with open("/tmp/" + event["name"], "w") as f:
+            f.write(event["name"])
+    elif op == "crash":
+        os._exit(3)
+    elif op == "hang":
+        time.sleep(600)
+    answer["files"] = sorted(os.listdir("/tmp"))
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(answer))
+    c.getresponse().read()
+"#;
+
+const INVOKE: &str = "/2015-03-31/functions/function/invocations";
+
+/// One invoke of `{"op": op, "name": name}`; the answer as JSON.
+fn tmp_op(addr: &str, op: &str, name: &str) -> serde_json::Value {
+    let payload = serde_json::json!({"op": op, "name": name}).to_string();
+    let (status, _, body) = sandbox_support::http(addr, "POST", INVOKE, &[], payload.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The names the answer saw in `/tmp`.
+fn files(answer: &serde_json::Value) -> Vec<String> {
+    answer["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files in {answer}"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The state directories (`/tmp/lext-run-*`) of the lext process `pid`.
+fn state_dirs_of(pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::read_to_string(p.join(".lext-sandbox-owner"))
+                .is_ok_and(|owner| owner.trim() == pid.to_string())
+        })
+        .collect()
+}
+
+/// The loop devices whose backing file lies in `dir`.
+fn loop_devices_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            backing
+                .starts_with(&dir.display().to_string())
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Waits (at most 5 s) until no loop device is backed by a file in `dir`.
+fn assert_no_loop_device_in(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !loop_devices_in(dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loop devices left behind for {}: {:?}",
+            dir.display(),
+            loop_devices_in(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails the test with lext's own reason when /tmp is not a file system of
+/// its own.
+fn assert_own_tmp(r: &sandbox_support::Run) {
+    assert!(
+        !r.stderr.contains("lext: /tmp is a private directory")
+            && !r.stderr.contains("no private /tmp"),
+        "this test needs a /tmp of the environment's own (root, loop devices, mkfs.ext4):\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn tmp_holds_512_mb_by_default_and_then_gives_enospc_not_an_oom() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    // 128 MB of memory: the writes must not be charged as memory.
+    let r = s.lext(&[
+        "--function",
+        probe.to_str().unwrap(),
+        "--invoke",
+        "1",
+        "--payload",
+        r#"{"op": "fill"}"#,
+    ]);
+    assert_own_tmp(&r);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let answer = r.invoke_json(1, "response");
+    assert_eq!(answer["error"], "ENOSPC", "{answer}");
+    // At least the 512 MB asked for, and not much more (ext4's metadata
+    // is given on top).
+    let mb = answer["mb"].as_u64().unwrap();
+    assert!((512..530).contains(&mb), "{mb} MiB written: {answer}");
+    assert!(!r.line("REPORT").contains("Error Type"), "{}", r.dump());
+}
+
+#[test]
+fn an_ephemeral_storage_outside_lambdas_range_is_refused() {
+    let s = Scene::new();
+    for mb in ["511", "10241"] {
+        let r = s.lext(&["--ephemeral-storage", mb, "--invoke", "1"]);
+        assert_eq!(r.output.status.code(), Some(2), "{}", r.dump());
+        assert!(r.stderr.contains("512..=10240"), "{}", r.dump());
+    }
+}
+
+#[test]
+fn tmp_is_kept_across_invokes_and_resets_private_and_removed_at_exit() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    let scene_dir = s
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let (mut a, addr_a, logs_a) = sandbox_support::serve(
+        &s,
+        &["--function", probe.to_str().unwrap(), "--timeout", "1"],
+    );
+    let (mut b, addr_b, _logs_b) =
+        sandbox_support::serve(&s, &["--function", probe.to_str().unwrap()]);
+    // Empty at first, but for the directory of the runtime's script, which
+    // stays reachable at its path (docs/fidelity.md).
+    let first = tmp_op(&addr_a, "list", "");
+    assert_eq!(files(&first), vec![scene_dir.clone()], "{first}");
+    let name = format!("kept-{}", std::process::id());
+    tmp_op(&addr_a, "write", &name);
+    assert!(files(&tmp_op(&addr_a, "list", "")).contains(&name));
+    // The other environment, and the host, do not see it.
+    assert!(!files(&tmp_op(&addr_b, "list", "")).contains(&name));
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
+    tmp_op(&addr_b, "write", "only-in-b");
+    assert!(!files(&tmp_op(&addr_a, "list", "")).contains(&"only-in-b".to_owned()));
+    // A crash resets the environment: Init runs again, /tmp is kept, as
+    // AWS documents ("Failures during the invoke phase").
+    let payload = br#"{"op": "crash"}"#;
+    let (status, _, body) = sandbox_support::http(&addr_a, "POST", INVOKE, &[], payload);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Runtime.ExitError"), "{body}");
+    let after = tmp_op(&addr_a, "list", "");
+    assert!(files(&after).contains(&name), "{after}");
+    // So does a timeout.
+    let payload = br#"{"op": "hang"}"#;
+    let (status, _, body) = sandbox_support::http(&addr_a, "POST", INVOKE, &[], payload);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Sandbox.Timedout"), "{body}");
+    let after = tmp_op(&addr_a, "list", "");
+    assert!(files(&after).contains(&name), "{after}");
+    // At exit nothing is left: no loop device, no directory.
+    let dirs = state_dirs_of(a.id());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert_eq!(
+        loop_devices_in(&dirs[0]).len(),
+        1,
+        "the image is not on a loop device"
+    );
+    assert!(sandbox_support::interrupt(&mut a).success());
+    let logs = logs_a.join().unwrap();
+    assert_eq!(logs.matches("INIT_START").count(), 3, "{logs}");
+    assert!(!dirs[0].exists());
+    assert_no_loop_device_in(&dirs[0]);
+    assert!(sandbox_support::interrupt(&mut b).success());
+}
+
+#[test]
+fn without_a_file_system_of_its_own_tmp_is_a_private_directory_and_lext_says_so() {
+    let s = Scene::new();
+    let probe = s.script("tmp-probe", TMP_PROBE);
+    let name = format!("plain-{}", std::process::id());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args([
+            "run",
+            "--function",
+            probe.to_str().unwrap(),
+            "--invoke",
+            "1",
+        ])
+        .args([
+            "--payload",
+            &serde_json::json!({"op": "write", "name": name}).to_string(),
+        ])
+        .env("LEXT_PLAIN_TMP", "1")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(
+                "lext: /tmp is a private directory without a size limit (LEXT_PLAIN_TMP is set); \
+                 --ephemeral-storage is not enforced"
+            )
+            .count(),
+        1,
+        "{stderr}"
+    );
+    // Private all the same: the function saw its file, the host's /tmp has
+    // none.
+    assert!(stderr.contains(&format!("\"{name}\"")), "{stderr}");
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
+}
+
+#[test]
+fn as_an_unprivileged_user_the_environment_runs_and_says_what_it_lacks() {
+    // A scene `nobody` may enter, and the built lext, which it may run.
+    let s = Scene::new();
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args([env!("CARGO_BIN_EXE_lext"), "run", "--invoke", "1"])
+        .current_dir(s.dir.path())
+        .env_remove("LEXT_NO_CGROUP")
+        .output()
+        .expect("setpriv (util-linux) runs the test as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("REPORT RequestId: "), "{stdout}");
+    // One line about /tmp: a private directory (user namespaces) or
+    // TMPDIR (none at all), never silence.
+    let tmp_lines = stderr
+        .lines()
+        .filter(|l| {
+            l.contains(
+                "lext: /tmp is a private directory without a size limit (a file system of \
+                        its own needs root)",
+            ) || l.contains("lext: no private /tmp")
+        })
+        .count();
+    assert_eq!(tmp_lines, 1, "{stderr}");
+    // Another user needs root.
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args([
+            env!("CARGO_BIN_EXE_lext"),
+            "run",
+            "--user",
+            "1000",
+            "--invoke",
+            "1",
+        ])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--user 1000:1000 needs lext to run as root"),
+        "{stderr}"
+    );
+}
+
+/// A function runtime (Python) that prints, once, its pid and parent pid
+/// and the pids it sees in `/proc`, and writes its pid and PID namespace to
+/// `probe.pid` beside itself; then answers every invoke with `{}`.
+const PID_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print("probe " + json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "proc": seen}), flush=True)
+with open(os.path.dirname(sys.argv[0]) + "/probe.pid", "w") as f:
+    f.write(f"{os.getpid()} {os.readlink('/proc/self/ns/pid')}")
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+#[test]
+fn the_environment_has_a_pid_namespace_and_sees_only_its_own_processes() {
+    let s = Scene::new();
+    let runtime = s.script("pid-probe", PID_PROBE);
+    let r = s.lext(&["--function", runtime.to_str().unwrap(), "--invoke", "1"]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    // Its parent, lext, is outside the namespace (0); pid 1 is the
+    // namespace's init, the guard.
+    assert_eq!(
+        seen["ppid"], 0,
+        "this test needs root for the PID namespace: {seen}"
+    );
+    let pid = seen["pid"].as_u64().unwrap();
+    assert!((2..10).contains(&pid), "{seen}");
+    // Only the environment's processes: the init and the runtime.
+    assert_eq!(seen["proc"], serde_json::json!([1, pid]), "{seen}");
+
+    // The tests' helper finds such a process from the host while it runs
+    // (what `assert_no_process_left` relies on), and not once it is gone.
+    let (mut lext, addr, _logs) =
+        sandbox_support::serve(&s, &["--function", runtime.to_str().unwrap()]);
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", INVOKE, &[], b"{}").0,
+        200
+    );
+    let recorded = std::fs::read_to_string(s.path("probe.pid")).unwrap();
+    let host = sandbox_support::host_pid(&recorded).unwrap();
+    assert!(
+        host > 10 && sandbox_support::alive(host),
+        "{recorded} -> {host}"
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{host}/cmdline")).unwrap();
+    assert!(cmdline.contains("pid-probe"), "{cmdline}");
+    assert!(sandbox_support::interrupt(&mut lext).success());
+    assert_eq!(sandbox_support::host_pid(&recorded), Some(0));
+}
+
+#[test]
+fn without_a_cgroup_the_pid_namespace_still_kills_what_a_sigkilled_lext_left() {
+    let s = Scene::new();
+    let marker = format!("sleep 7{}", std::process::id() % 100 + 100);
+    let runtime = format!(
+        "setsid {marker} </dev/null >/dev/null 2>&1 & sleep 0.2; exec {} __echo-runtime",
+        env!("CARGO_BIN_EXE_lext")
+    );
+    let addr = format!("127.0.0.1:{}", sandbox_support::free_port());
+    // No cgroup, so no cgroup guard: only the namespace can reach the
+    // setsid'd sleeper.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lext"))
+        .args(["run", "--serve", &addr, "--function", &runtime])
+        .env("LEXT_NO_CGROUP", "1")
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "lext never served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        sandbox_support::http(&addr, "POST", INVOKE, &[], b"{}").0,
+        200
+    );
+    let alive = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!alive().is_empty(), "the sleeper never started");
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !alive().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{marker} outlived a SIGKILLed lext without a cgroup: {}",
+            alive()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A function runtime (Python) that prints, once, its user, groups and
+/// capabilities and what writing to `/tmp` does; then answers with `{}`.
+const USER_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+HOST, PORT = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+try:
+    open("/tmp/mine", "w").write("x")
+    tmp = "wrote"
+except OSError as e:
+    tmp = e.strerror
+print("probe " + json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+      "groups": os.getgroups(), "eff": status["CapEff"].strip(), "bnd": status["CapBnd"].strip(),
+      "tmp": tmp}), flush=True)
+c = http.client.HTTPConnection(HOST, int(PORT))
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    r.read()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", b"{}")
+    c.getresponse().read()
+"#;
+
+#[test]
+fn with_user_the_processes_run_as_that_user_without_capabilities() {
+    let s = Scene::new();
+    // The script must be readable by that user.
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime = s.script("user-probe", USER_PROBE);
+    let r = s.lext(&[
+        "--user",
+        "65534:65533",
+        "--function",
+        runtime.to_str().unwrap(),
+        "--invoke",
+        "1",
+    ]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    let seen = probe(&r);
+    assert_eq!(seen["uid"], 65534, "{seen}");
+    assert_eq!(seen["euid"], 65534, "{seen}");
+    assert_eq!(seen["gid"], 65533, "{seen}");
+    assert_eq!(seen["groups"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["eff"], "0000000000000000", "{seen}");
+    assert_eq!(seen["bnd"], "0000000000000000", "{seen}");
+    assert_eq!(seen["tmp"], "wrote", "{seen}");
+    // And the echo runtime, from lext's own directory, runs as it too.
+    let r = s.lext(&["--user", "65534", "--invoke", "1"]);
+    assert!(r.output.status.success(), "{}", r.dump());
+    // Not a number: refused by the command line.
+    let r = s.lext(&["--user", "nobody", "--invoke", "1"]);
+    assert_eq!(r.output.status.code(), Some(2), "{}", r.dump());
+    assert!(r.stderr.contains("expected UID or UID:GID"), "{}", r.dump());
 }

@@ -252,7 +252,7 @@ API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 HOST, PORT = API.rsplit(":", 1)
 NAME = os.path.basename(sys.argv[0])
 with open(os.path.dirname(sys.argv[0]) + "/" + NAME + ".pids", "a") as f:
-    f.write(f"{{os.getpid()}}\n")
+    f.write(f"{{os.getpid()}} {{os.readlink('/proc/self/ns/pid')}}\n")
 def call(method, path, body=None, headers=None):
     c = http.client.HTTPConnection(HOST, int(PORT))
     c.request(method, path, body=body, headers=headers or {{}})
@@ -457,7 +457,7 @@ import http.client, json, os, sys, threading, time
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 HOST, PORT = API.rsplit(":", 1)
 with open(os.path.dirname(sys.argv[0]) + "/ticker.pids", "a") as f:
-    f.write(f"{{os.getpid()}}\n")
+    f.write(f"{{os.getpid()}} {{os.readlink('/proc/self/ns/pid')}}\n")
 def tick():
     while True:
         with open("{ticks}", "a") as f:

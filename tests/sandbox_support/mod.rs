@@ -95,8 +95,10 @@ HOST, PORT = API.rsplit(":", 1)
 # The name must be the file name in extensions/; a launcher that execs
 # the real code elsewhere passes it on (as AWS's Python samples do).
 NAME = os.environ.get("EXT_NAME") or os.path.basename(sys.argv[0])
+# The pid and its namespace: inside the environment's PID namespace the
+# pid is not the host's (see host_pid).
 with open(os.environ.get("PIDFILE_DIR", os.path.dirname(sys.argv[0])) + "/" + NAME + ".pids", "a") as f:
-    f.write(f"{os.getpid()}\n")
+    f.write(f"{os.getpid()} {os.readlink('/proc/self/ns/pid')}\n")
 def call(method, path, body=None, headers=None):
     c = http.client.HTTPConnection(HOST, int(PORT))
     c.request(method, path, body=body, headers=headers or {})
@@ -222,12 +224,13 @@ while True:
         path.display().to_string()
     }
 
-    /// Pids written by the script `name` (one per start).
+    /// Pids written by the script `name` (one per start), as host pids
+    /// (0 for a process that is gone; see [`host_pid`]).
     pub(crate) fn pids(&self, name: &str) -> Vec<i32> {
         fs::read_to_string(self.path(&format!("{name}.pids")))
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(host_pid)
             .collect()
     }
 
@@ -279,6 +282,43 @@ while True:
             }
         }
     }
+}
+
+/// The host pid of a process that recorded `PID NAMESPACE` (its pid and
+/// `readlink /proc/self/ns/pid`) or just `PID`. Inside the environment's
+/// PID namespace a process's own pid is not the host's: the process is
+/// found by its namespace and its pid there (the last of `NSpid` in
+/// `/proc/<pid>/status`). 0 when no such process is alive any more; `None`
+/// for a line that is no pid.
+pub(crate) fn host_pid(line: &str) -> Option<i32> {
+    let mut words = line.split_whitespace();
+    let pid: i32 = words.next()?.parse().ok()?;
+    let Some(ns) = words.next() else {
+        return Some(pid);
+    };
+    let own = fs::read_link("/proc/self/ns/pid").ok();
+    if own.as_deref() == Some(Path::new(ns)) {
+        return Some(pid);
+    }
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(host) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if fs::read_link(entry.path().join("ns/pid")).ok().as_deref() != Some(Path::new(ns)) {
+            continue;
+        }
+        let inside = fs::read_to_string(entry.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|v| v.split_whitespace().last().map(str::to_owned))
+            });
+        if inside.as_deref() == Some(&pid.to_string()) {
+            return Some(host);
+        }
+    }
+    Some(0)
 }
 
 /// Whether `pid` is a live (not zombie) process, with a grace period for

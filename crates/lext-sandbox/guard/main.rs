@@ -9,6 +9,10 @@
 //! a killed lext what the end of a PID namespace's init does: nothing of
 //! the environment outlives it. After a normal exit lext has removed the
 //! cgroups already, and the guard finds nothing to do.
+//!
+//! Where the environment has a PID namespace (`src/pidns.rs`), the guard is
+//! its init, pid 1: it also reaps the orphans reparented to it, and its
+//! exit makes the kernel kill every process left in the namespace.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,18 +20,40 @@ use std::time::Duration;
 
 extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
+    fn getpid() -> i32;
+    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
 }
 
 const SIGKILL: i32 = 9;
 
 fn pids(dir: &Path) -> Vec<i32> {
+    // A process outside the guard's PID namespace is listed as 0, and
+    // kill(0) would signal the guard's own group: only real pids.
     std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .filter(|&pid| pid > 0)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn main() {
     let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    // SAFETY: getpid(2) touches no memory.
+    if unsafe { getpid() } == 1 {
+        // The namespace's init: orphans become its children; reap them,
+        // or their zombies would hold pids (and count against pids.max).
+        std::thread::spawn(|| loop {
+            let mut status = 0;
+            // SAFETY: waitpid(2) writes the status into a local.
+            if unsafe { waitpid(-1, &mut status, 0) } < 0 {
+                // No child now: look again in a while.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
     // Wait for the end of lext: EOF, or an error, on the pipe.
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();

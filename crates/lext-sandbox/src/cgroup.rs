@@ -225,15 +225,14 @@ impl Cgroup {
     /// namespace's init would do. Best effort: without it, the next lext
     /// removes the leftovers at its start.
     pub(crate) fn guard(&mut self, dir: &Path) {
-        use std::os::unix::fs::PermissionsExt as _;
         use std::os::unix::process::CommandExt as _;
-        let program = dir.join("cgroup-guard");
-        let written = fs::write(&program, GUARD)
-            .and_then(|()| fs::set_permissions(&program, fs::Permissions::from_mode(0o755)));
-        if let Err(error) = written {
-            tracing::debug!(%error, "the cgroup guard could not be written");
-            return;
-        }
+        let program = match guard_program(dir) {
+            Ok(program) => program,
+            Err(error) => {
+                tracing::debug!(%error, "the cgroup guard could not be written");
+                return;
+            }
+        };
         let spawned = std::process::Command::new(&program)
             .args(self.dirs())
             .stdin(std::process::Stdio::piped())
@@ -250,6 +249,12 @@ impl Cgroup {
             }
             Err(error) => tracing::debug!(%error, "the cgroup guard could not be started"),
         }
+    }
+
+    /// The cgroup's directories, for a guard started elsewhere (the PID
+    /// namespace's init, [`crate::pidns`]).
+    pub(crate) fn guard_dirs(&self) -> Vec<PathBuf> {
+        self.dirs().into_iter().map(Path::to_path_buf).collect()
     }
 
     /// What a child must do between fork and exec to start inside: write
@@ -379,6 +384,15 @@ impl Drop for Cgroup {
         let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|d| !dirs.contains(d));
     }
+}
+
+/// Writes the guard program (`guard/main.rs`) into `dir`, executable.
+pub(crate) fn guard_program(dir: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let program = dir.join("cgroup-guard");
+    fs::write(&program, GUARD)?;
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755))?;
+    Ok(program)
 }
 
 /// SIGKILLs every process in every cgroup of this process (a second

@@ -86,6 +86,8 @@ pub struct Environment {
     cpu_share: bool,
     code: Option<PathBuf>,
     tenant: Option<Arc<str>>,
+    ephemeral_storage_mb: u32,
+    user: Option<(u32, u32)>,
     sinks: Vec<Arc<dyn Sink>>,
 }
 
@@ -211,6 +213,20 @@ pub enum EnvironmentError {
     /// Serving the Runtime API failed.
     #[error("serving the Runtime API")]
     Serve(#[source] io::Error),
+    /// [`Environment::user`] without root.
+    #[error("--user {uid}:{gid} needs lext to run as root")]
+    User {
+        /// The uid asked for.
+        uid: u32,
+        /// The gid asked for.
+        gid: u32,
+    },
+    /// An ephemeral storage size Lambda refuses.
+    #[error("ephemeral storage of {mb} MB: Lambda allows 512 to 10240 MB")]
+    EphemeralStorage {
+        /// The size asked for.
+        mb: u32,
+    },
 }
 
 impl Environment {
@@ -232,6 +248,8 @@ impl Environment {
             cpu_share: false,
             code: None,
             tenant: None,
+            ephemeral_storage_mb: crate::tmp::MIN_MB,
+            user: None,
             sinks: Vec::new(),
         }
     }
@@ -357,6 +375,27 @@ impl Environment {
         self
     }
 
+    /// The size of the environment's private `/tmp`, MB: Lambda's
+    /// ephemeral storage, 512 (the default) to 10,240; another size is
+    /// refused at [`start`](Self::start). Writing past it fails with
+    /// `ENOSPC`. Enforced where lext runs as root (a file system of its
+    /// own); elsewhere `/tmp` is a private directory without a limit, and
+    /// [`RunningEnvironment::notices`] says so.
+    pub fn ephemeral_storage(mut self, mb: u32) -> Self {
+        self.ephemeral_storage_mb = mb;
+        self
+    }
+
+    /// Runs the runtime and the extensions as `uid` and `gid` (no
+    /// supplementary groups), not as lext's own user, as Lambda runs them
+    /// as an unprivileged user of its own. Needs root; refused at
+    /// [`start`](Self::start) otherwise. The files they run and read must
+    /// be readable by that user.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
     /// Adds a sink for the log lines and telemetry events. Every sink gets
     /// everything.
     pub fn sink(mut self, sink: impl Sink) -> Self {
@@ -372,7 +411,24 @@ impl Environment {
     /// Must be called within a tokio runtime with I/O and time enabled.
     pub async fn start(self) -> Result<RunningEnvironment, EnvironmentError> {
         env::validate_user_env(&self.env)?;
+        let mb = self.ephemeral_storage_mb;
+        if !(crate::tmp::MIN_MB..=crate::tmp::MAX_MB).contains(&mb) {
+            return Err(EnvironmentError::EphemeralStorage { mb });
+        }
+        if let Some((uid, gid)) = self.user {
+            if !rustix::process::geteuid().is_root() {
+                return Err(EnvironmentError::User { uid, gid });
+            }
+        }
         let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
+        if self.user.is_some() {
+            // The echo runtime in it must be reachable by the user.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o711))
+                .map_err(EnvironmentError::TempDir)?;
+        }
+        // First: the formatting of /tmp runs while the rest is prepared.
+        let tmp = crate::tmp::begin(state.path(), mb).map_err(EnvironmentError::TempDir)?;
         let layers_dir = state.path().join("opt");
         std::fs::create_dir_all(&layers_dir).map_err(EnvironmentError::TempDir)?;
         // One budget for all the layers: Lambda's 250 MB unzipped limit
@@ -393,11 +449,7 @@ impl Environment {
         let isolation = match isolation::detect().await {
             Decision::Isolate(mode) => {
                 let isolation = Isolation::new(mode, &layers_dir, state.path())?;
-                Some(Arc::new(with_task(
-                    isolation,
-                    code.as_deref(),
-                    &mut notices,
-                )))
+                Some(with_task(isolation, code.as_deref(), &mut notices))
             }
             decision @ Decision::Rewrite { .. } => {
                 notices.extend(decision.fallback_line());
@@ -410,15 +462,23 @@ impl Environment {
             memory_mb: self.function.memory_mb,
             cpu_share: self.cpu_share,
         };
-        let cgroup = match crate::cgroup::Cgroup::create(limits) {
-            Ok(mut cgroup) => {
-                cgroup.guard(state.path());
-                Some(Arc::new(cgroup))
-            }
+        let mut cgroup = match crate::cgroup::Cgroup::create(limits) {
+            Ok(cgroup) => Some(cgroup),
             Err(why) => {
                 notices.push(why.line());
                 None
             }
+        };
+        // The PID namespace's init is the cgroup's guard too; without a
+        // namespace the guard runs alone.
+        let pid_ns = pid_namespace(isolation.is_some(), cgroup.as_ref(), state.path());
+        if let (None, Some(cgroup)) = (&pid_ns, cgroup.as_mut()) {
+            cgroup.guard(state.path());
+        }
+        let cgroup = cgroup.map(Arc::new);
+        let isolation = match (isolation, &pid_ns) {
+            (Some(isolation), Some(_)) => Some(isolation.with_proc()),
+            (isolation, _) => isolation,
         };
         let opt_root = match isolation {
             Some(_) => PathBuf::from(isolation::OPT),
@@ -433,6 +493,30 @@ impl Environment {
             runtime.cwd = code.clone();
         }
         let runtime = wrapped(runtime, &self.env, &opt_root);
+        let (isolation, tmpdir) = match isolation {
+            Some(isolation) => {
+                let named = std::iter::once(runtime.program.as_os_str())
+                    .chain(runtime.args.iter().map(|a| a.as_os_str()))
+                    .chain(extensions.iter().map(|e| e.path.as_os_str()))
+                    .chain(self.env.iter().map(|(_, v)| std::ffi::OsStr::new(v)));
+                let keep = crate::tmp::host_paths(named, state.path());
+                let prepared = tmp.finish(&keep).await;
+                notices.extend(prepared.notice);
+                (
+                    Some(Arc::new(isolation.with_tmp(prepared.tmp, &keep))),
+                    None,
+                )
+            }
+            None => {
+                let dir = tmp.into_dir();
+                notices.push(format!(
+                    "lext: no private /tmp (no private mount namespace); the processes get \
+                     TMPDIR={} instead, and /tmp is the host's",
+                    dir.display()
+                ));
+                (None, Some(dir))
+            }
+        };
 
         let mut env = EnvConfig::new(api_addr.to_string(), self.function.name.clone());
         env.handler = self.function.handler.clone();
@@ -443,8 +527,15 @@ impl Environment {
             env.task_root = code.display().to_string();
         }
         env.user = self.env;
-        let runtime_env = env::runtime_env(&env);
-        let extension_env = env::extension_env(&env);
+        let mut runtime_env = env::runtime_env(&env);
+        let mut extension_env = env::extension_env(&env);
+        if let Some(dir) = tmpdir {
+            for vars in [&mut runtime_env, &mut extension_env] {
+                if !vars.iter().any(|(k, _)| k == "TMPDIR") {
+                    vars.push(("TMPDIR".to_owned(), dir.display().to_string()));
+                }
+            }
+        }
 
         // The Invoke API's `X-Amz-Log-Type: Tail` reads the log through a
         // sink of its own.
@@ -470,7 +561,9 @@ impl Environment {
             isolation,
             cgroup,
             lines,
-        );
+        )
+        .with_pid_namespace(pid_ns)
+        .with_user(self.user);
         let config = EngineConfig {
             function: self.function.clone(),
             extensions: names,
@@ -568,6 +661,33 @@ fn code_dir(
     lext_layer::extract_within(code, &dest, budget)
         .map_err(|e| error("unpacking the code", Box::new(e)))?;
     Ok(Some(dest))
+}
+
+/// The environment's PID namespace, as root with a private mount namespace
+/// (for its `/proc`); its init also guards `cgroup`. `None` elsewhere, or
+/// when the kernel refuses (said at debug level: the cgroup guard then
+/// does the kill).
+fn pid_namespace(
+    isolated: bool,
+    cgroup: Option<&crate::cgroup::Cgroup>,
+    state: &Path,
+) -> Option<Arc<crate::pidns::PidNamespace>> {
+    if !isolated || !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let made = crate::cgroup::guard_program(state)
+        .map_err(|e| format!("writing its init: {e}"))
+        .and_then(|guard| {
+            let dirs = cgroup.map(|c| c.guard_dirs()).unwrap_or_default();
+            crate::pidns::PidNamespace::create(&guard, &dirs)
+        });
+    match made {
+        Ok(ns) => Some(Arc::new(ns)),
+        Err(why) => {
+            tracing::debug!(%why, "no PID namespace for the environment");
+            None
+        }
+    }
 }
 
 /// `isolation` showing `code` at `/var/task`, or, where `/var/task` cannot

@@ -56,6 +56,10 @@ pub(crate) struct ProcessHost {
     /// The environment's cgroup, when there is one: freeze, kill and
     /// memory go through it.
     cgroup: Option<Arc<Cgroup>>,
+    /// The environment's PID namespace, when there is one.
+    pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    /// The uid and gid to run the processes as (`--user`).
+    user: Option<(u32, u32)>,
     sink: LineSink,
     groups: Groups,
     peak: PeakMemory,
@@ -91,12 +95,29 @@ impl ProcessHost {
             extension_env,
             isolation,
             cgroup,
+            pid_ns: None,
+            user: None,
             sink,
             groups: Arc::default(),
             peak: PeakMemory::new(),
             sampled: None,
             generation: 0,
         }
+    }
+
+    /// Starts every process in `pid_ns`.
+    pub(crate) fn with_pid_namespace(
+        mut self,
+        pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    ) -> Self {
+        self.pid_ns = pid_ns;
+        self
+    }
+
+    /// Runs every process as `user` (uid, gid).
+    pub(crate) fn with_user(mut self, user: Option<(u32, u32)>) -> Self {
+        self.user = user;
+        self
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<Proc, (u64, u32)>> {
@@ -126,6 +147,8 @@ impl ProcessHost {
     ) -> Result<(), process::LaunchError> {
         let mut spec = spec;
         spec.cgroup = self.cgroup.as_ref().map(|c| c.join_fds());
+        spec.pid_ns = self.pid_ns.clone();
+        spec.user = self.user;
         let mut child = process::spawn(spec, self.sink.clone())?;
         let pgid = child.pid();
         self.groups().insert(proc, (generation, pgid));

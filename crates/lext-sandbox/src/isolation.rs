@@ -150,7 +150,44 @@ struct Plan {
     gid_map: Vec<u8>,
     /// The function's code directory, shown read-only at `/var/task`.
     task: Option<CString>,
+    /// The environment's own `/tmp`, shown over the host's.
+    tmp: Option<TmpPlan>,
+    /// Mount a `proc` of the process's PID namespace on `/proc`.
+    proc: bool,
 }
+
+/// The environment's `/tmp` (see [`crate::tmp`]) and the host paths under
+/// the host's `/tmp` that the processes must still reach there.
+#[derive(Debug)]
+struct TmpPlan {
+    source: TmpSource,
+    keep: Vec<Keep>,
+}
+
+#[derive(Debug)]
+enum TmpSource {
+    /// The detached mount of the environment's file system, cloned onto
+    /// `/tmp` by each process.
+    Mount(crate::tmp::FileSystem),
+    /// A plain directory, bound at `/tmp`.
+    Dir(CString),
+}
+
+/// A host path under `/tmp` shown at the same path inside (a file or a
+/// directory the user named, or lext's own echo runtime), so that what was
+/// reachable stays reachable once `/tmp` is the environment's. Its mount
+/// point, and the directories leading to it, are made in the
+/// environment's `/tmp`.
+#[derive(Debug)]
+struct Keep {
+    path: CString,
+    parents: Vec<CString>,
+    dir: bool,
+}
+
+/// At most this many host paths are kept reachable under `/tmp` (the
+/// child has a fixed array for them: it may not allocate).
+const MAX_KEPT: usize = 32;
 
 impl Isolation {
     /// Prepare isolation in `mode`: `layers_dir` will appear at `/opt`, and
@@ -200,6 +237,8 @@ impl Isolation {
             uid_map: format!("{uid} {uid} 1\n").into_bytes(),
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             task: None,
+            tmp: None,
+            proc: false,
         };
         Ok(Self {
             plan: Arc::new(plan),
@@ -226,6 +265,53 @@ impl Isolation {
             plan.task = Some(task);
         }
         Ok(self)
+    }
+
+    /// Shows `tmp` at `/tmp`, and keeps each of `keep` (host paths under
+    /// the host's `/tmp`, at most [`MAX_KEPT`]) reachable at its path.
+    pub(crate) fn with_tmp(mut self, tmp: crate::tmp::Tmp, keep: &[PathBuf]) -> Self {
+        let cstring = |path: &Path| CString::new(path.as_os_str().as_bytes()).ok();
+        let source = match tmp {
+            crate::tmp::Tmp::Mount(fd) => TmpSource::Mount(fd),
+            crate::tmp::Tmp::Dir(dir) => match cstring(&dir) {
+                Some(dir) => TmpSource::Dir(dir),
+                None => return self,
+            },
+        };
+        let keep = keep
+            .iter()
+            .take(MAX_KEPT)
+            .filter_map(|path| {
+                let parents = path
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|p| p.starts_with("/tmp") && *p != Path::new("/tmp"))
+                    .filter_map(cstring)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Some(Keep {
+                    path: cstring(path)?,
+                    parents,
+                    dir: path.is_dir(),
+                })
+            })
+            .collect();
+        // Just made: the plan is not shared yet.
+        if let Some(plan) = Arc::get_mut(&mut self.plan) {
+            plan.tmp = Some(TmpPlan { source, keep });
+        }
+        self
+    }
+
+    /// Shows at `/proc` the processes of the PID namespace each process
+    /// starts in (see [`crate::pidns`]), not the host's.
+    pub(crate) fn with_proc(mut self) -> Self {
+        if let Some(plan) = Arc::get_mut(&mut self.plan) {
+            plan.proc = true;
+        }
+        self
     }
 
     /// Whether `/var/task` is shown.
@@ -330,6 +416,83 @@ impl Plan {
                 MountFlags::BIND | MountFlags::RDONLY | self.locked_flags,
                 c"",
             );
+        }
+        if self.proc {
+            // Best effort: without it, the host's processes stay visible.
+            let _ = rustix::mount::mount(
+                c"proc",
+                c"/proc",
+                c"proc",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                c"",
+            );
+        }
+        // Last: the sources above may lie under the host's /tmp.
+        if let Some(tmp) = &self.tmp {
+            tmp.apply()?;
+        }
+        Ok(())
+    }
+}
+
+impl TmpPlan {
+    /// In the child, after the other mounts: the kept host paths are taken
+    /// (as detached copies of their mounts) while the host's `/tmp` is
+    /// still visible, then the environment's `/tmp` covers it, then the
+    /// kept paths are put back at their places. No allocation: the copies
+    /// go into a fixed array, the paths were prepared before the fork.
+    fn apply(&self) -> io::Result<()> {
+        use rustix::fs::CWD;
+        use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+        let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let mut kept: [Option<std::os::fd::OwnedFd>; MAX_KEPT] = [const { None }; MAX_KEPT];
+        for (slot, keep) in kept.iter_mut().zip(&self.keep) {
+            *slot = rustix::mount::open_tree(
+                CWD,
+                keep.path.as_c_str(),
+                clone | OpenTreeFlags::AT_RECURSIVE,
+            )
+            .ok();
+        }
+        match &self.source {
+            TmpSource::Mount(fs) => {
+                let copy = rustix::mount::open_tree(fs, c"", clone | OpenTreeFlags::AT_EMPTY_PATH)?;
+                rustix::mount::move_mount(
+                    &copy,
+                    c"",
+                    CWD,
+                    c"/tmp",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )?;
+            }
+            TmpSource::Dir(dir) => rustix::mount::mount_bind(dir.as_c_str(), c"/tmp")?,
+        }
+        for (slot, keep) in kept.iter_mut().zip(&self.keep) {
+            let Some(copy) = slot.take() else { continue };
+            // Best effort: a path that cannot be put back fails later, at
+            // its exec or open, with its own error.
+            for parent in &keep.parents {
+                let _ = rustix::fs::mkdir(parent.as_c_str(), FileMode::from_raw_mode(0o755));
+            }
+            let target = if keep.dir {
+                rustix::fs::mkdir(keep.path.as_c_str(), FileMode::from_raw_mode(0o755))
+            } else {
+                rustix::fs::open(
+                    keep.path.as_c_str(),
+                    OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                    FileMode::from_raw_mode(0o644),
+                )
+                .map(drop)
+            };
+            if target.is_ok() || target == Err(rustix::io::Errno::EXIST) {
+                let _ = rustix::mount::move_mount(
+                    &copy,
+                    c"",
+                    CWD,
+                    keep.path.as_c_str(),
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                );
+            }
         }
         Ok(())
     }

@@ -102,6 +102,8 @@
 //! - `host`, `process`, `env`, `isolation`: the real processes, in their
 //!   own process groups, with a clean environment, output captured line by
 //!   line, inside a private mount namespace that shows the layers at `/opt`.
+//! - `tmp`: the environment's own `/tmp` of its ephemeral storage size.
+//! - `pidns`: the environment's PID namespace, whose init is the guard.
 //! - `telemetry`: the Telemetry and Logs API delivery engine.
 //! - `echo`: the built-in echo runtime (also built as its own program).
 //! - `ids`: fresh ids without a system call each.
@@ -128,6 +130,7 @@ mod jsonlog;
 mod lifecycle;
 mod logline;
 mod marks;
+mod pidns;
 mod platform;
 mod ports;
 mod process;
@@ -139,6 +142,7 @@ mod tail;
 mod telemetry;
 #[cfg(test)]
 mod test_support;
+mod tmp;
 
 pub use config::{FunctionConfig, LogFormat, LogLevel, Logging, DEFAULT_RUNTIME_VERSION};
 pub use driver::{QueueLimit, Summary};

@@ -118,6 +118,11 @@ pub(crate) struct Spec {
     /// `cgroup.procs` files it writes itself into before exec (see
     /// [`crate::cgroup`]).
     pub cgroup: Option<Arc<Vec<std::os::fd::OwnedFd>>>,
+    /// The environment's PID namespace to start the process in, if any
+    /// (see [`crate::pidns`]); lext stays its parent.
+    pub pid_ns: Option<Arc<crate::pidns::PidNamespace>>,
+    /// Run as this uid and gid instead of lext's (lext must be root).
+    pub user: Option<(u32, u32)>,
 }
 
 impl Spec {
@@ -136,6 +141,8 @@ impl Spec {
             isolation: None,
             in_task: false,
             cgroup: None,
+            pid_ns: None,
+            user: None,
         }
     }
 }
@@ -345,7 +352,20 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         Some(isolation) => isolation.install(&mut command),
         None => {}
     }
-    let parent = rustix::process::getpid();
+    if let Some((uid, gid)) = spec.user {
+        // SAFETY: a few system calls on plain integers, no allocation, no
+        // locks. After the mounts (which need root), before the
+        // parent-death signal, which a change of uid clears.
+        unsafe {
+            command.pre_exec(move || become_user(uid, gid));
+        }
+    }
+    // The parent as the child sees it: lext, or, from inside the
+    // environment's PID namespace, no pid at all (0: it is outside).
+    let parent = match spec.pid_ns {
+        Some(_) => None,
+        None => Some(rustix::process::getpid()),
+    };
     // SAFETY: the closure runs in the forked child before exec; it only
     // makes two system calls through rustix (no allocation, no locks), which
     // is async-signal-safe.
@@ -353,8 +373,9 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
         command.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // lext may have died between fork and prctl: then the child was
-            // already reparented and would never get the signal.
-            if rustix::process::getppid() != Some(parent) {
+            // already reparented (to the namespace's init, pid 1, inside
+            // one) and would never get the signal.
+            if rustix::process::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(
                     rustix::io::Errno::SRCH.raw_os_error(),
                 ));
@@ -392,15 +413,23 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
     // (ETXTBSY). It clears within moments, so wait a little, a bounded
     // number of times.
     let mut busy = 0;
-    let mut child = loop {
+    // Forks from this thread go into the environment's PID namespace until
+    // `entered` is dropped, right after the fork: no await in between.
+    let entered = match &spec.pid_ns {
+        Some(ns) => Some(ns.enter().map_err(|e| LaunchError::new(&spec.program, e))?),
+        None => None,
+    };
+    let spawned = loop {
         match command.spawn() {
             Err(e) if e.raw_os_error() == Some(TEXT_BUSY) && busy < TEXT_BUSY_RETRIES => {
                 busy += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
-            spawned => break spawned.map_err(|e| LaunchError::new(&spec.program, e))?,
+            spawned => break spawned,
         }
     };
+    drop(entered);
+    let mut child = spawned.map_err(|e| LaunchError::new(&spec.program, e))?;
     // A spawned child always has a pid until it is reaped.
     let pid = child.id().unwrap_or_default();
     register_group(pid as i32);
@@ -445,11 +474,7 @@ fn drop_capabilities() -> io::Result<()> {
     let _ = t::set_capabilities_secure_bits(
         Bits::NO_ROOT | Bits::NO_ROOT_LOCKED | Bits::NO_SETUID_FIXUP | Bits::NO_SETUID_FIXUP_LOCKED,
     );
-    for bit in 0..64 {
-        // EINVAL past the kernel's last capability, EPERM without
-        // CAP_SETPCAP: nothing to drop either way.
-        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
-    }
+    empty_bounding_set();
     let _ = t::clear_ambient_capability_set();
     t::set_capabilities(
         None,
@@ -460,6 +485,30 @@ fn drop_capabilities() -> io::Result<()> {
         },
     )?;
     t::set_no_new_privs(true)?;
+    Ok(())
+}
+
+/// Empties the capability bounding set. EINVAL past the kernel's last
+/// capability, EPERM without CAP_SETPCAP: nothing to drop either way.
+fn empty_bounding_set() {
+    use rustix::thread::{self as t, CapabilitySet};
+    for bit in 0..64 {
+        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
+    }
+}
+
+/// Between fork and exec (`--user`): becomes `uid`:`gid` with no
+/// supplementary groups. The bounding set goes first, while the process
+/// still has CAP_SETPCAP; the uid change then clears every capability.
+fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread as t;
+    empty_bounding_set();
+    t::set_thread_groups(&[])?;
+    let gid = Gid::from_raw(gid);
+    t::set_thread_res_gid(gid, gid, gid)?;
+    let uid = Uid::from_raw(uid);
+    t::set_thread_res_uid(uid, uid, uid)?;
     Ok(())
 }
 

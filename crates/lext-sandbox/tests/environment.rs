@@ -291,6 +291,22 @@ async fn bad_configurations_are_refused_before_anything_runs() {
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("--layer "), "{err}");
+    // Lambda's ephemeral storage is 512 to 10,240 MB.
+    for mb in [511, 10_241] {
+        let err = Environment::new()
+            .ephemeral_storage(mb)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EnvironmentError::EphemeralStorage { mb: m } if m == mb),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("ephemeral storage of {mb} MB: Lambda allows 512 to 10240 MB")
+        );
+    }
 }
 
 /// A [`Function`] from `cargo test`: invokes that overlap get environments

@@ -140,6 +140,16 @@ pub(crate) struct Args {
     /// `-v`, from the global flag (set by main).
     #[arg(skip)]
     pub verbose: u8,
+    /// The size of the environment's private /tmp, MB (Lambda's ephemeral
+    /// storage, 512 to 10240). Writing past it fails with ENOSPC; enforced
+    /// as root, elsewhere /tmp is a private directory without a limit.
+    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(512..=10240))]
+    pub ephemeral_storage: u32,
+    /// Run the runtime and the extensions as this user (UID, or UID:GID;
+    /// GID defaults to UID), as Lambda runs them as an unprivileged user.
+    /// Needs root.
+    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<(u32, u32)>,
     /// Init time limit in seconds (Lambda: 10).
     #[arg(long, default_value_t = 10, hide = true)]
     pub init_timeout: u64,
@@ -165,6 +175,17 @@ const EXIT_CODES: &str = "Exit codes: 0 when the Init and every invoke succeeded
 pub(super) fn parse_level(s: &str) -> Result<lext_sandbox::LogLevel, String> {
     lext_sandbox::LogLevel::parse(s)
         .ok_or_else(|| format!("{s:?} is no log level: TRACE, DEBUG, INFO, WARN, ERROR or FATAL"))
+}
+
+pub(super) fn parse_user(s: &str) -> Result<(u32, u32), String> {
+    let number = |n: &str| {
+        n.parse::<u32>()
+            .map_err(|_| format!("expected UID or UID:GID (numbers), got {s:?}"))
+    };
+    match s.split_once(':') {
+        Some((uid, gid)) => Ok((number(uid)?, number(gid)?)),
+        None => number(s).map(|uid| (uid, uid)),
+    }
 }
 
 pub(super) fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -104,6 +104,7 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
         .freeze(!args.no_freeze)
         .stream_rate_limit(!args.no_stream_rate_limit)
         .cpu_share(args.cpu_share == "auto")
+        .ephemeral_storage(args.ephemeral_storage)
         .queue_limit(QueueLimit {
             invokes: args.max_queued_invokes as usize,
             bytes: (args.max_queued_mb as usize) << 20,
@@ -118,6 +119,9 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
         .extensions(args.extensions.into_iter().chain(example));
     if let Some(code) = args.code {
         environment = environment.code(code);
+    }
+    if let Some((uid, gid)) = args.user {
+        environment = environment.user(uid, gid);
     }
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
