@@ -98,6 +98,10 @@ impl Drop for FileSystem {
     }
 }
 
+/// How long an environment's start waits for its `/tmp` file system (on a
+/// quiet machine it is ready in milliseconds).
+const PREPARE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The `/tmp` being made: [`begin`] starts it, [`Pending::finish`] ends it.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -255,9 +259,21 @@ impl Pending {
         } = self;
         let waited = std::time::Instant::now();
         let mounted = match work {
-            Ok(task) => task
-                .await
-                .unwrap_or_else(|e| Err(format!("preparing the image: {e}"))),
+            // Bounded: a start never hangs on its /tmp (a mkfs whose end is
+            // never seen, a mount stuck behind a busy disk); past the bound
+            // the environment gets the plain directory, and says why.
+            Ok(mut task) => tokio::select! {
+                joined = &mut task => {
+                    joined.unwrap_or_else(|e| Err(format!("preparing the image: {e}")))
+                }
+                () = tokio::time::sleep(PREPARE_LIMIT) => {
+                    task.abort();
+                    Err(format!(
+                        "preparing its file system took over {} s",
+                        PREPARE_LIMIT.as_secs()
+                    ))
+                }
+            },
             Err(why) => Err(why),
         };
         if let Ok(fs) = &mounted {
