@@ -218,6 +218,35 @@ async fn waits_tell_init_failures_and_the_end() {
 }
 
 #[tokio::test]
+async fn an_extension_that_cannot_be_launched_fails_the_first_init_at_once() {
+    // Its interpreter does not exist: the launch fails in Init's first
+    // step, and nothing else happens until an invoke. ready() still hears.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-interpreter");
+    std::fs::write(&path, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let capture = Capture::new();
+    let env = Environment::new()
+        .extension(&path)
+        .sink(capture.clone())
+        .start()
+        .await
+        .unwrap();
+    let ready = tokio::time::timeout(Duration::from_secs(30), env.ready()).await;
+    assert!(
+        matches!(ready, Ok(Err(EnvironmentError::InitFailed))),
+        "{ready:?}"
+    );
+    let lines = capture.platform_lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("INIT_REPORT")
+            && l.ends_with("Status: error\tError Type: Extension.LaunchError")),
+        "{lines:?}"
+    );
+    assert_eq!(env.stop().await.unwrap().init_failures, 1);
+}
+
+#[tokio::test]
 async fn the_invoke_api_is_served_until_the_environment_stops() {
     let env = Environment::new()
         .function(FunctionConfig {

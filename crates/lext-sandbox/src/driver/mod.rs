@@ -429,6 +429,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         stop_server: oneshot::Sender<()>,
     ) -> Summary {
         self.feed(Input::Init);
+        // Init may end in its first batch (an extension that cannot be
+        // launched fails it at once, and the reset has nothing to wait
+        // for): then nothing else happens until an invoke, and `ready`
+        // must hear of the failure now.
+        self.publish();
         while !self.lc.is_stopped() {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
