@@ -509,6 +509,8 @@ fn loop_device(image: &Path) -> io::Result<(OwnedFd, PathBuf)> {
 /// variables), kept as its first directory under `/tmp` (a user's or a
 /// test's temporary directory, whole), and lext's own files in the
 /// environment's directory `state` (the echo runtime) kept as themselves.
+/// A named file that is a script brings its interpreter (its `#!` line):
+/// an extension written for a virtualenv under `/tmp` must still start.
 /// Only paths that exist are kept.
 pub(crate) fn host_paths<'a>(
     named: impl IntoIterator<Item = &'a std::ffi::OsStr>,
@@ -516,8 +518,18 @@ pub(crate) fn host_paths<'a>(
 ) -> Vec<PathBuf> {
     let separators = |c: char| c.is_whitespace() || "'\"`;&|<>()=:,$".contains(c);
     let mut keep: Vec<PathBuf> = Vec::new();
-    for text in named {
-        let text = text.to_string_lossy();
+    let mut texts: Vec<String> = named
+        .into_iter()
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
+    let interpreters: Vec<String> = texts
+        .iter()
+        .flat_map(|text| text.split(separators))
+        .filter(|word| word.starts_with('/'))
+        .filter_map(interpreter)
+        .collect();
+    texts.extend(interpreters);
+    for text in &texts {
         for word in text.split(separators) {
             let Some(rest) = word.strip_prefix("/tmp/") else {
                 continue;
@@ -545,6 +557,23 @@ pub(crate) fn host_paths<'a>(
     keep
 }
 
+/// The interpreter named by the `#!` line of the file at `path`, if it is
+/// a script: the kernel runs that program, which must be reachable too.
+fn interpreter(path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    // The kernel reads no more of the line than this (BINPRM_BUF_SIZE).
+    let mut head = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut head).ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let program = String::from_utf8_lossy(line);
+    program.split_whitespace().next().map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +596,16 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let echo = state.path().join("echo-runtime");
         std::fs::write(&echo, "").unwrap_or_else(|e| panic!("{e}"));
+        // A script whose interpreter lies in another directory of /tmp.
+        let venv = tempfile::Builder::new()
+            .prefix("lext-tmp-venv-")
+            .tempdir_in("/tmp")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let python = venv.path().join("python");
+        std::fs::write(&python, "").unwrap_or_else(|e| panic!("{e}"));
+        let script = scene.path().join("ext");
+        std::fs::write(&script, format!("#!{} -u\nprint(1)\n", python.display()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let dir = scene.path().display().to_string();
         let command = format!("sh -c 'echo $$ > {dir}/sub/pid; exec {dir}/run'");
         let named = [
@@ -575,8 +614,12 @@ mod tests {
             "/tmp/does-not-exist-here/x",
             "/tmp/../etc/passwd",
             "/usr/local/bin/ext",
+            script.to_str().unwrap_or_default(),
         ];
         let kept = host_paths(named.iter().map(std::ffi::OsStr::new), state.path());
-        assert_eq!(kept, vec![scene.path().to_owned(), echo]);
+        assert_eq!(
+            kept,
+            vec![scene.path().to_owned(), echo, venv.path().to_owned()]
+        );
     }
 }
