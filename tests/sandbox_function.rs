@@ -104,6 +104,12 @@ fn concurrent_invokes_get_environments_of_their_own_and_the_rest_wait() {
         .collect();
     assert_eq!(pids.len(), 3, "{first:?}");
     assert!(first.iter().all(|(a, _)| a["served"] == 1), "{first:?}");
+    // Each has a /tmp of its own: it sees the file it left, not those the
+    // other two left meanwhile (each listed its /tmp after its 2 s).
+    for (answer, _) in &first {
+        let own = format!("served-by-{}", answer["instance"].as_str().unwrap());
+        assert_eq!(answer["tmp"], serde_json::json!([own]), "{first:?}");
+    }
     assert!(
         elapsed < Duration::from_millis(5_000),
         "three 2 s invokes took {elapsed:?}: they ran one after the other"
