@@ -464,3 +464,100 @@ fn help_documents_exit_codes() {
     let out = run(lext().args(["package", "--no-such-flag"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A proxy on 127.0.0.1 in front of moto that loses every answer: it
+/// passes each request on, reads moto's answer (so moto has done the
+/// work), and closes the caller's connection without it, as a timeout or
+/// a dropped connection after the upload does. Returns its URL and the
+/// number of requests it passed on.
+fn answer_losing_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let passed = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = passed.clone();
+    // Ends with the test process: it only ever blocks in accept.
+    std::thread::spawn(move || {
+        for caller in listener.incoming() {
+            let Ok(caller) = caller else { continue };
+            let mut reader = BufReader::new(caller);
+            let mut head = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let end = line == "\r\n";
+                head.extend_from_slice(line.as_bytes());
+                if end {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            // One request per upstream connection, read to its end.
+            let mut moto = TcpStream::connect(&upstream).unwrap();
+            let head =
+                String::from_utf8_lossy(&head).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+            moto.write_all(head.as_bytes()).unwrap();
+            moto.write_all(&body).unwrap();
+            let mut answer = Vec::new();
+            let _ = moto.read_to_end(&mut answer);
+            counter.fetch_add(1, Ordering::SeqCst);
+            // The caller's connection drops here, unanswered.
+        }
+    });
+    (url, passed)
+}
+
+/// PublishLayerVersion is not idempotent: when its answer is lost after
+/// Lambda published, sending it again would publish a second version. lext
+/// sends it once, and says how to see what was published.
+#[test]
+fn a_lost_publish_answer_is_not_sent_again() {
+    let moto = Moto::start();
+    let (proxy, passed) = answer_losing_proxy(&moto.url);
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = packaged_layer(tmp.path());
+    let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
+        "--layer-name",
+        "lost-answer",
+        "--endpoint-url",
+        &proxy,
+    ]));
+    let stderr = failed_stderr(&out);
+    assert_eq!(
+        text(&out.stdout),
+        "",
+        "nothing known published, nothing printed"
+    );
+    assert!(
+        stderr.contains("error: PublishLayerVersion failed: ")
+            && stderr.contains(
+                "the layer may have been published all the same; lext does not send it again, \
+                 which would publish a second version: \
+                 `aws lambda list-layer-versions --layer-name lost-answer` shows what is there"
+            ),
+        "{stderr}"
+    );
+    assert_eq!(
+        passed.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(moto.layer_versions("lost-answer").len(), 1);
+}

@@ -351,10 +351,7 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
         .set_compatible_architectures(sdk_arches(&arches))
         .set_description(options.description.clone())
         .set_license_info(options.license_info.clone());
-    let out = request
-        .send()
-        .await
-        .map_err(|e| sdk_error("PublishLayerVersion", e))?;
+    let out = publish_once(request, &options.layer_name).await?;
     let layer_version = LayerVersion {
         content: out.content().map(|c| LayerContent {
             location: c.location().map(str::to_owned),
@@ -862,6 +859,99 @@ where
     PublishError::Request {
         operation,
         detail: error_chain(&err),
+    }
+}
+
+/// How many times a throttled `PublishLayerVersion` is sent in all.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// Sends `PublishLayerVersion`, which is not idempotent: an attempt that
+/// timed out or lost its connection after the upload may have published a
+/// version, and sending it again would publish a second one. So the SDK's
+/// retries are off for it, and lext sends it again only when Lambda
+/// answered that it did nothing: throttling (429 `TooManyRequestsException`,
+/// AWS: Lambda API Reference, PublishLayerVersion, Errors). When the outcome
+/// is unknown, the error says how to find out.
+async fn publish_once(
+    request: aws_sdk_lambda::operation::publish_layer_version::builders::PublishLayerVersionFluentBuilder,
+    layer_name: &str,
+) -> Result<aws_sdk_lambda::operation::publish_layer_version::PublishLayerVersionOutput, PublishError>
+{
+    let once = aws_sdk_lambda::config::Builder::default()
+        .retry_config(RetryConfig::standard().with_max_attempts(1));
+    let mut attempt = 1;
+    loop {
+        let sent = request
+            .clone()
+            .customize()
+            .config_override(once.clone())
+            .send()
+            .await;
+        let err = match sent {
+            Ok(out) => return Ok(out),
+            Err(err) => err,
+        };
+        if publish_retryable(&err) && attempt < PUBLISH_ATTEMPTS {
+            tracing::info!(
+                attempt,
+                "PublishLayerVersion was throttled; sending it again"
+            );
+            tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            attempt += 1;
+            continue;
+        }
+        let unknown = publish_outcome_unknown(&err);
+        let error = sdk_error("PublishLayerVersion", err);
+        return Err(match (unknown, error) {
+            (true, PublishError::Request { operation, detail }) => PublishError::Request {
+                operation,
+                detail: format!(
+                    "{detail} (the layer may have been published all the same; lext does not \
+                     send it again, which would publish a second version: \
+                     `aws lambda list-layer-versions --layer-name {layer_name}` shows what is there)"
+                ),
+            },
+            (_, error) => error,
+        });
+    }
+}
+
+/// Whether Lambda answered `PublishLayerVersion` without publishing, and
+/// asked to be called again later.
+fn publish_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ServiceError(service) => {
+            service.err().code() == Some("TooManyRequestsException")
+                || service.raw().status().as_u16() == 429
+        }
+        _ => false,
+    }
+}
+
+/// Whether the request may have reached Lambda and been carried out with
+/// no answer heard: a timeout, or a connection lost after it was sent.
+/// (A request that could not be built, or a refused connection, did
+/// nothing.)
+fn publish_outcome_unknown<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => {
+            let refused = failure.as_connector_error().is_some_and(|e| {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+                while let Some(cause) = source {
+                    if cause
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+                    {
+                        return true;
+                    }
+                    source = cause.source();
+                }
+                false
+            });
+            !failure.is_user() && !refused
+        }
+        _ => false,
     }
 }
 
