@@ -31,9 +31,13 @@ fn ms(d: Duration) -> f64 {
 /// `platform.initStart`.
 pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
     Record::InitStart(tel::InitStart {
-        // Every local environment is created on demand: there is no
-        // provisioned concurrency or SnapStart to emulate.
-        initialization_type: InitializationType::OnDemand,
+        // A local environment is created on demand, or as Managed
+        // Instances: there is no provisioned concurrency or SnapStart to
+        // emulate.
+        initialization_type: match function.managed_instances {
+            Some(_) => InitializationType::LambdaManagedInstances,
+            None => InitializationType::OnDemand,
+        },
         phase,
         runtime_version: function.runtime_version.clone(),
         runtime_version_arn: function.runtime_version_arn(),
@@ -41,11 +45,22 @@ pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
         // Telemetry API reference", `platform.initStart`).
         function_name: Some(function.name.clone()),
         function_version: Some(function.version.clone()),
-        instance_id: None,
+        // Managed Instances name the instance (RIE
+        // `internal/lambda-managed-instances/interop/events_api.go`); one
+        // id per process of lext, in EC2's shape.
+        instance_id: function.managed_instances.map(|_| instance_id()),
         instance_max_memory: Some(u64::from(function.memory_mb) * 1024 * 1024),
         tracing: None,
         extra: Default::default(),
     })
+}
+
+/// An EC2-shaped instance id (`i-` and 17 hex digits), the same for every
+/// environment of this process.
+fn instance_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("i-{}", crate::ids::hex(17)))
+        .clone()
 }
 
 /// End of a successful Init: `initRuntimeDone`, `platform.extension` × N,
@@ -115,11 +130,18 @@ fn trace_context(trace: Option<String>) -> Option<tel::TraceContext> {
 }
 
 /// `platform.start`.
-pub(crate) fn start(request_id: &str, version: &str, trace: Option<String>) -> Record {
+pub(crate) fn start(
+    request_id: &str,
+    version: &str,
+    trace: Option<String>,
+    function_arn: Option<String>,
+) -> Record {
     Record::Start(tel::Start {
         request_id: request_id.to_owned(),
         version: Some(version.to_owned()),
-        function_arn: None,
+        // Managed Instances only (RIE
+        // `internal/lambda-managed-instances/interop/events_api.go`).
+        function_arn,
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),

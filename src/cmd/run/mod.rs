@@ -75,7 +75,8 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
     let limit = lext_sandbox::MAX_SYNC_PAYLOAD;
     let size = payload.len();
     anyhow::ensure!(size <= limit, "--payload is {size} bytes; Lambda refuses synchronous invokes over {limit} (RequestEntityTooLargeException)");
-    let json = args.log_format == "json";
+    // Managed Instances log in JSON only.
+    let json = args.log_format == "json" || args.managed_instances;
     let function = FunctionConfig {
         name: args.function_name,
         memory_mb: args.memory,
@@ -118,6 +119,9 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
         .extensions(args.extensions.into_iter().chain(example));
     if let Some(code) = args.code {
         environment = environment.code(code);
+    }
+    if args.managed_instances {
+        environment = environment.managed_instances(args.max_concurrency);
     }
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
@@ -207,6 +211,9 @@ async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32, gap: Dur
         if n > 1 && !gap.is_zero() {
             tokio::time::sleep(gap).await;
         }
+        // One after the other: the previous one is over and (under Managed
+        // Instances) a worker waits in /next again.
+        env.idle().await;
         // An error: Ctrl-C during the invokes.
         let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
             break;

@@ -158,6 +158,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 fault,
                 extensions,
             } => self.init_failed(phase, duration, &fault, &extensions),
+            Effect::Refuse(refusal) => {
+                // Only an API call's batch starts with it, and `calls`
+                // answers it there.
+                tracing::debug!(%refusal, "refusal outside an API call");
+            }
             other => self.apply_invoke_or_shutdown(other),
         }
     }
@@ -166,15 +171,21 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn apply_invoke_or_shutdown(&mut self, effect: Effect) {
         match effect {
             Effect::InvokeStarted { request_id } => {
-                self.telemetry.current_request(Some(&request_id));
+                // Under Managed Instances invokes overlap: output lines
+                // cannot be told apart by time, so none is stamped with a
+                // request id by lext (the runtime's JSON lines carry it).
+                if !self.managed {
+                    self.telemetry.current_request(Some(&request_id));
+                }
                 let trace = self.trace();
+                let arn = self.managed.then(|| self.arn.clone());
                 let out = &mut out(
                     &self.sink,
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
                 );
-                events::invoke_started(out, &request_id, &self.function.version, trace);
+                events::invoke_started(out, &request_id, &self.function.version, trace, arn);
             }
             Effect::DeliverInvoke {
                 id,
@@ -351,12 +362,16 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     }
 
     fn deliver_to_runtime(&mut self, invocation: Invocation) {
-        match self.runtime_waiter.take() {
-            Some(w) => {
-                let _ = w.send(ApiReply::Invocation(invocation));
+        // The oldest waiting worker whose caller is still there (a worker
+        // that went away gives the invocation back).
+        let mut reply = ApiReply::Invocation(invocation);
+        while let Some(w) = self.runtime_waiters.pop_front() {
+            match w.send(reply) {
+                Ok(()) => return,
+                Err(back) => reply = back,
             }
-            None => tracing::warn!("the runtime is not waiting in /next"),
         }
+        tracing::warn!("the runtime is not waiting in /next");
     }
 
     fn schedule_freeze(&mut self) {
@@ -455,6 +470,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 InvokeResult::Response { body, content_type }
             }
             Outcome::FunctionError { body } => InvokeResult::FunctionError { body },
+            Outcome::Rejected { error_type } => {
+                // Never run: its caller is told, and it is forgotten.
+                if let Some(reply) = self.current.take().and_then(|c| c.reply) {
+                    let _ = reply.send(Answer::Rejected(error_type));
+                }
+                return;
+            }
             Outcome::PlatformError { fault, message } => InvokeResult::PlatformError {
                 error_type: fault.error_type().to_owned(),
                 message,
@@ -541,8 +563,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.freeze_at = None;
         self.frozen = false;
         self.ext_waiters.clear();
-        self.runtime_waiter = None;
+        self.runtime_waiters.clear();
         self.finishing = Some(self.telemetry.finish(Duration::ZERO));
         self.answer_unanswered("The execution environment shut down");
+        for (_, current) in std::mem::take(&mut self.inflight) {
+            self.current = Some(current);
+            self.answer_unanswered("The execution environment shut down");
+        }
     }
 }
