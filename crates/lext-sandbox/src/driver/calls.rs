@@ -192,6 +192,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             );
             events::subscribed(out, &name, api, &request.types);
         }

@@ -42,6 +42,8 @@ pub(super) struct Out<'a, T> {
     /// `internal/lambda/interop/events_api.go`: `tenantId`, omitted when
     /// empty).
     tenant: Option<&'a str>,
+    /// Managed Instances: Init's records name that initialization type.
+    managed: bool,
 }
 
 impl<T: Telemetry> Emit for Out<'_, T> {
@@ -60,6 +62,18 @@ impl<T: Telemetry> Emit for Out<'_, T> {
     }
 
     fn record(&mut self, mut record: Record) {
+        if self.managed {
+            use lext_protocol::telemetry::InitializationType;
+            match &mut record {
+                Record::InitRuntimeDone(r) => {
+                    r.initialization_type = InitializationType::LambdaManagedInstances;
+                }
+                Record::InitReport(r) => {
+                    r.initialization_type = InitializationType::LambdaManagedInstances;
+                }
+                _ => {}
+            }
+        }
         if let Some(tenant) = self.tenant {
             let slot = match &mut record {
                 Record::Start(r) => Some(&mut r.tenant_id),
@@ -93,12 +107,14 @@ pub(super) fn out<'a, T>(
     telemetry: &'a mut T,
     logging: Logging,
     tenant: Option<&'a str>,
+    managed: bool,
 ) -> Out<'a, T> {
     Out {
         sink: &**sink,
         telemetry,
         logging,
         tenant,
+        managed,
     }
 }
 
@@ -115,6 +131,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 events::init_started(out, &self.function, phase);
             }
@@ -184,6 +201,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 events::invoke_started(out, &request_id, &self.function.version, trace, arn);
             }
@@ -225,6 +243,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 match spans {
                     // A streamed response: the same record, with its
@@ -256,6 +275,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 events::timed_out(out, &request_id, after);
             }
@@ -266,6 +286,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         &mut self.telemetry,
                         self.function.logging,
                         self.tenant.as_deref(),
+                        self.managed,
                     ),
                     message,
                     &fault,
@@ -290,6 +311,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let kill = signal == crate::lifecycle::Signal::Kill;
                 marks::tell(&*self.sink, &self.lc, proc, MarkKind::Signalled { kill });
                 self.host.signal(proc, signal);
+            }
+            Effect::DeliverShutdown {
+                id,
+                reason,
+                deadline_ms,
+            } if self.managed && !self.flush.done => {
+                // Managed Instances flush telemetry, up to 1 s, before
+                // SHUTDOWN goes out (RIE
+                // `internal/lambda-managed-instances/rapid/shutdown.go`).
+                if !self.flush.started {
+                    self.flush.started = true;
+                    self.flush.running = Some(self.telemetry.finish(super::FLUSH_BEFORE_SHUTDOWN));
+                }
+                self.flush.held.push((id, reason, deadline_ms));
             }
             Effect::DeliverShutdown {
                 id,
@@ -327,6 +362,18 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         }
     }
 
+    /// Managed Instances: telemetry is flushed; the held SHUTDOWNs go out.
+    pub(super) fn flushed(&mut self) {
+        self.flush.done = true;
+        for (id, reason, deadline_ms) in std::mem::take(&mut self.flush.held) {
+            self.apply_invoke_or_shutdown(Effect::DeliverShutdown {
+                id,
+                reason,
+                deadline_ms,
+            });
+        }
+    }
+
     fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
         self.inits += 1;
         events::init_done(
@@ -335,6 +382,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             ),
             duration,
             extensions,
@@ -357,6 +405,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             &mut self.telemetry,
             self.function.logging,
             self.tenant.as_deref(),
+            self.managed,
         );
         events::init_failed(out, phase, duration, fault, extensions);
     }
@@ -510,6 +559,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             ),
             &report,
             memory_mb,

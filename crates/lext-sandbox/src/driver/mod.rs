@@ -53,6 +53,11 @@ pub(crate) use queue::{Budget, Ticket};
 /// the next event comes first (docs/fidelity.md).
 pub(crate) const FREEZE_DELAY: Duration = Duration::from_millis(2);
 
+/// Managed Instances: how long the telemetry flush before SHUTDOWN may
+/// take (RIE `internal/lambda-managed-instances/rapid/shutdown.go` flushes
+/// telemetry, up to 1 s, before it sends SHUTDOWN).
+const FLUSH_BEFORE_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// How many API calls may wait for the driver before the router's senders
 /// wait too: back-pressure against a flood of requests.
 const API_QUEUE: usize = 1024;
@@ -322,6 +327,7 @@ impl Engine {
             },
             inits: 0,
             finishing: None,
+            flush: ShutdownFlush::default(),
             stop_requested: false,
             freeze_at: None,
             frozen: false,
@@ -427,6 +433,9 @@ struct Driver<H, T> {
     frozen: bool,
     /// The telemetry flush of a finished shutdown, awaited by the loop.
     finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Managed Instances: the telemetry flush that SHUTDOWN waits for, and
+    /// the SHUTDOWNs held until it is done (at most one per extension).
+    flush: ShutdownFlush,
     progress: watch::Sender<Progress>,
     /// The last progress sent on `progress`.
     published: Progress,
@@ -442,6 +451,27 @@ fn now() -> Now {
         // tokio's clock, so that tests with paused time drive deadlines.
         instant: tokio::time::Instant::now().into_std(),
         epoch_ms,
+    }
+}
+
+/// Managed Instances: SHUTDOWN goes out once telemetry is flushed.
+#[derive(Default)]
+struct ShutdownFlush {
+    /// The flush has started (once: Managed Instances never re-run Init).
+    started: bool,
+    /// The flush, while it runs.
+    running: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// It has ended (or was given up on).
+    done: bool,
+    /// SHUTDOWN events waiting for it.
+    held: Vec<(ExtensionId, lext_protocol::extensions::ShutdownReason, u64)>,
+}
+
+/// Awaits `future`, or forever without one.
+async fn until_done(future: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    match future {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -464,12 +494,21 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.feed(Input::Init);
         while !self.lc.is_stopped() {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
+            // Taken out for the select, so that the handlers may use `self`.
+            let mut flushing = self.flush.running.take();
             tokio::select! {
                 Some((input, reply)) = api_rx.recv() => self.api(input, reply),
                 Some(exit) = exit_rx.recv() => self.exited(exit),
                 msg = ctl_rx.recv() => self.control(msg),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
                 () = sleep_until(self.freeze_at) => self.freeze_now(),
+                () = until_done(&mut flushing) => {
+                    flushing = None;
+                    self.flushed();
+                }
+            }
+            if flushing.is_some() {
+                self.flush.running = flushing;
             }
             if let Some(finishing) = self.finishing.take() {
                 // Subscribers of the old environment get what is left
