@@ -318,6 +318,22 @@ status, _, body = call("PUT", "/2022-07-01/telemetry", json.dumps(old), {"Lambda
 print(f"[probe] telemetry 2022-12-13: {status} {json.loads(body)['errorType']}", flush=True)
 status, _, _ = call("PUT", "/2020-08-15/logs", json.dumps({"types": ["platform"], "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243"}}), {"Lambda-Extension-Identifier": ID})
 print(f"[probe] logs api: {status}", flush=True)
+# A subscription of its own, to see the Sequence-Id of each POST.
+import base64, hashlib, http.server, threading
+class Listener(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        print(f"[probe] Sequence-Id matches: {self.headers.get('Sequence-Id') == expected}", flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Listener)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+new = {"schemaVersion": "2025-01-29", "types": ["platform"], "buffering": {"timeoutMs": 25}, "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{server.server_port}"}}
+status, _, _ = call("PUT", "/2022-07-01/telemetry", json.dumps(new), {"Lambda-Extension-Identifier": ID})
+print(f"[probe] telemetry 2025-01-29: {status}", flush=True)
 status, _, body = call("GET", "/2020-01-01/extension/event/next", headers={"Lambda-Extension-Identifier": ID})
 print(f"[probe] {json.loads(body)['eventType']} {json.loads(body)['shutdownReason']}", flush=True)
 "#;
@@ -356,6 +372,9 @@ fn the_sdk_telemetry_example_gets_every_start_and_report() {
         "{dump}"
     );
     assert!(r.has("[probe] logs api: 404"), "{dump}");
+    assert!(r.has("[probe] telemetry 2025-01-29: 200"), "{dump}");
+    assert!(r.has("[probe] Sequence-Id matches: True"), "{dump}");
+    assert!(!r.has("[probe] Sequence-Id matches: False"), "{dump}");
     assert!(r.has("[probe] SHUTDOWN spindown"), "{dump}");
     let ids: Vec<String> = records(&r.stdout)
         .into_iter()

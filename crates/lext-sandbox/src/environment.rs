@@ -493,7 +493,13 @@ impl Environment {
             sinks.push(Arc::new(tails.clone()));
         }
         let sink: Arc<dyn Sink> = Arc::new(Fanout::new(sinks));
-        let hub = Hub::new(HubConfig::default(), sink.clone());
+        let hub = Hub::new(
+            HubConfig {
+                sequence_id: self.function.managed_instances.is_some(),
+                ..HubConfig::default()
+            },
+            sink.clone(),
+        );
         let lines = output_lines(
             hub.clone(),
             sink.clone(),
