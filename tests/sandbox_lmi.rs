@@ -219,6 +219,24 @@ fn lambda_runtime_workers_serve_concurrent_invokes() {
         .find(|l| l.contains(r#""type":"platform.report""#) && l.contains(r#""requestId":"slow""#))
         .unwrap();
     assert!(timeout.contains(r#""status":"timeout""#), "{timeout}");
+    // Managed Instances' report: spans for an answered invoke, none for
+    // a timeout, and no per-invoke billing.
+    assert!(!timeout.contains(r#""spans""#), "{timeout}");
+    let answered = logs
+        .lines()
+        .find(|l| {
+            l.contains(r#""type":"platform.report""#) && l.contains(r#""requestId":"held-0""#)
+        })
+        .unwrap();
+    assert!(
+        answered.contains(r#""spans":[{"durationMs":"#),
+        "{answered}"
+    );
+    assert!(
+        answered.contains(r#""name":"responseLatency""#),
+        "{answered}"
+    );
+    assert!(!answered.contains("billedDurationMs"), "{answered}");
     // Function lines carry their request id (JSON logging).
     assert!(
         logs.contains(r#"{"level":"INFO","message":"handling","requestId":"held-5"}"#),

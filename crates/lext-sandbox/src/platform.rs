@@ -200,6 +200,36 @@ pub(crate) fn streamed_runtime_done(mut record: Record, spans: &ResponseSpans) -
     record
 }
 
+/// A `platform.report` in Managed Instances' shape (RIE
+/// `internal/lambda-managed-instances/invoke/metrics.go`,
+/// `SendInvokeFinishedEvent`): `metrics` holds `durationMs` alone (an
+/// instance, not an invoke, is billed), and an answered invoke has the
+/// spans `responseLatency` (from the event's release to the response,
+/// which arrives whole) and `responseDuration` (0 ms); one with no answer
+/// (a timeout) has none. `now` is the end of the invoke.
+pub(crate) fn managed_report(report: &mut tel::Report, now: std::time::SystemTime) {
+    report.metrics.billed_duration_ms = None;
+    report.metrics.memory_size_mb = None;
+    report.metrics.max_memory_used_mb = None;
+    if report.status == Status::Timeout {
+        return;
+    }
+    let latency = Duration::from_secs_f64(report.metrics.duration_ms.max(0.0) / 1000.0);
+    let released = now.checked_sub(latency).unwrap_or(now);
+    report.spans = Some(vec![
+        tel::Span {
+            name: "responseLatency".to_owned(),
+            start: logline::iso8601_ms(released),
+            duration_ms: report.metrics.duration_ms,
+        },
+        tel::Span {
+            name: "responseDuration".to_owned(),
+            start: logline::iso8601_ms(now),
+            duration_ms: 0.0,
+        },
+    ]);
+}
+
 /// `platform.report`.
 pub(crate) fn report(
     report: &Report,
@@ -242,4 +272,40 @@ pub(crate) fn end(request_id: &str) -> Record {
 /// `platform.fault` (Logs API only): one line of text.
 pub(crate) fn fault(text: String) -> Record {
     Record::Fault(LogRecord::Text(text))
+}
+
+#[cfg(test)]
+mod managed_tests {
+    use super::*;
+
+    #[test]
+    fn a_managed_report_has_spans_and_duration_alone() {
+        let answered = Report {
+            request_id: "r".into(),
+            duration: Duration::from_millis(12),
+            init_duration: None,
+            fault: None,
+        };
+        let Record::Report(mut record) = report(&answered, 128, 20, None) else {
+            panic!("not a report")
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(1_000);
+        managed_report(&mut record, now);
+        assert_eq!(record.metrics.billed_duration_ms, None);
+        assert_eq!(record.metrics.max_memory_used_mb, None);
+        let spans = record.spans.unwrap();
+        assert_eq!(spans[0].name, "responseLatency");
+        assert_eq!(spans[0].start, "1970-01-01T00:00:00.988Z");
+        assert_eq!(spans[0].duration_ms, 12.0);
+        assert_eq!(spans[1].name, "responseDuration");
+        let timed_out = Report {
+            fault: Some(Fault::Timeout),
+            ..answered
+        };
+        let Record::Report(mut record) = report(&timed_out, 128, 20, None) else {
+            panic!("not a report")
+        };
+        managed_report(&mut record, now);
+        assert_eq!(record.spans, None);
+    }
 }

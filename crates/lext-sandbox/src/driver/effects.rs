@@ -71,6 +71,7 @@ impl<T: Telemetry> Emit for Out<'_, T> {
                 Record::InitReport(r) => {
                     r.initialization_type = InitializationType::LambdaManagedInstances;
                 }
+                Record::Report(r) => crate::platform::managed_report(r, SystemTime::now()),
                 _ => {}
             }
         }
