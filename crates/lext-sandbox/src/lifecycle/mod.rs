@@ -57,6 +57,9 @@
 //!   `impl Lifecycle` block: Init and the calls only Init accepts; the
 //!   invoke and the Runtime API calls it answers; fatal errors, timeouts
 //!   and process exits; the shutdown sequence and its timers.
+//! - `lmi`: Lambda Managed Instances (runtime workers, concurrent invokes,
+//!   per-invoke timeouts), fed first when the environment is one; what it
+//!   does not handle falls through to the rules above.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
