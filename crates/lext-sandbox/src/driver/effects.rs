@@ -521,9 +521,16 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Outcome::FunctionError { body } => InvokeResult::FunctionError { body },
             Outcome::Rejected { error_type } => {
-                // Never run: its caller is told, and it is forgotten.
-                if let Some(reply) = self.current.take().and_then(|c| c.reply) {
-                    let _ = reply.send(Answer::Rejected(error_type));
+                // Never run: its caller is told, and it is forgotten. An
+                // `Event` invoke has no caller left to tell (it had its
+                // 202): it is reported here.
+                match self.current.take().and_then(|c| c.reply) {
+                    Some(reply) => {
+                        let _ = reply.send(Answer::Rejected(error_type));
+                    }
+                    None => tracing::warn!(
+                        "Event invoke {request_id} was dropped, rejected with {error_type}"
+                    ),
                 }
                 return;
             }
