@@ -492,6 +492,9 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         stop_server: oneshot::Sender<()>,
     ) -> Summary {
         self.feed(Input::Init);
+        // Init may already be over (failed, and its reset done, when no
+        // process could be started): say so before waiting for anything.
+        self.publish();
         while !self.lc.is_stopped() {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
             // Taken out for the select, so that the handlers may use `self`.
