@@ -445,3 +445,44 @@ fn shutdown_gives_the_runtime_600_ms_and_extensions_a_2_s_deadline() {
     assert!(r.has("[stubborn] SHUTDOWN spindown in"), "{dump}");
     s.assert_no_process_left(&["stubborn", "runtime.py"]);
 }
+
+#[test]
+fn a_runtime_crash_fails_its_invoke_and_shuts_down_for_good() {
+    let s = Scene::new();
+    let ext = s.extension("watcher", "shutdown-only-ok");
+    let runtime = s.runtime("crash-invoke");
+    let r = s.lext(&[
+        "--managed-instances",
+        "--extension",
+        &ext.display().to_string(),
+        "--function",
+        &runtime,
+        "--invoke",
+        "2",
+    ]);
+    let dump = r.dump();
+    assert!(!r.output.status.success(), "{dump}");
+    assert!(
+        r.stderr.contains("lext: invoke 1: Runtime.ExitError"),
+        "{dump}"
+    );
+    // No re-init: the second invoke never runs.
+    assert!(!r.stderr.contains("lext: invoke 2"), "{dump}");
+    assert_eq!(
+        r.stdout.matches(r#""type":"platform.start""#).count(),
+        1,
+        "{dump}"
+    );
+    let report = r
+        .lines()
+        .into_iter()
+        .find(|l| l.contains(r#""type":"platform.report""#))
+        .unwrap_or_else(|| panic!("no report\n{dump}"));
+    assert!(
+        report.contains(r#""errorType":"Runtime.ExitError""#),
+        "{report}"
+    );
+    // The only reasons are spindown and failure.
+    assert!(r.has("[watcher] SHUTDOWN failure in"), "{dump}");
+    s.assert_no_process_left(&["watcher", "runtime.py"]);
+}
