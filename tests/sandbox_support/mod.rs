@@ -129,15 +129,19 @@ impl Scene {
 
     /// A Python external extension. `mode` picks its misbehaviour:
     /// `ok`, `crash-init`, `init-error`, `crash-invoke`, `exit-error`,
-    /// `never-next`, `crash-shutdown`, `ignore-shutdown`.
+    /// `never-next`, `crash-shutdown`, `ignore-shutdown`; prefixed with
+    /// `shutdown-only-` (`shutdown-only-ok`, ...) it registers for SHUTDOWN
+    /// alone, as Lambda Managed Instances require.
     pub(crate) fn extension(&self, name: &str, mode: &str) -> PathBuf {
         let body = format!(
             r#"#!/usr/bin/env python3
 {PY_PRELUDE}
 MODE = "{mode}"
+EVENTS = ["SHUTDOWN"] if MODE.startswith("shutdown-only-") else ["INVOKE", "SHUTDOWN"]
+MODE = MODE.removeprefix("shutdown-only-")
 if MODE == "ignore-shutdown":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-status, h, body = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": ["INVOKE", "SHUTDOWN"]}}), {{"Lambda-Extension-Name": NAME}})
+status, h, body = call("POST", "/2020-01-01/extension/register", json.dumps({{"events": EVENTS}}), {{"Lambda-Extension-Name": NAME}})
 assert status == 200, (status, body)
 ID = h["lambda-extension-identifier"]
 say("registered")
@@ -181,7 +185,7 @@ while True:
     }
 
     /// A Python function runtime. `mode`: `echo`, `crash-invoke`, `sleep`,
-    /// `init-error`, `error`.
+    /// `init-error`, `error`, `ignore-term` (an echo that ignores SIGTERM).
     pub(crate) fn runtime(&self, mode: &str) -> String {
         let body = format!(
             r#"#!/usr/bin/env python3
@@ -206,6 +210,8 @@ if MODE == "internal":
         say("SIGTERM")
         os._exit(0)
     signal.signal(signal.SIGTERM, on_term)
+if MODE == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while True:
     status, h, body = call("GET", "/2018-06-01/runtime/invocation/next")
     rid = h["lambda-runtime-aws-request-id"]

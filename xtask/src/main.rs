@@ -14,6 +14,9 @@
 //! - `bench_function`: `bench-function`, the figures of issue 8: warm
 //!   invokes beside a cold start in a new environment, and streaming
 //!   throughput against the loopback (BENCHMARKS.md).
+//! - `bench_lmi`: `bench-lmi`, the figures of issue 11: Lambda Managed
+//!   Instances' concurrent throughput and added latency against the
+//!   on-demand environment of the same build (BENCHMARKS.md).
 //! - `peers/lambda-simulator-bench`: its reference, the crates.io
 //!   `lambda-simulator` (a separate workspace, built only on request).
 
@@ -22,6 +25,7 @@
 mod api;
 mod bench;
 mod bench_function;
+mod bench_lmi;
 mod bench_sandbox;
 mod cargo;
 mod sandbox;
@@ -68,6 +72,13 @@ tasks:
       rounds (default 5). Then M MiB (default 200) streamed through
       InvokeWithResponseStream with --no-stream-rate-limit, against one
       loopback TCP transfer of the same bytes.
+  bench-lmi [--invokes N] [--warmup W] [--sleep-ms MS] [--no-build] [--lext PATH]
+      `lext run --serve --managed-instances` with rust-example-extension and
+      a std-only worker-pool runtime: 16 workers and 16 callers with a
+      handler sleeping MS ms (default 10), then 8 and 8 with a no-op
+      handler, each caller N invokes (default 1000) after W (100); side by
+      side with one sequential caller of the on-demand environment: invokes/s,
+      p50, p99, p99 added latency, rejected attempts (Runtime.Unavailable).
 ";
 
 fn main() -> ExitCode {
@@ -77,6 +88,8 @@ fn main() -> ExitCode {
         Some("bench-sandbox") => bench_sandbox::main(&args[1..]),
         Some("bench-function") => bench_function::main(&args[1..]),
         Some("__function-runtime") => bench_function::runtime(&args[1..]),
+        Some("bench-lmi") => bench_lmi::main(&args[1..]),
+        Some("__lmi-runtime") => bench_lmi::runtime(&args[1..]),
         // Helper roles of bench-sandbox, run by `lext run` (not for users).
         Some("__sandbox-log-runtime") => sandbox::telemetry::log_runtime(&args[1..]),
         Some("__sandbox-telemetry-subscriber") => sandbox::telemetry::subscriber(&args[1..]),

@@ -137,6 +137,15 @@ pub mod error_type {
     // --- Platform error types (telemetry `errorType`, REPORT `Error Type`) ---
     /// The runtime process exited.
     pub const RUNTIME_EXIT_ERROR: &str = "Runtime.ExitError";
+    /// Lambda Managed Instances: an invoke found no idle runtime worker
+    /// (RIE `internal/lambda-managed-instances/rapid/model/client_error.go`).
+    pub const RUNTIME_UNAVAILABLE: &str = "Runtime.Unavailable";
+    /// Lambda Managed Instances: an invoke reused the id of one still
+    /// running (same file).
+    pub const DUPLICATED_INVOKE_ID: &str = "Client.DuplicatedInvokeId";
+    /// Lambda Managed Instances: an invoke arrived while the environment
+    /// was shutting down (same file).
+    pub const EXECUTION_ENVIRONMENT_SHUT_DOWN: &str = "Client.ExecutionEnvironmentShutDown";
     /// The runtime ran out of memory.
     pub const RUNTIME_OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
     /// A runtime error type that fails sanitising.

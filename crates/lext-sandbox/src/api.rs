@@ -86,9 +86,17 @@ pub(crate) enum ApiReply {
 pub(crate) type ApiCall = (Input, oneshot::Sender<ApiReply>);
 
 /// Builds the router of the Runtime, Extensions, Telemetry and Logs APIs.
-/// Requests go to `driver`.
-pub(crate) fn router(driver: mpsc::Sender<ApiCall>) -> Router {
-    Router::new()
+/// Requests go to `driver`. Without `logs_api` (Lambda Managed Instances)
+/// the Logs API path is not served: it answers 404, as in RIE's Managed
+/// Instances core (`internal/lambda-managed-instances/rapi/router.go` has
+/// no logs route).
+pub(crate) fn router(driver: mpsc::Sender<ApiCall>, logs_api: bool) -> Router {
+    let router = Router::new();
+    let router = match logs_api {
+        true => router.route(lext_protocol::telemetry::LOGS_PATH, put(logs_subscribe)),
+        false => router,
+    };
+    router
         .route(ext::REGISTER_PATH, post(register))
         .route(ext::NEXT_EVENT_PATH, get(extension_next))
         .route(ext::INIT_ERROR_PATH, post(extension_init_error))
@@ -97,7 +105,6 @@ pub(crate) fn router(driver: mpsc::Sender<ApiCall>) -> Router {
             lext_protocol::telemetry::TELEMETRY_PATH,
             put(telemetry_subscribe),
         )
-        .route(lext_protocol::telemetry::LOGS_PATH, put(logs_subscribe))
         .route(rt::NEXT_INVOCATION_PATH, get(runtime_next))
         .route(
             "/2018-06-01/runtime/invocation/{request_id}/response",

@@ -30,6 +30,12 @@ pub struct FunctionConfig {
     pub runtime_version: Option<String>,
     /// Log format and levels (Lambda's advanced logging controls).
     pub logging: Logging,
+    /// Lambda Managed Instances with this many runtime workers at most
+    /// (`AWS_LAMBDA_MAX_CONCURRENCY`); `None` (the default) for an
+    /// on-demand function. Set it with
+    /// [`Environment::managed_instances`](crate::Environment::managed_instances),
+    /// which also forces JSON logging.
+    pub managed_instances: Option<u32>,
 }
 
 /// A function's log format (AWS: Configuring advanced logging controls for
@@ -143,6 +149,7 @@ impl Default for FunctionConfig {
             init_timeout: Duration::from_secs(10),
             runtime_version: Some(DEFAULT_RUNTIME_VERSION.to_owned()),
             logging: Logging::default(),
+            managed_instances: None,
         }
     }
 }

@@ -104,6 +104,10 @@ pub(crate) struct EnvConfig {
     /// `AWS_LAMBDA_LOG_LEVEL` (the application log level), for the runtime
     /// and the extensions.
     pub logging: crate::config::Logging,
+    /// Lambda Managed Instances with this many runtime workers: the
+    /// initialization type is `lambda-managed-instances` for everyone, and
+    /// the runtime alone gets `AWS_LAMBDA_MAX_CONCURRENCY`.
+    pub managed_instances: Option<u32>,
     /// The user's variables (`--env KEY=VALUE`), in the order given. They
     /// override the unreserved defaults; see [`validate_user_env`] for the
     /// reserved ones.
@@ -126,6 +130,7 @@ impl EnvConfig {
             task_root: DEFAULT_TASK_ROOT.to_owned(),
             runtime_dir: DEFAULT_RUNTIME_DIR.to_owned(),
             logging: crate::config::Logging::default(),
+            managed_instances: None,
             user: Vec::new(),
         }
     }
@@ -207,7 +212,12 @@ pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
         ),
         (
             names::AWS_LAMBDA_INITIALIZATION_TYPE,
-            INITIALIZATION_TYPE_ON_DEMAND.to_owned(),
+            match config.managed_instances {
+                // RIE `internal/lambda-managed-instances/rapidcore/env/environment.go`.
+                Some(_) => names::INITIALIZATION_TYPE_MANAGED_INSTANCES,
+                None => INITIALIZATION_TYPE_ON_DEMAND,
+            }
+            .to_owned(),
         ),
         (names::AWS_LAMBDA_LOG_GROUP_NAME, config.log_group_name()),
         (
@@ -251,6 +261,11 @@ pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
             config.logging.application_level.as_str().to_owned(),
         ));
     }
+    // The number of workers a Managed Instances runtime starts (AWS: LMI
+    // runtimes); runtime-only, `extension_env` drops it.
+    if let Some(n) = config.managed_instances {
+        platform.push((names::AWS_LAMBDA_MAX_CONCURRENCY, n.to_string()));
+    }
     let mut vars: Vec<(String, String)> = platform
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -273,9 +288,13 @@ pub(crate) fn runtime_env(config: &EnvConfig) -> Vec<(String, String)> {
 /// documentation. User variables with those names are hidden too, since the
 /// rule is by name.
 pub(crate) fn extension_env(config: &EnvConfig) -> Vec<(String, String)> {
+    // `AWS_LAMBDA_MAX_CONCURRENCY` is the runtime's alone (RIE
+    // `internal/lambda-managed-instances/rapidcore/env/environment.go`).
     runtime_env(config)
         .into_iter()
-        .filter(|(key, _)| names::visible_to_extensions(key))
+        .filter(|(key, _)| {
+            names::visible_to_extensions(key) && key != names::AWS_LAMBDA_MAX_CONCURRENCY
+        })
         .collect()
 }
 
@@ -321,6 +340,7 @@ mod tests {
             task_root: DEFAULT_TASK_ROOT.into(),
             runtime_dir: DEFAULT_RUNTIME_DIR.into(),
             logging: crate::config::Logging::default(),
+            managed_instances: None,
             user: vec![],
         }
     }
@@ -379,6 +399,26 @@ mod tests {
             assert_eq!(get(&vars, "AWS_LAMBDA_LOG_LEVEL"), Some("DEBUG"));
         }
         assert_eq!(get(&runtime_env(&config()), "AWS_LAMBDA_LOG_LEVEL"), None);
+    }
+
+    #[test]
+    fn managed_instances_set_the_type_for_all_and_the_concurrency_for_the_runtime() {
+        let mut c = config();
+        c.managed_instances = Some(8);
+        let runtime = runtime_env(&c);
+        let extension = extension_env(&c);
+        for vars in [&runtime, &extension] {
+            assert_eq!(
+                get(vars, "AWS_LAMBDA_INITIALIZATION_TYPE"),
+                Some("lambda-managed-instances")
+            );
+        }
+        assert_eq!(get(&runtime, "AWS_LAMBDA_MAX_CONCURRENCY"), Some("8"));
+        assert_eq!(get(&extension, "AWS_LAMBDA_MAX_CONCURRENCY"), None);
+        assert_eq!(
+            get(&runtime_env(&config()), "AWS_LAMBDA_MAX_CONCURRENCY"),
+            None
+        );
     }
 
     #[test]

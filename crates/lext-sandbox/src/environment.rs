@@ -89,6 +89,8 @@ pub struct Environment {
     ephemeral_storage_mb: u32,
     user: Option<(u32, u32)>,
     sinks: Vec<Arc<dyn Sink>>,
+    /// [`Environment::managed_instances`].
+    managed: Option<u32>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -199,6 +201,16 @@ pub enum EnvironmentError {
         /// Whether the function has tenant isolation.
         isolated: bool,
     },
+    /// Lambda Managed Instances: the invoke was rejected at once (HTTP 400
+    /// through the Invoke API): `Runtime.Unavailable` when no runtime
+    /// worker was idle, `Client.DuplicatedInvokeId` when its request id is
+    /// one still running, `Client.ExecutionEnvironmentShutDown` while
+    /// shutting down.
+    #[error("the invoke was rejected: {error_type}")]
+    Rejected {
+        /// The `errorType`.
+        error_type: &'static str,
+    },
     /// A new environment of a [`Function`](crate::Function) could not
     /// start.
     #[error("a new execution environment could not start: {message}")]
@@ -241,6 +253,7 @@ impl Environment {
             function: FunctionConfig::default(),
             env: Vec::new(),
             freeze: true,
+            managed: None,
             api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             invoke_api: None,
             queue: QueueLimit::default(),
@@ -306,6 +319,21 @@ impl Environment {
     /// [`start`](Self::start), as Lambda refuses them.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs the environment as Lambda Managed Instances do, with at most
+    /// `max_concurrency` runtime workers (at least 1): Init runs at once
+    /// (up to max(130 s, the function timeout)), invokes run concurrently
+    /// on the workers that wait in `/next` and are rejected with
+    /// `Runtime.Unavailable` when none does, each has its own timeout,
+    /// nothing is frozen, extensions may register for SHUTDOWN only,
+    /// Telemetry subscriptions must use schema `2025-01-29`, there is no
+    /// Logs API, and logs are JSON. The runtime sees
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`; everyone sees
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`.
+    pub fn managed_instances(mut self, max_concurrency: u32) -> Self {
+        self.managed = Some(max_concurrency.max(1));
         self
     }
 
@@ -409,7 +437,7 @@ impl Environment {
     /// [`RunningEnvironment::ready`] for the end of Init.
     ///
     /// Must be called within a tokio runtime with I/O and time enabled.
-    pub async fn start(self) -> Result<RunningEnvironment, EnvironmentError> {
+    pub async fn start(mut self) -> Result<RunningEnvironment, EnvironmentError> {
         env::validate_user_env(&self.env)?;
         let mb = self.ephemeral_storage_mb;
         if !(crate::tmp::MIN_MB..=crate::tmp::MAX_MB).contains(&mb) {
@@ -419,6 +447,16 @@ impl Environment {
             if !rustix::process::geteuid().is_root() {
                 return Err(EnvironmentError::User { uid, gid });
             }
+        }
+        if let Some(n) = self.managed {
+            self.function.managed_instances = Some(n);
+        }
+        if self.function.managed_instances.is_some() {
+            // "Lambda Managed Instances only support JSON log format" (AWS:
+            // LMI runtimes), and nothing is frozen (AWS: LMI execution
+            // environment).
+            self.function.logging.format = crate::config::LogFormat::Json;
+            self.freeze = false;
         }
         let state = StateDir(crate::state::create().map_err(EnvironmentError::TempDir)?);
         if self.user.is_some() {
@@ -523,6 +561,7 @@ impl Environment {
         env.region = self.function.region.clone();
         env.memory_mb = self.function.memory_mb;
         env.logging = self.function.logging;
+        env.managed_instances = self.function.managed_instances;
         if let (false, Some(code)) = (in_task, &code) {
             env.task_root = code.display().to_string();
         }
@@ -545,7 +584,13 @@ impl Environment {
             sinks.push(Arc::new(tails.clone()));
         }
         let sink: Arc<dyn Sink> = Arc::new(Fanout::new(sinks));
-        let hub = Hub::new(HubConfig::default(), sink.clone());
+        let hub = Hub::new(
+            HubConfig {
+                sequence_id: self.function.managed_instances.is_some(),
+                ..HubConfig::default()
+            },
+            sink.clone(),
+        );
         let lines = output_lines(
             hub.clone(),
             sink.clone(),
@@ -1001,6 +1046,7 @@ impl From<NotRun> for EnvironmentError {
                 message: message.to_string(),
             },
             NotRun::Tenant { isolated } => EnvironmentError::Tenant { isolated },
+            NotRun::Rejected(error_type) => EnvironmentError::Rejected { error_type },
         }
     }
 }
@@ -1052,7 +1098,9 @@ impl EnvironmentHandle {
     /// Waits until nothing runs and nothing waits: no Init, invoke or
     /// shutdown, and no invoke queued. After an invoke returns, its `END`,
     /// `REPORT` and `platform.report` come when every extension is done
-    /// with it; after `idle`, they have been emitted.
+    /// with it; after `idle`, they have been emitted. Under Managed
+    /// Instances: no invoke in flight and a runtime worker waits in
+    /// `/next` (so that the next invoke is not rejected).
     pub async fn idle(&self) {
         self.inner.wait_for(|p| p.quiet || p.stopped).await;
     }

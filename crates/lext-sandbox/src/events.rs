@@ -101,9 +101,10 @@ pub(crate) fn invoke_started(
     request_id: &str,
     version: &str,
     trace: Option<String>,
+    function_arn: Option<String>,
 ) {
     out.line(logline::start(request_id, version));
-    out.record(platform::start(request_id, version, trace));
+    out.record(platform::start(request_id, version, trace, function_arn));
 }
 
 /// The runtime's part of an invoke is over: `platform.runtimeDone` (no

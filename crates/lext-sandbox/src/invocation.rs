@@ -18,6 +18,11 @@ pub struct InvokeRequest {
     /// environments. An [`Environment`](crate::Environment) ignores it: its
     /// tenant is its own ([`Environment::tenant`](crate::Environment::tenant)).
     pub tenant_id: Option<String>,
+    /// `X-Amzn-RequestId`: under Lambda Managed Instances the caller's
+    /// request id becomes the invoke id (a second invoke with the id of one
+    /// still running is rejected with `Client.DuplicatedInvokeId`).
+    /// On-demand environments ignore it and make their own.
+    pub request_id: Option<String>,
 }
 
 impl InvokeRequest {

@@ -275,12 +275,32 @@ fn not_run(why: NotRun) -> Response {
             too_many_requests("ReservedFunctionConcurrentInvocationLimitExceeded")
         }
         NotRun::Tenant { .. } => tenant_refused(),
+        NotRun::Rejected(error_type) => rejected(error_type),
         NotRun::Failed(message) => service_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
             &format!("a new execution environment could not start: {message}"),
         ),
     }
+}
+
+/// A Managed Instances invoke rejected at once (no idle worker, a
+/// duplicated id): 400, `Error-Type`, and `{"errorType"}` with no message,
+/// as RIE's Managed Instances core writes it (RIE
+/// `internal/lambda-managed-instances/aws-lambda-rie/internal/invoke/responder.go`,
+/// `rapid/model/error_types.go`: `errorMessage` is omitted when empty).
+fn rejected(error_type: &str) -> Response {
+    let body = serde_json::json!({ "errorType": error_type }).to_string();
+    let mut r = (StatusCode::BAD_REQUEST, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        h.insert("Error-Type", v);
+    }
+    r
 }
 
 /// Lambda's throttling answer (AWS: Lambda API Reference, Invoke, "Errors":
@@ -388,6 +408,7 @@ async fn check(
         trace_id: text(inv::HEADER_TRACE_ID),
         client_context: text(inv::HEADER_CLIENT_CONTEXT).and_then(|b64| decode_base64(&b64)),
         tenant_id,
+        request_id: text(inv::HEADER_REQUEST_ID).filter(|id| !id.is_empty()),
     };
     Ok(Checked {
         kind,
@@ -527,6 +548,7 @@ async fn invoke_with_response_stream(
     let request_id = match &answer {
         Answer::Whole(r) => r.request_id.clone(),
         Answer::Stream(s) => s.request_id.clone(),
+        Answer::Rejected(error_type) => return rejected(error_type),
     };
     let (tx, rx) = tokio::sync::mpsc::channel(MESSAGES_IN_FLIGHT);
     tokio::spawn(pump(ctx.clone(), answer, tail, tx));
@@ -571,6 +593,8 @@ async fn pump(ctx: Ctx, answer: Answer, tail: bool, tx: tokio::sync::mpsc::Sende
             };
             (reply.request_id, error)
         }
+        // Answered with its 400 before the stream began.
+        Answer::Rejected(_) => return,
         Answer::Stream(mut streamed) => {
             let error = loop {
                 match streamed.next().await {

@@ -89,7 +89,8 @@
 //! - `config`, `invocation`, `sink`: the leaf vocabulary of the face.
 //! - `lifecycle`: the pure state machine (`transition(input, now) ->
 //!   effects | refusal`) with every rule of Init, Invoke and Shutdown, and
-//!   its typed refusals.
+//!   its typed refusals; on-demand, and Lambda Managed Instances
+//!   ([`Environment::managed_instances`]).
 //! - `driver`: the one task that owns the lifecycle, feeds it API calls,
 //!   invokes, process exits and deadlines, and carries out its effects.
 //! - `ports`: the traits the driver needs from the host and from

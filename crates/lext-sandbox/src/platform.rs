@@ -31,9 +31,13 @@ fn ms(d: Duration) -> f64 {
 /// `platform.initStart`.
 pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
     Record::InitStart(tel::InitStart {
-        // Every local environment is created on demand: there is no
-        // provisioned concurrency or SnapStart to emulate.
-        initialization_type: InitializationType::OnDemand,
+        // A local environment is created on demand, or as Managed
+        // Instances: there is no provisioned concurrency or SnapStart to
+        // emulate.
+        initialization_type: match function.managed_instances {
+            Some(_) => InitializationType::LambdaManagedInstances,
+            None => InitializationType::OnDemand,
+        },
         phase,
         runtime_version: function.runtime_version.clone(),
         runtime_version_arn: function.runtime_version_arn(),
@@ -41,11 +45,22 @@ pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
         // Telemetry API reference", `platform.initStart`).
         function_name: Some(function.name.clone()),
         function_version: Some(function.version.clone()),
-        instance_id: None,
+        // Managed Instances name the instance (RIE
+        // `internal/lambda-managed-instances/interop/events_api.go`); one
+        // id per process of lext, in EC2's shape.
+        instance_id: function.managed_instances.map(|_| instance_id()),
         instance_max_memory: Some(u64::from(function.memory_mb) * 1024 * 1024),
         tracing: None,
         extra: Default::default(),
     })
+}
+
+/// An EC2-shaped instance id (`i-` and 17 hex digits), the same for every
+/// environment of this process.
+fn instance_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("i-{}", crate::ids::hex(17)))
+        .clone()
 }
 
 /// End of a successful Init: `initRuntimeDone`, `platform.extension` × N,
@@ -115,11 +130,18 @@ fn trace_context(trace: Option<String>) -> Option<tel::TraceContext> {
 }
 
 /// `platform.start`.
-pub(crate) fn start(request_id: &str, version: &str, trace: Option<String>) -> Record {
+pub(crate) fn start(
+    request_id: &str,
+    version: &str,
+    trace: Option<String>,
+    function_arn: Option<String>,
+) -> Record {
     Record::Start(tel::Start {
         request_id: request_id.to_owned(),
         version: Some(version.to_owned()),
-        function_arn: None,
+        // Managed Instances only (RIE
+        // `internal/lambda-managed-instances/interop/events_api.go`).
+        function_arn,
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
@@ -178,6 +200,36 @@ pub(crate) fn streamed_runtime_done(mut record: Record, spans: &ResponseSpans) -
     record
 }
 
+/// A `platform.report` in Managed Instances' shape (RIE
+/// `internal/lambda-managed-instances/invoke/metrics.go`,
+/// `SendInvokeFinishedEvent`): `metrics` holds `durationMs` alone (an
+/// instance, not an invoke, is billed), and an answered invoke has the
+/// spans `responseLatency` (from the event's release to the response,
+/// which arrives whole) and `responseDuration` (0 ms); one with no answer
+/// (a timeout) has none. `now` is the end of the invoke.
+pub(crate) fn managed_report(report: &mut tel::Report, now: std::time::SystemTime) {
+    report.metrics.billed_duration_ms = None;
+    report.metrics.memory_size_mb = None;
+    report.metrics.max_memory_used_mb = None;
+    if report.status == Status::Timeout {
+        return;
+    }
+    let latency = Duration::from_secs_f64(report.metrics.duration_ms.max(0.0) / 1000.0);
+    let released = now.checked_sub(latency).unwrap_or(now);
+    report.spans = Some(vec![
+        tel::Span {
+            name: "responseLatency".to_owned(),
+            start: logline::iso8601_ms(released),
+            duration_ms: report.metrics.duration_ms,
+        },
+        tel::Span {
+            name: "responseDuration".to_owned(),
+            start: logline::iso8601_ms(now),
+            duration_ms: 0.0,
+        },
+    ]);
+}
+
 /// `platform.report`.
 pub(crate) fn report(
     report: &Report,
@@ -220,4 +272,40 @@ pub(crate) fn end(request_id: &str) -> Record {
 /// `platform.fault` (Logs API only): one line of text.
 pub(crate) fn fault(text: String) -> Record {
     Record::Fault(LogRecord::Text(text))
+}
+
+#[cfg(test)]
+mod managed_tests {
+    use super::*;
+
+    #[test]
+    fn a_managed_report_has_spans_and_duration_alone() {
+        let answered = Report {
+            request_id: "r".into(),
+            duration: Duration::from_millis(12),
+            init_duration: None,
+            fault: None,
+        };
+        let Record::Report(mut record) = report(&answered, 128, 20, None) else {
+            panic!("not a report")
+        };
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(1_000);
+        managed_report(&mut record, now);
+        assert_eq!(record.metrics.billed_duration_ms, None);
+        assert_eq!(record.metrics.max_memory_used_mb, None);
+        let spans = record.spans.unwrap();
+        assert_eq!(spans[0].name, "responseLatency");
+        assert_eq!(spans[0].start, "1970-01-01T00:00:00.988Z");
+        assert_eq!(spans[0].duration_ms, 12.0);
+        assert_eq!(spans[1].name, "responseDuration");
+        let timed_out = Report {
+            fault: Some(Fault::Timeout),
+            ..answered
+        };
+        let Record::Report(mut record) = report(&timed_out, 128, 20, None) else {
+            panic!("not a report")
+        };
+        managed_report(&mut record, now);
+        assert_eq!(record.spans, None);
+    }
 }

@@ -216,6 +216,9 @@ pub(crate) enum Answer {
     Whole(InvokeResponse),
     /// A streamed response, still coming.
     Stream(Streamed),
+    /// Managed Instances: the invoke was rejected at once, with this
+    /// `errorType`.
+    Rejected(&'static str),
 }
 
 impl Streamed {

@@ -483,3 +483,53 @@ async fn a_function_whose_new_environment_cannot_start_fails_that_invoke_only() 
     assert_eq!(summary.environments, 1);
     assert_eq!(summary.invokes, 2);
 }
+
+#[tokio::test]
+async fn managed_instances_from_the_front_door() {
+    let capture = Capture::new();
+    let env = Environment::new()
+        .managed_instances(4)
+        .sink(capture.clone())
+        .start()
+        .await
+        .unwrap();
+    env.ready().await.unwrap();
+    for n in 0..2 {
+        // One worker (the echo runtime's): wait until it is back in /next.
+        env.idle().await;
+        let response = env
+            .invoke(InvokeRequest {
+                request_id: Some(format!("mine-{n}")),
+                ..InvokeRequest::new(format!(r#"{{"n":{n}}}"#))
+            })
+            .await
+            .unwrap();
+        // The caller's request id is the invoke id.
+        assert_eq!(response.request_id, format!("mine-{n}"));
+        assert_eq!(response.payload(), format!(r#"{{"n":{n}}}"#));
+    }
+    env.idle().await;
+    let Record::InitStart(init) = &capture.records("platform.initStart")[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        init.initialization_type.as_str(),
+        "lambda-managed-instances"
+    );
+    assert!(init.instance_id.as_deref().unwrap().starts_with("i-"));
+    let starts = capture.records("platform.start");
+    assert_eq!(starts.len(), 2);
+    let Record::Start(start) = &starts[1] else {
+        unreachable!()
+    };
+    assert_eq!(start.request_id, "mine-1");
+    assert!(start.function_arn.is_some());
+    assert!(capture.records("platform.runtimeDone").is_empty());
+    // JSON logging is forced: no START/END/REPORT text lines.
+    assert!(!capture
+        .platform_lines()
+        .iter()
+        .any(|l| l.starts_with("START ")));
+    let summary = env.stop().await.unwrap();
+    assert_eq!(summary.invokes, 2);
+}

@@ -6,7 +6,8 @@
 //! `cargo build -p rust-telemetry-extension`), or against any Extensions API:
 //! `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001 rust-telemetry-extension`.
 //!
-//! It registers for INVOKE and SHUTDOWN, subscribes to `platform`,
+//! It registers for INVOKE and SHUTDOWN (SHUTDOWN alone on Lambda Managed
+//! Instances, the SDK's default there), subscribes to `platform`,
 //! `function` and `extension` events with the shortest buffering Lambda
 //! allows (25 ms, so batches arrive quickly), and prints one line per event:
 //!
@@ -48,8 +49,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use lext_extension::{
-    Buffering, Error, EventType, Extension, LogRecord, LogType, NextEvent, Record, RunEnd,
-    SubscribeOutcome, TelemetryBatch, TelemetryConfig, TelemetryEvent,
+    Buffering, Error, Extension, LogRecord, LogType, NextEvent, Record, RunEnd, SubscribeOutcome,
+    TelemetryBatch, TelemetryConfig, TelemetryEvent,
 };
 
 /// The shortest batching window Lambda accepts (milliseconds).
@@ -70,9 +71,9 @@ fn main() -> ExitCode {
     let mut printer = Printer::new(&name);
 
     printer.line("Registering...");
-    let builder = Extension::builder()
-        .name(name)
-        .events([EventType::Invoke, EventType::Shutdown]);
+    // The SDK's default events: INVOKE and SHUTDOWN, or SHUTDOWN alone on
+    // Lambda Managed Instances, which refuse INVOKE.
+    let builder = Extension::builder().name(name);
     let mut registered = match builder.register() {
         Ok(registered) => registered,
         Err(err) => return printer.fail(&err),
@@ -105,6 +106,8 @@ fn main() -> ExitCode {
 
     // The request id of the latest INVOKE, so that SHUTDOWN knows which
     // `platform.report` to wait for.
+    // (Managed Instances send no INVOKE: then the latest `platform.start`
+    // received whose `platform.report` has not come yet stands for it.)
     let mut last_invoke: Option<String> = None;
     let end = registered.run(|event| {
         if let NextEvent::Invoke(invoke) = event {
@@ -124,7 +127,8 @@ fn main() -> ExitCode {
                 shutdown.shutdown_reason
             ));
             let subscribed = matches!(telemetry.outcome(), SubscribeOutcome::Subscribed);
-            if let (true, Some(request_id)) = (subscribed, last_invoke) {
+            let last = last_invoke.or_else(|| printer.last_start.take());
+            if let (true, Some(request_id)) = (subscribed, last) {
                 // Until the deadline less the SDK's margin (300 ms), for
                 // the printing and the exit.
                 let arrived =
@@ -160,6 +164,9 @@ struct Printer {
     echo_start: String,
     /// Echoes of this extension's own telemetry lines, not printed again.
     echoes: u64,
+    /// The request id of the latest `platform.start` received, until its
+    /// `platform.report` comes.
+    last_start: Option<String>,
 }
 
 impl Printer {
@@ -168,6 +175,7 @@ impl Printer {
             prefix: format!("[{name}]"),
             echo_start: format!("[{name}] {TELEMETRY_TAG}"),
             echoes: 0,
+            last_start: None,
         }
     }
 
@@ -224,7 +232,10 @@ impl Printer {
         let kind = event.record.event_type();
         Some(match &event.record {
             Record::InitStart(init) => format!("{kind} phase={}", init.phase),
-            Record::Start(start) => format!("{kind} requestId={}", start.request_id),
+            Record::Start(start) => {
+                self.last_start = Some(start.request_id.clone());
+                format!("{kind} requestId={}", start.request_id)
+            }
             Record::RuntimeDone(done) => {
                 // A streamed response's spans: how long the first byte took
                 // (responseLatency) and the rest of the stream
@@ -241,6 +252,9 @@ impl Printer {
                 )
             }
             Record::Report(report) => {
+                if self.last_start.as_deref() == Some(&report.request_id) {
+                    self.last_start = None;
+                }
                 format!(
                     "{kind} requestId={} status={} durationMs={}",
                     report.request_id, report.status, report.metrics.duration_ms

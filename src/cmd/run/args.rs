@@ -90,6 +90,17 @@ pub(crate) struct Args {
     /// previous environment serving.
     #[arg(long, requires = "serve", conflicts_with_all = ["concurrency", "reserved_concurrency", "idle_timeout", "tenant_isolation"])]
     pub watch: bool,
+    /// Run as Lambda Managed Instances: Init at once, invokes concurrently
+    /// on the runtime's workers (each `/next` is one; with none idle an
+    /// invoke gets 400 Runtime.Unavailable), a timeout per invoke, nothing
+    /// frozen, extensions on SHUTDOWN only, Telemetry schema 2025-01-29, no
+    /// Logs API, JSON logs.
+    #[arg(long, conflicts_with_all = ["concurrency", "reserved_concurrency", "idle_timeout", "tenant_isolation", "watch", "report", "report_json"])]
+    pub managed_instances: bool,
+    /// With --managed-instances: the most runtime workers
+    /// (AWS_LAMBDA_MAX_CONCURRENCY, the runtime's alone).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "managed_instances", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_concurrency: u32,
     /// Do not freeze the processes between invokes (Lambda does).
     #[arg(long)]
     pub no_freeze: bool,

@@ -33,6 +33,8 @@ pub(super) struct Plan {
     pub(super) function_name: String,
     /// Several environments: the function's settings.
     pool: Option<function::Pool>,
+    /// `--managed-instances`.
+    managed: bool,
 }
 
 /// Runs `lext run`.
@@ -75,7 +77,8 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
     let limit = lext_sandbox::MAX_SYNC_PAYLOAD;
     let size = payload.len();
     anyhow::ensure!(size <= limit, "--payload is {size} bytes; Lambda refuses synchronous invokes over {limit} (RequestEntityTooLargeException)");
-    let json = args.log_format == "json";
+    // Managed Instances log in JSON only.
+    let json = args.log_format == "json" || args.managed_instances;
     let function = FunctionConfig {
         name: args.function_name,
         memory_mb: args.memory,
@@ -123,6 +126,9 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
     if let Some((uid, gid)) = args.user {
         environment = environment.user(uid, gid);
     }
+    if args.managed_instances {
+        environment = environment.managed_instances(args.max_concurrency);
+    }
     if let Some(path) = &args.telemetry_out {
         let sink = JsonLinesSink::create(path).with_context(|| {
             format!(
@@ -152,6 +158,7 @@ fn plan_with(args: Args, example: bool) -> anyhow::Result<Plan> {
         serve: args.serve.is_some(),
         function_name,
         pool,
+        managed: args.managed_instances,
     })
 }
 
@@ -174,7 +181,12 @@ async fn execute(mut plan: Plan) -> anyhow::Result<ExitCode> {
         }
         0
     } else {
-        let failed = invoke_n(&env, &plan.payload, plan.invokes, Duration::ZERO).await;
+        let failed = match plan.managed {
+            // A worker may not be back in /next yet: wait for one before
+            // each invoke, or it would be rejected (Runtime.Unavailable).
+            true => invoke_n_managed(&env, &plan.payload, plan.invokes).await,
+            false => invoke_n(&env, &plan.payload, plan.invokes, Duration::ZERO).await,
+        };
         env.shutdown();
         failed
     };
@@ -212,6 +224,21 @@ async fn invoke_n(env: &RunningEnvironment, payload: &[u8], count: u32, gap: Dur
             tokio::time::sleep(gap).await;
         }
         // An error: Ctrl-C during the invokes.
+        let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
+            break;
+        };
+        failed += u32::from(!reply.is_success());
+        note!("lext: invoke {n}: {}", outcome(&reply));
+    }
+    failed
+}
+
+/// [`invoke_n`] under Managed Instances: each invoke once the previous one
+/// is over and a runtime worker waits in `/next` again.
+async fn invoke_n_managed(env: &RunningEnvironment, payload: &[u8], count: u32) -> u32 {
+    let mut failed = 0;
+    for n in 1..=count {
+        env.idle().await;
         let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
             break;
         };

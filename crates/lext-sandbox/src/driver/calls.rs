@@ -96,6 +96,13 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     /// For calls answered at once: the refusal, or `ok` then the effects.
     fn answer_now(&mut self, input: Input, reply: Reply, ok: ApiReply) {
         match self.lc.transition(input, super::now()) {
+            // A refused call that still changes the environment.
+            Ok(mut effects) if matches!(effects.first(), Some(Effect::Refuse(_))) => {
+                if let Effect::Refuse(r) = effects.remove(0) {
+                    let _ = reply.send(ApiReply::Refused(r));
+                }
+                self.apply_all(effects);
+            }
             Ok(effects) => {
                 let _ = reply.send(ok);
                 self.apply_all(effects);
@@ -149,7 +156,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     }
                     Waiter::Runtime => {
                         crate::marks::tell(&*self.sink, &self.lc, Proc::Runtime, MarkKind::Next);
-                        self.runtime_waiter = Some(reply);
+                        self.runtime_waiters.push_back(reply);
                     }
                 }
                 self.apply_all(effects);
@@ -185,6 +192,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             );
             events::subscribed(out, &name, api, &request.types);
         }

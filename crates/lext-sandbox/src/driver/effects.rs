@@ -42,6 +42,8 @@ pub(super) struct Out<'a, T> {
     /// `internal/lambda/interop/events_api.go`: `tenantId`, omitted when
     /// empty).
     tenant: Option<&'a str>,
+    /// Managed Instances: Init's records name that initialization type.
+    managed: bool,
 }
 
 impl<T: Telemetry> Emit for Out<'_, T> {
@@ -60,6 +62,19 @@ impl<T: Telemetry> Emit for Out<'_, T> {
     }
 
     fn record(&mut self, mut record: Record) {
+        if self.managed {
+            use lext_protocol::telemetry::InitializationType;
+            match &mut record {
+                Record::InitRuntimeDone(r) => {
+                    r.initialization_type = InitializationType::LambdaManagedInstances;
+                }
+                Record::InitReport(r) => {
+                    r.initialization_type = InitializationType::LambdaManagedInstances;
+                }
+                Record::Report(r) => crate::platform::managed_report(r, SystemTime::now()),
+                _ => {}
+            }
+        }
         if let Some(tenant) = self.tenant {
             let slot = match &mut record {
                 Record::Start(r) => Some(&mut r.tenant_id),
@@ -93,12 +108,14 @@ pub(super) fn out<'a, T>(
     telemetry: &'a mut T,
     logging: Logging,
     tenant: Option<&'a str>,
+    managed: bool,
 ) -> Out<'a, T> {
     Out {
         sink: &**sink,
         telemetry,
         logging,
         tenant,
+        managed,
     }
 }
 
@@ -115,6 +132,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 events::init_started(out, &self.function, phase);
             }
@@ -158,6 +176,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 fault,
                 extensions,
             } => self.init_failed(phase, duration, &fault, &extensions),
+            Effect::Refuse(refusal) => {
+                // Only an API call's batch starts with it, and `calls`
+                // answers it there.
+                tracing::debug!(%refusal, "refusal outside an API call");
+            }
             other => self.apply_invoke_or_shutdown(other),
         }
     }
@@ -166,15 +189,22 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn apply_invoke_or_shutdown(&mut self, effect: Effect) {
         match effect {
             Effect::InvokeStarted { request_id } => {
-                self.telemetry.current_request(Some(&request_id));
+                // Under Managed Instances invokes overlap: output lines
+                // cannot be told apart by time, so none is stamped with a
+                // request id by lext (the runtime's JSON lines carry it).
+                if !self.managed {
+                    self.telemetry.current_request(Some(&request_id));
+                }
                 let trace = self.trace();
+                let arn = self.managed.then(|| self.arn.clone());
                 let out = &mut out(
                     &self.sink,
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
-                events::invoke_started(out, &request_id, &self.function.version, trace);
+                events::invoke_started(out, &request_id, &self.function.version, trace, arn);
             }
             Effect::DeliverInvoke {
                 id,
@@ -214,6 +244,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 match spans {
                     // A streamed response: the same record, with its
@@ -245,6 +276,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                     &mut self.telemetry,
                     self.function.logging,
                     self.tenant.as_deref(),
+                    self.managed,
                 );
                 events::timed_out(out, &request_id, after);
             }
@@ -255,6 +287,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                         &mut self.telemetry,
                         self.function.logging,
                         self.tenant.as_deref(),
+                        self.managed,
                     ),
                     message,
                     &fault,
@@ -279,6 +312,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 let kill = signal == crate::lifecycle::Signal::Kill;
                 marks::tell(&*self.sink, &self.lc, proc, MarkKind::Signalled { kill });
                 self.host.signal(proc, signal);
+            }
+            Effect::DeliverShutdown {
+                id,
+                reason,
+                deadline_ms,
+            } if self.managed && !self.flush.done => {
+                // Managed Instances flush telemetry, up to 1 s, before
+                // SHUTDOWN goes out (RIE
+                // `internal/lambda-managed-instances/rapid/shutdown.go`).
+                if !self.flush.started {
+                    self.flush.started = true;
+                    self.flush.running = Some(self.telemetry.finish(super::FLUSH_BEFORE_SHUTDOWN));
+                }
+                self.flush.held.push((id, reason, deadline_ms));
             }
             Effect::DeliverShutdown {
                 id,
@@ -316,6 +363,18 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         }
     }
 
+    /// Managed Instances: telemetry is flushed; the held SHUTDOWNs go out.
+    pub(super) fn flushed(&mut self) {
+        self.flush.done = true;
+        for (id, reason, deadline_ms) in std::mem::take(&mut self.flush.held) {
+            self.apply_invoke_or_shutdown(Effect::DeliverShutdown {
+                id,
+                reason,
+                deadline_ms,
+            });
+        }
+    }
+
     fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
         self.inits += 1;
         events::init_done(
@@ -324,6 +383,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             ),
             duration,
             extensions,
@@ -346,17 +406,22 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             &mut self.telemetry,
             self.function.logging,
             self.tenant.as_deref(),
+            self.managed,
         );
         events::init_failed(out, phase, duration, fault, extensions);
     }
 
     fn deliver_to_runtime(&mut self, invocation: Invocation) {
-        match self.runtime_waiter.take() {
-            Some(w) => {
-                let _ = w.send(ApiReply::Invocation(invocation));
+        // The oldest waiting worker whose caller is still there (a worker
+        // that went away gives the invocation back).
+        let mut reply = ApiReply::Invocation(invocation);
+        while let Some(w) = self.runtime_waiters.pop_front() {
+            match w.send(reply) {
+                Ok(()) => return,
+                Err(back) => reply = back,
             }
-            None => tracing::warn!("the runtime is not waiting in /next"),
         }
+        tracing::warn!("the runtime is not waiting in /next");
     }
 
     fn schedule_freeze(&mut self) {
@@ -455,6 +520,20 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 InvokeResult::Response { body, content_type }
             }
             Outcome::FunctionError { body } => InvokeResult::FunctionError { body },
+            Outcome::Rejected { error_type } => {
+                // Never run: its caller is told, and it is forgotten. An
+                // `Event` invoke has no caller left to tell (it had its
+                // 202): it is reported here.
+                match self.current.take().and_then(|c| c.reply) {
+                    Some(reply) => {
+                        let _ = reply.send(Answer::Rejected(error_type));
+                    }
+                    None => tracing::warn!(
+                        "Event invoke {request_id} was dropped, rejected with {error_type}"
+                    ),
+                }
+                return;
+            }
             Outcome::PlatformError { fault, message } => InvokeResult::PlatformError {
                 error_type: fault.error_type().to_owned(),
                 message,
@@ -488,6 +567,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 &mut self.telemetry,
                 self.function.logging,
                 self.tenant.as_deref(),
+                self.managed,
             ),
             &report,
             memory_mb,
@@ -541,8 +621,12 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.freeze_at = None;
         self.frozen = false;
         self.ext_waiters.clear();
-        self.runtime_waiter = None;
+        self.runtime_waiters.clear();
         self.finishing = Some(self.telemetry.finish(Duration::ZERO));
         self.answer_unanswered("The execution environment shut down");
+        for (_, current) in std::mem::take(&mut self.inflight) {
+            self.current = Some(current);
+            self.answer_unanswered("The execution environment shut down");
+        }
     }
 }

@@ -53,6 +53,11 @@ pub(crate) use queue::{Budget, Ticket};
 /// the next event comes first (docs/fidelity.md).
 pub(crate) const FREEZE_DELAY: Duration = Duration::from_millis(2);
 
+/// Managed Instances: how long the telemetry flush before SHUTDOWN may
+/// take (RIE `internal/lambda-managed-instances/rapid/shutdown.go` flushes
+/// telemetry, up to 1 s, before it sends SHUTDOWN).
+const FLUSH_BEFORE_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// How many API calls may wait for the driver before the router's senders
 /// wait too: back-pressure against a flood of requests.
 const API_QUEUE: usize = 1024;
@@ -131,6 +136,9 @@ pub(crate) enum NotRun {
         /// Whether the function has tenant isolation.
         isolated: bool,
     },
+    /// Managed Instances: rejected at once, with this `errorType`
+    /// (`Runtime.Unavailable`, `Client.DuplicatedInvokeId`, ...).
+    Rejected(&'static str),
 }
 
 /// A cloneable handle to invoke the environment and to stop it.
@@ -140,6 +148,16 @@ pub(crate) struct Handle {
     progress: watch::Receiver<Progress>,
     queue: Arc<Budget>,
     limit: QueueLimit,
+    /// Managed Instances: the caller's request id is the invoke id.
+    managed: bool,
+}
+
+/// A synchronous answer, or why the invoke was rejected.
+fn whole(answer: Answer) -> Result<Answer, NotRun> {
+    match answer {
+        Answer::Rejected(error_type) => Err(NotRun::Rejected(error_type)),
+        answer => Ok(answer),
+    }
 }
 
 impl Handle {
@@ -148,11 +166,12 @@ impl Handle {
     pub(crate) async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, NotRun> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(request, Some(tx), false, None)?;
-        match rx.await.map_err(|_| NotRun::Stopped)? {
+        match whole(rx.await.map_err(|_| NotRun::Stopped)?)? {
             Answer::Whole(response) => Ok(response),
             // A streaming function invoked with `Invoke`: its response,
             // whole, under the buffered limit (docs/fidelity.md).
             Answer::Stream(streamed) => Ok(streamed.collect().await),
+            Answer::Rejected(error_type) => Err(NotRun::Rejected(error_type)),
         }
     }
 
@@ -161,7 +180,7 @@ impl Handle {
     pub(crate) async fn invoke_stream(&self, request: InvokeRequest) -> Result<Answer, NotRun> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(request, Some(tx), true, None)?;
-        rx.await.map_err(|_| NotRun::Stopped)
+        whole(rx.await.map_err(|_| NotRun::Stopped)?)
     }
 
     /// Queues an asynchronous invoke (invocation type `Event`), and returns
@@ -182,7 +201,7 @@ impl Handle {
 
     fn enqueue(
         &self,
-        request: InvokeRequest,
+        mut request: InvokeRequest,
         reply: Option<oneshot::Sender<Answer>>,
         streaming: bool,
         request_id: Option<String>,
@@ -191,7 +210,13 @@ impl Handle {
             .queue
             .take(request.payload.len())
             .ok_or(NotRun::QueueFull(self.limit))?;
-        let request_id = request_id.unwrap_or_else(|| crate::ids::uuid().to_string());
+        // Under Managed Instances the caller's `X-Amzn-RequestId` becomes
+        // the invoke id (RIE `aws-lambda-rie/internal/invoke/rie_invoke_request.go`);
+        // on-demand Lambda always makes its own.
+        let given = request.request_id.take().filter(|_| self.managed);
+        let request_id = request_id
+            .or(given)
+            .unwrap_or_else(|| crate::ids::uuid().to_string());
         self.ctl
             .send(Control::Invoke(Queued {
                 request_id: request_id.clone(),
@@ -267,7 +292,7 @@ impl Engine {
         let (exit_tx, exit_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let router = api::router(api_tx);
+        let router = api::router(api_tx, config.function.managed_instances.is_none());
         let server = tokio::spawn(api::serve(listener, router.clone(), async move {
             let _ = stop_rx.await;
         }));
@@ -275,7 +300,9 @@ impl Engine {
             extensions: config.extensions,
             function_timeout: config.function.timeout,
             init_timeout: config.function.init_timeout,
+            managed: config.function.managed_instances,
         });
+        let managed = config.function.managed_instances.is_some();
         let driver = Driver {
             arn: config.function.arn(),
             tenant: config.tenant,
@@ -289,7 +316,9 @@ impl Engine {
             sink,
             exits: Exits(exit_tx),
             ext_waiters: HashMap::new(),
-            runtime_waiter: None,
+            runtime_waiters: VecDeque::new(),
+            managed,
+            inflight: HashMap::new(),
             queue: VecDeque::new(),
             current: None,
             summary: Summary {
@@ -298,6 +327,7 @@ impl Engine {
             },
             inits: 0,
             finishing: None,
+            flush: ShutdownFlush::default(),
             stop_requested: false,
             freeze_at: None,
             frozen: false,
@@ -314,6 +344,7 @@ impl Engine {
                 progress: progress_rx,
                 queue: Budget::new(config.queue),
                 limit: config.queue,
+                managed,
             },
             driver,
             server,
@@ -381,7 +412,15 @@ struct Driver<H, T> {
     exits: Exits,
     /// Long polls waiting for their answer.
     ext_waiters: HashMap<ExtensionId, oneshot::Sender<ApiReply>>,
-    runtime_waiter: Option<oneshot::Sender<ApiReply>>,
+    /// The runtime's long polls: one on-demand, one per idle worker under
+    /// Managed Instances (bounded by the lifecycle's worker limit).
+    runtime_waiters: VecDeque<oneshot::Sender<ApiReply>>,
+    /// Managed Instances: many invokes in flight.
+    managed: bool,
+    /// Managed Instances: the invokes in flight other than `current`, by
+    /// request id. Each effect about an invoke brings its entry into
+    /// `current` first (`focus`), so the effects code serves both modes.
+    inflight: HashMap<String, Current>,
     queue: VecDeque<Queued>,
     current: Option<Current>,
     summary: Summary,
@@ -394,6 +433,9 @@ struct Driver<H, T> {
     frozen: bool,
     /// The telemetry flush of a finished shutdown, awaited by the loop.
     finishing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Managed Instances: the telemetry flush that SHUTDOWN waits for, and
+    /// the SHUTDOWNs held until it is done (at most one per extension).
+    flush: ShutdownFlush,
     progress: watch::Sender<Progress>,
     /// The last progress sent on `progress`.
     published: Progress,
@@ -409,6 +451,27 @@ fn now() -> Now {
         // tokio's clock, so that tests with paused time drive deadlines.
         instant: tokio::time::Instant::now().into_std(),
         epoch_ms,
+    }
+}
+
+/// Managed Instances: SHUTDOWN goes out once telemetry is flushed.
+#[derive(Default)]
+struct ShutdownFlush {
+    /// The flush has started (once: Managed Instances never re-run Init).
+    started: bool,
+    /// The flush, while it runs.
+    running: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// It has ended (or was given up on).
+    done: bool,
+    /// SHUTDOWN events waiting for it.
+    held: Vec<(ExtensionId, lext_protocol::extensions::ShutdownReason, u64)>,
+}
+
+/// Awaits `future`, or forever without one.
+async fn until_done(future: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    match future {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -436,12 +499,21 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.publish();
         while !self.lc.is_stopped() {
             let deadline = self.lc.next_deadline().map(tokio::time::Instant::from_std);
+            // Taken out for the select, so that the handlers may use `self`.
+            let mut flushing = self.flush.running.take();
             tokio::select! {
                 Some((input, reply)) = api_rx.recv() => self.api(input, reply),
                 Some(exit) = exit_rx.recv() => self.exited(exit),
                 msg = ctl_rx.recv() => self.control(msg),
                 () = sleep_until(deadline) => self.feed(Input::Tick),
                 () = sleep_until(self.freeze_at) => self.freeze_now(),
+                () = until_done(&mut flushing) => {
+                    flushing = None;
+                    self.flushed();
+                }
+            }
+            if flushing.is_some() {
+                self.flush.running = flushing;
             }
             if let Some(finishing) = self.finishing.take() {
                 // Subscribers of the old environment get what is left
@@ -452,10 +524,17 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             self.publish();
         }
         self.queue.drain(..).for_each(drop_queued);
+        let forgotten = self.lc.timed_out_forgotten();
+        if forgotten > 0 {
+            tracing::warn!(
+                "{forgotten} timed-out request id(s) were forgotten to keep their bound; \
+                 late answers for them got InvalidRequestID instead of 410"
+            );
+        }
         // Long polls still open get a 500 from the router when their
         // senders drop here; then the server stops.
         self.ext_waiters.clear();
-        self.runtime_waiter = None;
+        self.runtime_waiters.clear();
         if let Some(finishing) = self.finishing.take() {
             finishing.await;
         }
@@ -507,7 +586,10 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         let progress = Progress {
             inits: self.inits,
             summary: self.summary,
-            quiet: self.lc.is_quiet() && self.current.is_none() && self.queue.is_empty(),
+            quiet: self.lc.is_quiet()
+                && self.current.is_none()
+                && self.inflight.is_empty()
+                && self.queue.is_empty(),
             stopped: self.lc.is_stopped(),
         };
         // Compared with the last one sent, kept here: most messages change
@@ -523,7 +605,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         if self.stop_requested {
             // Only a running invoke defers the spindown (its timeout
             // bounds the wait); an Init without an invoke is cut short.
-            if self.current.is_none() && !self.lc.is_stopped() {
+            if self.current.is_none() && self.inflight.is_empty() && !self.lc.is_stopped() {
                 self.feed(Input::Shutdown);
             }
             return;
@@ -577,17 +659,47 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
     fn apply_all(&mut self, effects: Vec<crate::lifecycle::Effect>) {
         let mut followups = VecDeque::new();
         for effect in effects {
+            self.focus(&effect);
             self.apply(effect, &mut followups);
         }
         while let Some(input) = followups.pop_front() {
             match self.lc.transition(input, now()) {
                 Ok(effects) => {
                     for effect in effects {
+                        self.focus(&effect);
                         self.apply(effect, &mut followups);
                     }
                 }
                 Err(refusal) => tracing::debug!(%refusal, "follow-up input refused"),
             }
+        }
+        self.unfocus();
+    }
+
+    /// Managed Instances: makes the invoke `effect` is about the `current`
+    /// one, putting the previous one back among those in flight.
+    fn focus(&mut self, effect: &crate::lifecycle::Effect) {
+        if !self.managed {
+            return;
+        }
+        let Some(id) = effect.request_id() else {
+            return;
+        };
+        if self.current.as_ref().is_some_and(|c| c.request_id == id) {
+            return;
+        }
+        self.unfocus();
+        self.current = self.inflight.remove(id);
+    }
+
+    /// Managed Instances: puts `current` back among the invokes in flight
+    /// (between batches no invoke is `current`).
+    fn unfocus(&mut self) {
+        if !self.managed {
+            return;
+        }
+        if let Some(c) = self.current.take() {
+            self.inflight.insert(c.request_id.clone(), c);
         }
     }
 }
@@ -686,6 +798,7 @@ mod tests {
             init_timeout: Duration::from_secs(10),
             runtime_version: None,
             logging: crate::config::Logging::default(),
+            managed_instances: None,
         }
     }
 }

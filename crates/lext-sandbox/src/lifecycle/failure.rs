@@ -110,6 +110,19 @@ impl Lifecycle {
                 }));
                 fx.extend(self.begin_shutdown(ShutdownReason::Failure, now));
             }
+            Stage::Serving => {
+                // Managed Instances: every invoke in flight fails with it,
+                // then the environment shuts down for good (RIE: any
+                // process exit shuts down, with no re-init).
+                fx.extend(self.fail_running(&fault, now));
+                if fx.is_empty() {
+                    fx.push(Effect::FaultLine {
+                        message: self.fault_text(&fault),
+                        fault,
+                    });
+                }
+                fx.extend(self.begin_shutdown(ShutdownReason::Failure, now));
+            }
             Stage::Idle => {
                 // Nothing runs, so nothing fails but the environment: a fault
                 // line without a request id, then the reset.
@@ -129,7 +142,7 @@ impl Lifecycle {
 
     /// The `Error:` text of a fault line and of the caller's
     /// `errorMessage`.
-    fn fault_text(&self, fault: &Fault) -> String {
+    pub(super) fn fault_text(&self, fault: &Fault) -> String {
         // How the process ended, when the fault is an exit: more precise
         // than the kind. The runtime's is worded as rapid words it,
         // `Runtime exited with error: exit status 1` (RIE:

@@ -384,7 +384,9 @@ impl Lifecycle {
         Ok(vec![Effect::Subscribe {
             name: self.extensions[index].name.clone(),
             api,
-            request: request.map_err(|message| Refusal::Validation { api, message })?,
+            request: request
+                .and_then(|r| self.managed_schema(r))
+                .map_err(|message| Refusal::Validation { api, message })?,
         }])
     }
 
@@ -430,6 +432,15 @@ impl Lifecycle {
             return Vec::new();
         }
         let duration = now.instant.saturating_duration_since(init.started);
+        if self.is_managed() {
+            // Managed Instances: serving from now on, nothing frozen, no
+            // invoke pending (Init ran eagerly at start).
+            self.stage = Stage::Serving;
+            return vec![Effect::InitDone {
+                duration,
+                extensions: self.extensions.iter().map(Extension::summary).collect(),
+            }];
+        }
         let pending = match std::mem::replace(&mut self.stage, Stage::Idle) {
             Stage::Init(init) => init.pending_invoke,
             _ => None,

@@ -57,6 +57,9 @@
 //!   `impl Lifecycle` block: Init and the calls only Init accepts; the
 //!   invoke and the Runtime API calls it answers; fatal errors, timeouts
 //!   and process exits; the shutdown sequence and its timers.
+//! - `lmi`: Lambda Managed Instances (runtime workers, concurrent invokes,
+//!   per-invoke timeouts), fed first when the environment is one; what it
+//!   does not handle falls through to the rules above.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -68,10 +71,13 @@ use lext_protocol::telemetry::Phase;
 mod failure;
 mod init;
 mod invoke;
+mod lmi;
 mod refusal;
 mod shutdown;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lmi;
 mod vocabulary;
 
 pub(crate) use self::refusal::Refusal;
@@ -206,6 +212,9 @@ enum Stage {
     /// Init done, no invoke running: frozen.
     Idle,
     Invoke(InvokeCtx),
+    /// Managed Instances: Init done, serving invokes on its workers (any
+    /// number in flight, nothing frozen). See `lmi`.
+    Serving,
     Shutdown(ShutdownCtx),
     /// Shut down for good.
     Stopped,
@@ -238,6 +247,8 @@ pub(crate) struct Lifecycle {
     /// How the process behind the current fatal error ended, for the
     /// fault line (`Runtime exited with error: exit status 1`).
     fault_detail: Option<String>,
+    /// Managed Instances: the workers and the invokes in flight.
+    managed: Option<lmi::Managed>,
 }
 
 /// The answer to one input: effects, or the refusal of an API call.
@@ -246,8 +257,15 @@ type Step = Result<Vec<Effect>, Refusal>;
 impl Lifecycle {
     /// A new environment, down (no processes) until [`Input::Init`] or an
     /// invoke.
-    pub(crate) fn new(config: LifecycleConfig) -> Self {
+    pub(crate) fn new(mut config: LifecycleConfig) -> Self {
+        let managed = config.managed.map(|_| {
+            // Init may take max(130 s, function timeout) under Managed
+            // Instances (AWS: LMI execution environment).
+            config.init_timeout = lmi::INIT_TIMEOUT_FLOOR.max(config.function_timeout);
+            lmi::Managed::new()
+        });
         Self {
+            managed,
             config,
             stage: Stage::Down,
             extensions: Vec::new(),
@@ -273,7 +291,12 @@ impl Lifecycle {
     /// Whether an [`Input::Invoke`] may be fed now (the environment is idle
     /// or down). Otherwise the driver keeps the invoke queued.
     pub(crate) fn accepts_invoke(&self) -> bool {
-        matches!(self.stage, Stage::Idle | Stage::Down)
+        match self.managed {
+            // Managed Instances: every invoke is fed while serving, and the
+            // lifecycle takes a worker for it or rejects it at once.
+            Some(_) => matches!(self.stage, Stage::Serving),
+            None => matches!(self.stage, Stage::Idle | Stage::Down),
+        }
     }
 
     /// Whether the environment is stopped for good.
@@ -282,9 +305,16 @@ impl Lifecycle {
     }
 
     /// Whether nothing is running: no Init, invoke or shutdown (idle, or
-    /// down after a reset, or stopped).
+    /// down after a reset, or stopped; under Managed Instances, serving
+    /// with no invoke in flight and a worker waiting).
     pub(crate) fn is_quiet(&self) -> bool {
-        matches!(self.stage, Stage::Idle | Stage::Down | Stage::Stopped)
+        match self.stage {
+            Stage::Idle | Stage::Down | Stage::Stopped => true,
+            // Managed Instances: no invoke in flight, and a worker waits in
+            // /next, so that the next invoke is not rejected.
+            Stage::Serving => matches!(self.workers(), (1.., 0)),
+            _ => false,
+        }
     }
 
     /// The external extension with this identifier: its index and name.
@@ -317,6 +347,7 @@ impl Lifecycle {
         match &self.stage {
             Stage::Init(init) => Some(init.deadline),
             Stage::Invoke(inv) => Some(inv.deadline),
+            Stage::Serving => self.managed_deadline(),
             Stage::Shutdown(s) => Some(match s.runtime_kill_at {
                 Some(at) => at,
                 None if s.killed_all => s.give_up_at,
@@ -328,6 +359,15 @@ impl Lifecycle {
 
     /// Applies one input at `now`. See the module docs.
     pub(crate) fn transition(&mut self, input: Input, now: Now) -> Step {
+        // Managed Instances first: where its rules differ they answer, the
+        // rest falls through to the on-demand rules.
+        let input = match self.managed {
+            Some(_) => match self.managed_input(input, now) {
+                Ok(step) => return step,
+                Err(input) => input,
+            },
+            None => input,
+        };
         match input {
             Input::Init => Ok(self.start_init(Phase::Init, None, now)),
             Input::LaunchFailed { failures } => Ok(self.launch_failed(failures, now)),

@@ -36,6 +36,10 @@ pub(crate) enum Refusal {
     /// An event name other than INVOKE or SHUTDOWN.
     #[error("{0}: ErrorInvalidEventType")]
     InvalidEventType(String),
+    /// Managed Instances: an internal extension asked for any event (RIE
+    /// `internal/lambda-managed-instances/rapi/handler/agentregister.go`).
+    #[error("No events allowed for internal extensions")]
+    NoEventsForInternal,
     /// An internal extension asked for SHUTDOWN.
     #[error("SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")]
     ShutdownForInternal,
@@ -149,7 +153,9 @@ impl Refusal {
         match self {
             Self::EmptyExtensionName => t::INVALID_EXTENSION_NAME,
             Self::InvalidRequestFormat(_) | Self::ConfigurationKeys => t::INVALID_REQUEST_FORMAT,
-            Self::InvalidEventType(_) | Self::ShutdownForInternal => t::INVALID_EVENT_TYPE,
+            Self::InvalidEventType(_) | Self::ShutdownForInternal | Self::NoEventsForInternal => {
+                t::INVALID_EVENT_TYPE
+            }
             Self::ExtensionState { .. } | Self::NameTaken => t::INVALID_EXTENSION_STATE,
             Self::RegistrationClosed => t::REGISTRATION_CLOSED,
             Self::TooManyExtensions => t::TOO_MANY_EXTENSIONS,

@@ -44,9 +44,11 @@ impl Lifecycle {
                 self.stop_requested = true;
                 Vec::new()
             }
-            Stage::Init(_) | Stage::Idle | Stage::Invoke(_) => {
+            Stage::Init(_) | Stage::Idle | Stage::Invoke(_) | Stage::Serving => {
                 self.stop_requested = true;
                 let mut fx = Vec::new();
+                // Managed Instances: a caller still waiting is answered.
+                fx.extend(self.fail_running(&Fault::Sandbox, now));
                 // Whatever runs is cut short, but a caller still waiting
                 // gets an answer rather than a dropped connection.
                 match std::mem::replace(&mut self.stage, Stage::Down) {
@@ -82,6 +84,15 @@ impl Lifecycle {
     /// of it (AWS: Lambda execution environment lifecycle, "Shutdown
     /// phase"; aws-samples/graceful-shutdown-with-aws-lambda README).
     fn budget(&self) -> (Duration, Duration) {
+        if self.is_managed() {
+            // Managed Instances: 2 s in all, the runtime SIGKILLed 600 ms
+            // after its SIGTERM; with no extension the runtime is SIGKILLed
+            // at once (RIE `rapid/shutdown.go`).
+            return match self.extensions.is_empty() {
+                true => (Duration::ZERO, Duration::ZERO),
+                false => (super::lmi::SHUTDOWN_BUDGET, super::lmi::RUNTIME_SHUTDOWN),
+            };
+        }
         let external = self.extensions.iter().any(|e| e.kind == Kind::External);
         let internal = self.extensions.iter().any(|e| e.kind == Kind::Internal);
         // rapid gives the runtime 30 % of whatever time is left
@@ -111,10 +122,18 @@ impl Lifecycle {
         // Nothing may register into an environment going down.
         self.registration_open = false;
         let (budget, runtime_share) = self.budget();
+        // Managed Instances know two reasons only, spindown and failure
+        // (RIE `rapid/shutdown.go`): an Init timeout is a failure there.
+        let reason = match (self.is_managed(), reason) {
+            (true, ShutdownReason::Timeout) => ShutdownReason::Failure,
+            (_, reason) => reason,
+        };
         // A spindown stops for good; a reset leaves the environment down,
         // for the next invoke to re-run Init, unless a spindown was asked
         // for in the meantime.
-        let stopped = self.stop_requested || reason == ShutdownReason::Spindown;
+        // Managed Instances never reset: any shutdown is for good.
+        let stopped =
+            self.stop_requested || reason == ShutdownReason::Spindown || self.is_managed();
         self.stage = Stage::Shutdown(ShutdownCtx {
             reason,
             stopped,

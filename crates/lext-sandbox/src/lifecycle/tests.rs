@@ -35,6 +35,7 @@ impl H {
                 extensions: exts.iter().map(|s| s.to_string()).collect(),
                 function_timeout: timeout,
                 init_timeout: INIT_TIMEOUT,
+                managed: None,
             }),
             now: Now {
                 instant: Instant::now(),

@@ -238,6 +238,9 @@ pub(crate) enum Fault {
     /// The local environment itself ended the invoke, for example a
     /// shutdown asked for while it ran (`Sandbox.Failure`).
     Sandbox,
+    /// Managed Instances: an extension registered for an event it may not
+    /// have (`Extension.InvalidEventType`), which fails Init.
+    InvalidEventType,
 }
 
 impl Fault {
@@ -255,6 +258,7 @@ impl Fault {
             Self::ExtensionCrash => error_type::EXTENSION_CRASH,
             Self::Timeout => error_type::SANDBOX_TIMEDOUT,
             Self::Sandbox => error_type::SANDBOX_FAILURE,
+            Self::InvalidEventType => error_type::INVALID_EVENT_TYPE,
         }
     }
 
@@ -297,6 +301,14 @@ pub(crate) enum Outcome {
     Stream {
         /// The runtime's `Content-Type`, if it sent one.
         content_type: Option<String>,
+    },
+    /// Managed Instances: the invoke was not run at all, and its caller
+    /// gets 400 with `Error-Type` and `{"errorType"}` (RIE
+    /// `internal/lambda-managed-instances/invoke/invoke_router.go`,
+    /// `aws-lambda-rie/internal/invoke/responder.go`).
+    Rejected {
+        /// `Runtime.Unavailable` or `Client.DuplicatedInvokeId`.
+        error_type: &'static str,
     },
     /// An error made by the platform: `{"errorType","errorMessage"}` with
     /// `X-Amz-Function-Error: Unhandled`.
@@ -365,6 +377,11 @@ pub(crate) struct ResponseSpans {
 /// What the driver must do. Effects are ordered: carry them out in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
+    /// Refuse the API call (or the invoke) that made this batch, and still
+    /// carry out the rest: a refused call that changes the environment
+    /// (Managed Instances: a registration for INVOKE is refused and fails
+    /// Init). Only ever first in a batch.
+    Refuse(super::Refusal),
     /// Init begins: `platform.initStart`.
     InitStarted {
         /// Init or invoke phase.
@@ -519,6 +536,22 @@ pub(crate) enum Effect {
     },
 }
 
+impl Effect {
+    /// The invoke this effect is about, when it is about one: under
+    /// Managed Instances the driver tells the invokes in flight apart by it.
+    pub(crate) fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::InvokeStarted { request_id }
+            | Self::DeliverToRuntime { request_id, .. }
+            | Self::Respond { request_id, .. }
+            | Self::RuntimeDone { request_id, .. }
+            | Self::TimedOut { request_id, .. } => Some(request_id),
+            Self::InvokeEnded(report) => Some(&report.request_id),
+            _ => None,
+        }
+    }
+}
+
 /// Everything that can happen to the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Input {
@@ -668,4 +701,7 @@ pub(crate) struct LifecycleConfig {
     pub(crate) function_timeout: Duration,
     /// The Init limit (10 s for on-demand functions in Lambda).
     pub(crate) init_timeout: Duration,
+    /// Lambda Managed Instances, with this many runtime workers at most
+    /// (`AWS_LAMBDA_MAX_CONCURRENCY`); `None` for an on-demand function.
+    pub(crate) managed: Option<u32>,
 }

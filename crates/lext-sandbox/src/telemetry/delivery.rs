@@ -87,6 +87,8 @@ pub(super) enum Target {
         path: String,
         /// POST, or PUT for a Logs API subscriber that asked for it.
         put: bool,
+        /// Send the `Sequence-Id` header (Managed Instances).
+        sequence_id: bool,
     },
     Tcp {
         addr: SocketAddr,
@@ -111,6 +113,7 @@ impl Target {
                     host: format!("{}:{}", parsed.host, parsed.port),
                     path: parsed.path,
                     put: api == Api::Logs && logs_api::delivers_with_put(request),
+                    sequence_id: false,
                 })
             }
             Protocol::Tcp => match request.destination.port {
@@ -591,6 +594,15 @@ fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
     })
 }
 
+/// `Sequence-Id` of a Managed Instances delivery: the body's SHA-256, in
+/// standard base64 (RIE
+/// `internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/client.go`).
+pub(super) fn sequence_id_of(body: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body))
+}
+
 /// Sends batches to one destination over one kept-alive connection,
 /// reconnecting after any failure.
 struct Sender {
@@ -620,7 +632,11 @@ impl Sender {
                 host,
                 path,
                 put,
-            } => self.post(addr, &host, &path, put, batch).await,
+                sequence_id,
+            } => {
+                self.post(addr, &host, &path, (put, sequence_id), batch)
+                    .await
+            }
             Target::Tcp { addr } => self.write_lines(addr, batch).await,
         };
         if result.is_err() {
@@ -634,7 +650,7 @@ impl Sender {
         addr: SocketAddr,
         host: &str,
         path: &str,
-        put: bool,
+        (put, sequence_id): (bool, bool),
         batch: &Batch,
     ) -> Result<(), String> {
         let mut body =
@@ -659,11 +675,15 @@ impl Sender {
         } else {
             hyper::Method::POST
         };
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if sequence_id {
+            request = request.header("Sequence-Id", sequence_id_of(&body));
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let response = sender

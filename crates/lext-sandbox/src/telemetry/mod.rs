@@ -83,6 +83,10 @@ pub(crate) struct HubConfig {
     /// How long one batch delivery may take before it counts as failed
     /// (default 5 s). Real Lambda's value is not documented.
     pub(crate) post_timeout: Duration,
+    /// HTTP deliveries carry `Sequence-Id: base64(SHA-256(body))`, as
+    /// Managed Instances send them (RIE
+    /// `internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/client.go`).
+    pub(crate) sequence_id: bool,
 }
 
 impl Default for HubConfig {
@@ -91,6 +95,7 @@ impl Default for HubConfig {
             queue_limit_bytes: 64 * 1024 * 1024,
             replay_limit_bytes: 16 * 1024 * 1024,
             post_timeout: Duration::from_secs(5),
+            sequence_id: false,
         }
     }
 }
@@ -342,7 +347,10 @@ impl Hub {
         extension: &str,
         request: &SubscribeRequest,
     ) -> Result<(), SubscribeError> {
-        let target = Target::from_request(api, request)?;
+        let mut target = Target::from_request(api, request)?;
+        if let Target::Http { sequence_id, .. } = &mut target {
+            *sequence_id = self.inner.config.sequence_id;
+        }
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let subscriber;

@@ -862,3 +862,13 @@ fn losses_are_split_at_the_extensions_shutdown() {
     queue.cutoff.settled(4, false);
     assert_eq!((queue.cutoff.lost_before, queue.cutoff.lost_after), (5, 5));
 }
+
+#[test]
+fn sequence_id_is_the_base64_sha256_of_the_body() {
+    // As RIE's Managed Instances client computes it (`sequenceId` in
+    // internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/client.go).
+    assert_eq!(
+        super::delivery::sequence_id_of(br#"[{"a":1}]"#),
+        "txP20qmJ6QfFhRanyLtId5LIeF3b82e4Dcd0vzO4WoU="
+    );
+}

@@ -3,7 +3,9 @@
 //! near misses), every method, the headers the APIs read (valid, invalid
 //! and random values) and bodies from valid JSON to random bytes. After
 //! each sequence the environment must still answer, and must still shut
-//! down on request.
+//! down on request. The same under Lambda Managed Instances, with invokes
+//! in flight (one of them `abc`, the id the runtime paths answer) whose
+//! callers must all get an answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,12 +104,14 @@ fn request() -> impl Strategy<Value = Req> {
         })
 }
 
-async fn run_case(reqs: Vec<Req>) {
+async fn run_case(reqs: Vec<Req>, managed: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut function = function();
+    function.managed_instances = managed.then_some(4);
     let config = EngineConfig {
-        function: function(),
+        function,
         extensions: vec!["ext".into()],
-        freeze: true,
+        freeze: !managed,
         queue: crate::driver::QueueLimit::default(),
         stream_rate_limit: true,
         tenant: None,
@@ -115,6 +119,23 @@ async fn run_case(reqs: Vec<Req>) {
     let sink = Arc::new(Capture::new());
     let sandbox = Engine::start(listener, config, FakeHost::default(), NoTelemetry, sink).unwrap();
     let router = sandbox.api_router();
+    let invokes: Vec<_> = (0..3)
+        .filter(|_| managed)
+        .map(|i| {
+            let handle = sandbox.handle();
+            tokio::spawn(async move {
+                let request = crate::invocation::InvokeRequest {
+                    request_id: Some(if i == 0 {
+                        "abc".into()
+                    } else {
+                        format!("id-{i}")
+                    }),
+                    ..crate::invocation::InvokeRequest::new("{}")
+                };
+                let _ = handle.invoke(request).await;
+            })
+        })
+        .collect();
     for r in reqs {
         let mut builder = Request::builder().method(r.method).uri(r.path);
         for (k, v) in &r.headers {
@@ -131,7 +152,13 @@ async fn run_case(reqs: Vec<Req>) {
         if let Ok(resp) = tokio::time::timeout(Duration::from_millis(50), call).await {
             let resp = resp.unwrap();
             let status = resp.status().as_u16();
-            assert_ne!(status, 500, "{r:?} got 500: the driver is gone");
+            // (A Managed Instances environment may have stopped for good:
+            // see the probe below.)
+            let stopped = managed && sandbox.handle().wait_for(|_| true).await.stopped;
+            assert!(
+                status != 500 || stopped,
+                "{r:?} got 500: the driver is gone"
+            );
             let _ = resp.into_body().collect().await;
         }
     }
@@ -149,13 +176,27 @@ async fn run_case(reqs: Vec<Req>) {
         .unwrap()
         .status()
         .as_u16();
-    assert!(status == 200 || status == 403, "probe answered {status}");
+    // Managed Instances never reset: a failed Init (an extension that
+    // asked for INVOKE, say) or a process exit stops the environment for
+    // good, and a stopped environment's API answers 500.
+    let stopped = sandbox.handle().wait_for(|_| true).await.stopped;
+    assert!(
+        status == 200 || status == 403 || (managed && stopped && status == 500),
+        "probe answered {status}"
+    );
     // And not wedged: it shuts down within the longest shutdown window.
     sandbox.handle().shutdown();
     tokio::time::timeout(Duration::from_secs(10), sandbox.wait())
         .await
         .expect("shutdown completes")
         .unwrap();
+    // Every caller got an answer (or learnt that the environment stopped).
+    for invoke in invokes {
+        tokio::time::timeout(Duration::from_secs(2), invoke)
+            .await
+            .expect("every invoke is answered")
+            .unwrap();
+    }
 }
 
 proptest! {
@@ -164,6 +205,12 @@ proptest! {
     #[test]
     fn no_request_sequence_panics_or_wedges(reqs in proptest::collection::vec(request(), 1..24)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(run_case(reqs));
+        rt.block_on(run_case(reqs, false));
+    }
+
+    #[test]
+    fn no_request_sequence_panics_or_wedges_managed_instances(reqs in proptest::collection::vec(request(), 1..24)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(run_case(reqs, true));
     }
 }

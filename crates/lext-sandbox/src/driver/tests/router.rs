@@ -601,6 +601,7 @@ async fn runtime_api_refusals_and_invoke() {
                 trace_id: Some("Root=1-abc".into()),
                 client_context: Some(r#"{"custom":{"k":"v"}}"#.into()),
                 tenant_id: None,
+                request_id: None,
             })
             .await
             .unwrap()
