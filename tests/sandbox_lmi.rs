@@ -91,6 +91,11 @@ fn lambda_runtime_workers_serve_concurrent_invokes() {
     let function = bins["lext-peer-concurrent"].display().to_string();
     let s = Scene::new();
     let api = format!("127.0.0.1:{}", free_port());
+    let dir = s.path("arrivals");
+    std::fs::create_dir(&dir).unwrap();
+    // The function has a /tmp of its own: a host directory under /tmp is
+    // reachable inside when the command line names it, as a variable here.
+    let arrivals = format!("ARRIVALS={}", dir.display());
     let (mut child, addr, logs) = serve(
         &s,
         &[
@@ -103,10 +108,10 @@ fn lambda_runtime_workers_serve_concurrent_invokes() {
             "3",
             "--api",
             &api,
+            "--env",
+            &arrivals,
         ],
     );
-    let dir = s.path("arrivals");
-    std::fs::create_dir(&dir).unwrap();
     let held = serde_json::json!({ "dir": dir, "sleep_ms": 100 }).to_string();
 
     // Eight invokes at once, each held in its handler until released.
