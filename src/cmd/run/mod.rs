@@ -239,8 +239,16 @@ async fn invoke_n_managed(env: &RunningEnvironment, payload: &[u8], count: u32) 
     let mut failed = 0;
     for n in 1..=count {
         env.idle().await;
-        let Ok(reply) = env.invoke(InvokeRequest::new(payload.to_vec())).await else {
-            break;
+        let reply = match env.invoke(InvokeRequest::new(payload.to_vec())).await {
+            Ok(reply) => reply,
+            // Ctrl-C during the invokes, or the environment ended.
+            Err(lext_sandbox::EnvironmentError::Stopped) => break,
+            // Rejected (no worker came back), say: a failed invoke.
+            Err(error) => {
+                note!("lext: invoke {n}: {error}");
+                failed += 1;
+                continue;
+            }
         };
         failed += u32::from(!reply.is_success());
         note!("lext: invoke {n}: {}", outcome(&reply));
