@@ -560,18 +560,20 @@ pub(crate) fn host_paths<'a>(
 /// The interpreter named by the `#!` line of the file at `path`, if it is
 /// a script: the kernel runs that program, which must be reachable too.
 fn interpreter(path: &str) -> Option<String> {
+    use lext_layer::elf::{inspect, Content, Interpreter};
     use std::io::Read as _;
     let file = std::fs::File::open(path).ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
     }
-    // The kernel reads no more of the line than this (BINPRM_BUF_SIZE).
+    // What `inspect` needs of a script, and all the kernel reads of the
+    // line (BINPRM_BUF_SIZE).
     let mut head = Vec::with_capacity(256);
     file.take(256).read_to_end(&mut head).ok()?;
-    let line = head.strip_prefix(b"#!")?;
-    let line = line.split(|&b| b == b'\n').next()?;
-    let program = String::from_utf8_lossy(line);
-    program.split_whitespace().next().map(str::to_owned)
+    match inspect(&head) {
+        Content::Script(Interpreter::Path(program)) => Some(program),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
