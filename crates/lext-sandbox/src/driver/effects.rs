@@ -101,6 +101,21 @@ impl<T: Telemetry> Emit for Out<'_, T> {
     }
 }
 
+/// [`out`] from the driver's own fields; a macro rather than a method, so
+/// that the borrows stay per field and the caller may still read the
+/// others (`self.function`).
+macro_rules! out {
+    ($driver:ident) => {
+        out(
+            &$driver.sink,
+            &mut $driver.telemetry,
+            $driver.function.logging,
+            $driver.tenant.as_deref(),
+            $driver.managed,
+        )
+    };
+}
+
 /// Where events are told. A function of the two fields rather than a
 /// method, so that the rest of the driver stays borrowable beside it.
 pub(super) fn out<'a, T>(
@@ -127,13 +142,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             Effect::InitStarted { phase } => {
                 self.inits_started();
                 tracing::info!(phase = phase.as_str(), "init started");
-                let out = &mut out(
-                    &self.sink,
-                    &mut self.telemetry,
-                    self.function.logging,
-                    self.tenant.as_deref(),
-                    self.managed,
-                );
+                let out = &mut out!(self);
                 events::init_started(out, &self.function, phase);
             }
             Effect::LaunchExtension { index } => {
@@ -197,13 +206,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
                 }
                 let trace = self.trace();
                 let arn = self.managed.then(|| self.arn.clone());
-                let out = &mut out(
-                    &self.sink,
-                    &mut self.telemetry,
-                    self.function.logging,
-                    self.tenant.as_deref(),
-                    self.managed,
-                );
+                let out = &mut out!(self);
                 events::invoke_started(out, &request_id, &self.function.version, trace, arn);
             }
             Effect::DeliverInvoke {
@@ -239,13 +242,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             } => {
                 let trace = self.trace();
                 let produced = self.current.as_ref().and_then(|c| c.produced_bytes);
-                let out = &mut out(
-                    &self.sink,
-                    &mut self.telemetry,
-                    self.function.logging,
-                    self.tenant.as_deref(),
-                    self.managed,
-                );
+                let out = &mut out!(self);
                 match spans {
                     // A streamed response: the same record, with its
                     // spans (no line either way).
@@ -271,27 +268,11 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
             }
             Effect::TimedOut { request_id, after } => {
                 let _ = self.host.peak_memory_mb();
-                let out = &mut out(
-                    &self.sink,
-                    &mut self.telemetry,
-                    self.function.logging,
-                    self.tenant.as_deref(),
-                    self.managed,
-                );
+                let out = &mut out!(self);
                 events::timed_out(out, &request_id, after);
             }
             Effect::FaultLine { message, fault } => {
-                events::fault(
-                    &mut out(
-                        &self.sink,
-                        &mut self.telemetry,
-                        self.function.logging,
-                        self.tenant.as_deref(),
-                        self.managed,
-                    ),
-                    message,
-                    &fault,
-                );
+                events::fault(&mut out!(self), message, &fault);
             }
             Effect::InvokeEnded(report) => self.invoke_ended(report),
             Effect::Freeze => self.schedule_freeze(),
@@ -377,17 +358,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
 
     fn init_done(&mut self, duration: Duration, extensions: &[ExtensionSummary]) {
         self.inits += 1;
-        events::init_done(
-            &mut out(
-                &self.sink,
-                &mut self.telemetry,
-                self.function.logging,
-                self.tenant.as_deref(),
-                self.managed,
-            ),
-            duration,
-            extensions,
-        );
+        events::init_done(&mut out!(self), duration, extensions);
         self.telemetry.close_subscriptions();
     }
 
@@ -401,13 +372,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         self.summary.init_failures += 1;
         // Before the reset's signals take the processes away.
         let _ = self.host.peak_memory_mb();
-        let out = &mut out(
-            &self.sink,
-            &mut self.telemetry,
-            self.function.logging,
-            self.tenant.as_deref(),
-            self.managed,
-        );
+        let out = &mut out!(self);
         events::init_failed(out, phase, duration, fault, extensions);
     }
 
@@ -561,19 +526,7 @@ impl<H: Host, T: Telemetry> Driver<H, T> {
         let max_memory = self.host.peak_memory_mb();
         let trace = self.trace();
         let memory_mb = self.function.memory_mb;
-        events::invoke_ended(
-            &mut out(
-                &self.sink,
-                &mut self.telemetry,
-                self.function.logging,
-                self.tenant.as_deref(),
-                self.managed,
-            ),
-            &report,
-            memory_mb,
-            max_memory,
-            trace,
-        );
+        events::invoke_ended(&mut out!(self), &report, memory_mb, max_memory, trace);
         // The invoke ended before the runtime answered (a phase-invoke Init
         // that failed is answered by its own Respond effect).
         self.answer_unanswered("The invoke ended without an answer");
