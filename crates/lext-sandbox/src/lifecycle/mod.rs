@@ -76,8 +76,6 @@ mod refusal;
 mod shutdown;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_lmi;
 mod vocabulary;
 
 pub(crate) use self::refusal::Refusal;

@@ -9,6 +9,8 @@ use lext_protocol::telemetry::{Api, LogType, Phase, Status, SubscribeRequest};
 
 use super::*;
 
+mod lmi;
+
 const T0_EPOCH: u64 = 1_700_000_000_000;
 
 /// Lambda's Init limit for on-demand functions (AWS: Lambda execution
@@ -30,12 +32,22 @@ impl H {
     }
 
     fn with_timeout(exts: &[&str], timeout: Duration) -> Self {
+        Self::with_config(exts, timeout, INIT_TIMEOUT, None)
+    }
+
+    /// `managed`: Lambda Managed Instances with that many workers at most.
+    fn with_config(
+        exts: &[&str],
+        timeout: Duration,
+        init_timeout: Duration,
+        managed: Option<u32>,
+    ) -> Self {
         Self {
             lc: Lifecycle::new(LifecycleConfig {
                 extensions: exts.iter().map(|s| s.to_string()).collect(),
                 function_timeout: timeout,
-                init_timeout: INIT_TIMEOUT,
-                managed: None,
+                init_timeout,
+                managed,
             }),
             now: Now {
                 instant: Instant::now(),

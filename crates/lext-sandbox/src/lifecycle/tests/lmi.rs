@@ -1,6 +1,6 @@
 //! Unit tests of the Managed Instances rules (`lmi`), with injected time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lext_protocol::error::error_type;
@@ -9,61 +9,16 @@ use lext_protocol::telemetry::{Api, LogType, Phase, SubscribeRequest};
 
 use super::*;
 
-const T0_EPOCH: u64 = 1_700_000_000_000;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-fn id(n: u128) -> ExtensionId {
-    ExtensionId(uuid::Uuid::from_u128(n))
-}
-
-struct H {
-    lc: Lifecycle,
-    now: Now,
-}
-
 impl H {
-    fn new(exts: &[&str]) -> Self {
-        Self::with_timeout(exts, TIMEOUT)
+    /// A Managed Instances environment with up to 8 workers.
+    fn managed(exts: &[&str]) -> Self {
+        Self::managed_with_timeout(exts, TIMEOUT)
     }
 
-    fn with_timeout(exts: &[&str], timeout: Duration) -> Self {
-        Self {
-            lc: Lifecycle::new(LifecycleConfig {
-                extensions: exts.iter().map(|s| s.to_string()).collect(),
-                function_timeout: timeout,
-                init_timeout: Duration::from_secs(10),
-                managed: Some(8),
-            }),
-            now: Now {
-                instant: Instant::now(),
-                epoch_ms: T0_EPOCH,
-            },
-        }
-    }
-
-    fn step(&mut self, input: Input) -> Step {
-        self.lc.transition(input, self.now)
-    }
-
-    fn ok(&mut self, input: Input) -> Vec<Effect> {
-        match self.step(input.clone()) {
-            Ok(fx) => fx,
-            Err(r) => panic!("{input:?} refused: {r:?}"),
-        }
-    }
-
-    fn refused(&mut self, input: Input) -> Refusal {
-        match self.step(input.clone()) {
-            Ok(fx) => panic!("{input:?} accepted: {fx:?}"),
-            Err(r) => r,
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now = Now {
-            instant: self.now.instant + d,
-            epoch_ms: self.now.epoch_ms + d.as_millis() as u64,
-        };
+    fn managed_with_timeout(exts: &[&str], timeout: Duration) -> Self {
+        Self::with_config(exts, timeout, INIT_TIMEOUT, Some(8))
     }
 
     /// Init with every extension on SHUTDOWN, ids 1..=n, and `workers`
@@ -83,28 +38,6 @@ impl H {
             }));
         }
         fx
-    }
-
-    fn invoke(&mut self, rid: &str) -> Vec<Effect> {
-        self.ok(invoke(rid))
-    }
-}
-
-fn register(n: u128, name: &str, events: &[EventType]) -> Input {
-    Input::Register {
-        id: id(n),
-        name: name.into(),
-        events: events.to_vec(),
-        account_id: false,
-    }
-}
-
-fn invoke(rid: &str) -> Input {
-    Input::Invoke {
-        request_id: rid.into(),
-        invocation_id: format!("inv-{rid}"),
-        payload: Bytes::new(),
-        client_context: None,
     }
 }
 
@@ -139,15 +72,15 @@ fn reports(fx: &[Effect]) -> Vec<&Report> {
 
 #[test]
 fn init_limit_is_130_s_or_the_function_timeout() {
-    let h = H::new(&[]);
+    let h = H::managed(&[]);
     assert_eq!(h.lc.config.init_timeout, Duration::from_secs(130));
-    let h = H::with_timeout(&[], Duration::from_secs(900));
+    let h = H::managed_with_timeout(&[], Duration::from_secs(900));
     assert_eq!(h.lc.config.init_timeout, Duration::from_secs(900));
 }
 
 #[test]
 fn init_is_done_when_extensions_are_ready_and_one_worker_called_next() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.ok(Input::Init);
     h.ok(register(1, "a", &[EventType::Shutdown]));
     // The runtime's first worker: not yet done, the extension is not ready.
@@ -166,7 +99,7 @@ fn init_is_done_when_extensions_are_ready_and_one_worker_called_next() {
 
 #[test]
 fn invokes_run_concurrently_up_to_the_idle_workers_then_are_unavailable() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.serve(3);
     for rid in ["r1", "r2", "r3"] {
         let fx = h.invoke(rid);
@@ -206,7 +139,7 @@ fn invokes_run_concurrently_up_to_the_idle_workers_then_are_unavailable() {
 
 #[test]
 fn a_duplicate_of_a_running_invoke_id_is_refused() {
-    let mut h = H::new(&[]);
+    let mut h = H::managed(&[]);
     h.serve(2);
     h.invoke("same");
     let fx = h.invoke("same");
@@ -219,7 +152,7 @@ fn a_duplicate_of_a_running_invoke_id_is_refused() {
 
 #[test]
 fn answers_are_matched_by_request_id_and_echoed_invocation_id() {
-    let mut h = H::new(&[]);
+    let mut h = H::managed(&[]);
     h.serve(2);
     h.invoke("a");
     h.invoke("b");
@@ -249,7 +182,7 @@ fn answers_are_matched_by_request_id_and_echoed_invocation_id() {
 
 #[test]
 fn a_timeout_fails_that_invoke_only_and_its_late_answer_gets_410() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.serve(2);
     h.invoke("slow");
     h.advance(Duration::from_secs(1));
@@ -283,7 +216,7 @@ fn a_timeout_fails_that_invoke_only_and_its_late_answer_gets_410() {
 
 #[test]
 fn an_external_extension_on_invoke_is_refused_and_fails_init() {
-    let mut h = H::new(&["ext"]);
+    let mut h = H::managed(&["ext"]);
     h.ok(Input::Init);
     let fx = h.ok(register(
         1,
@@ -327,7 +260,7 @@ fn an_external_extension_on_invoke_is_refused_and_fails_init() {
 
 #[test]
 fn an_internal_extension_may_register_for_nothing() {
-    let mut h = H::new(&[]);
+    let mut h = H::managed(&[]);
     h.ok(Input::Init);
     // The runtime process is up (no external extension to wait for).
     let fx = h.ok(register(7, "inside", &[EventType::Shutdown]));
@@ -336,14 +269,14 @@ fn an_internal_extension_may_register_for_nothing() {
         Effect::Refuse(Refusal::NoEventsForInternal)
     ));
     assert!(fx.iter().any(|e| matches!(e, Effect::InitFailed { .. })));
-    let mut h = H::new(&[]);
+    let mut h = H::managed(&[]);
     h.ok(Input::Init);
     assert!(h.ok(register(7, "inside", &[])).is_empty());
 }
 
 #[test]
 fn telemetry_subscriptions_need_schema_2025_01_29() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.ok(Input::Init);
     h.ok(register(1, "a", &[EventType::Shutdown]));
     let mut request = SubscribeRequest::http(vec![LogType::Platform], 9000);
@@ -366,7 +299,7 @@ fn telemetry_subscriptions_need_schema_2025_01_29() {
 
 #[test]
 fn a_process_exit_fails_every_invoke_in_flight_and_shuts_down_for_good() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.serve(2);
     h.invoke("x");
     h.invoke("y");
@@ -388,7 +321,7 @@ fn a_process_exit_fails_every_invoke_in_flight_and_shuts_down_for_good() {
 
 #[test]
 fn spindown_gives_the_runtime_600_ms_then_shutdown_with_a_2_s_deadline() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.serve(1);
     let fx = h.ok(Input::Shutdown);
     assert_eq!(
@@ -417,7 +350,7 @@ fn spindown_gives_the_runtime_600_ms_then_shutdown_with_a_2_s_deadline() {
 
 #[test]
 fn an_init_timeout_shuts_down_with_reason_failure() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.ok(Input::Init);
     h.ok(register(1, "a", &[EventType::Shutdown]));
     // The extension is ready; no worker ever calls /next.
@@ -444,7 +377,7 @@ fn an_init_timeout_shuts_down_with_reason_failure() {
 
 #[test]
 fn invokes_before_init_is_done_are_not_fed_and_would_be_unavailable() {
-    let mut h = H::new(&["a"]);
+    let mut h = H::managed(&["a"]);
     h.ok(Input::Init);
     assert!(!h.lc.accepts_invoke());
     assert_eq!(
