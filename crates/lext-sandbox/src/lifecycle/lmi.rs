@@ -87,15 +87,18 @@ struct TimedOut {
 
 impl TimedOut {
     fn insert(&mut self, id: String) {
+        // A caller may reuse a request id once its invoke is over.
+        if self.ids.contains(&id) {
+            return;
+        }
         if self.order.len() >= TIMED_OUT_REMEMBERED {
             if let Some(old) = self.order.pop_front() {
                 self.ids.remove(&old);
                 self.forgotten += 1;
             }
         }
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
-        }
+        self.ids.insert(id.clone());
+        self.order.push_back(id);
     }
 }
 
@@ -482,5 +485,26 @@ impl Lifecycle {
             "schemaVersion: must be {TELEMETRY_SCHEMA} on Lambda Managed Instances, got {}",
             request.schema_version.as_deref().unwrap_or("none")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_out_ids_past_the_bound_are_forgotten_oldest_first_and_counted() {
+        let mut t = TimedOut::default();
+        for n in 0..=TIMED_OUT_REMEMBERED {
+            t.insert(format!("r{n}"));
+        }
+        assert_eq!(t.forgotten, 1);
+        assert_eq!(t.order.len(), TIMED_OUT_REMEMBERED);
+        assert!(!t.ids.contains("r0"));
+        assert!(t.ids.contains("r1"));
+        assert!(t.ids.contains(&format!("r{TIMED_OUT_REMEMBERED}")));
+        // The same id again takes no second place.
+        t.insert("r1".to_owned());
+        assert_eq!((t.order.len(), t.forgotten), (TIMED_OUT_REMEMBERED, 1));
     }
 }

@@ -385,3 +385,18 @@ fn invokes_before_init_is_done_are_not_fed_and_would_be_unavailable() {
         Some(error_type::RUNTIME_UNAVAILABLE)
     );
 }
+
+#[test]
+fn workers_past_the_bound_are_refused() {
+    let mut h = H::managed(&[]);
+    h.serve(1);
+    for _ in 1..crate::lifecycle::lmi::MAX_IDLE_WORKERS {
+        h.ok(Input::RuntimeNext);
+    }
+    assert_eq!(h.lc.workers(), (crate::lifecycle::lmi::MAX_IDLE_WORKERS, 0));
+    assert!(matches!(
+        h.refused(Input::RuntimeNext),
+        Refusal::RuntimeState { .. }
+    ));
+    assert_eq!(h.lc.workers(), (crate::lifecycle::lmi::MAX_IDLE_WORKERS, 0));
+}
