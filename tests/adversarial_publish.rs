@@ -468,60 +468,91 @@ fn help_documents_exit_codes() {
 /// A proxy on 127.0.0.1 in front of moto that loses every answer: it
 /// passes each request on, reads moto's answer (so moto has done the
 /// work), and closes the caller's connection without it, as a timeout or
-/// a dropped connection after the upload does. Returns its URL and the
-/// number of requests it passed on.
-fn answer_losing_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let upstream = upstream
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let passed = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = passed.clone();
-    // Ends with the test process: it only ever blocks in accept.
-    std::thread::spawn(move || {
-        for caller in listener.incoming() {
-            let Ok(caller) = caller else { continue };
-            let mut reader = BufReader::new(caller);
-            let mut head = Vec::new();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+/// a dropped connection after the upload does. Stopped when dropped.
+struct AnswerLosingProxy {
+    url: String,
+    /// The requests passed on.
+    passed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnswerLosingProxy {
+    fn start(upstream: &str) -> Self {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let passed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counter, stopping) = (passed.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for caller in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
+                let Ok(caller) = caller else { continue };
+                let mut reader = BufReader::new(caller);
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let end = line == "\r\n";
+                    head.extend_from_slice(line.as_bytes());
+                    if end {
+                        break;
                     }
                 }
-                let end = line == "\r\n";
-                head.extend_from_slice(line.as_bytes());
-                if end {
-                    break;
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
                 }
+                // One request per upstream connection, read to its end.
+                let mut moto = TcpStream::connect(&upstream).unwrap();
+                let head =
+                    String::from_utf8_lossy(&head).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                moto.write_all(head.as_bytes()).unwrap();
+                moto.write_all(&body).unwrap();
+                let mut answer = Vec::new();
+                let _ = moto.read_to_end(&mut answer);
+                counter.fetch_add(1, Ordering::SeqCst);
+                // The caller's connection drops here, unanswered.
             }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            // One request per upstream connection, read to its end.
-            let mut moto = TcpStream::connect(&upstream).unwrap();
-            let head =
-                String::from_utf8_lossy(&head).replacen("\r\n", "\r\nConnection: close\r\n", 1);
-            moto.write_all(head.as_bytes()).unwrap();
-            moto.write_all(&body).unwrap();
-            let mut answer = Vec::new();
-            let _ = moto.read_to_end(&mut answer);
-            counter.fetch_add(1, Ordering::SeqCst);
-            // The caller's connection drops here, unanswered.
+        });
+        Self {
+            url: format!("http://{addr}"),
+            passed,
+            stop,
+            addr,
+            thread: Some(thread),
         }
-    });
-    (url, passed)
+    }
+}
+
+impl Drop for AnswerLosingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept, which then sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// PublishLayerVersion is not idempotent: when its answer is lost after
@@ -530,14 +561,14 @@ fn answer_losing_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::ato
 #[test]
 fn a_lost_publish_answer_is_not_sent_again() {
     let moto = Moto::start();
-    let (proxy, passed) = answer_losing_proxy(&moto.url);
+    let proxy = AnswerLosingProxy::start(&moto.url);
     let tmp = tempfile::tempdir().unwrap();
     let zip = packaged_layer(tmp.path());
     let out = run(lext_aws(tmp.path()).arg("publish").arg(&zip).args([
         "--layer-name",
         "lost-answer",
         "--endpoint-url",
-        &proxy,
+        &proxy.url,
     ]));
     let stderr = failed_stderr(&out);
     assert_eq!(
@@ -555,7 +586,7 @@ fn a_lost_publish_answer_is_not_sent_again() {
         "{stderr}"
     );
     assert_eq!(
-        passed.load(std::sync::atomic::Ordering::SeqCst),
+        proxy.passed.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "{stderr}"
     );
