@@ -91,8 +91,9 @@ enum Layout {
 #[derive(Debug)]
 pub(crate) struct Cgroup {
     layout: Layout,
-    /// `cgroup.procs` of each hierarchy, open for writing: a child writes
-    /// `0` to each between fork and exec, and so starts inside.
+    /// `tasks` of each v1 hierarchy, or v2's `cgroup.procs`, open for
+    /// writing: a child writes `0` to each between fork and exec, and so
+    /// starts inside.
     join: Arc<Vec<OwnedFd>>,
     /// The OOM kills counted when last asked (see [`Cgroup::new_oom_kill`]).
     oom_seen: AtomicU64,
@@ -187,9 +188,21 @@ impl Cgroup {
                 }
             }
         }
+        // On v1, the child writes itself into each hierarchy's `tasks`, not
+        // `cgroup.procs`: the kernel moves a single thread that names itself
+        // (`0`) without taking the global threadgroup lock, whose first
+        // taking after a quiet spell waits for an RCU grace period: 5 to
+        // 25 ms of Init at every cold spawn (BENCHMARKS.md, "Cold start").
+        // Between fork and exec the child has one thread, so the thread is
+        // the process. v2 has no such file for a domain cgroup, only
+        // `cgroup.procs`.
+        let file = match self.layout {
+            Layout::V1 { .. } => "tasks",
+            Layout::V2 { .. } => "cgroup.procs",
+        };
         let mut join = Vec::new();
         for dir in self.dirs() {
-            let procs = dir.join("cgroup.procs");
+            let procs = dir.join(file);
             let file = fs::OpenOptions::new()
                 .write(true)
                 .open(&procs)

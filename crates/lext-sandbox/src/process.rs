@@ -115,7 +115,7 @@ pub(crate) struct Spec {
     /// Start in the isolation's `/var/task` (the runtime).
     pub in_task: bool,
     /// The environment's cgroup to start the process in, if any: the
-    /// `cgroup.procs` files it writes itself into before exec (see
+    /// files it writes itself into before exec (see
     /// [`crate::cgroup`]).
     pub cgroup: Option<Arc<Vec<std::os::fd::OwnedFd>>>,
     /// The environment's PID namespace to start the process in, if any
