@@ -52,6 +52,10 @@ struct Options {
     warmup: usize,
     rounds: usize,
     cold_runs: usize,
+    /// The pause before each cold run, so that each starts on a quiet
+    /// kernel as a user's does (back to back, one run's cgroup moves can
+    /// leave the next one's fast).
+    cold_gap: Duration,
     lines: u64,
     build: bool,
     simulator: bool,
@@ -88,6 +92,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         warmup: 1_000,
         rounds: 5,
         cold_runs: 21,
+        cold_gap: Duration::from_millis(250),
         lines: 100_000,
         build: true,
         simulator: true,
@@ -102,6 +107,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--warmup" => o.warmup = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse()?,
             "--cold-runs" => o.cold_runs = value()?.parse()?,
+            "--cold-gap-ms" => o.cold_gap = Duration::from_millis(value()?.parse()?),
             "--lines" => o.lines = value()?.parse()?,
             "--no-build" => o.build = false,
             "--no-simulator" => o.simulator = false,
@@ -248,8 +254,9 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
 
     // ----- 2. cold start ---------------------------------------------------
     eprintln!(
-        "cold start: {} runs, interleaved with the floor",
-        o.cold_runs
+        "cold start: {} runs, interleaved with the floor, {} ms apart",
+        o.cold_runs,
+        o.cold_gap.as_millis()
     );
     let mut lext_init = Vec::new();
     let mut lext_wall = Vec::new();
@@ -259,6 +266,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     floor::init(&extension, &lext_bin, &["__echo-runtime"])?;
     lext::cold_start(&lext_bin, &extension)?;
     for _ in 0..o.cold_runs {
+        std::thread::sleep(o.cold_gap);
         floor_init.push(floor::init(&extension, &lext_bin, &["__echo-runtime"])?);
         let (init, wall) = lext::cold_start(&lext_bin, &extension)?;
         lext_init.push(init);
@@ -342,7 +350,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         rt_us * CRITICAL_ROUND_TRIPS as f64
     );
     println!();
-    println!("Cold start (median of {} runs each):", o.cold_runs);
+    println!(
+        "Cold start (median of {} runs each, {} ms apart):",
+        o.cold_runs,
+        o.cold_gap.as_millis()
+    );
     println!();
     println!("| figure | value |");
     println!("|---|---|");

@@ -50,8 +50,8 @@ tasks:
       A binary that does not connect or stalls for 10 s is killed and the
       benchmark fails with its name.
   bench-sandbox [--invokes N] [--warmup W] [--rounds R] [--cold-runs C]
-                [--lines L] [--no-build] [--no-simulator] [--lext PATH]
-                [--one-cpu]
+                [--cold-gap-ms G] [--lines L] [--no-build] [--no-simulator]
+                [--lext PATH] [--one-cpu]
       Builds the release lext and rust-example-extension (and the
       lambda-simulator peer, xtask/peers/lambda-simulator-bench), then
       measures, side by side: sequential invokes/s and p50/p99 latency over
@@ -59,7 +59,8 @@ tasks:
       lambda-simulator's in-process API, R rounds (default 5) of N (10000)
       after W (1000) warm-up; the loopback floor of an invoke's 6 round
       trips; the cold start (Init Duration vs the same processes on a
-      minimal API, C runs, default 21); and L (100000) function log lines
+      minimal API, C runs, default 21, each after a pause of G ms, default
+      250, so that each starts on a quiet kernel); and L (100000) function log lines
       delivered to a Telemetry API subscriber. --lext measures another lext
       binary (A/B of two commits). --one-cpu pins every process of the
       run to one CPU (steadier: no cross-vCPU wake-ups).
