@@ -27,7 +27,7 @@ use crate::env::{self, EnvConfig, EnvError};
 use crate::host::{ExtensionSpec, ProcessHost, RuntimeSpec};
 use crate::invocation::{InvokeRequest, InvokeResponse};
 use crate::isolation::{self, Decision, Isolation, IsolationError};
-use crate::process::{OutputLine, Source};
+use crate::process::{OutputLine, OutputLines, Source};
 use crate::sink::{Fanout, LineSource, LogLine, Sink};
 use crate::telemetry::{Hub, HubConfig};
 
@@ -937,44 +937,70 @@ fn output_lines(
     logging: Logging,
     tenant: Option<Arc<str>>,
 ) -> crate::process::LineSink {
-    Arc::new(move |line: OutputLine| {
-        let source = match &line.source {
+    Arc::new(move |batch: OutputLines| {
+        let source = match &batch.source {
             Source::Function => LineSource::Function,
             Source::Extension(name) => LineSource::Extension(name.clone()),
         };
         if !logging.is_json() {
-            hub.record_line(&line);
-            sink.line(LogLine {
-                time: line.time,
-                source,
-                text: line.line,
-                environment: None,
-            });
+            hub.record_lines(&batch);
+            let time = batch.time;
+            sink.lines(
+                batch
+                    .lines
+                    .into_iter()
+                    .map(|text| LogLine {
+                        time,
+                        source: source.clone(),
+                        text,
+                        environment: None,
+                    })
+                    .collect(),
+            );
             return;
         }
-        let request_id = hub.current_request();
-        let min = logging.application_level;
-        let Some((value, text)) = crate::jsonlog::output_line(
-            &line.line,
-            line.time,
-            request_id.as_deref(),
-            tenant.as_deref(),
-            min,
-        ) else {
-            return;
-        };
-        let record = match line.source {
-            Source::Function => Record::Function(LogRecord::Json(value)),
-            Source::Extension(_) => Record::ExtensionLog(LogRecord::Json(value)),
-        };
-        hub.record_at(line.time, record);
-        sink.line(LogLine {
-            time: line.time,
-            source,
-            text,
-            environment: None,
-        });
+        for line in batch.into_lines() {
+            json_line(
+                &hub,
+                &*sink,
+                logging,
+                tenant.as_deref(),
+                source.clone(),
+                line,
+            );
+        }
     })
+}
+
+/// One line in the JSON log format: a JSON object (as written, or wrapped
+/// with the current invoke's request id), dropped below the application
+/// level.
+fn json_line(
+    hub: &Hub,
+    sink: &dyn Sink,
+    logging: Logging,
+    tenant: Option<&str>,
+    source: LineSource,
+    line: OutputLine,
+) {
+    let request_id = hub.current_request();
+    let min = logging.application_level;
+    let Some((value, text)) =
+        crate::jsonlog::output_line(&line.line, line.time, request_id.as_deref(), tenant, min)
+    else {
+        return;
+    };
+    let record = match line.source {
+        Source::Function => Record::Function(LogRecord::Json(value)),
+        Source::Extension(_) => Record::ExtensionLog(LogRecord::Json(value)),
+    };
+    hub.record_at(line.time, record);
+    sink.line(LogLine {
+        time: line.time,
+        source,
+        text,
+        environment: None,
+    });
 }
 
 /// Serves the Invoke API until the environment (or function) stops.

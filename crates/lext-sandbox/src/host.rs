@@ -214,13 +214,15 @@ impl Host for ProcessHost {
         self.spawn(spec, Proc::Extension(index), generation, exits).map_err(|e| {
             // Lambda's own wording goes to the log, as rapid writes it.
             tracing::warn!(extension = ?ext.name, error = %crate::logline::printable(&e.message), "extension launch failed");
-            (self.sink)(process::OutputLine {
+            (self.sink)(process::OutputLines {
                 time: std::time::SystemTime::now(),
                 source: Source::Extension(ext.name.clone()),
                 stream: process::Stream::Stderr,
                 // The message names the file: escaped, so that a name with
                 // a newline cannot forge a line of the log.
-                line: crate::logline::printable(&format!("Error: {}", e.message)).into_owned(),
+                lines: vec![
+                    crate::logline::printable(&format!("Error: {}", e.message)).into_owned(),
+                ],
             });
             match e.error_type {
                 LaunchErrorType::PermissionDenied => LaunchFailure::PermissionDenied,

@@ -89,7 +89,9 @@ async fn run_isolated(mode: Mode) -> Vec<String> {
     let isolation = Isolation::new(mode, layers.path(), state.path()).unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink_lines = lines.clone();
-    let sink: LineSink = Arc::new(move |l| sink_lines.lock().unwrap().push(l.line));
+    let sink: LineSink = Arc::new(move |batch: process::OutputLines| {
+        sink_lines.lock().unwrap().extend(batch.lines);
+    });
     // The program is named by its path inside the sandbox.
     let mut spec = Spec::new(
         "/opt/extensions/probe",

@@ -27,6 +27,7 @@
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::task::JoinHandle;
 
 use crate::isolation::Isolation;
@@ -88,10 +89,42 @@ pub(crate) struct OutputLine {
     pub line: String,
 }
 
-/// Where output lines go. It is called from the reader tasks, once per line,
-/// in order per pipe; it must not block for long (push into a channel or the
-/// telemetry hub).
-pub(crate) type LineSink = Arc<dyn Fn(OutputLine) + Send + Sync>;
+/// The lines of one pipe that one read brought: they were all written by
+/// then, so they share its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutputLines {
+    /// When the sandbox read them (wall clock, for the telemetry `time`).
+    pub time: SystemTime,
+    /// Who wrote them.
+    pub source: Source,
+    /// Which pipe.
+    pub stream: Stream,
+    /// The lines, each as [`OutputLine::line`], in order.
+    pub lines: Vec<String>,
+}
+
+impl OutputLines {
+    /// The lines one by one.
+    pub(crate) fn into_lines(self) -> impl Iterator<Item = OutputLine> {
+        let Self {
+            time,
+            source,
+            stream,
+            lines,
+        } = self;
+        lines.into_iter().map(move |line| OutputLine {
+            time,
+            source: source.clone(),
+            stream,
+            line,
+        })
+    }
+}
+
+/// Where output lines go. It is called from the reader tasks, once per read
+/// of a pipe, in order per pipe; it must not block for long (push into a
+/// channel or the telemetry hub).
+pub(crate) type LineSink = Arc<dyn Fn(OutputLines) + Send + Sync>;
 
 /// What to launch.
 #[derive(Debug, Clone)]
@@ -435,6 +468,16 @@ pub(crate) fn spawn(spec: Spec, sink: LineSink) -> Result<Process, LaunchError> 
     register_group(pid as i32);
 
     let mut readers = Vec::with_capacity(2);
+    for pipe in [
+        child.stdout.as_ref().map(AsFd::as_fd),
+        child.stderr.as_ref().map(AsFd::as_fd),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // Best effort: a smaller pipe only makes writes block sooner.
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
+    }
     if let Some(stdout) = child.stdout.take() {
         readers.push(tokio::spawn(read_lines(
             stdout,
@@ -654,56 +697,96 @@ impl Drop for Process {
     }
 }
 
-/// Read `pipe` line by line into `sink` until EOF.
-async fn read_lines<R: AsyncRead + Unpin>(pipe: R, source: Source, stream: Stream, sink: LineSink) {
-    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-    let mut line: Vec<u8> = Vec::new();
-    let emit = |line: &mut Vec<u8>| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        sink(OutputLine {
-            time: SystemTime::now(),
-            source: source.clone(),
-            stream,
-            line: String::from_utf8_lossy(line).into_owned(),
-        });
-        line.clear();
-    };
+/// What one read of an output pipe takes at most: the pipe's default
+/// capacity, so that a full default pipe is emptied in one call.
+const READ_BYTES: usize = 64 * 1024;
+
+/// What an output pipe holds before the process's writes block: enough
+/// that a burst of lines is written at the speed of the pipe while lext
+/// turns the previous ones into records (the default is 64 KiB). The
+/// system's `pipe-max-size` may hold it lower: then the default stays.
+pub(crate) const PIPE_BYTES: usize = 1024 * 1024;
+
+/// Read `pipe` into `sink` until EOF: each read's complete lines as one
+/// batch, stamped once.
+async fn read_lines<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    source: Source,
+    stream: Stream,
+    sink: LineSink,
+) {
+    let mut buf = Vec::with_capacity(READ_BYTES);
+    // A line begun in an earlier read (at most MAX_LINE_BYTES).
+    let mut partial: Vec<u8> = Vec::new();
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
+        buf.clear();
+        let n = match pipe.read_buf(&mut buf).await {
+            Ok(n) => n,
             Err(error) => {
                 tracing::debug!(%error, "output pipe read failed");
-                break;
+                0
             }
         };
-        if buf.is_empty() {
+        let time = SystemTime::now();
+        let mut lines = Vec::new();
+        if n == 0 {
             // EOF: a last line without a newline is still a line.
-            if !line.is_empty() {
-                emit(&mut line);
+            if !partial.is_empty() {
+                lines.push(text(&partial));
             }
-            break;
+        } else {
+            split_lines(&buf[..n], &mut partial, &mut lines);
         }
-        let room = MAX_LINE_BYTES - line.len();
-        match buf.iter().position(|&b| b == b'\n') {
+        if !lines.is_empty() {
+            sink(OutputLines {
+                time,
+                source: source.clone(),
+                stream,
+                lines,
+            });
+        }
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Appends the complete lines of `bytes` to `lines`, continuing the line
+/// in `partial` and leaving the last incomplete one there. A line that
+/// reaches [`MAX_LINE_BYTES`] without a newline is cut there.
+fn split_lines(mut bytes: &[u8], partial: &mut Vec<u8>, lines: &mut Vec<String>) {
+    while !bytes.is_empty() {
+        let room = MAX_LINE_BYTES - partial.len();
+        match memchr::memchr(b'\n', bytes) {
             Some(end) if end <= room => {
-                line.extend_from_slice(&buf[..end]);
-                reader.consume(end + 1);
-                emit(&mut line);
+                if partial.is_empty() {
+                    lines.push(text(&bytes[..end]));
+                } else {
+                    partial.extend_from_slice(&bytes[..end]);
+                    lines.push(text(partial));
+                    partial.clear();
+                }
+                bytes = &bytes[end + 1..];
             }
             _ => {
                 // No newline within reach: take what fits, and cut the
                 // record when it is full.
-                let take = buf.len().min(room);
-                line.extend_from_slice(&buf[..take]);
-                reader.consume(take);
-                if line.len() >= MAX_LINE_BYTES {
-                    emit(&mut line);
+                let take = bytes.len().min(room);
+                partial.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if partial.len() >= MAX_LINE_BYTES {
+                    lines.push(text(partial));
+                    partial.clear();
                 }
             }
         }
     }
+}
+
+/// A line's text: without a trailing `\r`, invalid UTF-8 replaced.
+fn text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).into_owned()
 }
 
 /// Peak resident memory of process trees, for `Max Memory Used`.

@@ -13,7 +13,9 @@ use crate::process;
 fn collect() -> (LineSink, Arc<StdMutex<Vec<OutputLine>>>) {
     let lines = Arc::new(StdMutex::new(Vec::new()));
     let sink_lines = lines.clone();
-    let sink: LineSink = Arc::new(move |line| sink_lines.lock().unwrap().push(line));
+    let sink: LineSink = Arc::new(move |batch: OutputLines| {
+        sink_lines.lock().unwrap().extend(batch.into_lines());
+    });
     (sink, lines)
 }
 
@@ -458,4 +460,68 @@ fn kill_all_kills_every_live_group() {
         stdout.contains(KILL_ALL_HELPER_DONE),
         "kill_all_helper did not run to its end:\n{stdout}\n{stderr}"
     );
+}
+
+mod split {
+    use proptest::prelude::*;
+
+    use super::super::{split_lines, text, MAX_LINE_BYTES};
+
+    /// The lines of `bytes` read in the given pieces, and the last partial
+    /// line at EOF.
+    fn read_in_pieces(bytes: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut partial = Vec::new();
+        let mut lines = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let cut = cut.clamp(at, bytes.len());
+            split_lines(&bytes[at..cut], &mut partial, &mut lines);
+            at = cut;
+        }
+        if !partial.is_empty() {
+            lines.push(text(&partial));
+        }
+        lines
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_cut_at_the_limit_across_reads() {
+        let mut bytes = vec![b'x'; MAX_LINE_BYTES + 10];
+        bytes.extend_from_slice(b"\r\nnext\n");
+        let lines = read_in_pieces(&bytes, &[1000, MAX_LINE_BYTES - 1, MAX_LINE_BYTES + 3]);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "x".repeat(10));
+        assert_eq!(lines[2], "next");
+    }
+
+    proptest! {
+        /// However the pipe's bytes are cut into reads, the lines are the
+        /// same: a line split across reads is joined, `\r\n` ends a line as
+        /// `\n` does, and the last line needs no newline.
+        #[test]
+        fn the_lines_do_not_depend_on_how_the_reads_cut_them(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xff_u8)],
+                0..400,
+            ),
+            mut cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            cuts.sort_unstable();
+            let whole = read_in_pieces(&bytes, &[]);
+            prop_assert_eq!(read_in_pieces(&bytes, &cuts), whole.clone());
+            let expected: Vec<String> = {
+                let mut v: Vec<String> = bytes
+                    .split(|&b| b == b'\n')
+                    .map(text)
+                    .collect();
+                // The split after a final newline is no line.
+                if bytes.last().is_none_or(|&b| b == b'\n') {
+                    v.pop();
+                }
+                v
+            };
+            prop_assert_eq!(whole, expected);
+        }
+    }
 }

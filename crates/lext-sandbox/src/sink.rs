@@ -61,12 +61,31 @@ pub trait Sink: Send + Sync + 'static {
         let _ = line;
     }
 
+    /// Several lines of the log, in order: the lines one read of a
+    /// process's output brought. The default gives each to
+    /// [`line`](Self::line); a sink that takes a lock per line can take it
+    /// once here.
+    fn lines(&self, lines: Vec<LogLine>) {
+        for line in lines {
+            self.line(line);
+        }
+    }
+
     /// One telemetry event as the environment recorded it (stamped with its
     /// time), with its JSON encoding. Every event either API carries comes
     /// here once, including the Logs-API-only `platform.end` and
     /// `platform.fault`, and the `platform.logsDropped` notices.
     fn event(&self, event: &TelemetryEvent, json: &[u8]) {
         let _ = (event, json);
+    }
+
+    /// Several events, in order, each with its JSON encoding (the records
+    /// of the lines given to [`lines`](Self::lines)). The default gives each
+    /// to [`event`](Self::event).
+    fn events(&self, events: &[(&TelemetryEvent, &[u8])]) {
+        for (event, json) in events {
+            self.event(event, json);
+        }
     }
 
     /// Whether [`event`](Self::event) does anything. When no sink and no
@@ -123,9 +142,24 @@ impl Sink for Fanout {
         }
     }
 
+    fn lines(&self, lines: Vec<LogLine>) {
+        if let Some((last, rest)) = self.sinks.split_last() {
+            for sink in rest {
+                sink.lines(lines.clone());
+            }
+            last.lines(lines);
+        }
+    }
+
     fn event(&self, event: &TelemetryEvent, json: &[u8]) {
         for sink in &self.sinks {
             sink.event(event, json);
+        }
+    }
+
+    fn events(&self, events: &[(&TelemetryEvent, &[u8])]) {
+        for sink in &self.sinks {
+            sink.events(events);
         }
     }
 
@@ -166,6 +200,13 @@ impl Sink for Tagged {
     fn line(&self, mut line: LogLine) {
         line.environment = Some(self.label.clone());
         self.inner.line(line);
+    }
+
+    fn lines(&self, mut lines: Vec<LogLine>) {
+        for line in &mut lines {
+            line.environment = Some(self.label.clone());
+        }
+        self.inner.lines(lines);
     }
 
     fn event(&self, event: &TelemetryEvent, json: &[u8]) {
@@ -212,6 +253,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ----- Console ---------------------------------------------------------------
 
+/// `time` as the console prints it, formatted once for the lines that share
+/// it (those of one read of a process's output).
+fn stamp(last: &mut Option<(SystemTime, String)>, time: SystemTime) -> &str {
+    if last.as_ref().is_none_or(|(t, _)| *t != time) {
+        *last = Some((time, crate::logline::iso8601_ms(time)));
+    }
+    last.as_ref().map_or("", |(_, text)| text)
+}
+
 /// How many bytes of lines [`ConsoleSink`] and [`JsonLinesSink`] hold while
 /// their output is slower than the environment: 16 MiB. Past it, lines and
 /// records are dropped and counted, and the count is printed when the
@@ -257,6 +307,7 @@ impl ConsoleSink {
     }
 
     fn start(times: bool) -> Self {
+        let mut last: Option<(SystemTime, String)> = None;
         let spool = Spool::start(
             "lext-console",
             io::stdout(),
@@ -274,12 +325,13 @@ impl ConsoleSink {
                         None => writeln!(out, "[{env}] {text}"),
                     },
                     (true, None) => {
-                        let time = crate::logline::iso8601_ms(time);
-                        writeln!(out, "{time} {text}")
+                        out.write_all(stamp(&mut last, time).as_bytes())?;
+                        out.write_all(b" ")?;
+                        out.write_all(text.as_bytes())?;
+                        out.write_all(b"\n")
                     }
                     (true, Some(env)) => {
-                        let time = crate::logline::iso8601_ms(time);
-                        writeln!(out, "{time} [{env}] {text}")
+                        writeln!(out, "{} [{env}] {text}", stamp(&mut last, time))
                     }
                 }
             },
@@ -313,6 +365,16 @@ impl Sink for ConsoleSink {
             .spool
             .push((line.time, line.environment, line.text), size)
         {
+            self.report.first_drop(self.spool.dropped());
+        }
+    }
+
+    fn lines(&self, lines: Vec<LogLine>) {
+        let items = lines.into_iter().map(|line| {
+            let size = line.text.len();
+            ((line.time, line.environment, line.text), size)
+        });
+        if self.spool.push_all(items) > 0 {
             self.report.first_drop(self.spool.dropped());
         }
     }
@@ -578,6 +640,17 @@ impl Capture {
 impl Sink for Capture {
     fn line(&self, line: LogLine) {
         self.push(&self.inner.lines, line);
+    }
+
+    fn lines(&self, lines: Vec<LogLine>) {
+        let mut queue = lock(&self.inner.lines);
+        for line in lines {
+            if queue.len() >= self.inner.limit {
+                queue.pop_front();
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            queue.push_back(line);
+        }
     }
 
     fn event(&self, event: &TelemetryEvent, _json: &[u8]) {

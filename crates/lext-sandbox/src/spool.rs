@@ -150,6 +150,39 @@ impl<T: Send + 'static> Spool<T> {
         true
     }
 
+    /// Queues `items` (each with its size) under one lock, with one
+    /// wake-up. Returns how many were not taken (counted as [`push`]
+    /// counts them).
+    ///
+    /// [`push`]: Self::push
+    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = (T, usize)>) -> usize {
+        let mut state = lock(&self.shared.state);
+        let wake = state.queue.is_empty();
+        let mut refused = 0;
+        for (item, size) in items {
+            let size = size.saturating_add(ITEM_OVERHEAD);
+            if state.failed {
+                refused += 1;
+                continue;
+            }
+            if state.bytes.saturating_add(size) > self.shared.capacity {
+                state.dropped += 1;
+                state.dropped_bytes += (size - ITEM_OVERHEAD) as u64;
+                refused += 1;
+                continue;
+            }
+            state.queue.push_back((item, size));
+            state.bytes += size;
+            state.accepted += 1;
+        }
+        let wake = wake && !state.queue.is_empty();
+        drop(state);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        refused
+    }
+
     /// Waits until everything accepted so far is written and flushed, or
     /// `timeout` passes, and returns what was lost so far.
     pub(crate) fn flush(&self, timeout: Duration) -> Losses {

@@ -13,7 +13,7 @@ use lext_protocol::telemetry::{Api, Buffering, LogRecord, LogType, Record, Subsc
 
 use crate::env::{extension_env, EnvConfig};
 use crate::isolation::{self, Decision, Isolation};
-use crate::process::{self, LineSink, OutputLine, Source, Spec};
+use crate::process::{self, LineSink, OutputLines, Source, Spec};
 use crate::sink::Fanout;
 use crate::telemetry::{Hub, HubConfig};
 
@@ -68,9 +68,9 @@ async fn a_layer_extension_listening_on_sandbox_localdomain_receives_telemetry()
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink_lines = lines.clone();
     let sink_hub = hub.clone();
-    let sink: LineSink = Arc::new(move |line: OutputLine| {
-        sink_hub.record_line(&line);
-        sink_lines.lock().unwrap().push(line.line);
+    let sink: LineSink = Arc::new(move |batch: OutputLines| {
+        sink_hub.record_lines(&batch);
+        sink_lines.lock().unwrap().extend(batch.lines);
     });
     let env = extension_env(&EnvConfig::new("127.0.0.1:9001", "fn"));
     let mut spec = Spec::new(

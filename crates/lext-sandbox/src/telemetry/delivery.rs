@@ -326,12 +326,33 @@ impl Subscriber {
         self.push(&mut queue, recorded, limit);
     }
 
+    /// Offers several events under one lock, with at most one wake-up.
+    pub(super) fn offer_all(&self, recorded: &[Recorded], limit: usize) {
+        let mut queue = lock(&self.queue);
+        let mut wake = false;
+        for recorded in recorded {
+            wake |= self.queue_one(&mut queue, recorded, limit);
+        }
+        drop(queue);
+        if wake {
+            self.notify.notify_one();
+        }
+    }
+
     pub(super) fn push(&self, queue: &mut Queue, recorded: &Recorded, limit: usize) {
+        if self.queue_one(queue, recorded, limit) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Queues the event if this subscriber takes it; returns whether the
+    /// delivery task must be woken.
+    fn queue_one(&self, queue: &mut Queue, recorded: &Recorded, limit: usize) -> bool {
         if !self.types.contains(&recorded.log_type) {
-            return;
+            return false;
         }
         let Some(json) = self.shape(recorded) else {
-            return;
+            return false;
         };
         if queue.bytes + json.len() > limit {
             if queue.dropped_records == 0 {
@@ -341,7 +362,7 @@ impl Subscriber {
                 );
             }
             queue.add_lost_new(1, json.len() as u64, REASON_SLOW_CONSUMER);
-            return;
+            return false;
         }
         let was_empty = queue.items.is_empty();
         queue.bytes += json.len();
@@ -351,12 +372,9 @@ impl Subscriber {
         }
         // Wake the task when a batch can start or is full; in between it
         // sleeps until the batch's timeout.
-        if was_empty
+        was_empty
             || queue.items.len() >= self.limits.max_items as usize
             || queue.bytes >= self.limits.max_bytes as usize
-        {
-            self.notify.notify_one();
-        }
     }
 
     /// The event as this subscriber's API shapes it, or `None` when the API
@@ -364,13 +382,13 @@ impl Subscriber {
     fn shape(&self, recorded: &Recorded) -> Option<Bytes> {
         match self.api {
             Api::Telemetry => {
-                if logs_api::logs_only(&recorded.event.record) {
-                    None
-                } else {
-                    Some(recorded.json.clone())
+                // An event kept untyped is an output line, never Logs-only.
+                match &recorded.event {
+                    Some(event) if logs_api::logs_only(&event.record) => None,
+                    _ => Some(recorded.json.clone()),
                 }
             }
-            Api::Logs => logs_api::encode(&recorded.event, self.runtime_done),
+            Api::Logs => logs_api::encode(&*recorded.event()?, self.runtime_done),
         }
     }
 }
@@ -784,7 +802,7 @@ mod tests {
         let json = Bytes::from(serde_json::to_vec(&event).unwrap());
         Recorded {
             log_type: LogType::Function,
-            event,
+            event: Some(event),
             json,
         }
     }
@@ -861,7 +879,7 @@ mod tests {
         let json = Bytes::from(serde_json::to_vec(&event).unwrap());
         let ext = Recorded {
             log_type: LogType::Extension,
-            event,
+            event: Some(event),
             json,
         };
         sub.push(&mut queue, &ext, usize::MAX);

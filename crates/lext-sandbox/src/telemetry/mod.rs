@@ -61,7 +61,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::logline::iso8601_ms;
-use crate::process::{OutputLine, Source};
+use crate::process::{OutputLines, Source};
 use crate::sink::Sink;
 use delivery::{deliver, Freeze, Subscriber, Target};
 
@@ -186,9 +186,38 @@ pub(crate) struct FlushReport {
 /// One recorded event, encoded once for every Telemetry API subscriber.
 #[derive(Debug)]
 struct Recorded {
-    event: TelemetryEvent,
+    /// The typed event; `None` for an output line that nobody needed typed
+    /// when it was recorded (see [`Hub::record_lines`]): its JSON says it
+    /// all, and [`Recorded::event`] decodes it where it is wanted later.
+    event: Option<TelemetryEvent>,
     log_type: LogType,
     json: Bytes,
+}
+
+impl Recorded {
+    /// The typed event, decoded from the JSON when it was not kept.
+    fn event(&self) -> Option<std::borrow::Cow<'_, TelemetryEvent>> {
+        match &self.event {
+            Some(event) => Some(std::borrow::Cow::Borrowed(event)),
+            None => serde_json::from_slice(&self.json)
+                .ok()
+                .map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+/// Appends the wire form of a text record's event to `out`: what
+/// `serde_json::to_vec(&TelemetryEvent)` gives for it, without building the
+/// intermediate values (the text is escaped by serde_json itself).
+fn encode_text_event(out: &mut Vec<u8>, time: &str, event_type: &str, text: &str) {
+    out.extend_from_slice(b"{\"time\":");
+    // Infallible: writing a string into a Vec.
+    let _ = serde_json::to_writer(&mut *out, time);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(event_type.as_bytes());
+    out.extend_from_slice(b"\",\"record\":");
+    let _ = serde_json::to_writer(&mut *out, text);
+    out.push(b'}');
 }
 
 /// The telemetry hub. Cloning it is cheap; all clones share one hub.
@@ -289,10 +318,12 @@ impl Hub {
         };
         let recorded = Arc::new(Recorded {
             log_type: event.record.log_type(),
-            event,
+            event: Some(event),
             json,
         });
-        self.inner.sink.event(&recorded.event, &recorded.json);
+        if let Some(event) = &recorded.event {
+            self.inner.sink.event(event, &recorded.json);
+        }
         let mut state = lock(&self.inner.state);
         for subscriber in &state.subscribers {
             subscriber.offer(&recorded, self.inner.config.queue_limit_bytes);
@@ -320,14 +351,88 @@ impl Hub {
         lock(&self.inner.current_request).clone()
     }
 
-    /// Record one output line as a `function` or `extension` event.
-    pub(crate) fn record_line(&self, line: &OutputLine) {
-        let text = LogRecord::Text(line.line.clone());
-        let record = match line.source {
-            Source::Function => Record::Function(text),
-            Source::Extension(_) => Record::ExtensionLog(text),
+    /// Records the lines of one read of a process's output, each as a
+    /// `function` or `extension` event: their JSON encoded into one buffer
+    /// that every Telemetry API subscriber shares, the locks taken once for
+    /// the batch.
+    pub(crate) fn record_lines(&self, batch: &OutputLines) {
+        // Typed events are built only for whoever reads them: the sinks,
+        // the Logs API's own encoding, and the Init replay (a Logs API
+        // subscriber may still come). Telemetry API subscribers need only
+        // the JSON.
+        let typed = {
+            let state = lock(&self.inner.state);
+            if !self.inner.wants_events && !state.open && state.subscribers.is_empty() {
+                return;
+            }
+            self.inner.wants_events
+                || state.open
+                || state.subscribers.iter().any(|s| s.api == Api::Logs)
         };
-        self.record_at(line.time, record);
+        let time = iso8601_ms(batch.time);
+        let (event_type, log_type) = match batch.source {
+            Source::Function => ("function", LogType::Function),
+            Source::Extension(_) => ("extension", LogType::Extension),
+        };
+        let mut buf = Vec::with_capacity(
+            batch
+                .lines
+                .iter()
+                .map(|l| l.len() + time.len() + event_type.len() + 40)
+                .sum(),
+        );
+        let mut ends = Vec::with_capacity(batch.lines.len());
+        for text in &batch.lines {
+            encode_text_event(&mut buf, &time, event_type, text);
+            ends.push(buf.len());
+        }
+        let buf = Bytes::from(buf);
+        let mut start = 0;
+        let recorded: Vec<Recorded> = batch
+            .lines
+            .iter()
+            .zip(ends)
+            .map(|(text, end)| {
+                let event = typed.then(|| {
+                    let text = LogRecord::Text(text.clone());
+                    let record = match batch.source {
+                        Source::Function => Record::Function(text),
+                        Source::Extension(_) => Record::ExtensionLog(text),
+                    };
+                    TelemetryEvent::new(time.clone(), record)
+                });
+                let json = buf.slice(start..end);
+                start = end;
+                Recorded {
+                    event,
+                    log_type: log_type.clone(),
+                    json,
+                }
+            })
+            .collect();
+        if self.inner.wants_events {
+            let events: Vec<(&TelemetryEvent, &[u8])> = recorded
+                .iter()
+                .filter_map(|r| Some((r.event.as_ref()?, r.json.as_ref())))
+                .collect();
+            self.inner.sink.events(&events);
+        }
+        let mut state = lock(&self.inner.state);
+        for subscriber in &state.subscribers {
+            subscriber.offer_all(&recorded, self.inner.config.queue_limit_bytes);
+        }
+        if state.open {
+            for recorded in recorded {
+                let size = recorded.json.len();
+                if state.replay_bytes + size <= self.inner.config.replay_limit_bytes {
+                    state.replay_bytes += size;
+                    state.replay.push_back(Arc::new(recorded));
+                } else {
+                    state.replay_dropped_records += 1;
+                    state.replay_dropped_bytes += size as u64;
+                }
+            }
+        }
     }
 
     /// Subscribe `extension` through `api` with a request the core has
@@ -594,6 +699,24 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::sink::Capture;
+
+    proptest::proptest! {
+        /// The hand-built wire form of a line's event is byte for byte what
+        /// the protocol's encoder gives, for any text.
+        #[test]
+        fn a_lines_event_is_encoded_as_the_protocol_encodes_it(text in "\\PC*|[\"\\\\\u{0}-\u{1f}\u{7f}\u{2028}é😀a]*") {
+            let time = "2026-12-02T08:00:00.123Z";
+            for (event_type, record) in [
+                ("function", Record::Function(LogRecord::Text(text.clone()))),
+                ("extension", Record::ExtensionLog(LogRecord::Text(text.clone()))),
+            ] {
+                let mut ours = Vec::new();
+                encode_text_event(&mut ours, time, event_type, &text);
+                let theirs = serde_json::to_vec(&TelemetryEvent::new(time, record)).unwrap();
+                proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+            }
+        }
+    }
 
     #[test]
     fn subscribe_needs_a_runtime_and_errors_read_like_aws() {

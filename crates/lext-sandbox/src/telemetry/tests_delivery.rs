@@ -310,7 +310,7 @@ async fn a_hundred_thousand_function_lines_all_arrive_batched() {
     .unwrap();
     // A real process writes the lines; the process module's sink feeds the hub.
     let sink_hub = hub.clone();
-    let sink: process::LineSink = Arc::new(move |line| sink_hub.record_line(&line));
+    let sink: process::LineSink = Arc::new(move |batch| sink_hub.record_lines(&batch));
     let mut spec = Spec::new(
         "/bin/sh",
         vec![("PATH".into(), "/usr/bin:/bin".into())],

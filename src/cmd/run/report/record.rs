@@ -101,7 +101,53 @@ fn stream(log_type: &LogType) -> &'static str {
     }
 }
 
+/// Counts `event` by stream, and keeps it if it is a platform record.
+fn take_event(recorded: &mut Recorded, time: SystemTime, event: &TelemetryEvent, json: &[u8]) {
+    if !event.record.is_logs_api_only() {
+        let name = stream(&event.record.log_type());
+        recorded.telemetry.entry(name).or_default().add(json.len());
+    }
+    if matches!(
+        event.record,
+        Record::Function(_) | Record::ExtensionLog(_) | Record::Fault(_)
+    ) {
+        return;
+    }
+    if recorded.records.len() >= MAX_KEPT {
+        recorded.dropped += 1;
+        return;
+    }
+    recorded.records.push(Timed {
+        time,
+        item: event.record.clone(),
+    });
+}
+
 impl Sink for Recorder {
+    fn lines(&self, lines: Vec<LogLine>) {
+        let mut recorded = self.lock();
+        for line in lines {
+            let who = match line.source {
+                LineSource::Platform => continue,
+                LineSource::Function => Who::Runtime,
+                LineSource::Extension(name) => Who::Extension(name),
+            };
+            recorded
+                .output
+                .entry(who)
+                .or_default()
+                .add(line.text.len() + 1);
+        }
+    }
+
+    fn events(&self, events: &[(&TelemetryEvent, &[u8])]) {
+        let time = SystemTime::now();
+        let mut recorded = self.lock();
+        for (event, json) in events {
+            take_event(&mut recorded, time, event, json);
+        }
+    }
+
     fn line(&self, line: LogLine) {
         let who = match line.source {
             // The platform's own lines are not anybody's output.
@@ -120,26 +166,7 @@ impl Sink for Recorder {
     }
 
     fn event(&self, event: &TelemetryEvent, json: &[u8]) {
-        let time = SystemTime::now();
-        let mut recorded = self.lock();
-        if !event.record.is_logs_api_only() {
-            let name = stream(&event.record.log_type());
-            recorded.telemetry.entry(name).or_default().add(json.len());
-        }
-        if matches!(
-            event.record,
-            Record::Function(_) | Record::ExtensionLog(_) | Record::Fault(_)
-        ) {
-            return;
-        }
-        if recorded.records.len() >= MAX_KEPT {
-            recorded.dropped += 1;
-            return;
-        }
-        recorded.records.push(Timed {
-            time,
-            item: event.record.clone(),
-        });
+        take_event(&mut self.lock(), SystemTime::now(), event, json);
     }
 
     fn mark(&self, mark: &Mark<'_>) {
