@@ -628,12 +628,19 @@ impl Capture {
     }
 
     fn push<T>(&self, queue: &Mutex<VecDeque<T>>, item: T) {
+        self.push_all(queue, [item]);
+    }
+
+    /// Keeps `items` under one lock; the oldest go when the capture is full.
+    fn push_all<T>(&self, queue: &Mutex<VecDeque<T>>, items: impl IntoIterator<Item = T>) {
         let mut queue = lock(queue);
-        if queue.len() >= self.inner.limit {
-            queue.pop_front();
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        for item in items {
+            if queue.len() >= self.inner.limit {
+                queue.pop_front();
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            queue.push_back(item);
         }
-        queue.push_back(item);
     }
 }
 
@@ -643,14 +650,7 @@ impl Sink for Capture {
     }
 
     fn lines(&self, lines: Vec<LogLine>) {
-        let mut queue = lock(&self.inner.lines);
-        for line in lines {
-            if queue.len() >= self.inner.limit {
-                queue.pop_front();
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            queue.push_back(line);
-        }
+        self.push_all(&self.inner.lines, lines);
     }
 
     fn event(&self, event: &TelemetryEvent, _json: &[u8]) {

@@ -129,25 +129,7 @@ impl<T: Send + 'static> Spool<T> {
     /// Queues `item`, of `size` bytes. Returns whether it was taken: `false`
     /// when it did not fit (it is counted) or the writer has failed.
     pub(crate) fn push(&self, item: T, size: usize) -> bool {
-        let size = size.saturating_add(ITEM_OVERHEAD);
-        let mut state = lock(&self.shared.state);
-        if state.failed {
-            return false;
-        }
-        if state.bytes.saturating_add(size) > self.shared.capacity {
-            state.dropped += 1;
-            state.dropped_bytes += (size - ITEM_OVERHEAD) as u64;
-            return false;
-        }
-        let wake = state.queue.is_empty();
-        state.queue.push_back((item, size));
-        state.bytes += size;
-        state.accepted += 1;
-        drop(state);
-        if wake {
-            self.shared.work.notify_one();
-        }
-        true
+        self.push_all([(item, size)]) == 0
     }
 
     /// Queues `items` (each with its size) under one lock, with one

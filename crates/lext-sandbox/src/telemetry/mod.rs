@@ -265,6 +265,21 @@ struct State {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl State {
+    /// Keeps an Init event for late subscribers, within `limit` bytes;
+    /// past it the event is counted as dropped from the replay.
+    fn keep_for_replay(&mut self, recorded: Arc<Recorded>, limit: usize) {
+        let size = recorded.json.len();
+        if self.replay_bytes + size <= limit {
+            self.replay_bytes += size;
+            self.replay.push_back(recorded);
+        } else {
+            self.replay_dropped_records += 1;
+            self.replay_dropped_bytes += size as u64;
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep going
     // rather than losing telemetry.
@@ -329,14 +344,7 @@ impl Hub {
             subscriber.offer(&recorded, self.inner.config.queue_limit_bytes);
         }
         if state.open {
-            let size = recorded.json.len();
-            if state.replay_bytes + size <= self.inner.config.replay_limit_bytes {
-                state.replay_bytes += size;
-                state.replay.push_back(recorded);
-            } else {
-                state.replay_dropped_records += 1;
-                state.replay_dropped_bytes += size as u64;
-            }
+            state.keep_for_replay(recorded, self.inner.config.replay_limit_bytes);
         }
     }
 
@@ -423,14 +431,7 @@ impl Hub {
         }
         if state.open {
             for recorded in recorded {
-                let size = recorded.json.len();
-                if state.replay_bytes + size <= self.inner.config.replay_limit_bytes {
-                    state.replay_bytes += size;
-                    state.replay.push_back(Arc::new(recorded));
-                } else {
-                    state.replay_dropped_records += 1;
-                    state.replay_dropped_bytes += size as u64;
-                }
+                state.keep_for_replay(Arc::new(recorded), self.inner.config.replay_limit_bytes);
             }
         }
     }

@@ -101,6 +101,23 @@ fn stream(log_type: &LogType) -> &'static str {
     }
 }
 
+/// Counts a line's bytes by its writer.
+fn take_line(recorded: &mut Recorded, line: LogLine) {
+    let who = match line.source {
+        // The platform's own lines are not anybody's output.
+        LineSource::Platform => return,
+        LineSource::Function => Who::Runtime,
+        LineSource::Extension(name) => Who::Extension(name),
+    };
+    // One entry per writer: the runtime and at most the environment's
+    // extensions, so the map stays small.
+    recorded
+        .output
+        .entry(who)
+        .or_default()
+        .add(line.text.len() + 1);
+}
+
 /// Counts `event` by stream, and keeps it if it is a platform record.
 fn take_event(recorded: &mut Recorded, time: SystemTime, event: &TelemetryEvent, json: &[u8]) {
     if !event.record.is_logs_api_only() {
@@ -127,16 +144,7 @@ impl Sink for Recorder {
     fn lines(&self, lines: Vec<LogLine>) {
         let mut recorded = self.lock();
         for line in lines {
-            let who = match line.source {
-                LineSource::Platform => continue,
-                LineSource::Function => Who::Runtime,
-                LineSource::Extension(name) => Who::Extension(name),
-            };
-            recorded
-                .output
-                .entry(who)
-                .or_default()
-                .add(line.text.len() + 1);
+            take_line(&mut recorded, line);
         }
     }
 
@@ -149,20 +157,7 @@ impl Sink for Recorder {
     }
 
     fn line(&self, line: LogLine) {
-        let who = match line.source {
-            // The platform's own lines are not anybody's output.
-            LineSource::Platform => return,
-            LineSource::Function => Who::Runtime,
-            LineSource::Extension(name) => Who::Extension(name),
-        };
-        let mut recorded = self.lock();
-        // One entry per writer: the runtime and at most the environment's
-        // extensions, so the map stays small.
-        recorded
-            .output
-            .entry(who)
-            .or_default()
-            .add(line.text.len() + 1);
+        take_line(&mut self.lock(), line);
     }
 
     fn event(&self, event: &TelemetryEvent, json: &[u8]) {
