@@ -92,6 +92,9 @@ pub(crate) fn log_runtime(args: &[String]) -> Result<()> {
     }
 }
 
+/// Bodies held undecoded at most (the default run sends 100).
+const MAX_PENDING: usize = 1024;
+
 /// What the subscriber counted.
 #[derive(Debug, Default)]
 struct Counts {
@@ -145,6 +148,10 @@ impl Counts {
         if self.scanned >= self.expect && self.last_ns == 0 {
             // The batch that brought the last of the lines.
             self.last_ns = received_ns;
+            self.decode();
+        } else if self.pending.len() >= MAX_PENDING {
+            // Bounded: a long run decodes on the way, at some cost to
+            // its figures.
             self.decode();
         }
     }
