@@ -386,17 +386,24 @@ impl Drop for Cgroup {
         }
         // The guard finds nothing left, and ends: reap it (bounded).
         if let Some((mut child, stdin)) = self.guard.take() {
-            drop(stdin);
-            for _ in 0..100 {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            end_guard(&mut child, stdin);
         }
         let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|d| !dirs.contains(d));
     }
+}
+
+/// Closes a guard's pipe, which tells it to clear its cgroup and end, and
+/// waits for it at most 0.5 s. Returns whether it ended.
+pub(crate) fn end_guard(child: &mut std::process::Child, stdin: std::process::ChildStdin) -> bool {
+    drop(stdin);
+    for _ in 0..100 {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }
 
 /// Writes the guard program (`guard/main.rs`) into `dir`, executable.

@@ -26,7 +26,6 @@
 use std::io;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
@@ -126,15 +125,10 @@ impl Drop for PidNamespace {
         // The guard reads EOF, kills what is left and exits; the kernel
         // then kills whatever else is in the namespace. Reaped, bounded.
         if let Some((mut child, stdin)) = self.guard.take() {
-            drop(stdin);
-            for _ in 0..100 {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            if !crate::cgroup::end_guard(&mut child, stdin) {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
