@@ -13,14 +13,20 @@
 //! github.com/aws/aws-lambda-runtime-interface-emulator,
 //! `internal/lambda-managed-instances/aws-lambda-rie/internal/telemetry/internal/subscriber.go`
 //! and `batch.go`).
+//!
+//! The delivery tasks run on a thread of their own ([`Courier`]), not on
+//! the caller's event loop: there they queued behind the reading of the
+//! function's output, which a burst of lines keeps busy, and each batch's
+//! round trip took 4× the loopback's. On their own thread they run beside
+//! the reader on another CPU, and the reader never waits for them either.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -30,10 +36,10 @@ use lext_protocol::telemetry::{
 };
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
 
-use super::{lock, logs_api, Recorded, SubscribeError};
+use super::{lock, logs_api, Recorded, Run, SubscribeError};
 use crate::logline::iso8601_ms;
 
 /// `reason` of a `platform.logsDropped` for records a slow subscriber's
@@ -152,7 +158,9 @@ pub(super) struct Subscriber {
 /// A subscriber's pending events and drop counts.
 #[derive(Debug, Default)]
 pub(super) struct Queue {
-    pub(super) items: VecDeque<Bytes>,
+    pub(super) items: VecDeque<Item>,
+    /// The records the items hold, and their bytes.
+    pub(super) records: usize,
     pub(super) bytes: usize,
     /// When the oldest queued item arrived: the batch's `timeoutMs` runs
     /// from there.
@@ -173,6 +181,18 @@ pub(super) struct Queue {
     /// What became of the records that existed when the extension received
     /// SHUTDOWN.
     pub(super) cutoff: Cutoff,
+}
+
+/// What a queue holds: one encoded event, or records `from..to` of one
+/// read's [`Run`].
+#[derive(Debug)]
+pub(super) enum Item {
+    One(Bytes),
+    Run {
+        run: Arc<Run>,
+        from: usize,
+        to: usize,
+    },
 }
 
 /// The records lost before and after the extension received SHUTDOWN.
@@ -237,7 +257,7 @@ impl Queue {
     pub(super) fn mark_shutdown(&mut self) {
         if self.cutoff.shutdown_at.is_none() {
             self.cutoff.shutdown_at = Some(Instant::now());
-            self.cutoff.pending = self.items.len() as u64 + self.in_flight.map_or(0, |f| f.records);
+            self.cutoff.pending = self.records as u64 + self.in_flight.map_or(0, |f| f.records);
         }
     }
 
@@ -263,6 +283,7 @@ impl Queue {
     pub(super) fn take_over(&mut self, old: &mut Queue) {
         old.replaced = true;
         self.items = std::mem::take(&mut old.items);
+        self.records = std::mem::take(&mut old.records);
         self.bytes = std::mem::take(&mut old.bytes);
         self.dropped_records = std::mem::take(&mut old.dropped_records);
         self.dropped_bytes = std::mem::take(&mut old.dropped_bytes);
@@ -276,7 +297,7 @@ impl Queue {
     /// unannounced). Counts it into the totals and returns its records and
     /// bytes.
     pub(super) fn abandon(&mut self) -> (u64, u64) {
-        let (mut records, mut bytes) = (self.items.len() as u64, self.bytes as u64);
+        let (mut records, mut bytes) = (self.records as u64, self.bytes as u64);
         if let Some(in_flight) = self.in_flight.take() {
             records += in_flight.records;
             bytes += in_flight.bytes;
@@ -286,6 +307,7 @@ impl Queue {
             }
         }
         self.items.clear();
+        self.records = 0;
         self.bytes = 0;
         self.total_dropped_records += records;
         self.total_dropped_bytes += bytes;
@@ -326,17 +348,70 @@ impl Subscriber {
         self.push(&mut queue, recorded, limit);
     }
 
-    /// Offers several events under one lock, with at most one wake-up.
-    pub(super) fn offer_all(&self, recorded: &[Recorded], limit: usize) {
-        let mut queue = lock(&self.queue);
-        let mut wake = false;
-        for recorded in recorded {
-            wake |= self.queue_one(&mut queue, recorded, limit);
+    /// Offers the records of one read's lines: a Telemetry API subscriber
+    /// over HTTP queues them as one run, any other takes them one by one
+    /// (`recorded` holds them typed when a Logs API subscriber exists).
+    pub(super) fn offer_run(&self, run: &Arc<Run>, recorded: &[Recorded], limit: usize) {
+        if !self.types.contains(&run.log_type) || run.len() == 0 {
+            return;
         }
+        let mut queue = lock(&self.queue);
+        let wake = match (&self.api, &self.target) {
+            (Api::Telemetry, Target::Http { .. }) => self.queue_run(&mut queue, run, limit),
+            (Api::Telemetry, Target::Tcp { .. }) => {
+                // One event a line: each record stays apart.
+                let mut wake = false;
+                for i in 0..run.len() {
+                    wake |= self.queue_json(&mut queue, run.record(i), limit);
+                }
+                wake
+            }
+            (Api::Logs, _) => {
+                let mut wake = false;
+                for recorded in recorded {
+                    wake |= self.queue_one(&mut queue, recorded, limit);
+                }
+                wake
+            }
+        };
         drop(queue);
         if wake {
             self.notify.notify_one();
         }
+    }
+
+    /// Queues as much of `run` as the queue's limit lets in; the rest is
+    /// dropped and counted. Returns whether the task must be woken.
+    fn queue_run(&self, queue: &mut Queue, run: &Arc<Run>, limit: usize) -> bool {
+        let room = limit.saturating_sub(queue.bytes);
+        let mut bytes = 0;
+        let mut to = 0;
+        while to < run.len() && bytes + run.size(to) <= room {
+            bytes += run.size(to);
+            to += 1;
+        }
+        if to < run.len() {
+            if queue.dropped_records == 0 {
+                tracing::warn!(
+                    extension = ?self.name,
+                    "telemetry subscriber is not keeping up; dropping records"
+                );
+            }
+            let lost: usize = (to..run.len()).map(|i| run.size(i)).sum();
+            queue.add_lost_new((run.len() - to) as u64, lost as u64, REASON_SLOW_CONSUMER);
+        }
+        if to == 0 {
+            return false;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.records += to;
+        queue.bytes += bytes;
+        queue.items.push_back(Item::Run {
+            run: run.clone(),
+            from: 0,
+            to,
+        });
+        self.queued(queue, was_empty)
     }
 
     pub(super) fn push(&self, queue: &mut Queue, recorded: &Recorded, limit: usize) {
@@ -354,6 +429,11 @@ impl Subscriber {
         let Some(json) = self.shape(recorded) else {
             return false;
         };
+        self.queue_json(queue, json, limit)
+    }
+
+    /// Queues one encoded event within the queue's limit.
+    fn queue_json(&self, queue: &mut Queue, json: Bytes, limit: usize) -> bool {
         if queue.bytes + json.len() > limit {
             if queue.dropped_records == 0 {
                 tracing::warn!(
@@ -365,15 +445,21 @@ impl Subscriber {
             return false;
         }
         let was_empty = queue.items.is_empty();
+        queue.records += 1;
         queue.bytes += json.len();
-        queue.items.push_back(json);
+        queue.items.push_back(Item::One(json));
+        self.queued(queue, was_empty)
+    }
+
+    /// After queueing: notes when a batch began, and says whether the task
+    /// must be woken: when a batch can start or is full; in between it
+    /// sleeps until the batch's timeout.
+    fn queued(&self, queue: &mut Queue, was_empty: bool) -> bool {
         if was_empty {
             queue.first_at = Some(Instant::now());
         }
-        // Wake the task when a batch can start or is full; in between it
-        // sleeps until the batch's timeout.
         was_empty
-            || queue.items.len() >= self.limits.max_items as usize
+            || queue.records >= self.limits.max_items as usize
             || queue.bytes >= self.limits.max_bytes as usize
     }
 
@@ -393,13 +479,53 @@ impl Subscriber {
     }
 }
 
+/// The thread the delivery tasks of one hub run on: a current-thread tokio
+/// runtime of its own, started with the first subscription. It stops when
+/// the hub is dropped (the last clone of its stop sender goes), and its
+/// tasks with it.
+#[derive(Debug, Clone)]
+pub(super) struct Courier {
+    runtime: tokio::runtime::Handle,
+    _stop: Arc<oneshot::Sender<()>>,
+}
+
+impl Courier {
+    pub(super) fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("lext-telemetry".into())
+            .spawn(move || {
+                // Returns when the sender is dropped; the runtime, and every
+                // task still on it, is dropped here, outside any task.
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(Self {
+            runtime: handle,
+            _stop: Arc::new(stop),
+        })
+    }
+
+    /// Starts `subscriber`'s delivery task on the courier's thread.
+    pub(super) fn deliver(
+        &self,
+        subscriber: Arc<Subscriber>,
+        post_timeout: Duration,
+    ) -> JoinHandle<()> {
+        self.runtime.spawn(deliver(subscriber, post_timeout))
+    }
+}
+
 /// The most of a subscriber's answer to a batch that is read (its status
 /// is all that counts).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// One subscriber's delivery loop: wait for a batch to fill or time out,
 /// send it, repeat; one batch in flight at a time.
-pub(super) async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
+async fn deliver(subscriber: Arc<Subscriber>, post_timeout: Duration) {
     let mut sender = Sender::new(subscriber.target.clone());
     let timeout = Duration::from_millis(u64::from(subscriber.limits.timeout_ms));
     loop {
@@ -431,7 +557,7 @@ async fn next_batch(subscriber: &Subscriber, timeout: Duration) -> Due {
             if queue.replaced {
                 return Due::Done;
             }
-            let due = queue.items.len() >= subscriber.limits.max_items as usize
+            let due = queue.records >= subscriber.limits.max_items as usize
                 || queue.bytes >= subscriber.limits.max_bytes as usize
                 || queue.closing
                 || queue.flush_requested;
@@ -463,7 +589,7 @@ async fn next_batch(subscriber: &Subscriber, timeout: Duration) -> Due {
             Some(at) => {
                 tokio::select! {
                     () = subscriber.notify.notified() => {}
-                    () = tokio::time::sleep_until(at) => {}
+                    () = tokio::time::sleep_until(at.into()) => {}
                 }
             }
             None => subscriber.notify.notified().await,
@@ -584,18 +710,50 @@ fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
     }
     let mut records = 0;
     let mut record_bytes = 0;
-    while let Some(next) = queue.items.front() {
-        let added = next.len() + usize::from(!events.is_empty());
-        if events.len() >= max_items || (!events.is_empty() && body_bytes + added > max_bytes) {
-            break;
+    // Events in the batch so far, the notice included.
+    let mut count = events.len();
+    'items: while let Some(front) = queue.items.front_mut() {
+        match front {
+            Item::One(next) => {
+                let added = next.len() + usize::from(count > 0);
+                if count >= max_items || (count > 0 && body_bytes + added > max_bytes) {
+                    break;
+                }
+                body_bytes += added;
+                records += 1;
+                record_bytes += next.len() as u64;
+                count += 1;
+                if let Some(Item::One(item)) = queue.items.pop_front() {
+                    events.push(item);
+                }
+            }
+            Item::Run { run, from, to } => {
+                let first = *from;
+                let mut size = 0;
+                while *from < *to {
+                    let added = run.size(*from) + usize::from(count > 0);
+                    if count >= max_items || (count > 0 && body_bytes + added > max_bytes) {
+                        break;
+                    }
+                    body_bytes += added;
+                    size += run.size(*from);
+                    count += 1;
+                    *from += 1;
+                }
+                if *from > first {
+                    events.push(run.records(first, *from));
+                    records += (*from - first) as u64;
+                    record_bytes += size as u64;
+                }
+                if *from < *to {
+                    break 'items;
+                }
+                queue.items.pop_front();
+            }
         }
-        body_bytes += added;
-        let item = queue.items.pop_front().unwrap_or_default();
-        queue.bytes -= item.len();
-        records += 1;
-        record_bytes += item.len() as u64;
-        events.push(item);
     }
+    queue.records -= records as usize;
+    queue.bytes -= record_bytes as usize;
     queue.first_at = if queue.items.is_empty() {
         None
     } else {
@@ -627,6 +785,10 @@ struct Sender {
     target: Target,
     http: Option<http1::SendRequest<Full<Bytes>>>,
     tcp: Option<TcpStream>,
+    /// The bodies' buffer. Each body is split off it and, once hyper has
+    /// sent and dropped it, its space is taken back for the next one: a
+    /// fresh 256 KB buffer per batch cost a page fault per 4 KB written.
+    buf: BytesMut,
 }
 
 impl Sender {
@@ -635,7 +797,24 @@ impl Sender {
             target,
             http: None,
             tcp: None,
+            buf: BytesMut::new(),
         }
+    }
+
+    /// The batch as a JSON array, in the reused buffer.
+    fn body(&mut self, batch: &Batch) -> Bytes {
+        let len = batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 1;
+        // Takes the old space back when the last body is gone.
+        self.buf.reserve(len);
+        self.buf.put_u8(b'[');
+        for (i, event) in batch.events.iter().enumerate() {
+            if i > 0 {
+                self.buf.put_u8(b',');
+            }
+            self.buf.extend_from_slice(event);
+        }
+        self.buf.put_u8(b']');
+        self.buf.split().freeze()
     }
 
     fn reset(&mut self) {
@@ -671,16 +850,7 @@ impl Sender {
         (put, sequence_id): (bool, bool),
         batch: &Batch,
     ) -> Result<(), String> {
-        let mut body =
-            Vec::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-        body.push(b'[');
-        for (i, event) in batch.events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(event);
-        }
-        body.push(b']');
+        let body = self.body(batch);
         if self.http.as_ref().is_none_or(|s| s.is_closed()) {
             self.http = Some(connect_http(addr).await?);
         }
@@ -701,9 +871,7 @@ impl Sender {
         if sequence_id {
             request = request.header("Sequence-Id", sequence_id_of(&body));
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+        let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)
             .await
@@ -741,11 +909,13 @@ impl Sender {
         let Some(stream) = self.tcp.as_mut() else {
             return Err("no connection".to_owned());
         };
-        let mut body = Vec::new();
+        let len = batch.events.iter().map(|e| e.len() + 1).sum::<usize>();
+        self.buf.reserve(len);
         for event in &batch.events {
-            body.extend_from_slice(event);
-            body.push(b'\n');
+            self.buf.extend_from_slice(event);
+            self.buf.put_u8(b'\n');
         }
+        let body = self.buf.split();
         stream.write_all(&body).await.map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())
     }
@@ -802,7 +972,7 @@ mod tests {
         let json = Bytes::from(serde_json::to_vec(&event).unwrap());
         Recorded {
             log_type: LogType::Function,
-            event: Some(event),
+            event: Some(Box::new(event)),
             json,
         }
     }
@@ -832,6 +1002,101 @@ mod tests {
         assert_eq!((batch.records, batch.record_bytes), (2, 2 * one as u64));
     }
 
+    fn run(texts: &[&str]) -> Arc<Run> {
+        let lines: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
+        Arc::new(Run::encode(
+            "2022-10-21T14:05:03.165Z",
+            "function",
+            LogType::Function,
+            &lines,
+        ))
+    }
+
+    /// The batch's body as the sender builds it, decoded.
+    fn body_of(batch: &Batch) -> Vec<Value> {
+        let mut sender = Sender::new(subscriber(1, 1).target.clone());
+        serde_json::from_slice(&sender.body(batch)).unwrap()
+    }
+
+    fn texts(values: &[Value]) -> Vec<&str> {
+        values
+            .iter()
+            .map(|v| v["record"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn runs_are_cut_by_max_items_and_max_bytes_and_keep_order() {
+        let names: Vec<String> = (0..7).map(|i| format!("line {i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let sub = subscriber(3, 1_000_000);
+        let mut queue = Queue::default();
+        // A lone event, a run of 5, another lone event, a run of 2.
+        sub.push(&mut queue, &recorded("a"), usize::MAX);
+        sub.queue_run(&mut queue, &run(&names[..5]), usize::MAX);
+        sub.push(&mut queue, &recorded("b"), usize::MAX);
+        sub.queue_run(&mut queue, &run(&names[5..]), usize::MAX);
+        assert_eq!(queue.records, 9);
+        let mut all = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(batch) = take_batch(&sub, &mut queue) {
+            let body = body_of(&batch);
+            assert_eq!(body.len() as u64, batch.records);
+            let bytes: usize = body
+                .iter()
+                .map(|v| serde_json::to_vec(v).unwrap().len())
+                .sum();
+            assert_eq!(bytes as u64, batch.record_bytes, "record bytes are exact");
+            sizes.push(body.len());
+            all.extend(texts(&body).into_iter().map(str::to_owned));
+        }
+        assert_eq!(sizes, [3, 3, 3]);
+        let mut want = vec!["a".to_owned()];
+        want.extend(names[..5].iter().map(|s| (*s).to_owned()));
+        want.push("b".to_owned());
+        want.extend(names[5..].iter().map(|s| (*s).to_owned()));
+        assert_eq!(all, want);
+        assert_eq!((queue.records, queue.bytes), (0, 0));
+
+        // maxBytes: room for exactly two records of the run.
+        let one = run(&["x"]).size(0);
+        let sub = subscriber(10_000, (2 + 2 * one + 1) as u32);
+        let mut queue = Queue::default();
+        sub.queue_run(&mut queue, &run(&["x"; 5]), usize::MAX);
+        let sizes: Vec<usize> = std::iter::from_fn(|| take_batch(&sub, &mut queue))
+            .map(|b| body_of(&b).len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn a_run_past_the_queue_limit_is_cut_and_the_rest_counted() {
+        let sub = subscriber(10_000, 1_000_000);
+        let lines = run(&["r"; 5]);
+        let one = lines.size(0);
+        let mut queue = Queue::default();
+        // Room for two of the five.
+        sub.queue_run(&mut queue, &lines, 2 * one + 1);
+        assert_eq!((queue.records, queue.bytes), (2, 2 * one));
+        assert_eq!(
+            (queue.dropped_records, queue.dropped_bytes),
+            (3, 3 * one as u64)
+        );
+        let batch = take_batch(&sub, &mut queue).unwrap();
+        assert_eq!(
+            batch.notice,
+            Some((3, 3 * one as u64, REASON_SLOW_CONSUMER))
+        );
+        let body = body_of(&batch);
+        assert_eq!(body[0]["type"], "platform.logsDropped");
+        assert_eq!(texts(&body[1..]), ["r", "r"]);
+        // A full queue takes none and counts all.
+        let mut queue = Queue::default();
+        sub.queue_run(&mut queue, &lines, one - 1);
+        assert_eq!((queue.records, queue.dropped_records), (0, 5));
+        assert!(queue.items.is_empty());
+    }
+
     #[test]
     fn an_event_larger_than_max_bytes_goes_alone() {
         let sub = subscriber(10_000, 10);
@@ -852,7 +1117,7 @@ mod tests {
             // Room for two.
             sub.push(&mut queue, &recorded("r"), 2 * one);
         }
-        assert_eq!(queue.items.len(), 2);
+        assert_eq!((queue.items.len(), queue.records), (2, 2));
         assert_eq!(
             (queue.dropped_records, queue.dropped_bytes),
             (3, 3 * one as u64)
@@ -879,7 +1144,7 @@ mod tests {
         let json = Bytes::from(serde_json::to_vec(&event).unwrap());
         let ext = Recorded {
             log_type: LogType::Extension,
-            event: Some(event),
+            event: Some(Box::new(event)),
             json,
         };
         sub.push(&mut queue, &ext, usize::MAX);

@@ -57,13 +57,14 @@ use bytes::Bytes;
 use lext_protocol::telemetry::{
     Api, LogRecord, LogType, LogsDropped, Record, SubscribeRequest, Subscription, TelemetryEvent,
 };
+use std::time::Instant;
+
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::logline::iso8601_ms;
 use crate::process::{OutputLines, Source};
 use crate::sink::Sink;
-use delivery::{deliver, Freeze, Subscriber, Target};
+use delivery::{Courier, Freeze, Subscriber, Target};
 
 /// `reason` of a `platform.logsDropped` for Init events that did not fit in
 /// the replay buffer before this subscriber joined.
@@ -119,10 +120,10 @@ pub(crate) enum SubscribeError {
     /// request).
     #[error("invalid destination: {0}")]
     Destination(String),
-    /// `subscribe` was called outside a tokio runtime, so no delivery task
-    /// can run.
-    #[error("telemetry subscriptions need a tokio runtime")]
-    NoRuntime,
+    /// The delivery thread could not be started (the system is out of
+    /// threads or memory).
+    #[error("telemetry delivery cannot start: {0}")]
+    NoDelivery(String),
 }
 
 fn api_name(api: Api) -> &'static str {
@@ -189,7 +190,9 @@ struct Recorded {
     /// The typed event; `None` for an output line that nobody needed typed
     /// when it was recorded (see [`Hub::record_lines`]): its JSON says it
     /// all, and [`Recorded::event`] decodes it where it is wanted later.
-    event: Option<TelemetryEvent>,
+    /// Boxed: a line's record is 64 bytes instead of 408, and a read of
+    /// the function's output makes thousands of them.
+    event: Option<Box<TelemetryEvent>>,
     log_type: LogType,
     json: Bytes,
 }
@@ -198,7 +201,7 @@ impl Recorded {
     /// The typed event, decoded from the JSON when it was not kept.
     fn event(&self) -> Option<std::borrow::Cow<'_, TelemetryEvent>> {
         match &self.event {
-            Some(event) => Some(std::borrow::Cow::Borrowed(event)),
+            Some(event) => Some(std::borrow::Cow::Borrowed(&**event)),
             None => serde_json::from_slice(&self.json)
                 .ok()
                 .map(std::borrow::Cow::Owned),
@@ -206,18 +209,100 @@ impl Recorded {
     }
 }
 
-/// Appends the wire form of a text record's event to `out`: what
-/// `serde_json::to_vec(&TelemetryEvent)` gives for it, without building the
-/// intermediate values (the text is escaped by serde_json itself).
-fn encode_text_event(out: &mut Vec<u8>, time: &str, event_type: &str, text: &str) {
-    out.extend_from_slice(b"{\"time\":");
+/// The start of the wire form of a text record's event, up to its record:
+/// `{"time":"...","type":"function","record":`. The lines of one read share
+/// it, so it is built once for all of them.
+fn text_event_prefix(time: &str, event_type: &str) -> Vec<u8> {
+    let mut out = b"{\"time\":".to_vec();
     // Infallible: writing a string into a Vec.
-    let _ = serde_json::to_writer(&mut *out, time);
+    let _ = serde_json::to_writer(&mut out, time);
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\",\"record\":");
-    let _ = serde_json::to_writer(&mut *out, text);
+    out
+}
+
+/// Appends the wire form of a text record's event to `out`: what
+/// `serde_json::to_vec(&TelemetryEvent)` gives for it, without building the
+/// intermediate values. `prefix` is [`text_event_prefix`]'s.
+fn encode_text_event(out: &mut Vec<u8>, prefix: &[u8], text: &str) {
+    out.extend_from_slice(prefix);
+    // Most lines have nothing to escape (no quote, backslash or control
+    // character: serde_json escapes nothing else); one pass that the
+    // compiler vectorises tells, and the text is copied as it is. The rest
+    // is escaped by serde_json itself.
+    let plain = !text.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Infallible: writing a string into a Vec.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
     out.push(b'}');
+}
+
+/// The records of one read's lines, encoded one after the other into one
+/// buffer with a comma between two records, so that a run of them is
+/// already the inside of a JSON array: a Telemetry API subscriber's batch
+/// is sent as slices of it, with no copy per record.
+#[derive(Debug)]
+struct Run {
+    buf: Bytes,
+    /// Where each record ends (its comma follows; the next starts after it).
+    ends: Vec<usize>,
+    log_type: LogType,
+}
+
+impl Run {
+    /// The records of `lines`, of type `event_type`, all at `time`.
+    fn encode(time: &str, event_type: &str, log_type: LogType, lines: &[String]) -> Self {
+        let prefix = text_event_prefix(time, event_type);
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + prefix.len() + 4).sum());
+        let mut ends = Vec::with_capacity(lines.len());
+        for text in lines {
+            if !ends.is_empty() {
+                buf.push(b',');
+            }
+            encode_text_event(&mut buf, &prefix, text);
+            ends.push(buf.len());
+        }
+        Self {
+            buf: Bytes::from(buf),
+            ends,
+            log_type,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Where record `i` starts.
+    fn start(&self, i: usize) -> usize {
+        match i {
+            0 => 0,
+            i => self.ends[i - 1] + 1,
+        }
+    }
+
+    /// Record `i` alone.
+    fn record(&self, i: usize) -> Bytes {
+        self.buf.slice(self.start(i)..self.ends[i])
+    }
+
+    /// Records `from..to` (at least one), with their commas between them.
+    fn records(&self, from: usize, to: usize) -> Bytes {
+        self.buf.slice(self.start(from)..self.ends[to - 1])
+    }
+
+    /// The size of record `i`.
+    fn size(&self, i: usize) -> usize {
+        self.ends[i] - self.start(i)
+    }
 }
 
 /// The telemetry hub. Cloning it is cheap; all clones share one hub.
@@ -263,6 +348,8 @@ struct State {
     replay_dropped_bytes: u64,
     subscribers: Vec<Arc<Subscriber>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The delivery tasks' thread, from the first subscription on.
+    courier: Option<Courier>,
 }
 
 impl State {
@@ -333,7 +420,7 @@ impl Hub {
         };
         let recorded = Arc::new(Recorded {
             log_type: event.record.log_type(),
-            event: Some(event),
+            event: Some(Box::new(event)),
             json,
         });
         if let Some(event) = &recorded.event {
@@ -382,52 +469,40 @@ impl Hub {
             Source::Function => ("function", LogType::Function),
             Source::Extension(_) => ("extension", LogType::Extension),
         };
-        let mut buf = Vec::with_capacity(
+        let run = Run::encode(&time, event_type, log_type, &batch.lines);
+        // Each record on its own, for whoever wants them one by one.
+        let recorded: Vec<Recorded> = if typed {
             batch
                 .lines
                 .iter()
-                .map(|l| l.len() + time.len() + event_type.len() + 40)
-                .sum(),
-        );
-        let mut ends = Vec::with_capacity(batch.lines.len());
-        for text in &batch.lines {
-            encode_text_event(&mut buf, &time, event_type, text);
-            ends.push(buf.len());
-        }
-        let buf = Bytes::from(buf);
-        let mut start = 0;
-        let recorded: Vec<Recorded> = batch
-            .lines
-            .iter()
-            .zip(ends)
-            .map(|(text, end)| {
-                let event = typed.then(|| {
+                .enumerate()
+                .map(|(i, text)| {
                     let text = LogRecord::Text(text.clone());
                     let record = match batch.source {
                         Source::Function => Record::Function(text),
                         Source::Extension(_) => Record::ExtensionLog(text),
                     };
-                    TelemetryEvent::new(time.clone(), record)
-                });
-                let json = buf.slice(start..end);
-                start = end;
-                Recorded {
-                    event,
-                    log_type: log_type.clone(),
-                    json,
-                }
-            })
-            .collect();
+                    Recorded {
+                        event: Some(Box::new(TelemetryEvent::new(time.clone(), record))),
+                        log_type: run.log_type.clone(),
+                        json: run.record(i),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         if self.inner.wants_events {
             let events: Vec<(&TelemetryEvent, &[u8])> = recorded
                 .iter()
-                .filter_map(|r| Some((r.event.as_ref()?, r.json.as_ref())))
+                .filter_map(|r| Some((&**r.event.as_ref()?, r.json.as_ref())))
                 .collect();
             self.inner.sink.events(&events);
         }
+        let run = Arc::new(run);
         let mut state = lock(&self.inner.state);
         for subscriber in &state.subscribers {
-            subscriber.offer_all(&recorded, self.inner.config.queue_limit_bytes);
+            subscriber.offer_run(&run, &recorded, self.inner.config.queue_limit_bytes);
         }
         if state.open {
             for recorded in recorded {
@@ -437,7 +512,7 @@ impl Hub {
     }
 
     /// Subscribe `extension` through `api` with a request the core has
-    /// validated. Starts its delivery task (call within a tokio runtime),
+    /// validated. Starts its delivery task (on the hub's delivery thread),
     /// replays the Init events recorded so far that match its types, and
     /// records `platform.telemetrySubscription` or
     /// `platform.logsSubscription`.
@@ -457,8 +532,6 @@ impl Hub {
         if let Target::Http { sequence_id, .. } = &mut target {
             *sequence_id = self.inner.config.sequence_id;
         }
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
         let subscriber;
         {
             let mut state = lock(&self.inner.state);
@@ -472,6 +545,14 @@ impl Hub {
             {
                 return Err(SubscribeError::MixedApis(extension.to_owned()));
             }
+            let courier = match &state.courier {
+                Some(courier) => courier.clone(),
+                None => {
+                    let courier =
+                        Courier::start().map_err(|e| SubscribeError::NoDelivery(e.to_string()))?;
+                    state.courier.insert(courier).clone()
+                }
+            };
             let previous = state
                 .subscribers
                 .iter()
@@ -513,8 +594,8 @@ impl Hub {
                     subscriber.notify.notify_one();
                 }
             }
+            let task = courier.deliver(subscriber.clone(), self.inner.config.post_timeout);
             state.subscribers.push(subscriber.clone());
-            let task = runtime.spawn(deliver(subscriber.clone(), self.inner.config.post_timeout));
             state.tasks.push(task);
         }
         let names: Vec<String> = request
@@ -625,7 +706,7 @@ impl Hub {
             subscriber.notify.notify_one();
         }
         let mut completed = true;
-        let until = Instant::now() + deadline;
+        let until = tokio::time::Instant::now() + deadline;
         for mut task in tasks {
             match tokio::time::timeout_at(until, &mut task).await {
                 Ok(_) => {}
@@ -712,7 +793,7 @@ mod tests {
                 ("extension", Record::ExtensionLog(LogRecord::Text(text.clone()))),
             ] {
                 let mut ours = Vec::new();
-                encode_text_event(&mut ours, time, event_type, &text);
+                encode_text_event(&mut ours, &text_event_prefix(time, event_type), &text);
                 let theirs = serde_json::to_vec(&TelemetryEvent::new(time, record)).unwrap();
                 proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
             }
@@ -720,14 +801,14 @@ mod tests {
     }
 
     #[test]
-    fn subscribe_needs_a_runtime_and_errors_read_like_aws() {
+    fn subscribe_needs_no_runtime_and_errors_read_like_aws() {
+        // Delivery runs on the hub's own thread, so a caller outside any
+        // tokio runtime can subscribe; the thread ends with the hub.
         let hub = Hub::new(HubConfig::default(), Arc::new(Capture::new()));
         let request = SubscribeRequest::http(vec![LogType::Platform], 4243);
-        assert_eq!(
-            hub.subscribe(Api::Telemetry, "x", &request),
-            Err(SubscribeError::NoRuntime)
-        );
-        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.subscribe(Api::Telemetry, "x", &request), Ok(()));
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(hub);
         assert_eq!(
             SubscribeError::Closed(Api::Logs).to_string(),
             "Logs API subscription is closed already"

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::process::{self, Source, Spec};
 use crate::sink::{Fanout, JsonLinesSink, Sink};
+use crate::telemetry::delivery::Item;
 use crate::telemetry::{FlushReport, Hub, HubConfig, SubscribeError};
 
 /// One POST the test subscriber received.
@@ -853,7 +854,8 @@ fn losses_are_split_at_the_extensions_shutdown() {
     // 5 records wait when SHUTDOWN is sent; 2 more come after it.
     queue
         .items
-        .extend((0..5).map(|_| Bytes::from_static(b"{}")));
+        .extend((0..5).map(|_| Item::One(Bytes::from_static(b"{}"))));
+    queue.records = 5;
     queue.mark_shutdown();
     queue.cutoff.lost_new(2);
     // The first batch (4 of the 5) is delivered; the next (the last of
@@ -871,4 +873,88 @@ fn sequence_id_is_the_base64_sha256_of_the_body() {
         super::delivery::sequence_id_of(br#"[{"a":1}]"#),
         "txP20qmJ6QfFhRanyLtId5LIeF3b82e4Dcd0vzO4WoU="
     );
+}
+
+/// The lines of one read after Init reach a Telemetry API subscriber over
+/// HTTP (as runs of records), one over TCP (a record a line) and a Logs API
+/// subscriber (its own shape) alike, escaped, in order, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_lines_reach_every_kind_of_subscriber() {
+    let mut http = subscriber_server(true).await;
+    let mut logs = subscriber_server(true).await;
+    let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_port = tcp_listener.local_addr().unwrap().port();
+    let hub = hub();
+    // maxItems 1,000 (the least): the second read's run is cut across two
+    // batches.
+    hub.subscribe(
+        Api::Telemetry,
+        "http-ext",
+        &request(
+            &[LogType::Function],
+            http.port,
+            buffering(1000, 262_144, 25),
+        ),
+    )
+    .unwrap();
+    let mut tcp = SubscribeRequest::http(vec![LogType::Function], tcp_port);
+    tcp.destination.protocol = lext_protocol::telemetry::Protocol::Tcp;
+    tcp.destination.uri = None;
+    tcp.destination.port = Some(tcp_port);
+    tcp.buffering = buffering(1000, 262_144, 25);
+    tcp.validate(Api::Telemetry).unwrap();
+    hub.subscribe(Api::Telemetry, "tcp-ext", &tcp).unwrap();
+    let mut logs_request = request(
+        &[LogType::Function],
+        logs.port,
+        buffering(1000, 262_144, 25),
+    );
+    logs_request.schema_version = Some("2021-03-18".into());
+    hub.subscribe(Api::Logs, "logs-ext", &logs_request).unwrap();
+    hub.close_subscriptions();
+
+    let mut first: Vec<String> = ["plain", "a \"quote\" and \\", "tab\there", "é😀"]
+        .map(str::to_owned)
+        .into();
+    first.extend((first.len()..600).map(|i| format!("line {i}")));
+    let second: Vec<String> = (600..1300).map(|i| format!("line {i}")).collect();
+    for lines in [&first, &second] {
+        hub.record_lines(&process::OutputLines {
+            time: SystemTime::now(),
+            source: Source::Function,
+            stream: process::Stream::Stdout,
+            lines: lines.clone(),
+        });
+    }
+    let want: Vec<&str> = first.iter().chain(&second).map(String::as_str).collect();
+    let texts = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["record"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (batches, records) = receive_records(&mut http, want.len()).await;
+    assert_eq!(texts(&records), want);
+    assert!(
+        batches.iter().all(|b| b.events.len() <= 1000),
+        "maxItems holds"
+    );
+    let (_, records) = receive_records(&mut logs, want.len()).await;
+    assert_eq!(texts(&records), want);
+    let (stream, _) = tcp_listener.accept().await.unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let line = lines.next_line().await.unwrap().unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["type"], "function");
+        got.push(event);
+    }
+    assert_eq!(texts(&got), want);
+    assert!(hub
+        .shutdown(Duration::from_secs(5))
+        .await
+        .undelivered
+        .is_empty());
 }
