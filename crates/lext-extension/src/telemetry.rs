@@ -34,10 +34,11 @@ pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// or `tokio::AsyncRegistered::subscribe_telemetry`), whose listeners follow
 /// the same rules:
 ///
-/// - bind first (by default to the address `sandbox.localdomain` resolves
-///   to, as AWS's samples do: Lambda delivers to that name, and binding it
-///   rather than `0.0.0.0` keeps the port off other interfaces; where the
-///   name does not resolve, as on a development machine, 127.0.0.1), start
+/// - bind first (by default to the address `/etc/hosts` gives
+///   `sandbox.localdomain`, as AWS's samples bind that name: Lambda delivers
+///   to it, and binding it rather than `0.0.0.0` keeps the port off other
+///   interfaces; where the file does not name it, as on a development
+///   machine, 127.0.0.1), start
 ///   serving, and only then subscribe with the URI
 ///   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
 ///   (the init replay) find a listener, and a port clash is an error returned
@@ -57,7 +58,7 @@ pub struct TelemetryConfig {
     types: Vec<LogType>,
     buffering: Option<Buffering>,
     schema_version: String,
-    /// `None`: the address of `sandbox.localdomain`, looked up at bind time.
+    /// `None`: the address of `sandbox.localdomain`, read at bind time.
     bind: Option<IpAddr>,
     port: u16,
     pub(crate) capacity: usize,
@@ -65,8 +66,8 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     /// `platform` and `function` events, Lambda's default buffering, the
-    /// newest schema version, the address of `sandbox.localdomain` (or
-    /// 127.0.0.1 where it does not resolve) on an ephemeral port (the URI
+    /// newest schema version, the address of `sandbox.localdomain` in
+    /// `/etc/hosts` (or 127.0.0.1 where it is not there) on an ephemeral port (the URI
     /// sent carries whatever port was bound), room for 64 undelivered
     /// batches.
     fn default() -> Self {
@@ -100,8 +101,8 @@ impl TelemetryConfig {
         self
     }
 
-    /// The address to bind, instead of the address `sandbox.localdomain`
-    /// resolves to. Use `0.0.0.0` only where the platform delivers from
+    /// The address to bind, instead of the address of `sandbox.localdomain`
+    /// in `/etc/hosts`. Use `0.0.0.0` only where the platform delivers from
     /// outside the environment (SAM local).
     pub fn bind(mut self, ip: IpAddr) -> Self {
         self.bind = Some(ip);
@@ -122,27 +123,49 @@ impl TelemetryConfig {
     }
 }
 
-/// The IPv4 address `sandbox.localdomain` resolves to, or 127.0.0.1.
+/// Where the name `sandbox.localdomain` is looked up.
+const HOSTS_FILE: &str = "/etc/hosts";
+
+/// The IPv4 address `/etc/hosts` gives `sandbox.localdomain`, or 127.0.0.1.
 ///
 /// Lambda delivers batches to the subscriber's URI host, `sandbox.localdomain`,
 /// so a listener bound to that name's address receives them wherever the
 /// platform points the name (AWS's samples bind the name for this reason).
-/// Inside `lext run` the name resolves to loopback through the environment's
-/// own `/etc/hosts`. Where it does not resolve at all, loopback is the
-/// address a local emulator delivers to.
+/// Inside `lext run` the name is loopback in the environment's own
+/// `/etc/hosts`. Where the file does not name it, loopback is the address a
+/// local emulator delivers to.
+///
+/// The file is read directly rather than through the system resolver
+/// (`getaddrinfo`): the name is only ever defined there, and where it is
+/// not, the resolver would load its modules and ask DNS for a name no DNS
+/// server knows, which costs a millisecond and a quarter of a megabyte of
+/// memory at every start, and the resolver's timeouts (seconds) on a machine
+/// whose name server cannot be reached.
 fn sandbox_address() -> IpAddr {
-    use std::net::ToSocketAddrs;
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    match (SANDBOX_HOST, 0).to_socket_addrs() {
-        Ok(addrs) => addrs
-            .map(|addr| addr.ip())
-            .find(IpAddr::is_ipv4)
-            .unwrap_or(loopback),
+    match std::fs::read_to_string(HOSTS_FILE) {
+        Ok(hosts) => hosts_address(&hosts, SANDBOX_HOST).unwrap_or_else(|| {
+            tracing::debug!(host = SANDBOX_HOST, "not in {HOSTS_FILE}; binding 127.0.0.1");
+            loopback
+        }),
         Err(err) => {
-            tracing::debug!(host = SANDBOX_HOST, error = %err, "does not resolve; binding 127.0.0.1");
+            tracing::debug!(error = %err, "cannot read {HOSTS_FILE}; binding 127.0.0.1");
             loopback
         }
     }
+}
+
+/// The first IPv4 address that `hosts` (in the format of `/etc/hosts`:
+/// an address, then names, `#` to the end of a line a comment) gives `name`.
+fn hosts_address(hosts: &str, name: &str) -> Option<IpAddr> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_whitespace();
+        let addr: Ipv4Addr = fields.next()?.parse().ok()?;
+        fields
+            .any(|alias| alias.eq_ignore_ascii_case(name))
+            .then_some(IpAddr::V4(addr))
+    })
 }
 
 /// One POSTed batch, as the extension receives it.
@@ -318,4 +341,34 @@ pub(crate) fn gave_up(request_id: &str, why: &str) -> bool {
         "no platform.report for the last invoke {why}; its telemetry is incomplete"
     );
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_address_comes_from_the_hosts_file() {
+        let lambda_like = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n# 10.0.0.9 sandbox.localdomain\n169.254.100.1  sandbox.localdomain sandbox # the host\n";
+        assert_eq!(
+            hosts_address(lambda_like, SANDBOX_HOST),
+            Some(IpAddr::V4(Ipv4Addr::new(169, 254, 100, 1)))
+        );
+        // Aliases match in any case; IPv6 lines are skipped.
+        let mixed = "::1 SANDBOX.localdomain\n127.0.0.1 other Sandbox.LocalDomain\n";
+        assert_eq!(
+            hosts_address(mixed, SANDBOX_HOST),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        // Not named (or only as a comment, or as a prefix): no address.
+        for hosts in [
+            "",
+            "127.0.0.1 localhost\n",
+            "#127.0.0.1 sandbox.localdomain\n",
+            "127.0.0.1 sandbox.localdomain.example\n",
+            "not-an-address sandbox.localdomain\n",
+        ] {
+            assert_eq!(hosts_address(hosts, SANDBOX_HOST), None, "{hosts:?}");
+        }
+    }
 }
