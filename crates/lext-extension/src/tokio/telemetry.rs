@@ -239,7 +239,8 @@ async fn handle(
         .collect()
         .await
     {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        // Into the Vec without a copy where the buffer allows it.
+        Ok(collected) => Ok(Vec::from(collected.to_bytes())),
         Err(e) => Err(format!("body could not be read: {e}")),
     };
     let batch = to_batch(body);
