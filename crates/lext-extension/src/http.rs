@@ -1,4 +1,5 @@
-//! A sans-I/O HTTP/1.1 client codec: requests as values, one response parser.
+//! A sans-I/O HTTP/1.1 codec: requests as values, one response parser, and
+//! the telemetry listeners' request parser.
 //!
 //! This module owns the wire format the two transports share. [`ApiRequest`]
 //! is a plain value (method, path, headers, body) that [`ApiRequest::encode`]
@@ -486,7 +487,7 @@ pub(crate) struct ServerRequest {
     pub(crate) close: bool,
 }
 
-/// Parses one request from the start of `buf` for the blocking telemetry
+/// Parses one request from the start of `buf` for either flavour's telemetry
 /// listener: `httparse` for the head, Content-Length or chunked bodies of
 /// at most `max_body` bytes. `Ok(None)` means more bytes are needed.
 pub(crate) fn parse_request(

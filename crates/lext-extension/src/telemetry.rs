@@ -7,7 +7,8 @@
 //! ([`REPORT_WAIT_MARGIN`], [`ReportWatch`]), which both flavours'
 //! `wait_for_report` follow.
 //! The listeners themselves live with their flavour: `blocking::telemetry`
-//! (std threads) and `tokio::telemetry` (hyper). Both follow the rules listed
+//! (std threads) and `tokio::telemetry` (tokio tasks), on the same request
+//! parser and answers. Both follow the rules listed
 //! on [`TelemetryConfig`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,27 @@ use crate::request::{self, ExtensionId, SubscribeOutcome};
 /// Largest batch body accepted: Lambda sends up to about twice `maxBytes`
 /// (at most 1 MiB) plus envelope overhead; 8 MiB leaves a wide margin.
 pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a delivery connection may stay idle before it is closed.
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
+
+/// Both listeners' answer to a delivery, the connection kept open.
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+
+/// Both listeners' answer to a delivery after which they close the
+/// connection (the client asked to, or the stream could not be parsed).
+pub(crate) const ANSWER_AND_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK";
+
+/// The answer to a delivery: 200 whatever the batch held (see
+/// [`TelemetryConfig`]), closing the connection if the client asked to.
+pub(crate) fn answer(close: bool) -> &'static [u8] {
+    if close {
+        ANSWER_AND_CLOSE
+    } else {
+        ANSWER
+    }
+}
 
 /// What to subscribe to and where to listen.
 ///
@@ -145,7 +167,10 @@ fn sandbox_address() -> IpAddr {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     match std::fs::read_to_string(HOSTS_FILE) {
         Ok(hosts) => hosts_address(&hosts, SANDBOX_HOST).unwrap_or_else(|| {
-            tracing::debug!(host = SANDBOX_HOST, "not in {HOSTS_FILE}; binding 127.0.0.1");
+            tracing::debug!(
+                host = SANDBOX_HOST,
+                "not in {HOSTS_FILE}; binding 127.0.0.1"
+            );
             loopback
         }),
         Err(err) => {

@@ -28,12 +28,9 @@ use crate::error::{Error, Op};
 use crate::http::parse_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
-    TelemetryConfig, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
+    answer, gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
+    TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
-
-/// How long a delivery connection may stay idle before it is closed.
-pub(crate) const IDLE: Duration = Duration::from_secs(60);
 
 /// A live subscription in the blocking flavour: the listener threads and
 /// the receiving end of their batches. Keep it until the final batches have
@@ -275,13 +272,7 @@ fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
                 if tx.send(batch).is_err() {
                     tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
                 }
-                let close = if req.close {
-                    "Connection: close\r\n"
-                } else {
-                    ""
-                };
-                let answer = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\nOK");
-                if stream.write_all(answer.as_bytes()).is_err() || req.close {
+                if stream.write_all(answer(req.close)).is_err() || req.close {
                     return;
                 }
                 continue;
@@ -292,9 +283,7 @@ fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
                 // (no redelivery loop) and close, since the stream cannot be
                 // resynchronised.
                 let _ = tx.send(to_batch(Err(format!("delivery could not be parsed: {e}"))));
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK",
-                );
+                let _ = stream.write_all(ANSWER_AND_CLOSE);
                 return;
             }
         }
