@@ -31,6 +31,20 @@ pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// How long a delivery connection may stay idle before it is closed.
 pub(crate) const IDLE: Duration = Duration::from_secs(60);
 
+/// What a listener's read buffer grows by when it is full and the next
+/// request's size is not known yet.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Makes room in a listener's read buffer for the next read, which goes
+/// straight into it (no intermediate chunk): a full buffer grows by
+/// [`READ_CHUNK`]; one that `http::take_request` sized for the rest of a
+/// request is left as it is.
+pub(crate) fn make_room(buf: &mut Vec<u8>) {
+    if buf.capacity() == buf.len() {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
 /// Both listeners' answer to a delivery, the connection kept open.
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
 

@@ -25,11 +25,11 @@ use lext_protocol::extensions::ShutdownEvent;
 
 use super::BlockingTransport;
 use crate::error::{Error, Op};
-use crate::http::parse_request;
+use crate::http::take_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    answer, gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
-    TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
+    answer, gave_up, give_up_at, listener_error, make_room, subscribed, to_batch, ReportWatch,
+    TelemetryBatch, TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
 
 /// A live subscription in the blocking flavour: the listener threads and
@@ -261,12 +261,10 @@ fn accept_loop(listener: TcpListener, tx: SyncSender<TelemetryBatch>, stop: Arc<
 /// with 200 once handed over.
 fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
     let _ = stream.set_read_timeout(Some(IDLE));
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf = Vec::new();
     loop {
-        match parse_request(&buf, MAX_BATCH_BYTES) {
-            Ok(Some((req, used))) => {
-                buf.drain(..used);
+        match take_request(&mut buf, MAX_BATCH_BYTES) {
+            Ok(Some(req)) => {
                 tracing::trace!(method = %req.method, path = %req.path, bytes = req.body.len(), "telemetry delivery");
                 let batch = to_batch(Ok(req.body));
                 if tx.send(batch).is_err() {
@@ -287,9 +285,17 @@ fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
                 return;
             }
         }
-        match stream.read(&mut chunk) {
+        // Read into the buffer's spare room (zeroed first: std has no
+        // stable read into uninitialised memory), at most a chunk at a time.
+        make_room(&mut buf);
+        let len = buf.len();
+        let room = (buf.capacity() - len).min(64 * 1024);
+        buf.resize(len + room, 0);
+        let read = stream.read(&mut buf[len..]);
+        buf.truncate(len + read.as_ref().map_or(0, |&n| n));
+        match read {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 if !buf.is_empty() {

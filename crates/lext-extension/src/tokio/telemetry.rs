@@ -22,11 +22,11 @@ use ::tokio::task::{JoinHandle, JoinSet};
 
 use super::transport::AsyncTransport;
 use crate::error::{Error, Op};
-use crate::http::parse_request;
+use crate::http::take_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    answer, gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
-    TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
+    answer, gave_up, give_up_at, listener_error, make_room, subscribed, to_batch, ReportWatch,
+    TelemetryBatch, TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
 
 /// A live subscription: the listener and the receiving end of its batches.
@@ -225,12 +225,10 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TelemetryBatch>) {
 /// body becomes a batch, answered with 200 once handed over; a connection
 /// idle for [`IDLE`] is closed.
 async fn serve(mut stream: TcpStream, tx: mpsc::Sender<TelemetryBatch>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf = Vec::new();
     loop {
-        match parse_request(&buf, MAX_BATCH_BYTES) {
-            Ok(Some((req, used))) => {
-                buf.drain(..used);
+        match take_request(&mut buf, MAX_BATCH_BYTES) {
+            Ok(Some(req)) => {
                 tracing::trace!(method = %req.method, path = %req.path, bytes = req.body.len(), "telemetry delivery");
                 // Waits while the channel is full: the answer is held back,
                 // and Lambda's own buffering takes over.
@@ -254,10 +252,12 @@ async fn serve(mut stream: TcpStream, tx: mpsc::Sender<TelemetryBatch>) {
                 return;
             }
         }
-        let read = ::tokio::time::timeout(IDLE, stream.read(&mut chunk)).await;
+        // Straight into the buffer's spare room.
+        make_room(&mut buf);
+        let read = ::tokio::time::timeout(IDLE, stream.read_buf(&mut buf)).await;
         match read {
             Ok(Ok(0)) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(Err(e)) => {
                 if !buf.is_empty() {
