@@ -50,7 +50,7 @@ const PORT_VAR: &str = "BENCH_TELEMETRY_PORT";
 /// One subject and every sample taken of it (raw: medians are over all).
 #[derive(Debug)]
 struct Subject {
-    label: &'static str,
+    label: String,
     path: PathBuf,
     /// The official crate listens on a fixed port: the benchmark picks it.
     fixed_port: bool,
@@ -63,12 +63,12 @@ struct Subject {
 }
 
 impl Subject {
-    fn new(label: &'static str, path: PathBuf, fixed_port: bool) -> Result<Self> {
+    fn new(label: &str, path: PathBuf, fixed_port: bool) -> Result<Self> {
         let size = std::fs::metadata(&path)
             .with_context(|| format!("{} (build it first, or drop --no-build)", path.display()))?
             .len();
         Ok(Self {
-            label,
+            label: label.to_owned(),
             path,
             fixed_port,
             size,
@@ -102,6 +102,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut blocking_path: Option<PathBuf> = None;
     let mut tokio_path: Option<PathBuf> = None;
     let mut official_path: Option<PathBuf> = None;
+    let mut peers: Vec<(String, PathBuf)> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -112,6 +113,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--blocking" => blocking_path = Some(it.next().context("--blocking PATH")?.into()),
             "--tokio" => tokio_path = Some(it.next().context("--tokio PATH")?.into()),
             "--official" => official_path = Some(it.next().context("--official PATH")?.into()),
+            "--peer" => {
+                let spec = it.next().context("--peer NAME=PATH")?;
+                let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
+                peers.push((name.to_owned(), PathBuf::from(path)));
+            }
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -124,30 +130,30 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     // directory (as bench-extension's official peer is), so that their lock
     // files never mix with the workspace's.
     let needs_target = blocking_path.is_none() || tokio_path.is_none() || official_path.is_none();
-    let peers = if needs_target {
+    let peer_target = if needs_target {
         crate::cargo::target_dir()?.join("peers")
     } else {
         PathBuf::new()
     };
-    let release = peers.join("release");
+    let release = peer_target.join("release");
     // One cargo invocation per lext flavour: in one, cargo would unify the
     // features and the blocking binary would be built with `tokio` on.
     if build && blocking_path.is_none() {
         crate::cargo::build_peer(
             "lext-telemetry-extension",
-            &peers,
+            &peer_target,
             &["--bin", "lext-telemetry-blocking"],
         )?;
     }
     if build && tokio_path.is_none() {
         crate::cargo::build_peer(
             "lext-telemetry-extension",
-            &peers,
+            &peer_target,
             &["--features", "tokio", "--bin", "lext-telemetry-tokio"],
         )?;
     }
     if build && official_path.is_none() {
-        crate::cargo::build_peer("official-telemetry-extension", &peers, &[])?;
+        crate::cargo::build_peer("official-telemetry-extension", &peer_target, &[])?;
     }
     let mut subjects = vec![
         Subject::new(
@@ -166,6 +172,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             true,
         )?,
     ];
+    // Extra subjects (another build, for an A/B), served as the lext ones
+    // are: an ephemeral port, read from their subscription.
+    for (name, path) in peers {
+        subjects.push(Subject::new(&name, path, false)?);
+    }
 
     let body = batch_body(records);
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the benchmark API")?;
@@ -645,7 +656,7 @@ fn print_table(subjects: &[Subject], runs: usize, batches: usize, records: usize
             median_u64(&s.hwm_kb),
         );
     }
-    let [blocking, tokio, official] = subjects else {
+    let [blocking, tokio, official, ..] = subjects else {
         return;
     };
     println!();

@@ -88,6 +88,7 @@ tasks:
       p50, p99, p99 added latency, rejected attempts (Runtime.Unavailable).
   bench-telemetry [--runs N] [--batches B] [--records R] [--no-build]
                   [--blocking PATH] [--tokio PATH] [--official PATH]
+                  [--peer NAME=PATH]...
       Builds the same Telemetry API subscriber on lext-extension's blocking
       flavour, on its tokio flavour (current-thread) and on the official
       lambda-extension crate (xtask/peers/lext-telemetry-extension and
@@ -99,7 +100,8 @@ tasks:
       size, spawn to first /event/next, batch to handler, peak RSS, and the
       ratios to the official crate against issue 12's target (size and RSS
       <= 0.7x, no slower). --blocking/--tokio/--official replace a subject
-      (then it is not built). A subject that stalls for 10 s is killed and
+      (then it is not built); --peer adds one (another build of a lext
+      subject, for an A/B). A subject that stalls for 10 s is killed and
       the benchmark fails with its name.
 ";
 
