@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// One request as the benchmark needs it: when it was complete, and its path.
+/// One request as the benchmark needs it: when it was complete, its method
+/// and path, and its body.
 #[derive(Debug)]
 pub(crate) struct Request {
     pub at: Instant,
+    pub method: String,
     pub path: String,
+    pub body: Vec<u8>,
 }
 
 /// How long the benchmark waits for an extension to connect or to send its
@@ -107,13 +110,17 @@ impl<'a> Session<'a> {
             return Ok(None);
         }
         let at = Instant::now();
-        let path = head
-            .split(' ')
-            .nth(1)
-            .map(str::to_owned)
-            .unwrap_or_default();
+        let mut words = head.split(' ');
+        let method = words.next().map(str::to_owned).unwrap_or_default();
+        let path = words.next().map(str::to_owned).unwrap_or_default();
+        let body = self.buf[end + 4..end + 4 + len].to_vec();
         self.buf.drain(..end + 4 + len);
-        Ok(Some(Request { at, path }))
+        Ok(Some(Request {
+            at,
+            method,
+            path,
+            body,
+        }))
     }
 
     /// Writes a 200 answer with a JSON body and extra headers; returns the
@@ -166,7 +173,7 @@ fn wait_for_connection(fd: i32, child: libc::pid_t, timeout: Duration) -> Result
 
 /// Whether `child` has exited, without reaping it (WNOWAIT), so that the
 /// caller's wait4 still gets its resource usage.
-fn has_exited(child: libc::pid_t) -> bool {
+pub(crate) fn has_exited(child: libc::pid_t) -> bool {
     // SAFETY: siginfo_t is plain old data; zeroed is valid. waitid with
     // WNOHANG|WNOWAIT only inspects our own child.
     unsafe {

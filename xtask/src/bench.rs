@@ -108,7 +108,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         // mix with the workspace's lock file.
         let peer_target = target.join("peers");
         if build {
-            crate::cargo::build_peer("official-extension", &peer_target)?;
+            crate::cargo::build_peer("official-extension", &peer_target, &[])?;
         }
         subjects.push(subject(
             "official lambda-extension (tokio current-thread, LTO, stripped)",
@@ -266,7 +266,7 @@ fn run_once(
 
 /// `VmHWM` of a live process, in KiB: the peak RSS of its current address
 /// space (after exec), from /proc.
-fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+pub(crate) fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -276,7 +276,7 @@ fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
 
 /// Reaps the child with wait4(2): its wait status, peak RSS in KiB, minor
 /// page faults, and the instant it was reaped.
-fn wait4(pid: libc::pid_t) -> Result<(i32, u64, u64, Instant)> {
+pub(crate) fn wait4(pid: libc::pid_t) -> Result<(i32, u64, u64, Instant)> {
     let mut status = 0;
     // SAFETY: `usage` is plain old data that wait4 fills in; zeroed is a
     // valid value for it. `status` is a valid out-pointer.
@@ -302,13 +302,13 @@ fn wait4(pid: libc::pid_t) -> Result<(i32, u64, u64, Instant)> {
     ))
 }
 
-fn median(values: &[Duration]) -> Duration {
+pub(crate) fn median(values: &[Duration]) -> Duration {
     let mut v = values.to_vec();
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn median_u64(values: &[u64]) -> u64 {
+pub(crate) fn median_u64(values: &[u64]) -> u64 {
     let mut v = values.to_vec();
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or_default()

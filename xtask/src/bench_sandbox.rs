@@ -127,7 +127,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     if o.build {
         crate::cargo::build_release(&["-p", "lext", "-p", "rust-example-extension"])?;
         if o.simulator {
-            crate::cargo::build_peer("lambda-simulator-bench", &peers)?;
+            crate::cargo::build_peer("lambda-simulator-bench", &peers, &[])?;
         }
     }
     let lext_bin = o.lext.clone().unwrap_or_else(|| release.join("lext"));

@@ -55,8 +55,8 @@ pub(crate) fn build_release(args: &[&str]) -> Result<()> {
 }
 
 /// Builds a peer (`xtask/peers/<name>`, its own workspace) in release mode
-/// into `target_dir`.
-pub(crate) fn build_peer(name: &str, target_dir: &Path) -> Result<()> {
+/// into `target_dir`, with extra cargo arguments `args` (features, bins).
+pub(crate) fn build_peer(name: &str, target_dir: &Path, args: &[&str]) -> Result<()> {
     let manifest = workspace_root()
         .join("xtask/peers")
         .join(name)
@@ -66,8 +66,14 @@ pub(crate) fn build_peer(name: &str, target_dir: &Path) -> Result<()> {
         .arg(&manifest)
         .arg("--target-dir")
         .arg(target_dir)
+        .args(args)
         .status()
         .with_context(|| format!("run cargo build for {}", manifest.display()))?;
-    ensure!(status.success(), "building {} failed", manifest.display());
+    ensure!(
+        status.success(),
+        "building {} {} failed",
+        manifest.display(),
+        args.join(" ")
+    );
     Ok(())
 }

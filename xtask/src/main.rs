@@ -19,6 +19,11 @@
 //!   on-demand environment of the same build (BENCHMARKS.md).
 //! - `peers/lambda-simulator-bench`: its reference, the crates.io
 //!   `lambda-simulator` (a separate workspace, built only on request).
+//! - `bench_telemetry`: `bench-telemetry`, issue 12's target for the SDK's
+//!   tokio flavour and telemetry listener: a telemetry extension on each
+//!   lext flavour (`peers/lext-telemetry-extension`) against one on the
+//!   official crate (`peers/official-telemetry-extension`), both separate
+//!   workspaces built on request (BENCHMARKS.md).
 
 #![allow(clippy::print_stdout)] // A task runner: its output is for the terminal.
 
@@ -27,6 +32,7 @@ mod bench;
 mod bench_function;
 mod bench_lmi;
 mod bench_sandbox;
+mod bench_telemetry;
 mod cargo;
 mod sandbox;
 
@@ -80,6 +86,23 @@ tasks:
       handler, each caller N invokes (default 1000) after W (100); side by
       side with one sequential caller of the on-demand environment: invokes/s,
       p50, p99, p99 added latency, rejected attempts (Runtime.Unavailable).
+  bench-telemetry [--runs N] [--batches B] [--records R] [--no-build]
+                  [--blocking PATH] [--tokio PATH] [--official PATH]
+                  [--peer NAME=PATH]...
+      Builds the same Telemetry API subscriber on lext-extension's blocking
+      flavour, on its tokio flavour (current-thread) and on the official
+      lambda-extension crate (xtask/peers/lext-telemetry-extension and
+      official-telemetry-extension, separate workspaces), and for each, N
+      interleaved runs (default 31): answers register and the subscription,
+      POSTs B batches (default 10) of R Telemetry API records (default
+      1000) to its listener, each timed from the request written to the
+      handler's line on its stdout, then SHUTDOWN. Prints medians: stripped
+      size, spawn to first /event/next, batch to handler, peak RSS, and the
+      ratios to the official crate against issue 12's target (size and RSS
+      <= 0.7x, no slower). --blocking/--tokio/--official replace a subject
+      (then it is not built); --peer adds one (another build of a lext
+      subject, for an A/B). A subject that stalls for 10 s is killed and
+      the benchmark fails with its name.
 ";
 
 fn main() -> ExitCode {
@@ -90,6 +113,7 @@ fn main() -> ExitCode {
         Some("bench-function") => bench_function::main(&args[1..]),
         Some("__function-runtime") => bench_function::runtime(&args[1..]),
         Some("bench-lmi") => bench_lmi::main(&args[1..]),
+        Some("bench-telemetry") => bench_telemetry::main(&args[1..]),
         Some("__lmi-runtime") => bench_lmi::runtime(&args[1..]),
         // Helper roles of bench-sandbox, run by `lext run` (not for users).
         Some("__sandbox-log-runtime") => sandbox::telemetry::log_runtime(&args[1..]),

@@ -53,3 +53,27 @@ fn a_binary_that_never_registers_fails_the_bench_instead_of_hanging() {
     assert!(!out.status.success(), "{out:?}");
     assert!(stderr.contains("/bin/true"), "{stderr}");
 }
+
+#[test]
+fn a_telemetry_subject_that_never_subscribes_fails_the_bench_with_its_name() {
+    // The floor registers, then polls /event/next without subscribing.
+    let out = Command::new(XTASK)
+        .args([
+            "bench-telemetry",
+            "--no-build",
+            "--runs",
+            "1",
+            "--batches",
+            "1",
+        ])
+        .args(["--blocking", FLOOR, "--tokio", FLOOR, "--official", FLOOR])
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains(FLOOR), "{stderr}");
+    assert!(
+        stderr.contains("expected the Telemetry API subscription"),
+        "{stderr}"
+    );
+}

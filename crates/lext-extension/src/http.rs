@@ -1,4 +1,5 @@
-//! A sans-I/O HTTP/1.1 client codec: requests as values, one response parser.
+//! A sans-I/O HTTP/1.1 codec: requests as values, one response parser, and
+//! the telemetry listeners' request parser.
 //!
 //! This module owns the wire format the two transports share. [`ApiRequest`]
 //! is a plain value (method, path, headers, body) that [`ApiRequest::encode`]
@@ -486,13 +487,21 @@ pub(crate) struct ServerRequest {
     pub(crate) close: bool,
 }
 
-/// Parses one request from the start of `buf` for the blocking telemetry
-/// listener: `httparse` for the head, Content-Length or chunked bodies of
-/// at most `max_body` bytes. `Ok(None)` means more bytes are needed.
-pub(crate) fn parse_request(
-    buf: &[u8],
-    max_body: usize,
-) -> Result<Option<(ServerRequest, usize)>, ParseError> {
+/// What a request's head says, for the body that follows it.
+struct RequestHead {
+    method: String,
+    path: String,
+    close: bool,
+    chunked: bool,
+    /// The Content-Length (0 when chunked or absent).
+    length: usize,
+    /// The length of the head itself, blank line included.
+    len: usize,
+}
+
+/// Parses the head of the request at the start of `buf`; `Ok(None)` until
+/// it is complete. A Content-Length over `max_body` is an error already.
+fn parse_request_head(buf: &[u8], max_body: usize) -> Result<Option<RequestHead>, ParseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let Some(head_len) = head_len(req.parse(buf), buf.len())? else {
@@ -516,29 +525,83 @@ pub(crate) fn parse_request(
             apply_connection(value, &mut close, true);
         }
     }
-    let method = req.method.unwrap_or("").to_owned();
-    let path = req.path.unwrap_or("").to_owned();
-    let rest = &buf[head_len..];
-    let (body, used) = if chunked {
+    Ok(Some(RequestHead {
+        method: req.method.unwrap_or("").to_owned(),
+        path: req.path.unwrap_or("").to_owned(),
+        close,
+        chunked,
+        length: if chunked { 0 } else { length },
+        len: head_len,
+    }))
+}
+
+/// Parses one request from the start of `buf` for either flavour's telemetry
+/// listener: `httparse` for the head, Content-Length or chunked bodies of
+/// at most `max_body` bytes. `Ok(None)` means more bytes are needed.
+pub(crate) fn parse_request(
+    buf: &[u8],
+    max_body: usize,
+) -> Result<Option<(ServerRequest, usize)>, ParseError> {
+    let Some(head) = parse_request_head(buf, max_body)? else {
+        return Ok(None);
+    };
+    let rest = &buf[head.len..];
+    let (body, used) = if head.chunked {
         match dechunk(rest, max_body)? {
             Some(found) => found,
             None => return Ok(None),
         }
     } else {
-        if rest.len() < length {
+        if rest.len() < head.length {
             return Ok(None);
         }
-        (rest[..length].to_vec(), length)
+        (rest[..head.length].to_vec(), head.length)
     };
     Ok(Some((
         ServerRequest {
-            method,
-            path,
+            method: head.method,
+            path: head.path,
             body,
-            close,
+            close: head.close,
         },
-        head_len + used,
+        head.len + used,
     )))
+}
+
+/// [`parse_request`] on a listener's read buffer, which it takes the
+/// request off. A delivery's body is a few hundred kilobytes, so it is not
+/// copied where that can be avoided: once the head has been read, `buf` is
+/// given room for exactly the rest of the request (instead of doubling as
+/// it fills), and a Content-Length body that ends the buffer (one delivery
+/// in flight, the usual case) becomes the request's body in place, leaving
+/// `buf` empty. Chunked bodies, and a body with more bytes behind it, are
+/// copied out as [`parse_request`] does.
+pub(crate) fn take_request(
+    buf: &mut Vec<u8>,
+    max_body: usize,
+) -> Result<Option<ServerRequest>, ParseError> {
+    let Some(head) = parse_request_head(buf, max_body)? else {
+        return Ok(None);
+    };
+    let total = head.len + head.length;
+    if head.chunked || buf.len() > total {
+        let parsed = parse_request(buf, max_body)?;
+        return Ok(parsed.map(|(req, used)| {
+            buf.drain(..used);
+            req
+        }));
+    }
+    if buf.len() < total {
+        buf.reserve_exact(total - buf.len());
+        return Ok(None);
+    }
+    buf.drain(..head.len);
+    Ok(Some(ServerRequest {
+        method: head.method,
+        path: head.path,
+        body: std::mem::take(buf),
+        close: head.close,
+    }))
 }
 
 /// The length of a head `httparse` parsed from `buf_len` bytes, `None` if
@@ -774,6 +837,42 @@ mod tests {
             parse_request(b"\x00\x01garbage\r\n\r\n", 100),
             Err(ParseError::Head(_))
         ));
+    }
+
+    #[test]
+    fn a_request_taken_off_the_buffer_is_the_same_and_its_body_is_not_copied() {
+        let head = b"POST / HTTP/1.1\r\nHost: sandbox.localdomain:1\r\nContent-Length: 6\r\n\r\n";
+        // Head first: room is made for exactly the rest.
+        let mut buf = head.to_vec();
+        buf.extend_from_slice(b"[1,");
+        assert_eq!(take_request(&mut buf, 100).unwrap(), None);
+        assert!(buf.capacity() >= head.len() + 6);
+        let at = buf.as_ptr() as usize;
+        buf.extend_from_slice(b"2]]");
+        let req = take_request(&mut buf, 100).unwrap().unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.body.as_slice()),
+            ("POST", &b"[1,2]]"[..])
+        );
+        // The buffer's own allocation became the body; the buffer is empty.
+        assert_eq!(req.body.as_ptr() as usize, at);
+        assert!(buf.is_empty());
+
+        // Bytes behind the request (a pipelined one), and chunked bodies:
+        // as parse_request gives them, the rest left in the buffer.
+        let mut buf = head.to_vec();
+        buf.extend_from_slice(b"[1,2]]POST");
+        let req = take_request(&mut buf, 100).unwrap().unwrap();
+        assert_eq!(req.body, b"[1,2]]");
+        assert_eq!(buf, b"POST");
+        let chunked =
+            b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\nnext";
+        let mut buf = chunked.to_vec();
+        let req = take_request(&mut buf, 100).unwrap().unwrap();
+        assert_eq!((req.path.as_str(), req.body.as_slice()), ("/x", &b"[]"[..]));
+        assert_eq!(buf, b"next");
+        let mut buf = b"POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\n".to_vec();
+        assert_eq!(take_request(&mut buf, 100), Err(ParseError::BodyTooLarge));
     }
 
     /// Feeds `reads` in order (an empty read is end of stream) and returns

@@ -44,8 +44,8 @@
 //!   loop, and a threaded Telemetry API listener
 //!   ([`blocking::TelemetrySubscription`]).
 //! - `tokio` (feature `tokio`): the async transport, `AsyncRegistered` and
-//!   its event loop, and the Telemetry API listener on hyper (current-thread
-//!   runtime by default, feature `multi-thread` for more).
+//!   its event loop, and the Telemetry API listener on tokio tasks
+//!   (current-thread runtime by default, feature `multi-thread` for more).
 //! - `telemetry`: [`TelemetryConfig`] and [`TelemetryBatch`], shared by both
 //!   flavours' listeners, and the rules of waiting for the last
 //!   `platform.report` after SHUTDOWN ([`REPORT_WAIT_MARGIN`]).

@@ -7,7 +7,8 @@
 //! ([`REPORT_WAIT_MARGIN`], [`ReportWatch`]), which both flavours'
 //! `wait_for_report` follow.
 //! The listeners themselves live with their flavour: `blocking::telemetry`
-//! (std threads) and `tokio::telemetry` (hyper). Both follow the rules listed
+//! (std threads) and `tokio::telemetry` (tokio tasks), on the same request
+//! parser and answers. Both follow the rules listed
 //! on [`TelemetryConfig`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +28,41 @@ use crate::request::{self, ExtensionId, SubscribeOutcome};
 /// (at most 1 MiB) plus envelope overhead; 8 MiB leaves a wide margin.
 pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long a delivery connection may stay idle before it is closed.
+pub(crate) const IDLE: Duration = Duration::from_secs(60);
+
+/// What a listener's read buffer grows by when it is full and the next
+/// request's size is not known yet.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Makes room in a listener's read buffer for the next read, which goes
+/// straight into it (no intermediate chunk): a full buffer grows by
+/// [`READ_CHUNK`]; one that `http::take_request` sized for the rest of a
+/// request is left as it is.
+pub(crate) fn make_room(buf: &mut Vec<u8>) {
+    if buf.capacity() == buf.len() {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Both listeners' answer to a delivery, the connection kept open.
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+
+/// Both listeners' answer to a delivery after which they close the
+/// connection (the client asked to, or the stream could not be parsed).
+pub(crate) const ANSWER_AND_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK";
+
+/// The answer to a delivery: 200 whatever the batch held (see
+/// [`TelemetryConfig`]), closing the connection if the client asked to.
+pub(crate) fn answer(close: bool) -> &'static [u8] {
+    if close {
+        ANSWER_AND_CLOSE
+    } else {
+        ANSWER
+    }
+}
+
 /// What to subscribe to and where to listen.
 ///
 /// Given to `subscribe_telemetry` of either flavour
@@ -34,10 +70,11 @@ pub(crate) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// or `tokio::AsyncRegistered::subscribe_telemetry`), whose listeners follow
 /// the same rules:
 ///
-/// - bind first (by default to the address `sandbox.localdomain` resolves
-///   to, as AWS's samples do: Lambda delivers to that name, and binding it
-///   rather than `0.0.0.0` keeps the port off other interfaces; where the
-///   name does not resolve, as on a development machine, 127.0.0.1), start
+/// - bind first (by default to the address `/etc/hosts` gives
+///   `sandbox.localdomain`, as AWS's samples bind that name: Lambda delivers
+///   to it, and binding it rather than `0.0.0.0` keeps the port off other
+///   interfaces; where the file does not name it, as on a development
+///   machine, 127.0.0.1), start
 ///   serving, and only then subscribe with the URI
 ///   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
 ///   (the init replay) find a listener, and a port clash is an error returned
@@ -57,7 +94,7 @@ pub struct TelemetryConfig {
     types: Vec<LogType>,
     buffering: Option<Buffering>,
     schema_version: String,
-    /// `None`: the address of `sandbox.localdomain`, looked up at bind time.
+    /// `None`: the address of `sandbox.localdomain`, read at bind time.
     bind: Option<IpAddr>,
     port: u16,
     pub(crate) capacity: usize,
@@ -65,8 +102,8 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     /// `platform` and `function` events, Lambda's default buffering, the
-    /// newest schema version, the address of `sandbox.localdomain` (or
-    /// 127.0.0.1 where it does not resolve) on an ephemeral port (the URI
+    /// newest schema version, the address of `sandbox.localdomain` in
+    /// `/etc/hosts` (or 127.0.0.1 where it is not there) on an ephemeral port (the URI
     /// sent carries whatever port was bound), room for 64 undelivered
     /// batches.
     fn default() -> Self {
@@ -100,8 +137,8 @@ impl TelemetryConfig {
         self
     }
 
-    /// The address to bind, instead of the address `sandbox.localdomain`
-    /// resolves to. Use `0.0.0.0` only where the platform delivers from
+    /// The address to bind, instead of the address of `sandbox.localdomain`
+    /// in `/etc/hosts`. Use `0.0.0.0` only where the platform delivers from
     /// outside the environment (SAM local).
     pub fn bind(mut self, ip: IpAddr) -> Self {
         self.bind = Some(ip);
@@ -122,27 +159,52 @@ impl TelemetryConfig {
     }
 }
 
-/// The IPv4 address `sandbox.localdomain` resolves to, or 127.0.0.1.
+/// Where the name `sandbox.localdomain` is looked up.
+const HOSTS_FILE: &str = "/etc/hosts";
+
+/// The IPv4 address `/etc/hosts` gives `sandbox.localdomain`, or 127.0.0.1.
 ///
 /// Lambda delivers batches to the subscriber's URI host, `sandbox.localdomain`,
 /// so a listener bound to that name's address receives them wherever the
 /// platform points the name (AWS's samples bind the name for this reason).
-/// Inside `lext run` the name resolves to loopback through the environment's
-/// own `/etc/hosts`. Where it does not resolve at all, loopback is the
-/// address a local emulator delivers to.
+/// Inside `lext run` the name is loopback in the environment's own
+/// `/etc/hosts`. Where the file does not name it, loopback is the address a
+/// local emulator delivers to.
+///
+/// The file is read directly rather than through the system resolver
+/// (`getaddrinfo`): the name is only ever defined there, and where it is
+/// not, the resolver would load its modules and ask DNS for a name no DNS
+/// server knows, which costs a millisecond and a quarter of a megabyte of
+/// memory at every start, and the resolver's timeouts (seconds) on a machine
+/// whose name server cannot be reached.
 fn sandbox_address() -> IpAddr {
-    use std::net::ToSocketAddrs;
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    match (SANDBOX_HOST, 0).to_socket_addrs() {
-        Ok(addrs) => addrs
-            .map(|addr| addr.ip())
-            .find(IpAddr::is_ipv4)
-            .unwrap_or(loopback),
+    match std::fs::read_to_string(HOSTS_FILE) {
+        Ok(hosts) => hosts_address(&hosts, SANDBOX_HOST).unwrap_or_else(|| {
+            tracing::debug!(
+                host = SANDBOX_HOST,
+                "not in {HOSTS_FILE}; binding 127.0.0.1"
+            );
+            loopback
+        }),
         Err(err) => {
-            tracing::debug!(host = SANDBOX_HOST, error = %err, "does not resolve; binding 127.0.0.1");
+            tracing::debug!(error = %err, "cannot read {HOSTS_FILE}; binding 127.0.0.1");
             loopback
         }
     }
+}
+
+/// The first IPv4 address that `hosts` (in the format of `/etc/hosts`:
+/// an address, then names, `#` to the end of a line a comment) gives `name`.
+fn hosts_address(hosts: &str, name: &str) -> Option<IpAddr> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_whitespace();
+        let addr: Ipv4Addr = fields.next()?.parse().ok()?;
+        fields
+            .any(|alias| alias.eq_ignore_ascii_case(name))
+            .then_some(IpAddr::V4(addr))
+    })
 }
 
 /// One POSTed batch, as the extension receives it.
@@ -233,6 +295,19 @@ pub(crate) fn to_batch(body: Result<Vec<u8>, String>) -> TelemetryBatch {
             };
         }
     };
+    // The common case, every element an event: one pass from the bytes to
+    // the typed events. Only a batch that fails it is decoded again, element
+    // by element through a JSON tree (lext-protocol's `decode_batch`), so
+    // that one bad element does not spoil the others. Both decode each
+    // element with the same `Deserialize`, so a batch that passes gives the
+    // same events either way; the tree costs about as much again in time,
+    // and memory for a copy of every string.
+    if let Ok(events) = serde_json::from_slice::<Vec<TelemetryEvent>>(&bytes) {
+        return TelemetryBatch::Events {
+            events,
+            failures: Vec::new(),
+        };
+    }
     match decode_batch(&bytes) {
         Ok(decoded) => {
             if !decoded.failures.is_empty() {
@@ -318,4 +393,59 @@ pub(crate) fn gave_up(request_id: &str, why: &str) -> bool {
         "no platform.report for the last invoke {why}; its telemetry is incomplete"
     );
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_decodes_in_one_pass_and_a_bad_element_spoils_only_itself() {
+        let good = br#"[{"time":"2026-11-25T07:38:00.000Z","type":"platform.start","record":{"requestId":"r1","version":"$LATEST","extraField":1}},{"time":"2026-11-25T07:38:00.001Z","type":"function","record":"hello"},{"time":"2026-11-25T07:38:00.002Z","type":"platform.future","record":{"x":[1,2]}}]"#;
+        let TelemetryBatch::Events { events, failures } = to_batch(Ok(good.to_vec())) else {
+            panic!("not events");
+        };
+        assert!(failures.is_empty());
+        // The same events as the element-by-element decoding gives.
+        assert_eq!(events, decode_batch(good).unwrap().events);
+        assert_eq!(events.len(), 3);
+
+        let one_bad = br#"[{"time":"t","type":"function","record":"a"},{"time":7,"type":"function","record":"b"},{"time":"t","type":"function","record":"c"}]"#;
+        let TelemetryBatch::Events { events, failures } = to_batch(Ok(one_bad.to_vec())) else {
+            panic!("not events");
+        };
+        assert_eq!(events.len(), 2);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].index, 1);
+
+        assert!(matches!(
+            to_batch(Ok(b"{}".to_vec())),
+            TelemetryBatch::Unparsed { .. }
+        ));
+    }
+
+    #[test]
+    fn the_sandbox_address_comes_from_the_hosts_file() {
+        let lambda_like = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n# 10.0.0.9 sandbox.localdomain\n169.254.100.1  sandbox.localdomain sandbox # the host\n";
+        assert_eq!(
+            hosts_address(lambda_like, SANDBOX_HOST),
+            Some(IpAddr::V4(Ipv4Addr::new(169, 254, 100, 1)))
+        );
+        // Aliases match in any case; IPv6 lines are skipped.
+        let mixed = "::1 SANDBOX.localdomain\n127.0.0.1 other Sandbox.LocalDomain\n";
+        assert_eq!(
+            hosts_address(mixed, SANDBOX_HOST),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        // Not named (or only as a comment, or as a prefix): no address.
+        for hosts in [
+            "",
+            "127.0.0.1 localhost\n",
+            "#127.0.0.1 sandbox.localdomain\n",
+            "127.0.0.1 sandbox.localdomain.example\n",
+            "not-an-address sandbox.localdomain\n",
+        ] {
+            assert_eq!(hosts_address(hosts, SANDBOX_HOST), None, "{hosts:?}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The tokio flavour against a fake Extensions API, and the Telemetry API
-//! listener with real payloads, garbage, and a port clash.
+//! listener with real payloads, garbage, keep-alive, and a port clash.
 
 // Test helpers outside #[test] fns: a failure here is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -222,6 +222,87 @@ async fn telemetry_listener_delivers_typed_batches_and_reports_garbage() {
 
     // The extension then runs its loop as usual; the subscription lives on.
     drop(ext);
+    sub.stop();
+}
+
+/// POSTs `body` on a kept-alive connection; returns the status line once
+/// the whole (Content-Length framed, "OK") answer has been read.
+async fn post_kept_alive(s: &mut tokio::net::TcpStream, port: u16, body: &[u8]) -> String {
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: sandbox.localdomain:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\nOK") {
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "closed early: {answer:?}"
+        );
+        answer.push(byte[0]);
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn telemetry_listener_keeps_the_connection_and_survives_what_is_not_a_delivery() {
+    let api = telemetry_api(200, "\"OK\"");
+    let mut ext = builder(&api).register_async().await.unwrap();
+    let mut sub = ext
+        .subscribe_telemetry(TelemetryConfig::default())
+        .await
+        .unwrap();
+    let addr = sub.local_addr();
+
+    // Two deliveries on one keep-alive connection, as Lambda's client does.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            post_kept_alive(&mut conn, addr.port(), BATCH.as_bytes()).await,
+            "HTTP/1.1 200 OK"
+        );
+        let batch = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let TelemetryBatch::Events { events, failures } = batch else {
+            panic!("{batch:?}")
+        };
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(events.len(), BATCH_TYPES.len());
+    }
+
+    // Bytes that are not HTTP, and a body over the limit: each reported,
+    // answered 200 and closed; the listener goes on serving.
+    for raw in [
+        &b"\x16\x03\x01 not http\r\n\r\n"[..],
+        &b"POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n["[..],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        let batch = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(batch, TelemetryBatch::Unparsed { .. }),
+            "{batch:?}"
+        );
+    }
+    assert_eq!(
+        post_kept_alive(&mut conn, addr.port(), b"[]").await,
+        "HTTP/1.1 200 OK"
+    );
     sub.stop();
 }
 

@@ -25,15 +25,12 @@ use lext_protocol::extensions::ShutdownEvent;
 
 use super::BlockingTransport;
 use crate::error::{Error, Op};
-use crate::http::parse_request;
+use crate::http::take_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
-    TelemetryConfig, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
+    answer, gave_up, give_up_at, listener_error, make_room, subscribed, to_batch, ReportWatch,
+    TelemetryBatch, TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
-
-/// How long a delivery connection may stay idle before it is closed.
-pub(crate) const IDLE: Duration = Duration::from_secs(60);
 
 /// A live subscription in the blocking flavour: the listener threads and
 /// the receiving end of their batches. Keep it until the final batches have
@@ -264,24 +261,16 @@ fn accept_loop(listener: TcpListener, tx: SyncSender<TelemetryBatch>, stop: Arc<
 /// with 200 once handed over.
 fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
     let _ = stream.set_read_timeout(Some(IDLE));
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf = Vec::new();
     loop {
-        match parse_request(&buf, MAX_BATCH_BYTES) {
-            Ok(Some((req, used))) => {
-                buf.drain(..used);
+        match take_request(&mut buf, MAX_BATCH_BYTES) {
+            Ok(Some(req)) => {
                 tracing::trace!(method = %req.method, path = %req.path, bytes = req.body.len(), "telemetry delivery");
                 let batch = to_batch(Ok(req.body));
                 if tx.send(batch).is_err() {
                     tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
                 }
-                let close = if req.close {
-                    "Connection: close\r\n"
-                } else {
-                    ""
-                };
-                let answer = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: 2\r\n\r\nOK");
-                if stream.write_all(answer.as_bytes()).is_err() || req.close {
+                if stream.write_all(answer(req.close)).is_err() || req.close {
                     return;
                 }
                 continue;
@@ -292,15 +281,21 @@ fn serve(mut stream: TcpStream, tx: SyncSender<TelemetryBatch>) {
                 // (no redelivery loop) and close, since the stream cannot be
                 // resynchronised.
                 let _ = tx.send(to_batch(Err(format!("delivery could not be parsed: {e}"))));
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK",
-                );
+                let _ = stream.write_all(ANSWER_AND_CLOSE);
                 return;
             }
         }
-        match stream.read(&mut chunk) {
+        // Read into the buffer's spare room (zeroed first: std has no
+        // stable read into uninitialised memory), at most a chunk at a time.
+        make_room(&mut buf);
+        let len = buf.len();
+        let room = (buf.capacity() - len).min(64 * 1024);
+        buf.resize(len + room, 0);
+        let read = stream.read(&mut buf[len..]);
+        buf.truncate(len + read.as_ref().map_or(0, |&n| n));
+        match read {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 if !buf.is_empty() {

@@ -1,33 +1,32 @@
-//! The tokio Telemetry API listener: hyper's HTTP/1.1 server on one bound
-//! listener, with our accept loop.
+//! The tokio Telemetry API listener: the crate's own HTTP/1.1 request
+//! parser (the blocking listener's) over tokio sockets, one task per
+//! connection.
 //!
 //! This module owns serving deliveries in the async flavour; the rules it
 //! follows (bind before subscribing, 200 for every batch, unparsable batches
-//! reported, bounded hand-over) are listed on [`TelemetryConfig`].
+//! reported, bounded hand-over) are listed on [`TelemetryConfig`]. A
+//! delivery is one small HTTP/1.1 exchange, the same in both flavours, so
+//! both serve it with `http::parse_request` and the same answers: a general
+//! HTTP server (hyper, as before) cost this flavour a third of its binary
+//! for nothing Lambda's deliveries need.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use lext_protocol::extensions::ShutdownEvent;
 
-use ::tokio::net::TcpListener;
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::sync::mpsc;
 use ::tokio::task::{JoinHandle, JoinSet};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 use super::transport::AsyncTransport;
 use crate::error::{Error, Op};
+use crate::http::take_request;
 use crate::request::{ExtensionId, SubscribeOutcome};
 use crate::telemetry::{
-    gave_up, give_up_at, listener_error, subscribed, to_batch, ReportWatch, TelemetryBatch,
-    TelemetryConfig, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
+    answer, gave_up, give_up_at, listener_error, make_room, subscribed, to_batch, ReportWatch,
+    TelemetryBatch, TelemetryConfig, ANSWER_AND_CLOSE, IDLE, MAX_BATCH_BYTES, REPORT_WAIT_MARGIN,
 };
 
 /// A live subscription: the listener and the receiving end of its batches.
@@ -201,8 +200,9 @@ pub(crate) async fn subscribe(
     })
 }
 
-/// Accepts connections until aborted; each is served by hyper's HTTP/1.1
-/// server in a task owned by the JoinSet.
+/// Accepts connections until aborted; each is served in a task owned by the
+/// JoinSet (Lambda keeps one delivery in flight per subscriber, so there is
+/// usually one).
 async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TelemetryBatch>) {
     let mut connections = JoinSet::new();
     loop {
@@ -217,34 +217,61 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TelemetryBatch>) {
                 continue;
             }
         };
-        let tx = tx.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req| handle(req, tx.clone()));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "telemetry connection ended with an error");
-            }
-        });
+        connections.spawn(serve(stream, tx.clone()));
     }
 }
 
-/// One delivery: read, decode, hand over, answer 200.
-async fn handle(
-    req: Request<Incoming>,
-    tx: mpsc::Sender<TelemetryBatch>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = match Limited::new(req.into_body(), MAX_BATCH_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) => Err(format!("body could not be read: {e}")),
-    };
-    let batch = to_batch(body);
-    if tx.send(batch).await.is_err() {
-        tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
+/// Serves one connection, as the blocking listener does: each request's
+/// body becomes a batch, answered with 200 once handed over; a connection
+/// idle for [`IDLE`] is closed.
+async fn serve(mut stream: TcpStream, tx: mpsc::Sender<TelemetryBatch>) {
+    let mut buf = Vec::new();
+    loop {
+        match take_request(&mut buf, MAX_BATCH_BYTES) {
+            Ok(Some(req)) => {
+                tracing::trace!(method = %req.method, path = %req.path, bytes = req.body.len(), "telemetry delivery");
+                // Waits while the channel is full: the answer is held back,
+                // and Lambda's own buffering takes over.
+                if tx.send(to_batch(Ok(req.body))).await.is_err() {
+                    tracing::warn!("telemetry batch dropped: the subscription's receiver is gone");
+                }
+                if stream.write_all(answer(req.close)).await.is_err() || req.close {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Not HTTP, or a body over the limit: report it, answer 200
+                // (no redelivery loop) and close, since the stream cannot be
+                // resynchronised.
+                let _ = tx
+                    .send(to_batch(Err(format!("delivery could not be parsed: {e}"))))
+                    .await;
+                let _ = stream.write_all(ANSWER_AND_CLOSE).await;
+                return;
+            }
+        }
+        // Straight into the buffer's spare room.
+        make_room(&mut buf);
+        let read = ::tokio::time::timeout(IDLE, stream.read_buf(&mut buf)).await;
+        match read {
+            Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => {
+                if !buf.is_empty() {
+                    let _ = tx
+                        .send(to_batch(Err(format!(
+                            "delivery cut short after {} bytes: {e}",
+                            buf.len()
+                        ))))
+                        .await;
+                }
+                return;
+            }
+            // Idle: close, as the blocking listener does.
+            Err(_elapsed) => return,
+        }
     }
-    Ok(Response::new(Full::new(Bytes::from_static(b"OK"))))
 }
