@@ -755,6 +755,25 @@ async fn read_lines<R: AsyncRead + Unpin>(
 /// in `partial` and leaving the last incomplete one there. A line that
 /// reaches [`MAX_LINE_BYTES`] without a newline is cut there.
 fn split_lines(mut bytes: &[u8], partial: &mut Vec<u8>, lines: &mut Vec<String>) {
+    if partial.is_empty() {
+        // The lines this read completes, checked as UTF-8 in one pass (a
+        // newline is never inside a character): when they are valid, each
+        // is a plain copy. Invalid text, and a line too long, go the way
+        // below, which gives the same lines.
+        let whole = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
+        if let Ok(text) = std::str::from_utf8(&bytes[..whole]) {
+            let mut rest = text;
+            while let Some(end) = memchr::memchr(b'\n', rest.as_bytes()) {
+                if end > MAX_LINE_BYTES {
+                    break;
+                }
+                let line = &rest[..end];
+                lines.push(line.strip_suffix('\r').unwrap_or(line).to_owned());
+                rest = &rest[end + 1..];
+            }
+            bytes = &bytes[whole - rest.len()..];
+        }
+    }
     while !bytes.is_empty() {
         let room = MAX_LINE_BYTES - partial.len();
         match memchr::memchr(b'\n', bytes) {

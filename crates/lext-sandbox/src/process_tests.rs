@@ -493,6 +493,15 @@ mod split {
         assert_eq!(lines[0].len(), MAX_LINE_BYTES);
         assert_eq!(lines[1], "x".repeat(10));
         assert_eq!(lines[2], "next");
+        // In one read, after a short line: the same cut.
+        let mut one = b"short\n".to_vec();
+        one.extend_from_slice(&bytes);
+        let lines = read_in_pieces(&one, &[]);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], "short");
+        assert_eq!(lines[1].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[2], "x".repeat(10));
+        assert_eq!(lines[3], "next");
     }
 
     proptest! {
@@ -501,12 +510,22 @@ mod split {
         /// `\n` does, and the last line needs no newline.
         #[test]
         fn the_lines_do_not_depend_on_how_the_reads_cut_them(
-            bytes in proptest::collection::vec(
-                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xff_u8)],
+            pieces in proptest::collection::vec(
+                // Mostly valid UTF-8 (a read of valid text takes a faster
+                // way), a two-byte character that a cut may split, and
+                // now and then an invalid byte.
+                prop_oneof![
+                    3 => Just(&b"\n"[..]),
+                    2 => Just(&b"\r"[..]),
+                    6 => Just(&b"a"[..]),
+                    2 => Just("é".as_bytes()),
+                    1 => Just(&b"\xff"[..]),
+                ],
                 0..400,
             ),
-            mut cuts in proptest::collection::vec(0usize..400, 0..8),
+            mut cuts in proptest::collection::vec(0usize..600, 0..8),
         ) {
+            let bytes = pieces.concat();
             cuts.sort_unstable();
             let whole = read_in_pieces(&bytes, &[]);
             prop_assert_eq!(read_in_pieces(&bytes, &cuts), whole.clone());
