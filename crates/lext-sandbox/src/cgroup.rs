@@ -408,10 +408,8 @@ pub(crate) fn end_guard(child: &mut std::process::Child, stdin: std::process::Ch
 
 /// Writes the guard program (`guard/main.rs`) into `dir`, executable.
 pub(crate) fn guard_program(dir: &Path) -> io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
     let program = dir.join("cgroup-guard");
-    fs::write(&program, GUARD)?;
-    fs::set_permissions(&program, fs::Permissions::from_mode(0o755))?;
+    crate::embedded::write_program(&program, GUARD)?;
     Ok(program)
 }
 

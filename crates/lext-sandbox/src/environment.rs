@@ -13,7 +13,6 @@
 use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -836,10 +835,7 @@ fn runtime_spec(runtime: &Runtime, state: &Path) -> Result<RuntimeSpec, Environm
     Ok(match runtime {
         Runtime::Echo => {
             let program = state.join("echo-runtime");
-            std::fs::write(&program, ECHO_RUNTIME)
-                .and_then(|()| {
-                    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
-                })
+            crate::embedded::write_program(&program, ECHO_RUNTIME)
                 .map_err(EnvironmentError::EchoRuntime)?;
             RuntimeSpec {
                 program,

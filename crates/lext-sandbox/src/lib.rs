@@ -117,6 +117,7 @@ mod config;
 mod driver;
 #[path = "../echo/runtime.rs"]
 mod echo;
+mod embedded;
 mod env;
 mod environment;
 mod events;
