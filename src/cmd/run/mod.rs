@@ -44,7 +44,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     // wake-ups cost more than the work (measured: 7.9k -> 11k invokes/s
     // with rust-example-extension). It also makes the main thread, which
     // lives as long as lext, the one that forks the processes, as
-    // PR_SET_PDEATHSIG needs. Output is printed on its own thread.
+    // PR_SET_PDEATHSIG needs. Output is printed on its own thread, and
+    // telemetry is delivered on another (the hub's).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
