@@ -8,15 +8,20 @@
 //! SHUTDOWN, subscribe to `platform`, `function` and `extension` events,
 //! decode every batch into their crate's typed events, and write one line per
 //! batch to stdout (the number of events decoded), which the benchmark reads
-//! from a pipe. For each subject and each run (interleaved, after one
+//! from a pipe. Every subject starts as an extension does in Lambda and in
+//! `lext run`, with `sandbox.localdomain` defined in `/etc/hosts`: in a
+//! private mount namespace showing a generated hosts file (`private_hosts`),
+//! or, with `--no-hosts`, with the machine's own file (then the table's
+//! heading says so). For each subject and each run (interleaved, after one
 //! warm-up run each), on the minimal Extensions API of `api.rs`:
 //!
 //! 1. fork and exec it (see the `pre_exec` note in `bench.rs`: peak RSS),
 //!    answer register and the subscription (checking what it asked for),
 //!    and time spawn → first `/event/next`;
-//! 2. connect to the listener the subscription names, as Lambda does
-//!    (`sandbox.localdomain` resolved, else loopback, as a local emulator
-//!    must), and POST B batches of R records (default 10 of 1,000) on that
+//! 2. connect to the listener the subscription names, as Lambda does (the
+//!    generated file's 127.0.0.1; with `--no-hosts`, `sandbox.localdomain`
+//!    resolved on this machine, else loopback, as a local emulator must),
+//!    and POST B batches of R records (default 10 of 1,000) on that
 //!    one kept-alive connection, one at a time; each is timed from just
 //!    before its request is written to the subject's line being read from
 //!    the pipe, and must be answered with 200 and counted in full;
@@ -37,6 +42,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::api::{has_exited, Session, STALL};
 use crate::bench::{median, median_u64, vm_hwm_kb, wait4};
+use crate::private_hosts::{self, PrivateHosts};
 use crate::sandbox::stats::percentile;
 
 const REGISTER_PATH: &str = "/2020-01-01/extension/register";
@@ -103,6 +109,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut tokio_path: Option<PathBuf> = None;
     let mut official_path: Option<PathBuf> = None;
     let mut peers: Vec<(String, PathBuf)> = Vec::new();
+    let mut private_hosts = true;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -110,6 +117,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--batches" => batches = it.next().context("--batches B")?.parse()?,
             "--records" => records = it.next().context("--records R")?.parse()?,
             "--no-build" => build = false,
+            "--no-hosts" => private_hosts = false,
             "--blocking" => blocking_path = Some(it.next().context("--blocking PATH")?.into()),
             "--tokio" => tokio_path = Some(it.next().context("--tokio PATH")?.into()),
             "--official" => official_path = Some(it.next().context("--official PATH")?.into()),
@@ -125,6 +133,13 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         runs >= 1 && batches >= 1 && records >= 1,
         "--runs, --batches and --records must be at least 1"
     );
+    // Before anything is built: a machine where the private /etc/hosts
+    // cannot be made fails here, with what to do.
+    let hosts = if private_hosts {
+        Some(PrivateHosts::create()?)
+    } else {
+        None
+    };
 
     // The peers are separate workspaces, built into their own target
     // directory (as bench-extension's official peer is), so that their lock
@@ -181,7 +196,18 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let body = batch_body(records);
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the benchmark API")?;
     let api = listener.local_addr()?.to_string();
-    let sandbox = sandbox_ip();
+    let sandbox = match &hosts {
+        Some(hosts) => {
+            eprintln!(
+                "each subject starts in a private mount namespace with a generated /etc/hosts \
+                 ({SANDBOX_HOST} {}); entering it adds {} to a spawn (throwaway children)",
+                private_hosts::SANDBOX_IP,
+                ms(hosts.spawn_cost()?),
+            );
+            private_hosts::SANDBOX_IP
+        }
+        None => sandbox_ip(),
+    };
     eprintln!(
         "benchmark API on {api}; {SANDBOX_HOST} delivered to {sandbox}; {runs} runs x {batches} batches of {records} records ({} bytes) per subject",
         body.len()
@@ -193,6 +219,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         body: &body,
         records,
         batches,
+        hosts: hosts.as_ref(),
     };
     // One warm-up run each: page cache and the dynamic loader's caches.
     for s in &mut subjects {
@@ -205,14 +232,21 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             bench.run_once(s, true)?;
         }
     }
-    print_table(&subjects, runs, batches, records, body.len());
+    print_table(
+        &subjects,
+        runs,
+        batches,
+        records,
+        body.len(),
+        hosts.is_some(),
+    );
     Ok(())
 }
 
-/// Where a listener named `sandbox.localdomain` is reached: the name's IPv4
-/// address where it resolves (inside Lambda, or `lext run`), else loopback,
-/// as a local emulator delivers (the SDK binds the same address; the
-/// official crate binds 0.0.0.0).
+/// With `--no-hosts`, where a listener named `sandbox.localdomain` is
+/// reached: the name's IPv4 address where it resolves on this machine, else
+/// loopback, as a local emulator delivers (the SDK binds the same address;
+/// the official crate binds 0.0.0.0).
 fn sandbox_ip() -> IpAddr {
     (SANDBOX_HOST, 0)
         .to_socket_addrs()
@@ -236,6 +270,8 @@ struct Bench<'a> {
     body: &'a str,
     records: usize,
     batches: usize,
+    /// `None` with `--no-hosts`: the machine's own `/etc/hosts`.
+    hosts: Option<&'a PrivateHosts>,
 }
 
 impl Bench<'_> {
@@ -247,11 +283,15 @@ impl Bench<'_> {
             None
         };
         let mut command = Command::new(&s.path);
-        // Fork, then exec (never posix_spawn): see bench.rs, run_once.
-        // SAFETY: the closure performs no allocation, locking or other call
-        // that is unsafe between fork and exec.
-        unsafe {
-            command.pre_exec(|| Ok(()));
+        // Fork, then exec (never posix_spawn): see bench.rs, run_once. Both
+        // hooks do that; one also gives the child the generated /etc/hosts.
+        match self.hosts {
+            Some(hosts) => hosts.install(&mut command),
+            // SAFETY: the closure performs no allocation, locking or other
+            // call that is unsafe between fork and exec.
+            None => unsafe {
+                command.pre_exec(|| Ok(()));
+            },
         }
         command
             .env_clear()
@@ -633,9 +673,21 @@ fn mb(kib: u64) -> String {
 }
 
 #[allow(clippy::print_stdout)] // The report is this task's output.
-fn print_table(subjects: &[Subject], runs: usize, batches: usize, records: usize, bytes: usize) {
+fn print_table(
+    subjects: &[Subject],
+    runs: usize,
+    batches: usize,
+    records: usize,
+    bytes: usize,
+    private_hosts: bool,
+) {
+    let hosts = if private_hosts {
+        format!("each subject with a generated /etc/hosts naming {SANDBOX_HOST}, as in Lambda")
+    } else {
+        format!("--no-hosts: this machine's own /etc/hosts, where {SANDBOX_HOST} may be missing (the lext subjects then ask the resolver)")
+    };
     println!(
-        "medians over {runs} runs per subject; {batches} batches of {records} records ({bytes} bytes) per run, p90 in brackets\n"
+        "medians over {runs} runs per subject; {batches} batches of {records} records ({bytes} bytes) per run, p90 in brackets; {hosts}\n"
     );
     println!("| subject | stripped size | spawn to first /event/next | batch to handler, first of a run | later batches | all batches | peak RSS (wait4) | VmHWM before SHUTDOWN |");
     println!("|---|---|---|---|---|---|---|---|");

@@ -24,6 +24,8 @@
 //!   lext flavour (`peers/lext-telemetry-extension`) against one on the
 //!   official crate (`peers/official-telemetry-extension`), both separate
 //!   workspaces built on request (BENCHMARKS.md).
+//! - `private_hosts`: the generated `/etc/hosts` (in a private mount
+//!   namespace) that `bench-telemetry` starts every subject with.
 
 #![allow(clippy::print_stdout)] // A task runner: its output is for the terminal.
 
@@ -34,6 +36,7 @@ mod bench_lmi;
 mod bench_sandbox;
 mod bench_telemetry;
 mod cargo;
+mod private_hosts;
 mod sandbox;
 
 use std::process::ExitCode;
@@ -87,8 +90,8 @@ tasks:
       side with one sequential caller of the on-demand environment: invokes/s,
       p50, p99, p99 added latency, rejected attempts (Runtime.Unavailable).
   bench-telemetry [--runs N] [--batches B] [--records R] [--no-build]
-                  [--blocking PATH] [--tokio PATH] [--official PATH]
-                  [--peer NAME=PATH]...
+                  [--no-hosts] [--blocking PATH] [--tokio PATH]
+                  [--official PATH] [--peer NAME=PATH]...
       Builds the same Telemetry API subscriber on lext-extension's blocking
       flavour, on its tokio flavour (current-thread) and on the official
       lambda-extension crate (xtask/peers/lext-telemetry-extension and
@@ -102,7 +105,11 @@ tasks:
       <= 0.7x, no slower). --blocking/--tokio/--official replace a subject
       (then it is not built); --peer adds one (another build of a lext
       subject, for an A/B). A subject that stalls for 10 s is killed and
-      the benchmark fails with its name.
+      the benchmark fails with its name. Every subject starts in a private
+      mount namespace with a generated /etc/hosts naming sandbox.localdomain
+      (127.0.0.1), as in Lambda and lext run; that needs root or
+      CAP_SYS_ADMIN, and fails otherwise. --no-hosts measures with the
+      machine's own /etc/hosts instead, and the table says so.
 ";
 
 fn main() -> ExitCode {

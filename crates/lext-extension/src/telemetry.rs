@@ -70,12 +70,12 @@ pub(crate) fn answer(close: bool) -> &'static [u8] {
 /// or `tokio::AsyncRegistered::subscribe_telemetry`), whose listeners follow
 /// the same rules:
 ///
-/// - bind first (by default to the address `/etc/hosts` gives
-///   `sandbox.localdomain`, as AWS's samples bind that name: Lambda delivers
-///   to it, and binding it rather than `0.0.0.0` keeps the port off other
-///   interfaces; where the file does not name it, as on a development
-///   machine, 127.0.0.1), start
-///   serving, and only then subscribe with the URI
+/// - bind first (by default to the address of `sandbox.localdomain`, as
+///   AWS's samples bind that name: Lambda delivers to it, and binding it
+///   rather than `0.0.0.0` keeps the port off other interfaces; the address
+///   is read from `/etc/hosts`, else asked of the system resolver, else, as
+///   on a development machine where nothing defines the name, 127.0.0.1),
+///   start serving, and only then subscribe with the URI
 ///   `http://sandbox.localdomain:<port>`, so events Lambda delivers at once
 ///   (the init replay) find a listener, and a port clash is an error returned
 ///   to the caller before anything is subscribed;
@@ -94,7 +94,7 @@ pub struct TelemetryConfig {
     types: Vec<LogType>,
     buffering: Option<Buffering>,
     schema_version: String,
-    /// `None`: the address of `sandbox.localdomain`, read at bind time.
+    /// `None`: the address of `sandbox.localdomain`, looked up at bind time.
     bind: Option<IpAddr>,
     port: u16,
     pub(crate) capacity: usize,
@@ -102,10 +102,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     /// `platform` and `function` events, Lambda's default buffering, the
-    /// newest schema version, the address of `sandbox.localdomain` in
-    /// `/etc/hosts` (or 127.0.0.1 where it is not there) on an ephemeral port (the URI
-    /// sent carries whatever port was bound), room for 64 undelivered
-    /// batches.
+    /// newest schema version, the address of `sandbox.localdomain`
+    /// (`/etc/hosts` first, then the system resolver, 127.0.0.1 where neither
+    /// defines it) on an ephemeral port (the URI sent carries whatever port
+    /// was bound), room for 64 undelivered batches.
     fn default() -> Self {
         Self {
             types: vec![LogType::Platform, LogType::Function],
@@ -138,7 +138,7 @@ impl TelemetryConfig {
     }
 
     /// The address to bind, instead of the address of `sandbox.localdomain`
-    /// in `/etc/hosts`. Use `0.0.0.0` only where the platform delivers from
+    /// (which is then not looked up at all). Use `0.0.0.0` only where the platform delivers from
     /// outside the environment (SAM local).
     pub fn bind(mut self, ip: IpAddr) -> Self {
         self.bind = Some(ip);
@@ -159,39 +159,58 @@ impl TelemetryConfig {
     }
 }
 
-/// Where the name `sandbox.localdomain` is looked up.
+/// Where the name `sandbox.localdomain` is looked up first.
 const HOSTS_FILE: &str = "/etc/hosts";
 
-/// The IPv4 address `/etc/hosts` gives `sandbox.localdomain`, or 127.0.0.1.
+/// The IPv4 address of `sandbox.localdomain`: from `/etc/hosts`, else from
+/// the system resolver, else 127.0.0.1.
 ///
 /// Lambda delivers batches to the subscriber's URI host, `sandbox.localdomain`,
 /// so a listener bound to that name's address receives them wherever the
 /// platform points the name (AWS's samples bind the name for this reason).
 /// Inside `lext run` the name is loopback in the environment's own
-/// `/etc/hosts`. Where the file does not name it, loopback is the address a
-/// local emulator delivers to.
+/// `/etc/hosts`. Where nothing defines it, loopback is the address a local
+/// emulator delivers to.
 ///
-/// The file is read directly rather than through the system resolver
-/// (`getaddrinfo`): the name is only ever defined there, and where it is
-/// not, the resolver would load its modules and ask DNS for a name no DNS
-/// server knows, which costs a millisecond and a quarter of a megabyte of
-/// memory at every start, and the resolver's timeouts (seconds) on a machine
-/// whose name server cannot be reached.
+/// The file is read directly first: where it names the host (as in `lext
+/// run`), that costs no resolver modules and no DNS query. Where it does
+/// not, or cannot be read, the system resolver (`getaddrinfo`, search
+/// domains included) is asked, as an environment may define the name there
+/// instead; on a machine where nothing defines it, that costs a DNS query
+/// (and its timeouts where no name server answers) before loopback.
 fn sandbox_address() -> IpAddr {
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    match std::fs::read_to_string(HOSTS_FILE) {
-        Ok(hosts) => hosts_address(&hosts, SANDBOX_HOST).unwrap_or_else(|| {
-            tracing::debug!(
-                host = SANDBOX_HOST,
-                "not in {HOSTS_FILE}; binding 127.0.0.1"
-            );
-            loopback
-        }),
-        Err(err) => {
-            tracing::debug!(error = %err, "cannot read {HOSTS_FILE}; binding 127.0.0.1");
-            loopback
+    let hosts = std::fs::read_to_string(HOSTS_FILE).unwrap_or_else(|err| {
+        tracing::debug!(error = %err, "cannot read {HOSTS_FILE}; asking the resolver");
+        String::new()
+    });
+    sandbox_address_from(&hosts, |host| {
+        use std::net::ToSocketAddrs;
+        match (host, 0).to_socket_addrs() {
+            Ok(addrs) => addrs.map(|addr| addr.ip()).collect(),
+            Err(err) => {
+                tracing::debug!(host, error = %err, "does not resolve");
+                Vec::new()
+            }
         }
+    })
+}
+
+/// The fallback order of [`sandbox_address`], given the contents of the
+/// hosts file and a resolver (the addresses it gives a name, none where it
+/// does not resolve): the file's IPv4 address for `sandbox.localdomain`;
+/// else, and only then asked, the resolver's first IPv4 address; else
+/// 127.0.0.1.
+fn sandbox_address_from(hosts: &str, resolve: impl FnOnce(&str) -> Vec<IpAddr>) -> IpAddr {
+    if let Some(addr) = hosts_address(hosts, SANDBOX_HOST) {
+        return addr;
     }
+    resolve(SANDBOX_HOST)
+        .into_iter()
+        .find(IpAddr::is_ipv4)
+        .unwrap_or_else(|| {
+            tracing::debug!(host = SANDBOX_HOST, "not defined; binding 127.0.0.1");
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        })
 }
 
 /// The first IPv4 address that `hosts` (in the format of `/etc/hosts`:
@@ -447,5 +466,35 @@ mod tests {
         ] {
             assert_eq!(hosts_address(hosts, SANDBOX_HOST), None, "{hosts:?}");
         }
+    }
+
+    #[test]
+    fn the_hosts_file_comes_first_then_the_resolver_then_loopback() {
+        let in_file = IpAddr::V4(Ipv4Addr::new(169, 254, 100, 1));
+        let resolved = IpAddr::V4(Ipv4Addr::new(169, 254, 79, 129));
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        let named = "127.0.0.1 localhost\n169.254.100.1 sandbox.localdomain sandbox\n";
+        let unnamed = "127.0.0.1 localhost\n";
+
+        // Named in the file: the resolver is never asked.
+        let addr = sandbox_address_from(named, |_| panic!("the resolver was asked"));
+        assert_eq!(addr, in_file);
+
+        // Not in the file (or no file): the resolver, asked for the sandbox
+        // host, gives its first IPv4 address; IPv6 ones are skipped.
+        for hosts in [unnamed, ""] {
+            let mut asked = Vec::new();
+            let addr = sandbox_address_from(hosts, |host| {
+                asked.push(host.to_owned());
+                vec![v6, resolved, IpAddr::V4(Ipv4Addr::LOCALHOST)]
+            });
+            assert_eq!(addr, resolved, "{hosts:?}");
+            assert_eq!(asked, [SANDBOX_HOST]);
+        }
+
+        // Neither defines an IPv4 address: loopback.
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(sandbox_address_from(unnamed, |_| Vec::new()), loopback);
+        assert_eq!(sandbox_address_from(unnamed, |_| vec![v6]), loopback);
     }
 }
