@@ -96,16 +96,7 @@ impl<'a> Session<'a> {
             return Ok(None);
         };
         let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let len: usize = head
-            .lines()
-            .skip(1)
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
+        let len = content_length(&head);
         if self.buf.len() < end + 4 + len {
             return Ok(None);
         }
@@ -173,6 +164,20 @@ fn wait_for_connection(fd: i32, child: libc::pid_t, timeout: Duration) -> Result
 
 /// Whether `child` has exited, without reaping it (WNOWAIT), so that the
 /// caller's wait4 still gets its resource usage.
+/// The Content-Length an HTTP head (start line, then header lines) gives,
+/// 0 without one.
+pub(crate) fn content_length(head: &str) -> usize {
+    head.lines()
+        .skip(1)
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
 pub(crate) fn has_exited(child: libc::pid_t) -> bool {
     // SAFETY: siginfo_t is plain old data; zeroed is valid. waitid with
     // WNOHANG|WNOWAIT only inspects our own child.

@@ -60,11 +60,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--with-official" => official = true,
             "--floor" => floor_path = Some(it.next().context("--floor PATH")?.into()),
             "--port" => port_path = Some(it.next().context("--port PATH")?.into()),
-            "--peer" => {
-                let spec = it.next().context("--peer NAME=PATH")?;
-                let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
-                peers.push((name.to_owned(), PathBuf::from(path)));
-            }
+            "--peer" => peers.push(peer(it.next())?),
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -262,6 +258,13 @@ fn run_once(
         s.minflt.push(minflt);
     }
     Ok(())
+}
+
+/// The value of a `--peer NAME=PATH` argument.
+pub(crate) fn peer(spec: Option<&String>) -> Result<(String, PathBuf)> {
+    let spec = spec.context("--peer NAME=PATH")?;
+    let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
+    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 /// `VmHWM` of a live process, in KiB: the peak RSS of its current address

@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::api::{has_exited, Session, STALL};
-use crate::bench::{median, median_u64, vm_hwm_kb, wait4};
+use crate::api::{content_length, has_exited, Session, STALL};
+use crate::bench::{median, median_u64, peer, vm_hwm_kb, wait4};
 use crate::private_hosts::{self, PrivateHosts};
 use crate::sandbox::stats::percentile;
 
@@ -121,11 +121,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--blocking" => blocking_path = Some(it.next().context("--blocking PATH")?.into()),
             "--tokio" => tokio_path = Some(it.next().context("--tokio PATH")?.into()),
             "--official" => official_path = Some(it.next().context("--official PATH")?.into()),
-            "--peer" => {
-                let spec = it.next().context("--peer NAME=PATH")?;
-                let (name, path) = spec.split_once('=').context("--peer NAME=PATH")?;
-                peers.push((name.to_owned(), PathBuf::from(path)));
-            }
+            "--peer" => peers.push(peer(it.next())?),
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -483,16 +479,7 @@ fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .with_context(|| format!("not an HTTP answer: {head:?}"))?;
-            let len: usize = head
-                .lines()
-                .skip(1)
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.trim()
-                        .eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
+            let len = content_length(&head);
             if buf.len() >= end + 4 + len {
                 buf.drain(..end + 4 + len);
                 return Ok(status);

@@ -391,14 +391,8 @@ impl Subscriber {
             to += 1;
         }
         if to < run.len() {
-            if queue.dropped_records == 0 {
-                tracing::warn!(
-                    extension = ?self.name,
-                    "telemetry subscriber is not keeping up; dropping records"
-                );
-            }
             let lost: usize = (to..run.len()).map(|i| run.size(i)).sum();
-            queue.add_lost_new((run.len() - to) as u64, lost as u64, REASON_SLOW_CONSUMER);
+            self.refuse(queue, (run.len() - to) as u64, lost as u64);
         }
         if to == 0 {
             return false;
@@ -435,13 +429,7 @@ impl Subscriber {
     /// Queues one encoded event within the queue's limit.
     fn queue_json(&self, queue: &mut Queue, json: Bytes, limit: usize) -> bool {
         if queue.bytes + json.len() > limit {
-            if queue.dropped_records == 0 {
-                tracing::warn!(
-                    extension = ?self.name,
-                    "telemetry subscriber is not keeping up; dropping records"
-                );
-            }
-            queue.add_lost_new(1, json.len() as u64, REASON_SLOW_CONSUMER);
+            self.refuse(queue, 1, json.len() as u64);
             return false;
         }
         let was_empty = queue.items.is_empty();
@@ -449,6 +437,18 @@ impl Subscriber {
         queue.bytes += json.len();
         queue.items.push_back(Item::One(json));
         self.queued(queue, was_empty)
+    }
+
+    /// Counts `records` new records that the full queue could not take,
+    /// and warns at the first drop since the last notice.
+    fn refuse(&self, queue: &mut Queue, records: u64, bytes: u64) {
+        if queue.dropped_records == 0 {
+            tracing::warn!(
+                extension = ?self.name,
+                "telemetry subscriber is not keeping up; dropping records"
+            );
+        }
+        queue.add_lost_new(records, bytes, REASON_SLOW_CONSUMER);
     }
 
     /// After queueing: notes when a batch began, and says whether the task
@@ -710,19 +710,26 @@ fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
     }
     let mut records = 0;
     let mut record_bytes = 0;
-    // Events in the batch so far, the notice included.
+    // Events in the batch so far, the notice included. `fits` takes one
+    // more event of `size` bytes into the count if the limits allow it.
     let mut count = events.len();
+    let mut fits = |size: usize| {
+        let added = size + usize::from(count > 0);
+        if count >= max_items || (count > 0 && body_bytes + added > max_bytes) {
+            return false;
+        }
+        body_bytes += added;
+        count += 1;
+        true
+    };
     'items: while let Some(front) = queue.items.front_mut() {
         match front {
             Item::One(next) => {
-                let added = next.len() + usize::from(count > 0);
-                if count >= max_items || (count > 0 && body_bytes + added > max_bytes) {
+                if !fits(next.len()) {
                     break;
                 }
-                body_bytes += added;
                 records += 1;
                 record_bytes += next.len() as u64;
-                count += 1;
                 if let Some(Item::One(item)) = queue.items.pop_front() {
                     events.push(item);
                 }
@@ -730,14 +737,8 @@ fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
             Item::Run { run, from, to } => {
                 let first = *from;
                 let mut size = 0;
-                while *from < *to {
-                    let added = run.size(*from) + usize::from(count > 0);
-                    if count >= max_items || (count > 0 && body_bytes + added > max_bytes) {
-                        break;
-                    }
-                    body_bytes += added;
+                while *from < *to && fits(run.size(*from)) {
                     size += run.size(*from);
-                    count += 1;
                     *from += 1;
                 }
                 if *from > first {
