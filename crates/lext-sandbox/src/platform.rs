@@ -30,7 +30,7 @@ fn ms(d: Duration) -> f64 {
 
 /// `platform.initStart`.
 pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
-    Record::InitStart(tel::InitStart {
+    Record::InitStart(Box::new(tel::InitStart {
         // A local environment is created on demand, or as Managed
         // Instances: there is no provisioned concurrency or SnapStart to
         // emulate.
@@ -52,7 +52,7 @@ pub(crate) fn init_start(function: &FunctionConfig, phase: Phase) -> Record {
         instance_max_memory: Some(u64::from(function.memory_mb) * 1024 * 1024),
         tracing: None,
         extra: Default::default(),
-    })
+    }))
 }
 
 /// An EC2-shaped instance id (`i-` and 17 hex digits), the same for every
@@ -69,13 +69,13 @@ pub(crate) fn init_done(duration: Duration, extensions: &[ExtensionSummary]) -> 
     let mut events = Vec::with_capacity(extensions.len() + 2);
     events.push(init_runtime_done(Phase::Init, None));
     for ext in extensions {
-        events.push(Record::Extension(ExtensionInfo {
+        events.push(Record::Extension(Box::new(ExtensionInfo {
             name: ext.name.clone(),
             state: ext.state.to_string(),
             events: ext.events.iter().map(|e| e.as_str().to_owned()).collect(),
             error_type: ext.error_type.map(str::to_owned),
             extra: Default::default(),
-        }));
+        })));
     }
     // initReport closes Init, after every extension's record (RIE order).
     events.push(init_report(Phase::Init, duration, None));
@@ -85,7 +85,7 @@ pub(crate) fn init_done(duration: Duration, extensions: &[ExtensionSummary]) -> 
 /// `platform.initRuntimeDone`: a success, or a failed Init with its fault
 /// (RIE sends it with the error status too).
 pub(crate) fn init_runtime_done(phase: Phase, fault: Option<&Fault>) -> Record {
-    Record::InitRuntimeDone(tel::InitRuntimeDone {
+    Record::InitRuntimeDone(Box::new(tel::InitRuntimeDone {
         initialization_type: InitializationType::OnDemand,
         phase: Some(phase),
         status: fault.map_or(Status::Success, Fault::status),
@@ -93,12 +93,12 @@ pub(crate) fn init_runtime_done(phase: Phase, fault: Option<&Fault>) -> Record {
         spans: None,
         tracing: None,
         extra: Default::default(),
-    })
+    }))
 }
 
 /// `platform.initReport`, with the fault of a failed Init.
 pub(crate) fn init_report(phase: Phase, duration: Duration, fault: Option<&Fault>) -> Record {
-    Record::InitReport(tel::InitReport {
+    Record::InitReport(Box::new(tel::InitReport {
         initialization_type: InitializationType::OnDemand,
         phase,
         status: Some(fault.map_or(Status::Success, Fault::status)),
@@ -110,7 +110,7 @@ pub(crate) fn init_report(phase: Phase, duration: Duration, fault: Option<&Fault
         spans: None,
         tracing: None,
         extra: Default::default(),
-    })
+    }))
 }
 
 /// The `errorType` of a record: the fault's, except for a timeout, whose
@@ -136,7 +136,7 @@ pub(crate) fn start(
     trace: Option<String>,
     function_arn: Option<String>,
 ) -> Record {
-    Record::Start(tel::Start {
+    Record::Start(Box::new(tel::Start {
         request_id: request_id.to_owned(),
         version: Some(version.to_owned()),
         // Managed Instances only (RIE
@@ -145,7 +145,7 @@ pub(crate) fn start(
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
-    })
+    }))
 }
 
 /// `platform.runtimeDone`.
@@ -156,7 +156,7 @@ pub(crate) fn runtime_done(
     duration: Duration,
     produced_bytes: Option<u64>,
 ) -> Record {
-    Record::RuntimeDone(tel::RuntimeDone {
+    Record::RuntimeDone(Box::new(tel::RuntimeDone {
         request_id: request_id.to_owned(),
         status: fault.map_or(Status::Success, Fault::status),
         error_type: error_type(fault),
@@ -170,7 +170,7 @@ pub(crate) fn runtime_done(
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
-    })
+    }))
 }
 
 /// A `platform.runtimeDone` for a streamed response: with its
@@ -241,7 +241,7 @@ pub(crate) fn report(
     // ceil(Duration + Init Duration) after a cold start.
     let duration_ms = ms(report.duration);
     let init_ms = report.init_duration.map(ms);
-    Record::Report(tel::Report {
+    Record::Report(Box::new(tel::Report {
         request_id: report.request_id.clone(),
         status: report.status(),
         error_type: error_type(report.fault.as_ref()),
@@ -258,15 +258,15 @@ pub(crate) fn report(
         tenant_id: None,
         tracing: trace_context(trace),
         extra: Default::default(),
-    })
+    }))
 }
 
 /// `platform.end` (Logs API only; the hub routes it).
 pub(crate) fn end(request_id: &str) -> Record {
-    Record::End(tel::End {
+    Record::End(Box::new(tel::End {
         request_id: request_id.to_owned(),
         extra: Default::default(),
-    })
+    }))
 }
 
 /// `platform.fault` (Logs API only): one line of text.

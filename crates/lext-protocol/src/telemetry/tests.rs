@@ -291,3 +291,25 @@ fn builder_subscription_serializes_like_the_samples() {
     );
     assert_eq!(req.validate(Api::Telemetry), Ok(()));
 }
+
+#[test]
+fn an_event_is_small_because_only_log_lines_are_inline() {
+    // A batch holds up to 10,000 events, nearly all of them log lines: each
+    // event's slot is what every line costs an extension that decodes it.
+    assert!(
+        std::mem::size_of::<TelemetryEvent>() <= 80,
+        "TelemetryEvent is {} bytes",
+        std::mem::size_of::<TelemetryEvent>()
+    );
+    let line = TelemetryEvent::new(
+        "2022-10-21T14:05:03.165Z",
+        Record::Function(LogRecord::Text("hello".into())),
+    );
+    let report: TelemetryEvent =
+        serde_json::from_value(json!({"time":"2022-10-21T14:05:03.165Z","type":"platform.report","record":{"requestId":"r","status":"success","metrics":{"durationMs":1.5,"billedDurationMs":2,"memorySizeMB":128,"maxMemoryUsedMB":20}}})).unwrap();
+    match &report.record {
+        Record::Report(r) => assert_eq!(r.request_id, "r"),
+        other => panic!("not a report: {other:?}"),
+    }
+    assert_eq!(serde_json::to_value(&line).unwrap()["record"], "hello");
+}

@@ -689,12 +689,12 @@ fn take_batch(subscriber: &Subscriber, queue: &mut Queue) -> Option<Batch> {
     let mut body_bytes = 2; // the array's brackets
     let mut notice = None;
     if queue.dropped_records > 0 {
-        let record = Record::LogsDropped(LogsDropped {
+        let record = Record::LogsDropped(Box::new(LogsDropped {
             reason: queue.drop_reason.to_owned(),
             dropped_records: queue.dropped_records,
             dropped_bytes: queue.dropped_bytes,
             extra: Default::default(),
-        });
+        }));
         let event = TelemetryEvent::new(iso8601_ms(SystemTime::now()), record);
         if let Ok(json) = serde_json::to_vec(&event) {
             body_bytes += json.len();

@@ -10,7 +10,7 @@
 //! deliver them.
 
 use bytes::Bytes;
-use lext_protocol::telemetry::{End, Record, SubscribeRequest, TelemetryEvent};
+use lext_protocol::telemetry::{Record, SubscribeRequest, TelemetryEvent};
 use serde_json::{json, Value};
 
 /// The Logs API schema version that adds `platform.runtimeDone`.
@@ -83,7 +83,7 @@ fn logs_record(record: &Record, runtime_done: bool) -> Option<Value> {
             "requestId": done.request_id,
             "status": done.status.as_str(),
         })),
-        Record::End(End { .. })
+        Record::End(_)
         | Record::Fault(_)
         | Record::Extension(_)
         | Record::LogsSubscription(_)
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn logs_api_shapes() {
-        let done = Record::RuntimeDone(RuntimeDone {
+        let done = Record::RuntimeDone(Box::new(RuntimeDone {
             request_id: "r".into(),
             status: Status::Success,
             error_type: None,
@@ -110,18 +110,18 @@ mod tests {
             tenant_id: None,
             tracing: None,
             extra: Default::default(),
-        });
+        }));
         assert_eq!(logs_record(&done, false), None);
         assert_eq!(
             logs_record(&done, true),
             Some(json!({"requestId": "r", "status": "success"}))
         );
-        let sub = Record::TelemetrySubscription(Subscription {
+        let sub = Record::TelemetrySubscription(Box::new(Subscription {
             name: "x".into(),
             state: "Subscribed".into(),
             types: vec![],
             extra: Default::default(),
-        });
+        }));
         assert_eq!(logs_record(&sub, true), None);
         assert_eq!(
             logs_record(&Record::Fault(LogRecord::Text("f".into())), false),

@@ -610,8 +610,8 @@ impl Hub {
             extra: Default::default(),
         };
         self.record(match api {
-            Api::Telemetry => Record::TelemetrySubscription(record),
-            Api::Logs => Record::LogsSubscription(record),
+            Api::Telemetry => Record::TelemetrySubscription(Box::new(record)),
+            Api::Logs => Record::LogsSubscription(Box::new(record)),
         });
         tracing::debug!(extension, api = api_name(api), "telemetry subscriber added");
         Ok(())
@@ -728,7 +728,7 @@ impl Hub {
             let (records, bytes) = queue.abandon();
             if queue.total_dropped_records > 0 {
                 if records > 0 || queue.dropped_records > 0 {
-                    let notice = Record::LogsDropped(LogsDropped {
+                    let notice = Record::LogsDropped(Box::new(LogsDropped {
                         reason: format!(
                             "{} undelivered when the environment shut down",
                             subscriber.name
@@ -736,7 +736,7 @@ impl Hub {
                         dropped_records: records + queue.dropped_records,
                         dropped_bytes: bytes + queue.dropped_bytes,
                         extra: Default::default(),
-                    });
+                    }));
                     let event = TelemetryEvent::new(iso8601_ms(SystemTime::now()), notice);
                     if let Ok(json) = serde_json::to_vec(&event) {
                         self.inner.sink.event(&event, &json);

@@ -437,7 +437,7 @@ async fn a_subscriber_that_is_down_is_reported_never_silent() {
 async fn init_events_are_replayed_to_late_subscribers() {
     let mut sub = subscriber_server(true).await;
     let hub = hub();
-    hub.record(Record::InitStart(InitStart {
+    hub.record(Record::InitStart(Box::new(InitStart {
         initialization_type: InitializationType::OnDemand,
         phase: Phase::Init,
         runtime_version: None,
@@ -448,7 +448,7 @@ async fn init_events_are_replayed_to_late_subscribers() {
         instance_max_memory: None,
         tracing: None,
         extra: Default::default(),
-    }));
+    })));
     hub.record(Record::ExtensionLog(LogRecord::Text(
         "before subscribe".into(),
     )));
@@ -513,7 +513,7 @@ async fn init_events_are_replayed_to_late_subscribers() {
 }
 
 fn report_record() -> Record {
-    Record::Report(Report {
+    Record::Report(Box::new(Report {
         request_id: "req".into(),
         status: Status::Success,
         error_type: None,
@@ -530,7 +530,7 @@ fn report_record() -> Record {
         tenant_id: None,
         tracing: None,
         extra: Default::default(),
-    })
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,7 +564,7 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
         ),
         Err(SubscribeError::MixedApis("logs-ext".into()))
     );
-    hub.record(Record::Start(Start {
+    hub.record(Record::Start(Box::new(Start {
         request_id: "req".into(),
         version: Some("$LATEST".into()),
         function_arn: None,
@@ -575,12 +575,12 @@ async fn logs_api_subscribers_get_logs_api_shapes() {
             value: "Root=1".into(),
         }),
         extra: Default::default(),
-    }));
+    })));
     hub.record(line("hello"));
-    hub.record(Record::End(End {
+    hub.record(Record::End(Box::new(End {
         request_id: "req".into(),
         extra: Default::default(),
-    }));
+    })));
     hub.record(report_record());
     hub.record(Record::Fault(LogRecord::Text(
         "RequestId: req Process exited before completing request".into(),

@@ -485,7 +485,7 @@ mod tests {
             records: vec![
                 super::super::record::Timed {
                     time: at(3),
-                    item: Record::InitReport(InitReport {
+                    item: Record::InitReport(Box::new(InitReport {
                         initialization_type: InitializationType::OnDemand,
                         phase: Phase::Init,
                         status: Some(Status::Error),
@@ -497,16 +497,16 @@ mod tests {
                         spans: None,
                         tracing: None,
                         extra: Default::default(),
-                    }),
+                    })),
                 },
                 super::super::record::Timed {
                     time: at(7),
-                    item: Record::LogsDropped(LogsDropped {
+                    item: Record::LogsDropped(Box::new(LogsDropped {
                         reason: "<slow>".into(),
                         dropped_records: 12,
                         dropped_bytes: 345,
                         extra: Default::default(),
-                    }),
+                    })),
                 },
             ],
             ..Recorded::default()
