@@ -531,12 +531,18 @@ fn drop_capabilities() -> io::Result<()> {
     Ok(())
 }
 
-/// Empties the capability bounding set. EINVAL past the kernel's last
-/// capability, EPERM without CAP_SETPCAP: nothing to drop either way.
+/// Empties the capability bounding set, one capability a call, from 0 up
+/// to the first that fails: EINVAL past the kernel's last capability, EPERM
+/// without CAP_SETPCAP (nothing can be dropped then). Stopping there saves
+/// the 20-odd calls past the last capability, and all 64 without root.
 fn empty_bounding_set() {
     use rustix::thread::{self as t, CapabilitySet};
     for bit in 0..64 {
-        let _ = t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit));
+        if t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit))
+            .is_err()
+        {
+            break;
+        }
     }
 }
 
