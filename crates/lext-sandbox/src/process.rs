@@ -761,6 +761,17 @@ async fn read_lines<R: AsyncRead + Unpin>(
 /// in `partial` and leaving the last incomplete one there. A line that
 /// reaches [`MAX_LINE_BYTES`] without a newline is cut there.
 fn split_lines(mut bytes: &[u8], partial: &mut Vec<u8>, lines: &mut Vec<String>) {
+    // A read nearly always ends inside a line: the first newline of the next
+    // read completes it, and the lines after it take the one pass below.
+    if !partial.is_empty() {
+        let room = MAX_LINE_BYTES - partial.len();
+        if let Some(end) = memchr::memchr(b'\n', &bytes[..bytes.len().min(room + 1)]) {
+            partial.extend_from_slice(&bytes[..end]);
+            lines.push(text(partial));
+            partial.clear();
+            bytes = &bytes[end + 1..];
+        }
+    }
     if partial.is_empty() {
         // The lines this read completes, checked as UTF-8 in one pass (a
         // newline is never inside a character): when they are valid, each
