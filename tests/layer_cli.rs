@@ -628,6 +628,41 @@ fn publish_and_attach_against_moto() {
     assert_eq!(versions.trim(), "0");
 }
 
+/// `lext` hands `publish` and `invoke` to `lext-aws` beside it (the program
+/// that links the AWS SDK). Without it, one line says what to do; beside
+/// it, the same `lext` hands over, and the error is lext-aws's own.
+#[test]
+fn lext_hands_publish_and_invoke_to_lext_aws_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alone = tmp.path().join("lext");
+    fs::copy(env!("CARGO_BIN_EXE_lext"), &alone).unwrap();
+    let missing = tmp.path().join("missing.zip");
+    let publish = [
+        "publish".as_ref(),
+        missing.as_os_str(),
+        "--layer-name".as_ref(),
+        "x".as_ref(),
+    ];
+    for args in [&publish[..], &["invoke".as_ref()][..]] {
+        let out = run(Command::new(&alone)
+            .args(args)
+            .current_dir(tmp.path())
+            .stdin(Stdio::null()));
+        assert_one_error_line(&out, "run by lext-aws, which is not beside lext");
+    }
+    fs::copy(env!("CARGO_BIN_EXE_lext-aws"), tmp.path().join("lext-aws")).unwrap();
+    let out = run(Command::new(&alone)
+        .args(publish)
+        .current_dir(tmp.path())
+        .stdin(Stdio::null()));
+    assert_one_error_line(&out, "missing.zip");
+    assert!(
+        !text(&out.stderr).contains("lext-aws"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn publish_errors_are_one_line_and_quick() {
     let tmp = tempfile::tempdir().unwrap();
