@@ -24,6 +24,10 @@ pub(crate) struct Request {
     pub body: Vec<u8>,
 }
 
+/// The Extensions API paths the benchmarks serve.
+pub(crate) const REGISTER_PATH: &str = "/2020-01-01/extension/register";
+pub(crate) const NEXT_PATH: &str = "/2020-01-01/extension/event/next";
+
 /// How long the benchmark waits for an extension to connect or to send its
 /// next request before it gives up (a dead or stuck binary must not hang it).
 pub(crate) const STALL: Duration = Duration::from_secs(10);
@@ -92,26 +96,31 @@ impl<'a> Session<'a> {
     /// is taken here, when the last byte is in, so that every binary's
     /// figure ends at the same point of its request.
     fn parse_buffered(&mut self) -> Result<Option<Request>> {
-        let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some((head, body)) = complete_message(&self.buf) else {
             return Ok(None);
         };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let len = content_length(&head);
-        if self.buf.len() < end + 4 + len {
-            return Ok(None);
-        }
         let at = Instant::now();
         let mut words = head.split(' ');
         let method = words.next().map(str::to_owned).unwrap_or_default();
         let path = words.next().map(str::to_owned).unwrap_or_default();
-        let body = self.buf[end + 4..end + 4 + len].to_vec();
-        self.buf.drain(..end + 4 + len);
+        let end = body.end;
+        let body = self.buf[body].to_vec();
+        self.buf.drain(..end);
         Ok(Some(Request {
             at,
             method,
             path,
             body,
         }))
+    }
+
+    /// Answers register as Lambda does: the extension's identifier, and the
+    /// function's name, version and handler.
+    pub(crate) fn answer_register(&mut self) -> Result<Instant> {
+        self.respond(
+            "Lambda-Extension-Identifier: 6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a\r\n",
+            r#"{"functionName":"bench","functionVersion":"$LATEST","handler":"bench.handler"}"#,
+        )
     }
 
     /// Writes a 200 answer with a JSON body and extra headers; returns the
@@ -166,7 +175,17 @@ fn wait_for_connection(fd: i32, child: libc::pid_t, timeout: Duration) -> Result
 /// caller's wait4 still gets its resource usage.
 /// The Content-Length an HTTP head (start line, then header lines) gives,
 /// 0 without one.
-pub(crate) fn content_length(head: &str) -> usize {
+/// The head of the HTTP message at the start of `buf` (request or answer,
+/// framed by Content-Length), and where its body lies in `buf`, once all of
+/// it is there.
+pub(crate) fn complete_message(buf: &[u8]) -> Option<(String, std::ops::Range<usize>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let body = end + 4..end + 4 + content_length(&head);
+    (buf.len() >= body.end).then_some((head, body))
+}
+
+fn content_length(head: &str) -> usize {
     head.lines()
         .skip(1)
         .find_map(|l| {

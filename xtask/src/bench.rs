@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::api::Session;
-
-const REGISTER_PATH: &str = "/2020-01-01/extension/register";
-const NEXT_PATH: &str = "/2020-01-01/extension/event/next";
+use crate::api::{Session, NEXT_PATH, REGISTER_PATH};
 
 /// One binary under test and every sample taken of it. Samples are kept
 /// raw (not summarised per run) so that the medians are over all of them.
@@ -199,10 +196,7 @@ fn run_once(
             req.path
         );
         let register = req.at - spawned;
-        session.respond(
-            "Lambda-Extension-Identifier: 6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a\r\n",
-            r#"{"functionName":"bench","functionVersion":"$LATEST","handler":"bench.handler"}"#,
-        )?;
+        session.answer_register()?;
         let req = session.next_request()?;
         ensure!(
             req.path == NEXT_PATH,

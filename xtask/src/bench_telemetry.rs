@@ -40,13 +40,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::api::{content_length, has_exited, Session, STALL};
+use crate::api::{complete_message, has_exited, Session, NEXT_PATH, REGISTER_PATH, STALL};
 use crate::bench::{median, median_u64, peer, vm_hwm_kb, wait4};
 use crate::private_hosts::{self, PrivateHosts};
 use crate::sandbox::stats::percentile;
 
-const REGISTER_PATH: &str = "/2020-01-01/extension/register";
-const NEXT_PATH: &str = "/2020-01-01/extension/event/next";
 const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
 /// The host Lambda requires in a subscriber's URI.
 const SANDBOX_HOST: &str = "sandbox.localdomain";
@@ -361,10 +359,7 @@ impl Bench<'_> {
             "registered for {}, not INVOKE and SHUTDOWN",
             events["events"]
         );
-        session.respond(
-            "Lambda-Extension-Identifier: 6b1e5b2c-8a4e-4c6f-9d0b-1f2e3d4c5b6a\r\n",
-            r#"{"functionName":"bench","functionVersion":"$LATEST","handler":"bench.handler"}"#,
-        )?;
+        session.answer_register()?;
 
         let req = session.next_request()?;
         ensure!(
@@ -472,18 +467,14 @@ fn check_subscription(body: &[u8]) -> Result<u16> {
 fn read_answer(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if let Some((head, body)) = complete_message(buf) {
             let status: u16 = head
                 .split(' ')
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .with_context(|| format!("not an HTTP answer: {head:?}"))?;
-            let len = content_length(&head);
-            if buf.len() >= end + 4 + len {
-                buf.drain(..end + 4 + len);
-                return Ok(status);
-            }
+            buf.drain(..body.end);
+            return Ok(status);
         }
         let n = match conn.read(&mut chunk) {
             Ok(n) => n,

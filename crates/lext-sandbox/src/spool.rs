@@ -63,8 +63,6 @@ struct Shared<T> {
     /// Signalled when a batch has been written and flushed.
     written: Condvar,
     capacity: usize,
-    /// [`GATHER`], but for tests.
-    gather: Duration,
 }
 
 #[derive(Debug)]
@@ -88,6 +86,8 @@ struct State<T> {
     writer: Writer,
     /// A flush is waiting: the writer does not let lines gather.
     hurry: bool,
+    /// [`GATHER`] (longer in a test that watches the gathering).
+    gather: Duration,
 }
 
 /// The writer thread's state, as pushers and flushes see it.
@@ -115,22 +115,6 @@ impl<T: Send + 'static> Spool<T> {
         name: &str,
         out: W,
         capacity: usize,
-        write: F,
-        on_error: E,
-    ) -> io::Result<Self>
-    where
-        W: Write + Send + 'static,
-        F: FnMut(&mut BufWriter<W>, T) -> io::Result<()> + Send + 'static,
-        E: FnOnce(io::Error) + Send + 'static,
-    {
-        Self::start_gathering(name, out, capacity, GATHER, write, on_error)
-    }
-
-    fn start_gathering<W, F, E>(
-        name: &str,
-        out: W,
-        capacity: usize,
-        gather: Duration,
         mut write: F,
         on_error: E,
     ) -> io::Result<Self>
@@ -152,11 +136,11 @@ impl<T: Send + 'static> Spool<T> {
                 closed: false,
                 writer: Writer::Busy,
                 hurry: false,
+                gather: GATHER,
             }),
             work: Condvar::new(),
             written: Condvar::new(),
             capacity,
-            gather,
         });
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -313,11 +297,11 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Waits [`GATHER`] (`self.gather`) for more lines to arrive, unless a flush is waiting
+    /// Waits [`GATHER`] for more lines to arrive, unless a flush is waiting
     /// or the queue is closed.
     fn gather<'a>(&self, mut state: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
         state.writer = Writer::Gathering;
-        let until = Instant::now() + self.gather;
+        let until = Instant::now() + state.gather;
         while !state.hurry && !state.closed {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -419,16 +403,16 @@ mod tests {
     #[test]
     fn lines_after_a_batch_gather_into_one_write_and_a_flush_cuts_the_wait_short() {
         let out = Counted::default();
-        let spool = Spool::start_gathering(
+        let spool = Spool::start(
             "test",
             out.clone(),
             1 << 20,
-            // Far longer than the test: what is seen below is the gathering.
-            Duration::from_secs(600),
             |out, item: Vec<u8>| out.write_all(&item),
             |_| {},
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        // Far longer than the test: what is seen below is the gathering.
+        lock(&spool.shared.state).gather = Duration::from_secs(600);
         // A line after a quiet spell wakes the idle writer: written without
         // a flush.
         assert!(spool.push(b"first\n".to_vec(), 6));

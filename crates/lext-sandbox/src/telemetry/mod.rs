@@ -190,7 +190,7 @@ struct Recorded {
     /// The typed event; `None` for an output line that nobody needed typed
     /// when it was recorded (see [`Hub::record_lines`]): its JSON says it
     /// all, and [`Recorded::event`] decodes it where it is wanted later.
-    /// Boxed: a line's record is 64 bytes instead of 408, and a read of
+    /// Boxed: a line's record is 64 bytes instead of 136, and a read of
     /// the function's output makes thousands of them.
     event: Option<Box<TelemetryEvent>>,
     log_type: LogType,
